@@ -1,0 +1,415 @@
+"""Classical denoising filters, registered as methods.
+
+Each filter works on one float32 block (``YX``, or ``ZYX`` for ``box3d``) in the image's
+own intensity units and declares its parameters. A parameter left unset (``None``) is
+chosen from the image by the filter's ``auto`` hook: by self-supervised J-invariant
+calibration where that is affordable (Gaussian, box, median, TV), otherwise from the
+estimated noise level. Every filter also accepts ``vst=True``: the pipeline then applies
+the generalised Anscombe transform for Poisson-Gaussian noise first and its exact
+unbiased inverse afterwards (see :mod:`napari_denoise.engine.noise`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .calibrate import (
+    best_candidate,
+    center_crop,
+    masked_jinv_loss,
+    noise_correlation_radius,
+    separable_jinv_loss,
+)
+from .methods import Method, Param, register
+
+__all__ = ["blind_spot_radius", "gaussian_kernel1d"]
+
+VST = Param("vst", bool, False, "Denoise in the variance-stabilised (generalised Anscombe) domain")
+CALIBRATION_CROP = 384  # calibrate on the central crop: representative, and fast
+
+
+def _samples(samples: Sequence[np.ndarray]) -> list[np.ndarray]:
+    return [center_crop(np.asarray(s, np.float32), CALIBRATION_CROP) for s in samples]
+
+
+def _sigma(samples: Sequence[np.ndarray]) -> float:
+    from .noise import estimate_sigma
+
+    return float(np.median([estimate_sigma(s) for s in samples]))
+
+
+# --- Gaussian -------------------------------------------------------------------------------
+
+TRUNCATE = 4.0
+GAUSSIAN_SIGMAS = tuple(np.round(np.geomspace(0.4, 6.0, 24), 3))
+
+
+def gaussian_kernel1d(sigma: float) -> np.ndarray:
+    """scipy's normalised 1D Gaussian kernel (truncated at 4 sigma)."""
+    radius = int(TRUNCATE * sigma + 0.5)
+    x = np.arange(-radius, radius + 1)
+    k = np.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def blind_spot_radius(blocks: Sequence[np.ndarray]) -> int:
+    """Blind-spot half-width for calibration: wider when the noise is spatially correlated."""
+    kernels_for = lambda s: [gaussian_kernel1d(s)] * 2  # noqa: E731
+    return max(noise_correlation_radius(b, kernels_for, GAUSSIAN_SIGMAS[::2]) for b in blocks)
+
+
+def _gaussian(block, *, sigma):
+    return ndi.gaussian_filter(block, sigma, mode="reflect", truncate=TRUNCATE)
+
+
+def _gaussian_auto(samples, params):
+    if params["sigma"] is None:
+        blocks = _samples(samples)
+        r = blind_spot_radius(blocks)
+
+        def loss(s):
+            return sum(separable_jinv_loss(b, [gaussian_kernel1d(s)] * 2, (r, r)) for b in blocks)
+
+        params["sigma"], _ = best_candidate(GAUSSIAN_SIGMAS, loss)
+    return params
+
+
+register(
+    Method(
+        "gaussian",
+        _gaussian,
+        (
+            Param(
+                "sigma",
+                float,
+                None,
+                "Standard deviation of the Gaussian kernel (pixels)",
+                0.1,
+                20.0,
+            ),
+            VST,
+        ),
+        halo=lambda p: int(TRUNCATE * (p["sigma"] or 6.0) + 0.5),
+        auto=_gaussian_auto,
+        title="Gaussian (self-calibrated)",
+        description="Gaussian blur whose width is chosen per image by J-invariant calibration.",
+        default_rank=0,
+    )
+)
+
+
+# --- Box (mean) 2D and 3D -------------------------------------------------------------------
+
+
+def _box(block, *, size):
+    return ndi.uniform_filter(block, size, mode="reflect")
+
+
+def _box_auto(samples, params):
+    if params["size"] is None:
+        blocks = _samples(samples)
+
+        r = blind_spot_radius(blocks)
+
+        def loss(k):
+            return sum(separable_jinv_loss(b, [np.full(k, 1.0 / k)] * 2, (r, r)) for b in blocks)
+
+        params["size"], _ = best_candidate((3, 5, 7, 9, 11, 13), loss)
+    return params
+
+
+register(
+    Method(
+        "box",
+        _box,
+        (Param("size", int, None, "Width of the square window (pixels, odd)", 3, 31), VST),
+        halo=lambda p: (p["size"] or 13) // 2,
+        auto=_box_auto,
+        title="Box (mean)",
+        description="Mean over a square window, width chosen by J-invariant calibration.",
+    )
+)
+
+
+def _box3d(block, *, size, size_z):
+    return ndi.uniform_filter(block, (size_z, size, size), mode="reflect")
+
+
+def _box3d_auto(samples, params):
+    if params["size"] is None or params["size_z"] is None:
+        blocks = [np.asarray(s, np.float32) for s in samples]
+        blocks = [center_crop(b, 256) for b in blocks]
+        sizes = (1, 3, 5, 7, 9) if params["size"] is None else (params["size"],)
+        depths = (1, 3, 5) if params["size_z"] is None else (params["size_z"],)
+        grid = [(k, kz) for k in sizes for kz in depths if k * k * kz > 1]
+
+        r = blind_spot_radius([b[b.shape[0] // 2] for b in blocks])
+
+        def loss(c):
+            k, kz = c
+            kernels = [np.full(kz, 1.0 / kz), np.full(k, 1.0 / k), np.full(k, 1.0 / k)]
+            return sum(separable_jinv_loss(b, kernels, (0, r, r)) for b in blocks)
+
+        params["size"], params["size_z"] = best_candidate(grid, loss)[0]
+    return params
+
+
+register(
+    Method(
+        "box3d",
+        _box3d,
+        (
+            Param("size", int, None, "Width of the window in Y and X (pixels)", 1, 31),
+            Param("size_z", int, None, "Depth of the window along Z (or T)", 1, 15),
+            VST,
+        ),
+        ndim=3,
+        halo=lambda p: max(p["size"] or 9, p["size_z"] or 5) // 2,
+        auto=_box3d_auto,
+        title="Box 3D (mean over Z/T too)",
+        description="Mean over a box spanning neighbouring planes or frames; sizes self-calibrated.",
+    )
+)
+
+
+# --- Median ---------------------------------------------------------------------------------
+
+
+def _median(block, *, size):
+    return ndi.median_filter(block, size, mode="reflect")
+
+
+def _median_auto(samples, params):
+    if params["size"] is None:
+        blocks = [center_crop(b, 192) for b in _samples(samples)]
+        loss = lambda k: sum(masked_jinv_loss(b, lambda x: _median(x, size=k)) for b in blocks)  # noqa: E731
+        params["size"], _ = best_candidate((3, 5, 7), loss)
+    return params
+
+
+register(
+    Method(
+        "median",
+        _median,
+        (Param("size", int, None, "Width of the square window (pixels)", 3, 15), VST),
+        halo=lambda p: (p["size"] or 7) // 2,
+        auto=_median_auto,
+        title="Median",
+        description="Median over a square window, width chosen by masked J-invariant calibration.",
+    )
+)
+
+
+# --- Non-local means ------------------------------------------------------------------------
+
+
+def _nlm(block, *, h, patch_size, patch_distance, sigma):
+    from skimage.restoration import denoise_nl_means
+
+    return denoise_nl_means(
+        block,
+        h=h,
+        sigma=sigma,
+        patch_size=patch_size,
+        patch_distance=patch_distance,
+        fast_mode=True,
+    ).astype(np.float32)
+
+
+def _nlm_auto(samples, params):
+    if params["sigma"] is None:
+        params["sigma"] = _sigma(_samples(samples))
+    if params["h"] is None:
+        # scikit-image's guidance for fast mode with sigma given: h a little below sigma.
+        params["h"] = 0.8 * params["sigma"]
+    return params
+
+
+register(
+    Method(
+        "nlm",
+        _nlm,
+        (
+            Param(
+                "h",
+                float,
+                None,
+                "Filtering strength (intensity units; auto = 0.8 x noise sigma)",
+                0.0,
+            ),
+            Param("patch_size", int, 5, "Patch width (pixels)", 3, 11),
+            Param("patch_distance", int, 6, "Search radius (pixels)", 1, 21),
+            Param("sigma", float, None, "Noise standard deviation (auto = estimated)", 0.0),
+            VST,
+        ),
+        halo=lambda p: p["patch_distance"] + p["patch_size"] // 2 + 1,
+        auto=_nlm_auto,
+        title="Non-local means",
+        description="Averages similar patches (Buades et al. 2005); strength from the noise estimate.",
+    )
+)
+
+
+# --- Total variation ------------------------------------------------------------------------
+
+
+def _tv(block, *, weight):
+    from skimage.restoration import denoise_tv_chambolle
+
+    return denoise_tv_chambolle(block, weight=weight).astype(np.float32)
+
+
+def _tv_auto(samples, params):
+    if params["weight"] is None:
+        blocks = [center_crop(b, 192) for b in _samples(samples)]
+        sigma = max(_sigma(blocks), 1e-6)
+        grid = [sigma * f for f in (0.25, 0.5, 1.0, 2.0, 4.0)]
+        loss = lambda w: sum(
+            masked_jinv_loss(b, lambda x: _tv(x, weight=w), stride=3) for b in blocks
+        )  # noqa: E731
+        params["weight"], _ = best_candidate(grid, loss)
+    return params
+
+
+register(
+    Method(
+        "tv",
+        _tv,
+        (Param("weight", float, None, "Total-variation weight (intensity units)", 0.0), VST),
+        # TV is not strictly local; this margin makes tile borders invisible in practice.
+        halo=lambda p: 16,
+        auto=_tv_auto,
+        title="Total variation",
+        description="Chambolle's total-variation denoising, weight chosen by masked J-invariant calibration.",
+    )
+)
+
+
+# --- Wavelet --------------------------------------------------------------------------------
+
+
+def _wavelet(block, *, sigma, wavelet, mode):
+    from skimage.restoration import denoise_wavelet
+
+    return denoise_wavelet(
+        block, sigma=sigma, wavelet=wavelet, mode=mode, method="BayesShrink", rescale_sigma=True
+    ).astype(np.float32)
+
+
+def _wavelet_auto(samples, params):
+    if params["sigma"] is None:
+        params["sigma"] = _sigma(_samples(samples))
+    return params
+
+
+register(
+    Method(
+        "wavelet",
+        _wavelet,
+        (
+            Param("sigma", float, None, "Noise standard deviation (auto = estimated)", 0.0),
+            Param("wavelet", str, "db2", "Wavelet family", choices=("db1", "db2", "sym4", "coif1")),
+            Param("mode", str, "soft", "Thresholding", choices=("soft", "hard")),
+            VST,
+        ),
+        halo=lambda p: 32,
+        auto=_wavelet_auto,
+        title="Wavelet (BayesShrink)",
+        description="Wavelet-coefficient shrinkage with BayesShrink thresholds from the noise estimate.",
+    )
+)
+
+
+# --- Bilateral ------------------------------------------------------------------------------
+
+
+def _bilateral(block, *, sigma_color, sigma_spatial):
+    from skimage.restoration import denoise_bilateral
+
+    lo = float(block.min())
+    span = float(block.max()) - lo or 1.0
+    # scikit-image expects floats in [0, 1]; scale there and back so sigma_color keeps
+    # the image's own units.
+    out = denoise_bilateral(
+        (block - lo) / span, sigma_color=sigma_color / span, sigma_spatial=sigma_spatial
+    )
+    return (out * span + lo).astype(np.float32)
+
+
+def _bilateral_auto(samples, params):
+    if params["sigma_color"] is None:
+        params["sigma_color"] = 2.0 * _sigma(_samples(samples))
+    return params
+
+
+register(
+    Method(
+        "bilateral",
+        _bilateral,
+        (
+            Param("sigma_color", float, None, "Intensity scale (auto = 2 x noise sigma)", 0.0),
+            Param("sigma_spatial", float, 1.5, "Spatial scale (pixels)", 0.3, 10.0),
+            VST,
+        ),
+        halo=lambda p: max(5, 2 * math.ceil(3 * p["sigma_spatial"]) + 1) // 2 + 1,
+        auto=_bilateral_auto,
+        title="Bilateral",
+        description="Edge-preserving average weighted by distance and intensity difference.",
+    )
+)
+
+
+# --- BM3D (optional: the reference implementation's licence is non-commercial) -------------
+
+
+def _bm3d(block, *, sigma, profile):
+    import bm3d
+
+    return np.asarray(bm3d.bm3d(block, sigma_psd=sigma, profile=profile), np.float32)
+
+
+def _bm3d_auto(samples, params):
+    if params["sigma"] is None:
+        params["sigma"] = _sigma(_samples(samples))
+    return params
+
+
+def _bm3d_available() -> tuple[bool, str]:
+    import importlib.util
+
+    if importlib.util.find_spec("bm3d") is None:
+        return (
+            False,
+            "the optional 'bm3d' package is not installed (pip install 'napari-denoise[bm3d]').",
+        )
+    return True, ""
+
+
+_ok, _why = _bm3d_available()
+register(
+    Method(
+        "bm3d",
+        _bm3d,
+        (
+            Param("sigma", float, None, "Noise standard deviation (auto = estimated)", 0.0),
+            Param(
+                "profile",
+                str,
+                "np",
+                "BM3D profile",
+                choices=("np", "refilter", "vn", "high", "deb"),
+            ),
+            VST,
+        ),
+        halo=lambda p: 24,
+        auto=_bm3d_auto,
+        title="BM3D",
+        description="Block-matching and 3D collaborative filtering (Dabov et al. 2007), bm3d package.",
+        available=_ok,
+        unavailable_reason=_why,
+    )
+)

@@ -1,0 +1,254 @@
+"""The registry of denoising methods: every filter and model behind one signature.
+
+A :class:`Method` is a plain record: a function that denoises one float32 block
+(a 2D ``YX`` slice, or a 3D ``ZYX`` volume for methods with ``ndim == 3``), the
+parameters it declares (from which the CLI parses ``--param`` and the GUI builds its
+controls), how far its output at a pixel reaches into its input (``halo``, used for
+tiling), and an optional ``auto`` hook that picks unset parameters from the image.
+
+Methods register themselves with :func:`register`; callers look them up with
+:func:`get_method` and :func:`list_methods`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from ..errors import ParameterError, UnknownMethodError
+
+__all__ = [
+    "Method",
+    "Param",
+    "default_method",
+    "get_method",
+    "list_methods",
+    "register",
+    "unregister",
+]
+
+
+@dataclass(frozen=True)
+class Param:
+    """A declared parameter of a method.
+
+    ``default=None`` means *automatic*: the method's ``auto`` hook chooses the value
+    from the image (noise estimate or self-supervised calibration).
+    """
+
+    name: str
+    type: type
+    default: Any = None
+    help: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[Any, ...] | None = None
+
+    @property
+    def auto(self) -> bool:
+        """Whether leaving the parameter unset lets the method choose it from the image."""
+        return self.default is None and self.type is not bool
+
+    def coerce(self, value: Any, *, method: str = "") -> Any:
+        """Convert ``value`` (possibly a CLI string) to this parameter's type and check range.
+
+        ``None`` (or the string ``"auto"`` for automatic parameters) stays ``None``.
+        """
+        where = f"parameter '{self.name}' of method '{method}'" if method else self.name
+        if value is None or (self.auto and isinstance(value, str) and value.lower() == "auto"):
+            return None
+        try:
+            if self.type is bool:
+                if isinstance(value, str):
+                    low = value.strip().lower()
+                    if low not in {"true", "false", "1", "0", "yes", "no", "on", "off"}:
+                        raise ValueError(value)
+                    value = low in {"true", "1", "yes", "on"}
+                else:
+                    value = bool(value)
+            elif self.type is int:
+                as_float = float(value)
+                if as_float != int(as_float):
+                    raise ValueError(value)
+                value = int(as_float)
+            else:
+                value = self.type(value)
+        except (TypeError, ValueError):
+            raise ParameterError(
+                f"{where} must be of type {self.type.__name__}, got {value!r}."
+            ) from None
+        if self.choices is not None and value not in self.choices:
+            raise ParameterError(f"{where} must be one of {list(self.choices)}, got {value!r}.")
+        if self.minimum is not None and value < self.minimum:
+            raise ParameterError(f"{where} must be at least {self.minimum}, got {value!r}.")
+        if self.maximum is not None and value > self.maximum:
+            raise ParameterError(f"{where} must be at most {self.maximum}, got {value!r}.")
+        return value
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description (used by ``napari-denoise list --json`` and the GUI)."""
+        return {
+            "name": self.name,
+            "type": self.type.__name__,
+            "default": "auto" if self.auto else self.default,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "choices": list(self.choices) if self.choices is not None else None,
+            "help": self.help,
+        }
+
+
+BlockFn = Callable[..., np.ndarray]
+AutoFn = Callable[[Sequence[np.ndarray], dict], dict]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A denoising method behind the common signature ``fn(block, **params) -> block``.
+
+    Parameters
+    ----------
+    name : str
+        Registry key, e.g. ``"gaussian"``.
+    fn : callable
+        ``fn(block, **params)`` with ``block`` a float32 array of ``ndim`` dimensions
+        (``YX`` or ``ZYX``) returning an array of the same shape.
+    params : tuple of Param
+        Declared parameters.
+    kind : {"classical", "model"}
+    ndim : {2, 3}
+        2 works per ``YX`` slice; 3 works on ``ZYX`` (or ``TYX``) volumes.
+    halo : callable
+        ``halo(params) -> int``: how many pixels around a pixel its output depends on.
+        Tiles are read with at least this margin, so local filters tile exactly.
+    auto : callable, optional
+        ``auto(samples, params) -> params`` fills parameters left as ``None`` from a
+        few sample blocks of the image (all of the same channel).
+    """
+
+    name: str
+    fn: BlockFn
+    params: tuple[Param, ...] = ()
+    kind: Literal["classical", "model"] = "classical"
+    ndim: int = 2
+    halo: Callable[[Mapping[str, Any]], int] = lambda params: 0
+    auto: AutoFn | None = None
+    title: str = ""
+    description: str = ""
+    default_rank: int | None = None
+    available: bool = True
+    unavailable_reason: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_default(self) -> bool:
+        """Whether this is the method used when none is named."""
+        return default_method().name == self.name
+
+    def param(self, name: str) -> Param:
+        """The declared parameter ``name``; ParameterError naming the valid ones otherwise."""
+        for p in self.params:
+            if p.name == name:
+                return p
+        valid = ", ".join(p.name for p in self.params) or "none"
+        raise ParameterError(
+            f"Method '{self.name}' has no parameter '{name}'. Its parameters are: {valid}."
+        )
+
+    def resolve_params(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults overlaid with ``given``, each checked and converted; unknown names fail."""
+        given = dict(given or {})
+        for name in given:
+            self.param(name)  # raises for unknown names
+        return {
+            p.name: p.coerce(given.get(p.name, p.default), method=self.name) for p in self.params
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description of the method."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "default": self.is_default,
+            "title": self.title or self.name,
+            "description": self.description,
+            "ndim": self.ndim,
+            "available": self.available,
+            "unavailable_reason": self.unavailable_reason,
+            "params": [p.describe() for p in self.params],
+            **({"model": self.extra["model"]} if "model" in self.extra else {}),
+        }
+
+
+_REGISTRY: dict[str, Method] = {}
+
+
+def register(method: Method, *, replace: bool = False) -> Method:
+    """Add ``method`` to the registry (``replace=True`` to overwrite a name)."""
+    if method.name in _REGISTRY and not replace:
+        raise ValueError(f"a method named '{method.name}' is already registered")
+    _REGISTRY[method.name] = method
+    return method
+
+
+def unregister(name: str) -> None:
+    """Remove a method from the registry (no error when absent)."""
+    _REGISTRY.pop(name, None)
+
+
+def _ensure_loaded() -> None:
+    # Importing these modules registers their methods; done lazily so that
+    # `import napari_denoise` stays light.
+    from . import filters  # noqa: F401
+
+    try:
+        from . import zoo  # noqa: F401  (deep models, when available)
+    except ImportError:
+        pass
+
+
+def list_methods(*, kind: str | None = None, include_unavailable: bool = True) -> list[Method]:
+    """All registered methods, models first, then classical filters, each sorted by name."""
+    _ensure_loaded()
+    methods = [
+        m
+        for m in _REGISTRY.values()
+        if (kind is None or m.kind == kind) and (include_unavailable or m.available)
+    ]
+    return sorted(methods, key=lambda m: (m.kind != "model", m.name))
+
+
+def get_method(name: str) -> Method:
+    """The method registered as ``name``, or UnknownMethodError listing close matches."""
+    _ensure_loaded()
+    if isinstance(name, Method):
+        return name
+    try:
+        method = _REGISTRY[name]
+    except KeyError:
+        names = sorted(_REGISTRY)
+        close = difflib.get_close_matches(str(name), names, n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise UnknownMethodError(
+            f"Unknown method '{name}'.{hint} Available methods: {', '.join(names)}."
+        ) from None
+    if not method.available:
+        raise UnknownMethodError(
+            f"Method '{name}' is not available here: {method.unavailable_reason}"
+        )
+    return method
+
+
+def default_method() -> Method:
+    """The method :func:`napari_denoise.denoise` uses when none is given."""
+    # Every method may claim a rank; the available one with the highest rank wins, so a
+    # shipped model takes over from the best classical filter as soon as it is registered.
+    _ensure_loaded()
+    ranked = [m for m in _REGISTRY.values() if m.available and m.default_rank is not None]
+    if not ranked:
+        raise RuntimeError("no default method is registered")
+    return max(ranked, key=lambda m: m.default_rank)

@@ -1,0 +1,42 @@
+"""Shared fixtures: the real data beside the checkout, and small real crops."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _find_shared_data() -> Path:
+    env = os.environ.get("NAPARI_DENOISE_SHARED_DATA")
+    candidates = [Path(env)] if env else []
+    candidates += [REPO.parent / "shared" / "data", REPO / "shared" / "data"]
+    for c in candidates:
+        if (c / "README.md").exists():
+            return c
+    raise FileNotFoundError(
+        "The real test data (../shared/data) was not found beside the checkout; "
+        "set NAPARI_DENOISE_SHARED_DATA to its folder."
+    )
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Folder of the real microscopy data (FMD, W2S, stacks) beside the checkout."""
+    return _find_shared_data()
+
+
+@pytest.fixture(scope="session")
+def fmd_pair(shared_data) -> tuple[np.ndarray, np.ndarray]:
+    """One real FMD test_mix pair (noisy, ground truth), uint8 512x512."""
+    from PIL import Image
+
+    root = shared_data / "FMD_test_mix"
+    name = "Confocal_MICE_1.png"
+    noisy = np.array(Image.open(root / "raw" / name))
+    gt = np.array(Image.open(root / "gt" / name))
+    return noisy, gt
