@@ -1,0 +1,134 @@
+"""napari-denoise: denoising for fluorescence microscopy, in napari and headless.
+
+The public API is Qt-free and works on plain arrays::
+
+    import napari_denoise as nd
+    clean = nd.denoise(noisy)                      # the default method, axes inferred
+    clean = nd.denoise(stack, "gaussian", axes="TYX", sigma=1.2)
+    nd.compare(ground_truth, clean, data_range=255)
+    [m.name for m in nd.list_methods()]
+
+Importing this package does not import napari, Qt or torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import (
+    Cancelled,
+    DenoiseError,
+    InputError,
+    ModelFileError,
+    ParameterError,
+    ReadError,
+    UnknownMethodError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Cancelled",
+    "DenoiseError",
+    "InputError",
+    "ModelFileError",
+    "ParameterError",
+    "ReadError",
+    "UnknownMethodError",
+    "__version__",
+    "compare",
+    "denoise",
+    "denoise_iter",
+    "get_method",
+    "list_methods",
+    "read_image",
+    "write_image",
+]
+
+
+def denoise(
+    image: Any,
+    method: str | None = None,
+    axes: str | None = None,
+    *,
+    tile: int | None = None,
+    output_dtype: Any = None,
+    **params: Any,
+) -> np.ndarray:
+    """Denoise an image and return an array of the same shape (and dtype, by default).
+
+    Parameters
+    ----------
+    image : array_like
+        2-D to 5-D image (``YX``, ``ZYX``, ``TYX``, ``CYX``, ``YXC``, ``TZCYX`` ...).
+    method : str, optional
+        A name from :func:`list_methods`; the default method when omitted.
+    axes : str, optional
+        Axis letters from ``TZCYX``, one per dimension; inferred when omitted.
+    tile : int, optional
+        Tile size in pixels (Y and X).
+    output_dtype : dtype, optional
+        Defaults to the input dtype (rounded and clipped for integer types).
+    **params
+        Method parameters; see ``get_method(name).params``. Unset automatic parameters
+        are chosen from the image.
+
+    Examples
+    --------
+    >>> import numpy as np, napari_denoise as nd
+    >>> rng = np.random.default_rng(0)
+    >>> noisy = (100 + 10 * rng.standard_normal((64, 64))).astype(np.float32)
+    >>> clean = nd.denoise(noisy, "gaussian")
+    >>> bool(clean.std() < noisy.std())
+    True
+    """
+    from .engine.pipeline import denoise_iter as _iter
+    from .engine.pipeline import drain
+
+    result = drain(_iter(image, method, axes=axes, tile=tile, output_dtype=output_dtype, params=params))
+    return result.data
+
+
+def denoise_iter(image: Any, method: str | None = None, axes: str | None = None, **kwargs: Any):
+    """Generator form of :func:`denoise`: yields progress, returns a ``DenoiseResult``."""
+    from .engine.pipeline import denoise_iter as _iter
+
+    params = kwargs.pop("params", {})
+    return _iter(image, method, axes=axes, params=params, **kwargs)
+
+
+def compare(image_true: Any, image_test: Any, *, data_range: float | None = None, slice_axes: int = 0) -> dict:
+    """PSNR, SSIM, NRMSE, SNR and range-invariant PSNR/SSIM of ``image_test`` against ``image_true``."""
+    from .engine.metrics import compare as _compare
+
+    return _compare(image_true, image_test, data_range=data_range, slice_axes=slice_axes)
+
+
+def list_methods(kind: str | None = None):
+    """Registered methods (models first, then classical filters)."""
+    from .engine.methods import list_methods as _list
+
+    return _list(kind=kind)
+
+
+def get_method(name: str):
+    """The registered method ``name`` (UnknownMethodError with suggestions otherwise)."""
+    from .engine.methods import get_method as _get
+
+    return _get(name)
+
+
+def read_image(path, *, axes: str | None = None):
+    """Read a TIFF, OME-TIFF, PNG or NPY file into an ``Image`` (data, axes, scale, metadata)."""
+    from .io import read_image as _read
+
+    return _read(path, axes=axes)
+
+
+def write_image(path, data, *, axes: str, scale=None, metadata=None):
+    """Write an array atomically (TIFF, OME-TIFF, NPY or PNG by suffix)."""
+    from .io import write_image as _write
+
+    return _write(path, data, axes=axes, scale=scale, metadata=metadata)

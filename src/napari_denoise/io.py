@@ -1,0 +1,592 @@
+"""Reading and writing microscopy images together with their axes and pixel sizes.
+
+Axes use the letters of :data:`AXES_LETTERS`; pixel sizes are in µm for X/Y/Z, seconds for T.
+
+Unlabelled stack axes (tifffile's ``I``/``Q``, any ``.npy``) are time: ``T``, or ``Z`` when
+``T`` is taken.  The real unlabelled stacks we meet are time-lapses, and calling one ``Z``
+would let 3D methods mix frames of moving cells; pass ``axes="ZYX"`` for a volume.
+
+Metadata given to :func:`write_image` (e.g. provenance) is stored as JSON in the private
+TIFF tag :data:`METADATA_TAG` (first page; ImageJ and OME readers ignore it) or in a PNG
+text chunk ``napari_denoise``; :func:`read_image` returns it as ``metadata["embedded"]``.
+NPY files hold only the array (write a :func:`write_json` sidecar).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image as PILImage
+from PIL import PngImagePlugin
+
+from .errors import DenoiseError, InputError, ReadError
+
+AXES_LETTERS = "TZCYX"
+SUPPORTED_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".ome.tif", ".ome.tiff", ".png", ".npy")
+METADATA_TAG = 65000  # in the TIFF range reserved for private, reusable tags
+_PNG_KEY = "napari_denoise"
+_IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+_OME_DTYPES = ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "float32", "float64")
+# Only microscope-scale lengths count: a 'cm' or 'inch' calibration is a leftover of other
+# software (the real Convallaria frame says 1 pixel per cm), not a pixel size.
+_UM_PER_UNIT = {"nm": 1e-3, "um": 1.0, "µm": 1.0, "micron": 1.0, "microns": 1.0, "mm": 1e3}
+_S_PER_UNIT = {"s": 1.0, "sec": 1.0, "second": 1.0, "ms": 1e-3, "min": 60.0, "h": 3600.0}
+
+
+@dataclass
+class Image:
+    """An image as read from disk.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        Pixels as stored (a read-only ``np.memmap`` when the file allows it).
+    axes : str
+        One letter of :data:`AXES_LETTERS` per dimension of ``data``.
+    scale : dict of str to float
+        Pixel size per axis letter where the file states it (µm; seconds for T).
+    path : pathlib.Path or None
+        The file read.
+    metadata : dict
+        ``source_format``, ``original_dtype``, ``units`` and, when known,
+        ``channel_names`` and ``embedded`` (what :func:`write_image` stored).
+    """
+
+    data: np.ndarray
+    axes: str
+    scale: dict[str, float]
+    path: Path | None = None
+    metadata: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- axes
+def infer_axes(shape: tuple[int, ...]) -> str:
+    """Guess axes from a shape alone.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Shape of the array.
+
+    Returns
+    -------
+    str
+        ``YX`` for 2D, ``TYX`` for 3D, ``TZYX`` for 4D, ``TZCYX`` for 5D; but a 3D/4D array
+        whose last axis has 3 or 4 entries behind planes larger than 8x8 is colour:
+        ``YXC`` / ``TYXC``.
+
+    Raises
+    ------
+    InputError
+        If the shape has fewer than 2 or more than 5 dimensions.
+    """
+    shape = tuple(int(n) for n in shape)
+    if not 2 <= len(shape) <= 5:
+        raise InputError(f"An image needs 2 to 5 dimensions, but this one has shape {shape}.")
+    if len(shape) in (3, 4) and shape[-1] in (3, 4) and min(shape[-3:-1]) > 8:
+        return "YXC" if len(shape) == 3 else "TYXC"
+    return ("YX", "TYX", "TZYX", "TZCYX")[len(shape) - 2]
+
+
+def normalize_axes(axes: str, ndim: int, *, shape: tuple[int, ...] | None = None) -> str:
+    """Check an axes string against an image and return it in canonical form.
+
+    Parameters
+    ----------
+    axes : str
+        Letters such as ``"zyx"``; case is ignored and ``S`` (samples) means ``C``.
+    ndim : int
+        Number of dimensions of the image.
+    shape : tuple of int, optional
+        The image's shape, quoted in the error message.
+
+    Returns
+    -------
+    str
+        Upper-case letters from :data:`AXES_LETTERS`.
+
+    Raises
+    ------
+    InputError
+        If a letter is unknown or repeated, the length is not ``ndim``, or Y or X is missing.
+    """
+    if not isinstance(axes, str):
+        raise InputError(f"axes must be a string of letters such as 'ZYX', not {axes!r}.")
+    norm = axes.strip().upper().replace("S", "C")
+    unknown = ", ".join(repr(c) for c in sorted(set(norm) - set(AXES_LETTERS)))
+    if unknown:
+        raise InputError(f"axes {axes!r} contains {unknown}; use only T, Z, C, Y and X.")
+    repeated = ", ".join(sorted({c for c in norm if norm.count(c) > 1}))
+    if repeated:
+        raise InputError(f"axes {axes!r} repeats {repeated}; each letter may appear once.")
+    if len(norm) != ndim:
+        where = f" (shape {tuple(shape)})" if shape is not None else ""
+        raise InputError(
+            f"axes {axes!r} has {len(norm)} letters but the image has {ndim} dimensions{where}."
+        )
+    if "Y" not in norm or "X" not in norm:
+        raise InputError(f"axes {axes!r} must contain both Y and X (the image plane).")
+    return norm
+
+
+def _map_file_axes(letters: str, shape: tuple[int, ...]) -> str:
+    """Translate tifffile's axes to ours; fall back to :func:`infer_axes` if they don't fit."""
+    out: list[str] = []
+    for letter in letters:
+        if letter == "S":
+            letter = "C"
+        elif letter in "IQ":  # unlabelled stack axis: T, else Z (see the module notes)
+            letter = next((c for c in "TZ" if c not in letters and c not in out), "?")
+        out.append(letter)
+    try:
+        return normalize_axes("".join(out), len(shape))
+    except InputError:  # e.g. spectral axes, or ImageJ channels *and* RGB samples
+        return infer_axes(shape)
+
+
+# --------------------------------------------------------------------------- reading
+def read_image(path: str | os.PathLike, *, axes: str | None = None) -> Image:
+    """Read a TIFF (plain, ImageJ, OME), PNG or NPY file with its axes and pixel sizes.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file; its suffix chooses the reader (see :data:`SUPPORTED_SUFFIXES`).
+    axes : str, optional
+        Replaces the axes found in the file; pixel sizes of axes it renames are dropped.
+
+    Returns
+    -------
+    Image
+        ``data`` is a read-only memory map when the pixels lie uncompressed, contiguous
+        and in native byte order in the file; otherwise an in-memory array.
+
+    Raises
+    ------
+    ReadError
+        If the file is missing, a folder, of an unknown type, empty, truncated or corrupt.
+    InputError
+        If ``axes`` does not fit the image.
+    """
+    path = Path(path)
+    suffix = _suffix(path)
+    if not path.exists():
+        raise ReadError(f"Cannot read {path}: the file does not exist.")
+    if path.is_dir():
+        raise ReadError(f"Cannot read {path}: it is a folder, not an image file.")
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise ReadError(f"Cannot read {path}: {_unknown_type(suffix)}")
+    if not os.access(path, os.R_OK):
+        raise ReadError(f"Cannot read {path}: permission denied.")
+    if path.stat().st_size == 0:
+        raise ReadError(f"Cannot read {path}: the file is empty.")
+    kind = {".png": "PNG", ".npy": "NPY"}.get(suffix, "TIFF")
+    try:
+        image = {"PNG": _read_png, "NPY": _read_npy, "TIFF": _read_tiff}[kind](path)
+    except DenoiseError:
+        raise
+    except Exception as exc:  # tifffile, codecs and Pillow raise many types on bad files
+        why = f"the file is damaged, truncated or not a valid {kind} file ({exc})."
+        raise ReadError(f"Cannot read {path}: {why}") from exc
+    image.metadata["original_dtype"] = str(image.data.dtype)
+    if axes is not None:
+        new = normalize_axes(axes, image.data.ndim, shape=image.data.shape)
+        # A pixel size stays valid only for an axis whose meaning the override keeps.
+        image.scale = {a: v for a, v in image.scale.items() if new.find(a) == image.axes.find(a)}
+        image.axes = new
+    image.metadata["units"] = {k: ("s" if k == "T" else "µm") for k in image.scale}
+    return image
+
+
+def _unknown_type(suffix: str) -> str:
+    return f"unknown file type {suffix or '(none)'!r}; use {', '.join(SUPPORTED_SUFFIXES)}."
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    matches = [s for s in SUPPORTED_SUFFIXES if name.endswith(s)]
+    return max(matches, key=len) if matches else path.suffix.lower()  # '.ome.tif' over '.tif'
+
+
+@contextlib.contextmanager
+def _tifffile_errors():
+    """Collect the errors tifffile logs: on a cut-short file it logs them and returns less."""
+    problems: list[str] = []
+    me = threading.get_ident()
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.thread == me:  # not the reads of other threads
+                problems.append(re.sub(r"^<[^>]*>\s*", "", record.getMessage()))
+
+    handler = _Collect(level=logging.ERROR)
+    logging.getLogger("tifffile").addHandler(handler)
+    try:
+        yield problems
+    finally:
+        logging.getLogger("tifffile").removeHandler(handler)
+
+
+def _read_tiff(path: Path) -> Image:
+    with _tifffile_errors() as problems, tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        data = _memmap_series(path, tif, series)
+        if data is None and not problems:
+            data = series.asarray()
+        if problems:  # strict on purpose: denoising a half-read stack helps nobody
+            why = f"the file is truncated or damaged ({problems[0]}); was it copied completely?"
+            raise ReadError(f"Cannot read {path}: {why}")
+        meta: dict = {"source_format": "tiff"}
+        if series.kind == "ome" and tif.ome_metadata:
+            meta["source_format"] = "ome-tiff"
+            scale = _ome_scale(tif.ome_metadata, meta)
+        elif tif.imagej_metadata is not None:
+            meta["source_format"] = "imagej-tiff"
+            scale = _imagej_scale(tif.imagej_metadata, tif.pages[0])
+        elif tif.shaped_metadata:  # where write_image keeps the sizes of non-ImageJ files
+            scale = tif.shaped_metadata[0].get("scale")
+        else:
+            scale = {}
+        tag = tif.pages[0].tags.get(METADATA_TAG)
+        if tag is not None:
+            with contextlib.suppress(ValueError, TypeError):
+                meta["embedded"] = json.loads(tag.value)
+    axes = _map_file_axes(series.axes, data.shape)
+    scale = {
+        k: float(v)
+        for k, v in (scale.items() if isinstance(scale, dict) else ())
+        if k in axes and isinstance(v, int | float) and np.isfinite(v) and v > 0
+    }
+    return Image(data, axes, scale, path, meta)
+
+
+def _memmap_series(path: Path, tif: tifffile.TiffFile, series) -> np.ndarray | None:
+    """Map the pixels if they lie contiguous and uncompressed; None if they don't."""
+    native = "<" if sys.byteorder == "little" else ">"
+    if series.dataoffset is None or (series.dtype.itemsize > 1 and tif.byteorder != native):
+        return None
+    end, size = series.dataoffset + series.nbytes, path.stat().st_size
+    if end > size:  # never map past the end of a cut-short file
+        why = f"the file is truncated (its pixels need {end} bytes, it has {size})."
+        raise ReadError(f"Cannot read {path}: {why} Was it copied completely?")
+    offset = series.dataoffset
+    return np.memmap(path, dtype=series.dtype, mode="r", offset=offset, shape=series.shape)
+
+
+def _unit_factor(unit, table: dict[str, float]) -> float | None:
+    if not isinstance(unit, str):
+        return None
+    unit = unit.replace("\\u00B5", "µ").replace("\u03bc", "µ").strip().lower()  # ImageJ escapes µ
+    return table.get(unit)
+
+
+def _imagej_scale(ij: dict, page) -> dict[str, float]:
+    scale: dict[str, float] = {}
+    factor = _unit_factor(ij.get("unit"), _UM_PER_UNIT)
+    if factor is not None:
+        for letter, name in (("X", "XResolution"), ("Y", "YResolution")):
+            tag = page.tags.get(name)
+            # A resolution of exactly 1 is what TIFF writers put when nothing is calibrated.
+            if tag is not None and tag.value[0] and tag.value[0] != tag.value[1]:
+                scale[letter] = tag.value[1] / tag.value[0] * factor
+        if "spacing" in ij:
+            scale["Z"] = float(ij["spacing"]) * factor
+    seconds = _unit_factor(ij.get("tunit", "sec"), _S_PER_UNIT)
+    if "finterval" in ij and seconds is not None:
+        scale["T"] = float(ij["finterval"]) * seconds
+    return scale
+
+
+def _ome_scale(xml: str, meta: dict) -> dict[str, float]:
+    try:
+        pixels = next(e for e in ET.fromstring(xml).iter() if e.tag.split("}")[-1] == "Pixels")
+    except (ET.ParseError, StopIteration):  # broken OME-XML: the pixels are still usable
+        return {}
+    scale: dict[str, float] = {}
+    for letter in "XYZ":
+        factor = _unit_factor(pixels.get(f"PhysicalSize{letter}Unit", "µm"), _UM_PER_UNIT)
+        if pixels.get(f"PhysicalSize{letter}") and factor:
+            scale[letter] = float(pixels.get(f"PhysicalSize{letter}")) * factor
+    seconds = _unit_factor(pixels.get("TimeIncrementUnit", "s"), _S_PER_UNIT)
+    if pixels.get("TimeIncrement") and seconds:
+        scale["T"] = float(pixels.get("TimeIncrement")) * seconds
+    names = [c.get("Name") for c in pixels if c.tag.split("}")[-1] == "Channel"]
+    if names and all(names):
+        meta["channel_names"] = names
+    return scale
+
+
+def _read_png(path: Path) -> Image:
+    with PILImage.open(path) as im:
+        if im.mode == "1":
+            im = im.convert("L")
+        elif im.mode in ("P", "PA"):  # palette indices mean nothing as intensities
+            im = im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB")
+        data = np.array(im)
+        text = getattr(im, "text", {}).get(_PNG_KEY)
+    if data.dtype == np.int32:  # older Pillow opens 16-bit PNGs as 32-bit integers
+        data = data.astype(np.uint16)
+    meta: dict = {"source_format": "png"}
+    if text:
+        with contextlib.suppress(ValueError):
+            meta["embedded"] = json.loads(text)
+    return Image(data, "YX" if data.ndim == 2 else "YXC", {}, path, meta)
+
+
+def _read_npy(path: Path) -> Image:
+    with open(path, "rb") as fh:  # look at the header first: never unpickle anything
+        version = np.lib.format.read_magic(fh)
+        read_header = np.lib.format.read_array_header_1_0
+        if version != (1, 0):
+            read_header = np.lib.format.read_array_header_2_0
+        dtype = read_header(fh)[2]
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise ReadError(f"Cannot read {path}: it holds {dtype} (object) data, not a numeric image.")
+    data = np.load(path, mmap_mode="r", allow_pickle=False)
+    return Image(data, infer_axes(data.shape), {}, path, {"source_format": "npy"})
+
+
+# --------------------------------------------------------------------------- writing
+def write_image(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    *,
+    axes: str,
+    scale: dict | None = None,
+    metadata: dict | None = None,
+) -> Path:
+    """Write an image atomically, keeping its dtype, axes and pixel sizes.
+
+    ``.tif``/``.tiff``: an ImageJ hyperstack when ImageJ can hold the image (uint8, uint16
+    or float32, axes in ``TZCYX`` order), else a tifffile "shaped" TIFF whose JSON
+    description keeps axes and sizes.  ``.ome.tif``/``.ome.tiff``: OME-TIFF (Y and X last).
+    ``.png``: 2D uint8/uint16 only.  ``.npy``: the bare array.  PNG and NPY keep no sizes.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Target file in an existing folder; an existing file is replaced only once the new
+        one is completely written, and a failed write leaves no file behind.
+    data : numpy.ndarray
+        Pixels, written with their own dtype.
+    axes : str
+        One letter per dimension of ``data`` (see :func:`normalize_axes`).
+    scale : dict, optional
+        Pixel size per axis letter (µm; seconds for T); letters not in ``axes`` are ignored.
+    metadata : dict, optional
+        JSON-able facts such as provenance, embedded as the module notes describe.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Raises
+    ------
+    InputError
+        If the suffix, dtype, axes, scale or metadata cannot be written.
+    """
+    path = Path(path)
+    data = np.asarray(data)
+    if not data.dtype.isnative:  # compare and store dtypes in the machine's byte order
+        data = data.astype(data.dtype.newbyteorder("="))
+    axes = normalize_axes(axes, data.ndim, shape=data.shape)
+    suffix = _suffix(path)
+    problem = _cannot_write(suffix, data.dtype, axes)
+    if problem:
+        raise InputError(f"Cannot write {path}: {problem}")
+    scale = _clean_scale(scale, axes)
+    text = _to_json(metadata, indent=None) if metadata else None
+    if suffix == ".png":
+        _atomic_write(path, lambda fh: _write_png(fh, data, text))
+    elif suffix == ".npy":
+        _atomic_write(path, lambda fh: np.save(fh, data, allow_pickle=False))
+    else:
+        kwargs = _tiff_options(data, axes, scale, ome=suffix.startswith(".ome"))
+        if text:
+            kwargs["extratags"] = [(METADATA_TAG, "s", 0, text, True)]
+        _atomic_write(path, lambda fh: tifffile.imwrite(fh, data, **kwargs))
+    return path
+
+
+def _cannot_write(suffix: str, dtype: np.dtype, axes: str) -> str | None:
+    """Why the format of ``suffix`` cannot hold such an image, or None if it can."""
+    if suffix not in SUPPORTED_SUFFIXES:
+        return _unknown_type(suffix)
+    if dtype.kind not in "biuf":
+        return f"{dtype} is not a numeric image dtype."
+    if suffix == ".png" and (axes != "YX" or dtype.name not in ("uint8", "uint16")):
+        return f"PNG holds only 2D (YX) uint8 or uint16 images, not {axes} {dtype}; use .tif."
+    if suffix.startswith(".ome") and not axes.endswith("YX"):
+        return f"OME-TIFF needs Y and X as the last axes, not {axes!r}; write a plain .tif."
+    if suffix.startswith(".ome") and dtype.name not in _OME_DTYPES:
+        return f"OME-TIFF cannot hold {dtype} pixels; write a plain .tif."
+    return None
+
+
+def _tiff_options(data: np.ndarray, axes: str, scale: dict[str, float], *, ome: bool) -> dict:
+    """tifffile.imwrite keywords that make the file carry ``axes`` and ``scale``."""
+    if ome:
+        meta: dict = {"axes": axes}
+        for letter in "XYZ":
+            if letter in scale:
+                meta[f"PhysicalSize{letter}"] = scale[letter]
+                meta[f"PhysicalSize{letter}Unit"] = "µm"
+        if "T" in scale:
+            meta.update(TimeIncrement=scale["T"], TimeIncrementUnit="s")
+        return {"ome": True, "photometric": "minisblack", "metadata": meta}
+    if data.dtype in _IMAGEJ_DTYPES and "".join(c for c in AXES_LETTERS if c in axes) == axes:
+        meta = {"axes": axes}
+        if "Z" in scale:
+            meta["spacing"] = scale["Z"]
+        if scale.keys() & set("XYZ"):
+            meta["unit"] = "um"  # ImageJ shows 'um' as µm; one unit serves X, Y and Z
+        if "T" in scale:
+            meta["finterval"] = scale["T"]
+        options: dict = {"imagej": True, "metadata": meta}
+        if "X" in scale and "Y" in scale:
+            options["resolution"] = (1.0 / scale["X"], 1.0 / scale["Y"])
+        return options
+    # Any other order or dtype: tifffile's JSON description keeps the axes and the scale.
+    meta = {"axes": axes, "scale": scale}
+    options = {"ome": False, "photometric": "minisblack", "metadata": meta}
+    if axes.endswith("C") and data.dtype != bool:  # tifffile packs 1-bit samples lossily
+        # A pixel's channels side by side, one page per plane; 3 or 4 as RGB(A), so that
+        # other viewers show a colour image rather than a stack of 3-pixel-wide strips.
+        options["planarconfig"] = "contig"
+        if data.shape[-1] in (3, 4) and data.dtype.kind in "uf":
+            options["photometric"] = "rgb"
+    return options
+
+
+def _write_png(fh, data: np.ndarray, text: str | None) -> None:
+    info = PngImagePlugin.PngInfo()
+    if text:
+        info.add_text(_PNG_KEY, text)
+    PILImage.fromarray(data).save(fh, format="PNG", pnginfo=info)
+
+
+def _clean_scale(scale: dict | None, axes: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in (scale or {}).items():
+        letter = str(key).upper()
+        if letter not in AXES_LETTERS:
+            raise InputError(f"scale has an unknown axis {key!r}; use T, Z, C, Y or X.")
+        size = value if isinstance(value, int | float | np.number) else float("nan")
+        if not (np.isfinite(size) and size > 0):
+            raise InputError(f"The pixel size of axis {letter} must be positive, not {value!r}.")
+        if letter in axes:  # e.g. a volume's Z size passed along with one of its planes
+            out[letter] = float(size)
+    return out
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    """Write ``obj`` as indented JSON, atomically (e.g. a provenance sidecar).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Target file in an existing folder.
+    obj : object
+        JSON-able data; NumPy scalars and arrays and paths are converted.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Raises
+    ------
+    InputError
+        If ``obj`` cannot be expressed as JSON (nothing is written then).
+    """
+    path = Path(path)
+    payload = (_to_json(obj, indent=2) + "\n").encode("utf-8")
+    _atomic_write(path, lambda fh: fh.write(payload))
+    return path
+
+
+def _to_json(obj, *, indent: int | None) -> str:
+    def convert(value):
+        if isinstance(value, np.generic | np.ndarray):
+            return value.tolist()
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+    try:  # ASCII keeps the text valid in a TIFF ASCII tag
+        return json.dumps(obj, indent=indent, default=convert, ensure_ascii=True)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"The metadata cannot be stored as JSON: {exc}.") from exc
+
+
+def _atomic_write(path: Path, write: Callable) -> None:
+    """Let ``write(fh)`` fill a temporary file beside ``path``, then swap it in."""
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"Cannot write {path}: the folder {path.parent} does not exist.")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+    fh = open(tmp, "xb")  # unlike mkstemp, honours the umask: normal permissions
+    try:
+        with fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # also Ctrl-C: never leave a half-written file behind
+        tmp.unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX only)
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+
+
+# --------------------------------------------------------------------------- dtypes
+def cast_to_dtype(result: np.ndarray, dtype) -> np.ndarray:
+    """Convert a (float) result to ``dtype`` without wrap-around.
+
+    Parameters
+    ----------
+    result : numpy.ndarray
+        The values to convert.
+    dtype : dtype-like
+        Target dtype, usually the input image's.
+
+    Returns
+    -------
+    numpy.ndarray
+        For integer targets: rounded half to even (``np.rint``), NaN as 0, clipped to the
+        dtype's range.  For other targets: a plain ``astype``.
+    """
+    dtype = np.dtype(dtype)
+    result = np.asarray(result)
+    if dtype.kind not in "iu" or result.dtype.kind not in "iuf":
+        return result.astype(dtype)
+    info = np.iinfo(dtype)
+    if result.dtype.kind == "f":
+        if result.dtype.itemsize < 4:  # float16 cannot even hold 65535
+            result = result.astype(np.float32)
+        values = np.rint(result, out=np.empty_like(result))  # an array even for 0-d input
+        values[np.isnan(values)] = 0
+        lo, hi = result.dtype.type(info.min), result.dtype.type(info.max)
+        if int(hi) > info.max:  # e.g. 2**32-1 rounds up in float32: step back below it
+            hi = np.nextafter(hi, result.dtype.type(0))
+        return np.clip(values, lo, hi, out=values).astype(dtype)
+    src = np.iinfo(result.dtype)  # clip within bounds that both integer types can hold
+    lo, hi = max(info.min, src.min), min(info.max, src.max)
+    return np.clip(result, result.dtype.type(lo), result.dtype.type(hi)).astype(dtype)
