@@ -87,7 +87,9 @@ def denoise(
     from .engine.pipeline import denoise_iter as _iter
     from .engine.pipeline import drain
 
-    result = drain(_iter(image, method, axes=axes, tile=tile, output_dtype=output_dtype, params=params))
+    result = drain(
+        _iter(image, method, axes=axes, tile=tile, output_dtype=output_dtype, params=params)
+    )
     return result.data
 
 
@@ -99,7 +101,9 @@ def denoise_iter(image: Any, method: str | None = None, axes: str | None = None,
     return _iter(image, method, axes=axes, params=params, **kwargs)
 
 
-def compare(image_true: Any, image_test: Any, *, data_range: float | None = None, slice_axes: int = 0) -> dict:
+def compare(
+    image_true: Any, image_test: Any, *, data_range: float | None = None, slice_axes: int = 0
+) -> dict:
     """PSNR, SSIM, NRMSE, SNR and range-invariant PSNR/SSIM of ``image_test`` against ``image_true``."""
     from .engine.metrics import compare as _compare
 

@@ -13,7 +13,16 @@ from typing import Any
 
 __all__ = ["file_sha256", "make_provenance", "package_versions"]
 
-_PACKAGES = ("napari-denoise", "numpy", "scipy", "scikit-image", "tifffile", "torch", "bm3d", "napari")
+_PACKAGES = (
+    "napari-denoise",
+    "numpy",
+    "scipy",
+    "scikit-image",
+    "tifffile",
+    "torch",
+    "bm3d",
+    "napari",
+)
 
 
 def package_versions() -> dict[str, str]:
@@ -58,7 +67,11 @@ def make_provenance(
         "params": params,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": package_versions(),
-        "host": {"machine": platform.machine(), "system": platform.system(), "node": socket.gethostname()},
+        "host": {
+            "machine": platform.machine(),
+            "system": platform.system(),
+            "node": socket.gethostname(),
+        },
     }
     try:
         record["user"] = getpass.getuser()

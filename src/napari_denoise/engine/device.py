@@ -29,6 +29,10 @@ def resolve_device(name: str | None = "auto") -> str:
     if name == "auto":
         return "cuda" if has_cuda else ("mps" if has_mps else "cpu")
     if (name == "cuda" and not has_cuda) or (name == "mps" and not has_mps):
-        available = ", ".join(d for d, ok in (("cuda", has_cuda), ("mps", has_mps), ("cpu", True)) if ok)
-        raise ParameterError(f"Device '{name}' is not available on this machine; available: {available}.")
+        available = ", ".join(
+            d for d, ok in (("cuda", has_cuda), ("mps", has_mps), ("cpu", True)) if ok
+        )
+        raise ParameterError(
+            f"Device '{name}' is not available on this machine; available: {available}."
+        )
     return name

@@ -21,15 +21,20 @@ from .calibrate import (
     best_candidate,
     center_crop,
     masked_jinv_loss,
+    mean_noise_variance,
     noise_correlation_radius,
     separable_jinv_loss,
+    sure_linear,
 )
 from .methods import Method, Param, register
 
 __all__ = ["blind_spot_radius", "gaussian_kernel1d"]
 
 VST = Param("vst", bool, False, "Denoise in the variance-stabilised (generalised Anscombe) domain")
-CALIBRATION_CROP = 384  # calibrate on the central crop: representative, and fast
+# Filters whose strength comes from one global noise level need the noise to be the same
+# everywhere, which Poisson-Gaussian noise is only after stabilisation: VST on by default.
+VST_ON = Param("vst", bool, True, VST.help)
+CALIBRATION_CROP = 512  # calibrate on the central crop: representative, and bounded cost
 
 
 def _samples(samples: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -58,23 +63,48 @@ def gaussian_kernel1d(sigma: float) -> np.ndarray:
 
 def blind_spot_radius(blocks: Sequence[np.ndarray]) -> int:
     """Blind-spot half-width for calibration: wider when the noise is spatially correlated."""
-    kernels_for = lambda s: [gaussian_kernel1d(s)] * 2  # noqa: E731
-    return max(noise_correlation_radius(b, kernels_for, GAUSSIAN_SIGMAS[::2]) for b in blocks)
+    planes = [b if b.ndim == 2 else b[b.shape[0] // 2] for b in blocks]
+    return max(noise_correlation_radius(p) for p in planes)
 
 
 def _gaussian(block, *, sigma):
     return ndi.gaussian_filter(block, sigma, mode="reflect", truncate=TRUNCATE)
 
 
+def _choose_linear(
+    blocks: Sequence[np.ndarray], candidates: Sequence, kernels_for, smooth_for
+) -> object:
+    """The width of a separable linear filter with the lowest estimated error.
+
+    Independent noise: Stein's unbiased risk estimate with the noise model's variance.
+    Spatially correlated noise (which SURE's independence assumption would get wrong):
+    the self-supervised loss with a 7x7 blind spot.
+    """
+    radius = blind_spot_radius(blocks)
+    if radius:
+        loss = lambda c: sum(  # noqa: E731
+            separable_jinv_loss(b, kernels_for(c), (0,) * (b.ndim - 2) + (radius, radius))
+            for b in blocks
+        )
+        return best_candidate(candidates, loss)[0]
+    variances = [mean_noise_variance(b) for b in blocks]
+
+    def loss(c):
+        centre = float(np.prod([k[len(k) // 2] for k in kernels_for(c)]))
+        pairs = zip(blocks, variances, strict=True)
+        return sum(sure_linear(smooth_for(c)(b), b, centre, v) for b, v in pairs)
+
+    return best_candidate(candidates, loss)[0]
+
+
 def _gaussian_auto(samples, params):
     if params["sigma"] is None:
-        blocks = _samples(samples)
-        r = blind_spot_radius(blocks)
-
-        def loss(s):
-            return sum(separable_jinv_loss(b, [gaussian_kernel1d(s)] * 2, (r, r)) for b in blocks)
-
-        params["sigma"], _ = best_candidate(GAUSSIAN_SIGMAS, loss)
+        params["sigma"] = _choose_linear(
+            _samples(samples),
+            GAUSSIAN_SIGMAS,
+            lambda s: [gaussian_kernel1d(s)] * 2,
+            lambda s: lambda b: ndi.gaussian_filter(b, s, mode="reflect", truncate=TRUNCATE),
+        )
     return params
 
 
@@ -111,14 +141,12 @@ def _box(block, *, size):
 
 def _box_auto(samples, params):
     if params["size"] is None:
-        blocks = _samples(samples)
-
-        r = blind_spot_radius(blocks)
-
-        def loss(k):
-            return sum(separable_jinv_loss(b, [np.full(k, 1.0 / k)] * 2, (r, r)) for b in blocks)
-
-        params["size"], _ = best_candidate((3, 5, 7, 9, 11, 13), loss)
+        params["size"] = _choose_linear(
+            _samples(samples),
+            (3, 5, 7, 9, 11, 13),
+            lambda k: [np.full(k, 1.0 / k)] * 2,
+            lambda k: lambda b: ndi.uniform_filter(b, k, mode="reflect"),
+        )
     return params
 
 
@@ -141,20 +169,20 @@ def _box3d(block, *, size, size_z):
 
 def _box3d_auto(samples, params):
     if params["size"] is None or params["size_z"] is None:
-        blocks = [np.asarray(s, np.float32) for s in samples]
-        blocks = [center_crop(b, 256) for b in blocks]
+        blocks = [center_crop(np.asarray(s, np.float32), 256) for s in samples]
         sizes = (1, 3, 5, 7, 9) if params["size"] is None else (params["size"],)
         depths = (1, 3, 5) if params["size_z"] is None else (params["size_z"],)
-        grid = [(k, kz) for k in sizes for kz in depths if k * k * kz > 1]
-
-        r = blind_spot_radius([b[b.shape[0] // 2] for b in blocks])
-
-        def loss(c):
-            k, kz = c
-            kernels = [np.full(kz, 1.0 / kz), np.full(k, 1.0 / k), np.full(k, 1.0 / k)]
-            return sum(separable_jinv_loss(b, kernels, (0, r, r)) for b in blocks)
-
-        params["size"], params["size_z"] = best_candidate(grid, loss)[0]
+        grid = [(k, min(kz, blocks[0].shape[0])) for k in sizes for kz in depths if k * k * kz > 1]
+        params["size"], params["size_z"] = _choose_linear(
+            blocks,
+            grid,
+            lambda c: [
+                np.full(c[1], 1.0 / c[1]),
+                np.full(c[0], 1.0 / c[0]),
+                np.full(c[0], 1.0 / c[0]),
+            ],
+            lambda c: lambda b: ndi.uniform_filter(b, (c[1], c[0], c[0]), mode="reflect"),
+        )
     return params
 
 
@@ -244,7 +272,7 @@ register(
             Param("patch_size", int, 5, "Patch width (pixels)", 3, 11),
             Param("patch_distance", int, 6, "Search radius (pixels)", 1, 21),
             Param("sigma", float, None, "Noise standard deviation (auto = estimated)", 0.0),
-            VST,
+            VST_ON,
         ),
         halo=lambda p: p["patch_distance"] + p["patch_size"] // 2 + 1,
         auto=_nlm_auto,
@@ -268,9 +296,10 @@ def _tv_auto(samples, params):
         blocks = [center_crop(b, 192) for b in _samples(samples)]
         sigma = max(_sigma(blocks), 1e-6)
         grid = [sigma * f for f in (0.25, 0.5, 1.0, 2.0, 4.0)]
-        loss = lambda w: sum(
-            masked_jinv_loss(b, lambda x: _tv(x, weight=w), stride=3) for b in blocks
-        )  # noqa: E731
+
+        def loss(w):
+            return sum(masked_jinv_loss(b, lambda x: _tv(x, weight=w), stride=3) for b in blocks)
+
         params["weight"], _ = best_candidate(grid, loss)
     return params
 
@@ -314,7 +343,7 @@ register(
             Param("sigma", float, None, "Noise standard deviation (auto = estimated)", 0.0),
             Param("wavelet", str, "db2", "Wavelet family", choices=("db1", "db2", "sym4", "coif1")),
             Param("mode", str, "soft", "Thresholding", choices=("soft", "hard")),
-            VST,
+            VST_ON,
         ),
         halo=lambda p: 32,
         auto=_wavelet_auto,
@@ -353,7 +382,7 @@ register(
         (
             Param("sigma_color", float, None, "Intensity scale (auto = 2 x noise sigma)", 0.0),
             Param("sigma_spatial", float, 1.5, "Spatial scale (pixels)", 0.3, 10.0),
-            VST,
+            VST_ON,
         ),
         halo=lambda p: max(5, 2 * math.ceil(3 * p["sigma_spatial"]) + 1) // 2 + 1,
         auto=_bilateral_auto,
@@ -403,7 +432,7 @@ register(
                 "BM3D profile",
                 choices=("np", "refilter", "vn", "high", "deb"),
             ),
-            VST,
+            VST_ON,
         ),
         halo=lambda p: 24,
         auto=_bm3d_auto,

@@ -85,7 +85,9 @@ def check_image(image: Any, axes: str | None = None) -> tuple[np.ndarray, str]:
         axes = normalize_axes(axes, arr.ndim)
     ny, nx = arr.shape[axes.index("Y")], arr.shape[axes.index("X")]
     if min(ny, nx) < MIN_SIZE:
-        raise InputError(f"The image is only {ny}x{nx} pixels in Y and X; at least {MIN_SIZE}x{MIN_SIZE} is needed.")
+        raise InputError(
+            f"The image is only {ny}x{nx} pixels in Y and X; at least {MIN_SIZE}x{MIN_SIZE} is needed."
+        )
     if np.issubdtype(arr.dtype, np.floating):
         bad = _count_nonfinite(arr)
         if bad:
@@ -127,7 +129,9 @@ def _resolve_tile(tile: Any, method: Method, block_shape: tuple[int, ...]) -> tu
         try:
             size = int(tile)
         except (TypeError, ValueError):
-            raise ParameterError(f"Tile size must be a whole number of pixels, got {tile!r}.") from None
+            raise ParameterError(
+                f"Tile size must be a whole number of pixels, got {tile!r}."
+            ) from None
         if size < 16:
             raise ParameterError(f"Tile size {size} is too small; use at least 16 pixels.")
     if len(block_shape) == 3:  # volumes are not split along their depth
@@ -219,7 +223,9 @@ def denoise_iter(
         len(plan_tiles(block_shape, tile_shape, _spatial(o, block_shape), _spatial(h, block_shape)))
         for h, o in zip(halos, overlaps, strict=True)
     ]
-    total = sum(tiles_per_block[(i[channel_axis] if channel_axis is not None else 0)] for i in indices)
+    total = sum(
+        tiles_per_block[(i[channel_axis] if channel_axis is not None else 0)] for i in indices
+    )
     done = 0
     for index in indices:
         c = index[channel_axis] if channel_axis is not None else 0
