@@ -72,7 +72,7 @@ def _gaussian(block, *, sigma):
 
 
 def _choose_linear(
-    blocks: Sequence[np.ndarray], candidates: Sequence, kernels_for, smooth_for
+    blocks: Sequence[np.ndarray], candidates: Sequence, kernels_for, smooth_for, *, coarse: int = 1
 ) -> object:
     """The width of a separable linear filter with the lowest estimated error.
 
@@ -86,7 +86,7 @@ def _choose_linear(
             separable_jinv_loss(b, kernels_for(c), (0,) * (b.ndim - 2) + (radius, radius))
             for b in blocks
         )
-        return best_candidate(candidates, loss)[0]
+        return best_candidate(candidates, loss, coarse=coarse)[0]
     variances = [mean_noise_variance(b) for b in blocks]
 
     def loss(c):
@@ -94,7 +94,7 @@ def _choose_linear(
         pairs = zip(blocks, variances, strict=True)
         return sum(sure_linear(smooth_for(c)(b), b, centre, v) for b, v in pairs)
 
-    return best_candidate(candidates, loss)[0]
+    return best_candidate(candidates, loss, coarse=coarse)[0]
 
 
 def _gaussian_auto(samples, params):
@@ -104,6 +104,7 @@ def _gaussian_auto(samples, params):
             GAUSSIAN_SIGMAS,
             lambda s: [gaussian_kernel1d(s)] * 2,
             lambda s: lambda b: ndi.gaussian_filter(b, s, mode="reflect", truncate=TRUNCATE),
+            coarse=3,
         )
     return params
 
