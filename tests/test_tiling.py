@@ -57,3 +57,12 @@ def test_consumer_stopping_stops_the_work():
 def test_too_small_tile_is_refused_with_a_clear_message():
     with pytest.raises(ParameterError, match="too small"):
         plan_tiles((500, 500), (20, 20), (24, 24), (8, 8))
+
+
+def test_3d_method_tiles_along_depth_too_and_stays_exact():
+    import napari_denoise as nd
+
+    rng = np.random.default_rng(3)
+    vol = rng.random((80, 70, 60)).astype(np.float32)  # deeper than one depth tile
+    out = nd.denoise(vol, "box3d", axes="ZYX", size=3, size_z=5, tile=32)
+    np.testing.assert_allclose(out, ndi.uniform_filter(vol, (5, 3, 3)), atol=1e-5)

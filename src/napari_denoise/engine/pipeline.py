@@ -23,6 +23,7 @@ from .tiling import Progress, plan_tiles, run_tiled
 __all__ = ["DenoiseResult", "check_image", "denoise_iter", "drain"]
 
 DEFAULT_TILE = 1024
+DEPTH_TILE = 32  # planes per tile for 3-D methods, so long stacks are read piece by piece
 MIN_SIZE = 3
 SAMPLES_FOR_AUTO = 4
 
@@ -134,8 +135,8 @@ def _resolve_tile(tile: Any, method: Method, block_shape: tuple[int, ...]) -> tu
             ) from None
         if size < 16:
             raise ParameterError(f"Tile size {size} is too small; use at least 16 pixels.")
-    if len(block_shape) == 3:  # volumes are not split along their depth
-        return (block_shape[0], size, size)
+    if len(block_shape) == 3:
+        return (DEPTH_TILE, size, size)
     return (size, size)
 
 
@@ -229,12 +230,15 @@ def denoise_iter(
     done = 0
     for index in indices:
         c = index[channel_axis] if channel_axis is not None else 0
-        block = np.asarray(view[index], np.float32)
-        if stabilisers[c] is not None:
-            block = anscombe(block, stabilisers[c])
+
+        def run_tile(tile_data, _p=fn_params[c], _vst=stabilisers[c]):
+            # Each tile is read (from a memory map, possibly) and converted on its own.
+            x = np.asarray(tile_data, np.float32)
+            return m.fn(anscombe(x, _vst) if _vst is not None else x, **_p)
+
         gen = run_tiled(
-            block,
-            lambda b, _p=fn_params[c]: m.fn(b, **_p),
+            view[index],
+            run_tile,
             tile=tile_shape,
             overlap=_spatial(overlaps[c], block_shape),
             halo=_spatial(halos[c], block_shape),
@@ -264,8 +268,7 @@ def denoise_iter(
 
 
 def _spatial(value: int, block_shape: tuple[int, ...]) -> tuple[int, ...]:
-    # Volumes are not split along depth, so only Y and X get the overlap and halo.
-    return (0, value, value) if len(block_shape) == 3 else (value, value)
+    return (value,) * len(block_shape)
 
 
 def _where(loop_axes: str, index: tuple[int, ...], name: str) -> str:
