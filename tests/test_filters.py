@@ -84,3 +84,17 @@ def test_explicit_parameters_are_used_as_given(crop):
     noisy = crop[0].astype(np.float32)
     out = nd.denoise(noisy, "gaussian", sigma=2.0)
     np.testing.assert_allclose(out, ndi.gaussian_filter(noisy, 2.0, truncate=4.0), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("name", "correlated"),
+    [("WideField_BPAE_G_1", True), ("WideField_BPAE_R_3", True),
+     ("Confocal_BPAE_G_1", False), ("TwoPhoton_MICE_2", False), ("Confocal_FISH_4", False)],
+)
+def test_noise_correlation_is_detected_on_real_captures(shared_data, name, correlated):
+    from PIL import Image
+
+    from napari_denoise.engine.calibrate import noise_correlation_ratio
+
+    raw = np.array(Image.open(shared_data / "FMD_test_mix" / "raw" / f"{name}.png"))
+    assert (noise_correlation_ratio(raw) > 2.0) is correlated

@@ -1,0 +1,168 @@
+"""Regenerate the user-guide screenshots on the bundled real data.
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/images/make_screenshots.py
+
+Writes the PNG files next to this script. Every picture is napari's real window, with
+the napari-denoise widgets docked through napari's plugin manager.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SIZE = (1500, 950)
+
+
+def pump(app, seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def wait(app, widget) -> None:
+    while widget.runner.busy:
+        pump(app, 0.05)
+    pump(app, 0.5)
+
+
+def save(viewer, name: str) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    for widget in QApplication.allWidgets():  # pop-up notifications would hide the canvas
+        if type(widget).__name__ == "NapariQtNotification":
+            widget.close()
+    QApplication.processEvents()
+    viewer.window._qt_window.grab().save(str(HERE / name))
+    print("wrote", HERE / name)
+
+
+def camera(viewer):
+    scene = getattr(viewer, "scene", None)  # napari >= 0.9
+    return scene.camera if scene is not None else viewer.camera
+
+
+def open_docked(sample: str):
+    from napari_denoise._launch import open_viewer
+
+    viewer, widget = open_viewer(sample)
+    viewer.window._qt_window.resize(*SIZE)
+    viewer.window._qt_window.move(0, 0)
+    from qtpy.QtWidgets import QApplication
+
+    pump(QApplication.instance(), 0.5)
+    viewer.reset_view()
+    return viewer, widget
+
+
+def menu(app) -> None:
+    """Layers > Filter > Denoise: the widget opens for the selected layer."""
+    from qtpy.QtCore import QPoint
+
+    viewer, _ = open_docked("fmd_pair")
+    window = viewer.window._qt_window
+    layers = next(a for a in window.menuBar().actions() if "Layers" in a.text()).menu()
+    layers.popup(window.mapToGlobal(QPoint(100, 25)))
+    pump(app, 0.3)
+    item = next(a for a in layers.actions() if "Filter" in a.text())
+    layers.setActiveAction(item)
+    geometry = layers.actionGeometry(item)
+    item.menu().popup(layers.mapToGlobal(QPoint(layers.width(), geometry.y())))
+    pump(app, 0.5)
+    app.primaryScreen().grabWindow(0).copy(0, 0, 720, 420).save(
+        str(HERE / "menu_layers_filter.png")
+    )
+    print("wrote", HERE / "menu_layers_filter.png")
+    item.menu().close()
+    layers.close()
+    viewer.close()
+
+
+def denoise_and_compare(app) -> None:
+    """The FMD pair: preview, run, side by side, overlay, compare table."""
+    from napari_denoise._qt._denoise_widget import RECTANGLE, REGION_LAYER
+    from napari_denoise._qt._view_mode import OFF, OVERLAY, SIDE_BY_SIDE
+
+    viewer, widget = open_docked("fmd_pair")
+    pump(app, 0.5)
+    save(viewer, "denoise_widget.png")
+
+    # Preview on a drawn rectangle, with the method's automatic choice shown.
+    widget.preview_on.setCurrentText(RECTANGLE)
+    region = viewer.layers[REGION_LAYER]
+    region.add_rectangles(np.array([[140, 120], [140, 330], [300, 330], [300, 120]]))
+    region.mode = "pan_zoom"
+    viewer.layers.selection.active = viewer.layers["noisy (FMD)"]
+    widget.preview()
+    wait(app, widget)
+    camera(viewer).center = (220, 225)
+    camera(viewer).zoom *= 2.2
+    pump(app, 0.5)
+    save(viewer, "preview_rectangle.png")
+    viewer.layers.remove(viewer.layers["noisy (FMD) [gaussian preview]"])
+    viewer.layers.remove(region)
+    widget.preview_on.setCurrentText("visible area")
+    viewer.reset_view()
+
+    widget.run()
+    wait(app, widget)
+    widget.picker.set_method("wavelet")
+    widget.run()
+    wait(app, widget)
+    widget.compare.set_mode(SIDE_BY_SIDE)
+    pump(app, 0.5)
+    save(viewer, "side_by_side.png")
+    widget.compare.set_mode(OVERLAY)
+    camera(viewer).zoom *= 2.0
+    pump(app, 0.5)
+    save(viewer, "overlay_difference.png")
+    widget.compare.set_mode(OFF)
+    viewer.reset_view()
+
+    dock = viewer.window._wrapped_dock_widgets["Compare (napari-denoise)"]
+    dock.raise_()
+    compare = dock.widget()
+    compare.compute()
+    while compare.worker is not None:
+        pump(app, 0.05)
+    compare.table.selectRow(1)
+    compare.add_difference()
+    pump(app, 0.5)
+    save(viewer, "compare_widget.png")
+    viewer.close()
+
+
+def timelapse_progress(app) -> None:
+    """The real time-lapse: a slow method mid-run, with napari's activity dock open."""
+    viewer, widget = open_docked("membrane_timelapse")
+    viewer.dims.set_current_step(0, 2)
+    widget.picker.set_method("nlm")
+    widget.settings.tile.set_value(128)
+    pump(app, 1.0)
+    widget.run()
+    viewer.window._qt_window.statusBar()._toggle_activity_dock(True)
+    while widget.runner.busy and (widget.runner.last is None or widget.runner.last.done < 6):
+        pump(app, 0.05)
+    save(viewer, "timelapse_running.png")
+    widget.runner.cancel()
+    wait(app, widget)
+    viewer.close()
+
+
+def main() -> None:
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    napari.Viewer(show=False).close()  # create the QApplication
+    app = QApplication.instance()
+    menu(app)
+    denoise_and_compare(app)
+    timelapse_progress(app)
+
+
+if __name__ == "__main__":
+    main()

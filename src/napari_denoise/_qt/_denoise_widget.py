@@ -1,0 +1,231 @@
+"""The Denoise dock widget: pick an image layer and a method, preview, run, compare.
+
+Composed of small widgets (layer combo, method picker, parameter form, run settings,
+comparison toggle); the work runs in a :class:`~._runner.Runner`. This file only wires
+them together and turns results into layers.
+"""
+
+from __future__ import annotations
+
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QEvent
+from qtpy.QtWidgets import (
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..errors import DenoiseError, InputError
+from ._layer_combo import ImageLayerCombo
+from ._layers import result_kwargs, result_name
+from ._method_picker import MethodPicker
+from ._params import ParamForm
+from ._preview import preview_region
+from ._preview_controls import RECTANGLE, REGION_LAYER, VISIBLE, PreviewControls
+from ._runner import Job, Runner
+from ._settings import ComputeSettings, InputAxes
+from ._view_mode import ComparisonToggle
+
+__all__ = ["RECTANGLE", "REGION_LAYER", "VISIBLE", "DenoiseWidget"]
+
+
+def _progress_text(tick) -> str:
+    """'gaussian T=3: tile 12 of 40' (the first ticks only say what is being prepared)."""
+    return f"{tick.message}: tile {tick.done} of {tick.total}" if tick.total > 1 else tick.message
+
+
+def _chosen(params: dict, form: ParamForm) -> str:
+    """'sigma = 1.27 (chosen automatically)' for the parameters left on auto."""
+    auto = [p.name for p in form.method.params if p.auto and p.name not in form.values()]
+    parts = [
+        f"{name} = {params[name]:.3g}" for name in auto if isinstance(params.get(name), int | float)
+    ]
+    return f"{', '.join(parts)} (chosen automatically)" if parts else ""
+
+
+class DenoiseWidget(QWidget):
+    """Denoise an image layer into a new layer; the input is never modified."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.layer_combo = ImageLayerCombo(napari_viewer)
+        self.picker = MethodPicker()
+        self.about = QLabel()
+        self.about.setWordWrap(True)
+        self.about.setStyleSheet("color: gray")
+        self.params = ParamForm()
+        self.input = InputAxes()
+        self.settings = ComputeSettings()
+        self.previewer = PreviewControls(napari_viewer, self.layer_combo.layer)
+        self.preview_on, self.preview_button = self.previewer.source, self.previewer.button
+        self.run_button = QPushButton("Run on whole image")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.compare = ComparisonToggle(napari_viewer)
+        self.runner = Runner(
+            on_done=self._on_done,
+            on_failed=self._on_failed,
+            on_cancelled=self._on_cancelled,
+            on_progress=lambda p: self.status.setText(_progress_text(p)),
+            on_busy=self._on_busy,
+        )
+        self._task: dict = {}
+        self._layout()
+        self.layer_combo.layerChanged.connect(self.input.set_layer)
+        self.picker.methodChanged.connect(self._on_method)
+        self.preview_button.clicked.connect(self.preview)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.runner.cancel)
+        napari_viewer.layers.events.removed.connect(self._on_layer_removed)
+        runner = self.runner  # not self: the slot must work while the widget is destroyed
+        self.destroyed.connect(lambda *_: _teardown(napari_viewer, runner, self._on_layer_removed))
+        self.input.set_layer(self.layer_combo.layer())
+        self._on_method(self.picker.method())
+
+    def _layout(self) -> None:
+        method_box = QGroupBox("Method")
+        method_layout = QVBoxLayout(method_box)
+        for w in (self.picker, self.about, self.params):
+            method_layout.addWidget(w)
+        run_row = QHBoxLayout()
+        run_row.addWidget(self.run_button, 1)
+        run_row.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Image layer"))
+        layout.addWidget(self.layer_combo)
+        layout.addWidget(self.input)
+        layout.addWidget(method_box)
+        layout.addWidget(self.settings)
+        layout.addWidget(self.previewer)
+        layout.addLayout(run_row)
+        layout.addWidget(self.status)
+        layout.addWidget(self.compare)
+        layout.addStretch(1)
+
+    # ------------------------------------------------------------------ actions
+    def preview(self) -> bool:
+        """Denoise the current plane's visible area (or drawn rectangle) into a preview layer."""
+        return self._start(preview=True)
+
+    def run(self) -> bool:
+        """Denoise the whole image layer in a worker thread; the result becomes a new layer."""
+        return self._start(preview=False)
+
+    def _start(self, *, preview: bool) -> bool:
+        layer, method = self.layer_combo.layer(), self.picker.method()
+        if layer is None:
+            show_info("Choose an image layer first (File > Open, or File > Open Sample).")
+            return False
+        try:
+            if layer.multiscale:
+                raise InputError(
+                    f"Layer '{layer.name}' is a multiscale pyramid; open its full-resolution "
+                    "image as a plain layer to denoise it."
+                )
+            axes = self.input.axes_for(layer.ndim)
+            params = self.params.values()
+            if preview:
+                box = self.previewer.box(layer)
+                region = preview_region(self.viewer, layer, axes, method_ndim=method.ndim, box=box)
+                data, axes = region.cut(layer.data), region.axes
+            else:
+                region, data = None, layer.data
+        except DenoiseError as err:
+            self._on_failed(str(err))
+            return False
+        what = f"{method.name} on {layer.name!r}" + (
+            f" (preview, {region.description})" if preview else ""
+        )
+        source = (
+            None
+            if preview
+            else {
+                "path": layer.source.path or layer.metadata.get("source_path"),
+                "layer": layer.name,
+            }
+        )
+        label, tile = f"Denoising: {what}", self.settings.tile_size()
+        job = Job(
+            data, method.name, axes, params, tile, label, source, self.settings.device.currentText()
+        )
+        if not self.runner.start(job):
+            return False
+        self._task = {"layer": layer, "method": method.name, "axes": axes, "region": region}
+        self.status.setText(f"Denoising {what}…")
+        return True
+
+    # ------------------------------------------------------------------ results
+    def _on_done(self, outcome) -> None:
+        task, result = self._task, outcome.result
+        layer = task["layer"]
+        if layer not in self.viewer.layers:
+            return  # cancelled on removal; a result that arrived meanwhile is dropped
+        region = task["region"]
+        kwargs = result_kwargs(layer, axes=task["axes"], provenance=outcome.provenance)
+        chosen = _chosen(result.params, self.params)
+        self.params.show_chosen(result.params)
+        if region is None:
+            new = self.viewer.add_image(
+                result.data, name=result_name(layer.name, result.method), **kwargs
+            )
+            self.compare.set_pair(layer, new)
+            done = f"Done in {result.seconds:.1f} s → layer '{new.name}'. {chosen}"
+            self.status.setText(done.strip())
+            return
+        self.previewer.add_result(layer, region, result, kwargs)
+        done = f"Preview ({region.description}) in {result.seconds:.1f} s. {chosen}"
+        self.status.setText(done.strip())
+
+    def _on_failed(self, message: str) -> None:
+        self.status.setText(message)
+        show_error(message)
+
+    def _on_cancelled(self, last) -> None:
+        done = f" after {last.done} of {last.total} tiles" if last and last.total > 1 else ""
+        self.status.setText(f"Cancelled{done}; nothing was added.")
+
+    def _on_busy(self, busy: bool) -> None:
+        self.run_button.setEnabled(not busy)
+        self.preview_button.setEnabled(not busy)
+        self.cancel_button.setEnabled(busy)
+
+    # ------------------------------------------------------------------ events
+    def _on_method(self, method) -> None:
+        if method is None:
+            return
+        self.params.set_method(method)
+        self.settings.set_method(method)
+        self.about.setText(method.description)
+
+    def _on_layer_removed(self, event) -> None:
+        if self.runner.busy and event.value is self._task.get("layer"):
+            self.runner.cancel()
+            show_info(f"Layer '{event.value.name}' was deleted: denoising stopped, nothing added.")
+
+    def event(self, event) -> bool:
+        # napari's close button takes the widget out of its dock (parent -> None) without
+        # deleting it: stop the work then, so that no thread runs on for nothing.
+        if event.type() == QEvent.Type.ParentChange and self.parent() is None:
+            self.runner.cancel()
+        return super().event(event)
+
+    def showEvent(self, event) -> None:
+        # Opened (e.g. from Layers > Filter > Denoise): work on the layer selected in napari.
+        if not self.runner.busy:
+            self.layer_combo.set_layer(self.viewer.layers.selection.active)
+        super().showEvent(event)
+
+    def closeEvent(self, event) -> None:
+        self.runner.cancel()
+        super().closeEvent(event)
+
+
+def _teardown(viewer, runner: Runner, on_removed) -> None:
+    runner.shutdown()
+    viewer.layers.events.removed.disconnect(on_removed)

@@ -1,0 +1,91 @@
+"""How results and differences are shown as napari layers (no Qt, no denoising numerics).
+
+A result layer sits exactly on its input (same scale, translate and affine), starts with
+the input's contrast limits and colormap so the two can be compared by eye, and carries
+its provenance in ``metadata["napari_denoise"]`` (what the TIFF writer saves).
+A difference layer is computed lazily, plane by plane, with dask: it costs no memory
+and no time until a plane is shown.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._napari import PROVENANCE_KEY
+from ._preview import current_index
+
+PREVIEW_SUFFIX = "preview"
+DIFFERENCE_KEY = "difference_of"
+
+
+def difference_colormap():
+    """Blue (negative) - black (zero) - orange (positive): readable on napari's dark canvas."""
+    from napari.utils.colormaps import Colormap
+
+    colors = [[0.2, 0.6, 1.0, 1.0], [0.0, 0.0, 0.0, 1.0], [1.0, 0.6, 0.1, 1.0]]
+    return Colormap(colors, name="difference (blue − / orange +)")
+
+
+def result_name(input_name: str, method: str, *, preview: bool = False) -> str:
+    """'noisy [gaussian]' or 'noisy [gaussian preview]'."""
+    return f"{input_name} [{method}{' ' + PREVIEW_SUFFIX if preview else ''}]"
+
+
+def result_kwargs(source, *, axes: str, provenance: dict | None = None) -> dict:
+    """Layer keywords that place a result over ``source`` and look like it."""
+    metadata = {k: v for k, v in source.metadata.items() if k != PROVENANCE_KEY}
+    metadata["axes"] = axes
+    if provenance is not None:
+        metadata[PROVENANCE_KEY] = provenance
+    return {
+        "scale": source.scale,
+        "translate": source.translate,
+        "affine": source.affine,
+        "contrast_limits": tuple(source.contrast_limits),
+        "colormap": source.colormap.name,
+        "gamma": source.gamma,
+        "metadata": metadata,
+        "axis_labels": source.axis_labels,
+        "units": source.units,
+    }
+
+
+def lazy_difference(a, b):
+    """``a - b`` in float32, computed plane by plane only when napari shows a plane."""
+    import dask.array as da
+
+    chunks = (1,) * (a.ndim - 2) + a.shape[-2:]
+    da_a = da.from_array(a, chunks=chunks, asarray=True)
+    da_b = da.from_array(b, chunks=chunks, asarray=True)
+    return da_a.astype(np.float32) - da_b.astype(np.float32)
+
+
+def symmetric_limits(diff, plane_index: tuple) -> tuple[float, float]:
+    """Contrast limits +-L for a difference, L from the 99.5th percentile of one plane."""
+    plane = np.abs(np.asarray(diff[plane_index], dtype=np.float32))
+    limit = float(np.percentile(plane, 99.5)) if plane.size else 1.0
+    limit = limit if limit > 0 else 1.0
+    return -limit, limit
+
+
+def add_difference(viewer, a_layer, b_layer, *, name: str):
+    """Add (or refresh) the layer ``a - b`` over ``a_layer``, with a diverging colormap."""
+    diff = lazy_difference(a_layer.data, b_layer.data)
+    limits = symmetric_limits(diff, tuple(current_index(viewer, a_layer)[:-2]))
+    if name in viewer.layers:
+        layer = viewer.layers[name]
+        layer.data, layer.contrast_limits = diff, limits
+        return layer
+    return viewer.add_image(
+        diff,
+        name=name,
+        colormap=difference_colormap(),
+        contrast_limits=limits,
+        scale=a_layer.scale,
+        translate=a_layer.translate,
+        affine=a_layer.affine,
+        metadata={
+            "axes": a_layer.metadata.get("axes"),
+            DIFFERENCE_KEY: [a_layer.name, b_layer.name],
+        },
+    )

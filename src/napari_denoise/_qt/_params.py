@@ -1,0 +1,206 @@
+"""Parameter controls built from a method's declared :class:`~napari_denoise.engine.methods.Param`.
+
+One row per parameter: a check box for booleans, a drop-down for choices, a spin box for
+numbers. A parameter the method can choose from the image (``Param.auto``) gets an
+"auto" check box beside its spin box; while it is ticked the value is left to the method,
+and after a run or preview the spin box shows (greyed) the value that was chosen.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QSpinBox,
+    QWidget,
+)
+
+BIG = 1e6  # upper bound for parameters the method leaves open
+HANDLED_ELSEWHERE = {"device"}
+LABEL_CHARS = 30  # a model's device is chosen in the run settings
+
+
+def _label(param) -> str:
+    """A short label from the declaration: the help's opening words when short, else the name.
+
+    'Noise standard deviation (auto = estimated)' -> 'Noise standard deviation';
+    'sigma' with a long help -> 'Sigma'; ' (px)' is added when the help says pixels.
+    """
+    head = param.help.split("(")[0].strip()
+    text = head if 0 < len(head) <= LABEL_CHARS else param.name.replace("_", " ")
+    text = text[0].upper() + text[1:]
+    if re.search(r"\(pixels", param.help):
+        text += " (px)"
+    return text
+
+
+def _number_box(param) -> QSpinBox | QDoubleSpinBox:
+    if param.type is int:
+        box: QSpinBox | QDoubleSpinBox = QSpinBox()
+        box.setRange(
+            int(param.minimum if param.minimum is not None else 0), int(param.maximum or BIG)
+        )
+    else:
+        box = QDoubleSpinBox()
+        box.setDecimals(3)
+        box.setRange(float(param.minimum if param.minimum is not None else 0), param.maximum or BIG)
+        box.setSingleStep(0.1)
+    box.setToolTip(param.help)
+    return box
+
+
+class AutoNumber(QWidget):
+    """A number that can be left to the method: [x] auto  [spin box]."""
+
+    def __init__(self, param, *, auto_text: str = "auto", waiting_text: str = "from the image"):
+        super().__init__()
+        self.param = param
+        self.waiting_text = waiting_text
+        self.box = _number_box(param)
+        self.auto = QCheckBox(auto_text)
+        self.auto.setToolTip("Let the method choose this value from the image.")
+        self.auto.setChecked(True)
+        self._chosen = None
+        self.auto.toggled.connect(self._sync)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.auto)
+        layout.addWidget(self.box, 1)
+        self._sync()
+
+    def _sync(self) -> None:
+        manual = not self.auto.isChecked()
+        self.box.setEnabled(manual)
+        # While on auto and before any run: show 'from the image' rather than a number.
+        waiting = not manual and self._chosen is None and bool(self.waiting_text)
+        self.box.setSpecialValueText(self.waiting_text if waiting else "")
+        if waiting:
+            self.box.setValue(self.box.minimum())
+        if manual and self.box.value() == self.box.minimum():
+            # Start from what the method chose last, else from a plain 1 (px, or units).
+            start = self._chosen if self._chosen is not None else 1
+            self.box.setValue(max(self.box.minimum(), min(self.box.maximum(), start)))
+
+    def value(self) -> Any:
+        """None while on auto, else the spin box value."""
+        return None if self.auto.isChecked() else self.box.value()
+
+    def set_value(self, value: Any) -> None:
+        """Set a fixed value (None: back to auto)."""
+        self.auto.setChecked(value is None)
+        if value is not None:
+            self.box.setValue(value)
+
+    def show_chosen(self, value: Any) -> None:
+        """Show what the method chose while staying on auto."""
+        if self.auto.isChecked() and isinstance(value, int | float):
+            self._chosen = value
+            self.box.setSpecialValueText("")
+            self.box.setValue(value)
+            self.box.setToolTip(f"{self.param.help}\nLast chosen automatically: {value:g}")
+
+
+class ParamForm(QWidget):
+    """The controls for one method's parameters; ``values()`` gives what the user set."""
+
+    def __init__(self):
+        super().__init__()
+        self._layout = QFormLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._controls: dict[str, QWidget] = {}
+        self.method = None
+
+    def set_method(self, method) -> None:
+        """Rebuild the rows for ``method``."""
+        while self._layout.rowCount():
+            self._layout.removeRow(0)
+        self._controls = {}
+        self.method = method
+        for param in self._shown(method):
+            control = self._control(param)
+            self._controls[param.name] = control
+            if isinstance(control, QCheckBox):
+                self._layout.addRow(control)
+            else:
+                label = QLabel(_label(param))
+                label.setToolTip(param.help)
+                label.setWordWrap(True)
+                self._layout.addRow(label, control)
+        if not self._shown(method):
+            self._layout.addRow(QLabel("This method has no parameters."))
+
+    @staticmethod
+    def _shown(method) -> list:
+        return [p for p in method.params if p.name not in HANDLED_ELSEWHERE]
+
+    def _control(self, param) -> QWidget:
+        if param.type is bool:
+            box = QCheckBox(_bool_text(param))
+            box.setToolTip(param.help)
+            box.setChecked(bool(param.default))
+            return box
+        if param.choices is not None:
+            combo = QComboBox()
+            combo.addItems([str(c) for c in param.choices])
+            combo.setCurrentText(str(param.default))
+            combo.setToolTip(param.help)
+            return combo
+        if param.auto:
+            return AutoNumber(param)
+        box = _number_box(param)
+        box.setValue(param.default)
+        return box
+
+    def values(self) -> dict[str, Any]:
+        """Parameters to pass to the method: automatic ones left unset are omitted."""
+        out: dict[str, Any] = {}
+        for param in self._shown(self.method) if self.method else ():
+            control = self._controls[param.name]
+            if isinstance(control, QCheckBox):
+                value = control.isChecked()
+            elif isinstance(control, QComboBox):
+                value = param.choices[control.currentIndex()]
+            elif isinstance(control, AutoNumber):
+                value = control.value()
+            else:
+                value = control.value()
+            if value is not None:
+                out[param.name] = value
+        return out
+
+    def set_values(self, values: dict[str, Any]) -> None:
+        """Set controls from ``values`` (None for an automatic parameter means auto)."""
+        for name, value in values.items():
+            control = self._controls[name]
+            if isinstance(control, QCheckBox):
+                control.setChecked(bool(value))
+            elif isinstance(control, QComboBox):
+                control.setCurrentText(str(value))
+            else:
+                control.set_value(value) if isinstance(control, AutoNumber) else control.setValue(
+                    value
+                )
+
+    def show_chosen(self, resolved: dict[str, Any]) -> None:
+        """Display the values a run chose for the parameters left on auto."""
+        for name, value in resolved.items():
+            control = self._controls.get(name)
+            if isinstance(control, AutoNumber):
+                control.show_chosen(value)
+
+    def control(self, name: str) -> QWidget:
+        """The control of parameter ``name`` (for tests and scripting)."""
+        return self._controls[name]
+
+
+def _bool_text(param) -> str:
+    if param.name == "vst":  # the one shared flag; its help is written for engineers
+        return "Poisson noise correction (variance-stabilising transform)"
+    return param.help or param.name.replace("_", " ")

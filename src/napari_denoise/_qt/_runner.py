@@ -1,0 +1,218 @@
+"""Run one denoising job at a time in a napari worker thread, with progress and Cancel.
+
+The job is the engine's :func:`~napari_denoise.engine.pipeline.denoise_iter` generator,
+run by napari's ``create_worker``: each tile is a ``yield``, hence a progress tick in
+napari's activity dock and a point where ``quit()`` (Cancel) takes effect, so the
+computation itself stops within one tile. The provenance record (which hashes the input
+file) is also made in the worker thread, never on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from napari.qt.threading import create_worker
+
+from ..engine.pipeline import DenoiseResult, denoise_iter
+from ..engine.tiling import Progress
+from ..errors import DenoiseError
+
+log = logging.getLogger(__name__)
+# Seconds between progress updates on screen: napari's progress bar processes events on
+# every update, so thousands of small tiles must not each cost a redraw.
+UI_INTERVAL = 0.1
+
+
+class WorkFailed(Exception):
+    """An unexpected error in the worker, carrying a sentence for the user."""
+
+
+@dataclass
+class Job:
+    """What to denoise and how; ``source`` (input path, shape, dtype) asks for provenance."""
+
+    data: Any
+    method: str
+    axes: str | None = None
+    params: dict = field(default_factory=dict)
+    tile: int | None = None
+    label: str = "Denoising"
+    source: dict | None = None
+    device: str = "auto"
+
+
+@dataclass
+class Outcome:
+    """A finished job: the engine's result and, for full runs, the provenance record."""
+
+    result: DenoiseResult
+    provenance: dict | None = None
+
+
+def guarded(gen: Generator, what: str = "Denoising") -> Generator:
+    """Run ``gen``, turning unexpected errors into :class:`WorkFailed` with a sentence.
+
+    Deliberate errors (:class:`~napari_denoise.errors.DenoiseError`) pass unchanged. This
+    also matters because a worker swallows a RuntimeError without signalling the end.
+    """
+    try:
+        return (yield from gen)
+    except DenoiseError:
+        raise
+    except MemoryError:
+        raise WorkFailed(
+            f"{what} ran out of memory. Try a smaller tile size, or crop the stack first."
+        ) from None
+    except Exception as exc:  # any other error: a sentence, the traceback goes to the log
+        log.exception("%s failed", what)
+        raise WorkFailed(
+            f"{what} stopped because of an unexpected error ({type(exc).__name__}: {exc})."
+        ) from exc
+
+
+def job_steps(job: Job) -> Generator[Progress, None, Outcome]:
+    """The worker's generator: the engine's progress ticks, then an :class:`Outcome`."""
+    from ..engine.methods import get_method
+    from ..provenance import make_provenance
+
+    params, extra = dict(job.params), {}
+    if "device" in {p.name for p in get_method(job.method).params}:
+        from ..engine.device import resolve_device  # imports torch: not on the GUI thread
+
+        params["device"] = extra["device"] = resolve_device(job.device)
+    result = yield from denoise_iter(
+        job.data, job.method, axes=job.axes, tile=job.tile, params=params
+    )
+    if job.source is None:
+        return Outcome(result)
+    info = result.provenance()
+    extra.update({k: v for k, v in info.items() if k not in ("method", "params", "axes")})
+    if job.tile is not None:
+        extra["tile"] = job.tile
+    provenance = make_provenance(
+        method=result.method,
+        params=result.params,
+        input_path=job.source.get("path"),
+        input_shape=tuple(np.shape(job.data)),
+        input_dtype=job.data.dtype,
+        axes=result.axes,
+        extra={**extra, "napari_layer": job.source.get("layer")},
+    )
+    return Outcome(result, provenance)
+
+
+class Runner:
+    """Starts at most one job at a time and reports back through plain callbacks.
+
+    ``on_progress(Progress)``, ``on_done(Outcome)``, ``on_failed(str)``,
+    ``on_cancelled(Progress | None)`` and ``on_busy(bool)`` are called on the GUI thread.
+    """
+
+    def __init__(
+        self,
+        *,
+        on_done: Callable[[Outcome], None],
+        on_failed: Callable[[str], None],
+        on_cancelled: Callable[[Progress | None], None],
+        on_progress: Callable[[Progress], None] = lambda p: None,
+        on_busy: Callable[[bool], None] = lambda b: None,
+    ):
+        self._callbacks = (on_progress, on_done, on_failed, on_cancelled, on_busy)
+        self.worker = None
+        self.last: Progress | None = None
+        self.ticks = 0
+        self._shown = 0.0
+        self._outcome: Outcome | None = None
+        self._error: Exception | None = None
+        self._cancel = False
+        self._gen = None
+        self._silent = False
+
+    @property
+    def busy(self) -> bool:
+        """Whether a job is running."""
+        return self.worker is not None
+
+    def start(self, job: Job) -> bool:
+        """Start ``job``; returns False (and does nothing) while another one runs."""
+        if self.busy:
+            return False
+        self.last, self.ticks, self._outcome, self._error, self._cancel = None, 0, None, None, False
+        gen = self._gen = guarded(job_steps(job))
+
+        def steps():  # keeps a handle on the generator, to close it once the thread is done
+            return (yield from gen)
+
+        worker = create_worker(steps, _progress={"desc": job.label}, _ignore_errors=True)
+        worker.yielded.connect(self._on_yielded)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_errored)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self._callbacks[4](True)
+        worker.start()
+        return True
+
+    def cancel(self) -> None:
+        """Ask the running job to stop after its current tile (nothing is added)."""
+        if self.worker is not None:
+            self._cancel = True
+            self.worker.quit()
+
+    def shutdown(self) -> None:
+        """Cancel and report nothing more (the widget is going away)."""
+        self._silent = True
+        self.cancel()
+
+    def _on_yielded(self, tick: Progress) -> None:
+        worker = self.worker
+        if worker is None:
+            return  # a tick delivered after the end
+        self.last = tick
+        self.ticks += 1
+        now = time.monotonic()
+        if now - self._shown < UI_INTERVAL and tick.done < tick.total:
+            return
+        self._shown = now
+        if not self._silent:
+            self._callbacks[0](tick)
+        # Updating napari's progress bar may process pending events (even the end of
+        # this job), so it comes last and only while the job is still running.
+        pbar = getattr(worker, "pbar", None)
+        if pbar is None or self.worker is not worker:
+            return
+        if pbar.total != tick.total:
+            pbar.total = tick.total
+        if tick.done != pbar.n and self.worker is worker:
+            pbar.n = tick.done
+            pbar.update(0)  # emits the value event with the new count
+        if tick.message and tick.message != pbar.desc and self.worker is worker:
+            pbar.set_description(tick.message)
+
+    def _on_returned(self, outcome: Outcome) -> None:
+        self._outcome = outcome
+
+    def _on_errored(self, error: Exception) -> None:
+        self._error = error
+
+    def _on_finished(self) -> None:
+        on_done, on_failed, on_cancelled, on_busy = self._callbacks[1:]
+        outcome, error, cancelled = self._outcome, self._error, self._cancel
+        self.worker, self._outcome, self._error = None, None, None
+        if self._gen is not None:
+            self._gen.close()  # the worker thread is done with it: free its buffers now
+            self._gen = None
+        if self._silent:
+            return
+        on_busy(False)
+        if error is not None:
+            on_failed(str(error) or type(error).__name__)
+        elif outcome is not None and not cancelled:
+            on_done(outcome)
+        else:
+            on_cancelled(self.last)
