@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_denoise.errors import InputError, ReadError
+from napari_denoise.errors import InputError, ReadError, WriteError
 from napari_denoise.io import (
     SUPPORTED_SUFFIXES,
     cast_to_dtype,
@@ -398,7 +398,7 @@ def test_write_replaces_existing_file_and_needs_existing_folder(tmp_path):
     target = write_image(tmp_path / "out.tif", np.zeros((8, 8), np.uint8), axes="YX")
     write_image(target, np.ones((4, 4), np.uint16), axes="YX")
     assert read_image(target).data.shape == (4, 4)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(WriteError, match="does not exist"):
         write_image(tmp_path / "missing" / "out.tif", np.zeros((8, 8), np.uint8), axes="YX")
 
 

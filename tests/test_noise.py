@@ -163,3 +163,14 @@ def test_inverse_is_monotone_and_continuous(sigma):
     assert np.all(np.diff(back) > 0)
     np.testing.assert_allclose(back[clean > 200], clean[clean > 200], rtol=0.01)
     assert N.inverse_anscombe(np.float32([3.0]), model).dtype == np.float32
+
+
+def test_degenerate_fit_falls_back_to_a_gaussian_estimate(shared_data):
+    """A real 12-bit frame (partly saturated) where the variance line degenerates."""
+    import tifffile
+
+    frame = tifffile.imread(
+        shared_data / "BioImageAnalysisNotebooks_stacks" / "membrane_2d_timelapse.tif"
+    )[0]
+    model = N.estimate_noise_model(frame)
+    assert model.variance(np.median(frame)) > 0

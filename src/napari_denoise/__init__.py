@@ -25,6 +25,7 @@ from .errors import (
     ParameterError,
     ReadError,
     UnknownMethodError,
+    WriteError,
 )
 
 __version__ = "0.1.0"
@@ -37,6 +38,7 @@ __all__ = [
     "ParameterError",
     "ReadError",
     "UnknownMethodError",
+    "WriteError",
     "__version__",
     "compare",
     "denoise",

@@ -21,6 +21,10 @@ class ReadError(DenoiseError, OSError):
     """A file could not be read: missing, unreadable, truncated or of an unknown format."""
 
 
+class WriteError(DenoiseError, OSError):
+    """A result could not be written (missing folder, no permission, disk full)."""
+
+
 class UnknownMethodError(DenoiseError, KeyError):
     """No method or model of that name is registered."""
 

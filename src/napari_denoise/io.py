@@ -32,7 +32,7 @@ import tifffile
 from PIL import Image as PILImage
 from PIL import PngImagePlugin
 
-from .errors import DenoiseError, InputError, ReadError
+from .errors import DenoiseError, InputError, ReadError, WriteError
 
 AXES_LETTERS = "TZCYX"
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".ome.tif", ".ome.tiff", ".png", ".npy")
@@ -536,15 +536,21 @@ def _to_json(obj, *, indent: int | None) -> str:
 def _atomic_write(path: Path, write: Callable) -> None:
     """Let ``write(fh)`` fill a temporary file beside ``path``, then swap it in."""
     if not path.parent.is_dir():
-        raise FileNotFoundError(f"Cannot write {path}: the folder {path.parent} does not exist.")
+        raise WriteError(f"Cannot write {path}: the folder {path.parent} does not exist.")
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
-    fh = open(tmp, "xb")  # unlike mkstemp, honours the umask: normal permissions
+    try:
+        fh = open(tmp, "xb")  # unlike mkstemp, honours the umask: normal permissions
+    except OSError as exc:
+        raise WriteError(f"Cannot write {path}: {exc.strerror or exc}.") from exc
     try:
         with fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # disk full, permissions: say so, and leave nothing behind
+        tmp.unlink(missing_ok=True)
+        raise WriteError(f"Cannot write {path}: {exc.strerror or exc}.") from exc
     except BaseException:  # also Ctrl-C: never leave a half-written file behind
         tmp.unlink(missing_ok=True)
         raise

@@ -201,6 +201,5 @@ class ParamForm(QWidget):
 
 
 def _bool_text(param) -> str:
-    if param.name == "vst":  # the one shared flag; its help is written for engineers
-        return "Poisson noise correction (variance-stabilising transform)"
-    return param.help or param.name.replace("_", " ")
+    # The first clause of the help is the label; the rest is the tooltip.
+    return param.help.split(":")[0] if param.help else param.name.replace("_", " ")

@@ -30,7 +30,13 @@ from .methods import Method, Param, register
 
 __all__ = ["blind_spot_radius", "gaussian_kernel1d"]
 
-VST = Param("vst", bool, False, "Denoise in the variance-stabilised (generalised Anscombe) domain")
+VST = Param(
+    "vst",
+    bool,
+    False,
+    "Poisson noise correction (variance-stabilising transform): denoise in the generalised "
+    "Anscombe domain, where shot noise is the same everywhere",
+)
 # Filters whose strength comes from one global noise level need the noise to be the same
 # everywhere, which Poisson-Gaussian noise is only after stabilisation: VST on by default.
 VST_ON = Param("vst", bool, True, VST.help)
@@ -127,7 +133,7 @@ register(
         halo=lambda p: int(TRUNCATE * (p["sigma"] or 6.0) + 0.5),
         auto=_gaussian_auto,
         title="Gaussian (self-calibrated)",
-        description="Gaussian blur whose width is chosen per image by J-invariant calibration.",
+        description="Gaussian blur whose width is chosen per image from its own noise (SURE).",
         default_rank=0,
     )
 )
@@ -159,7 +165,7 @@ register(
         halo=lambda p: (p["size"] or 13) // 2,
         auto=_box_auto,
         title="Box (mean)",
-        description="Mean over a square window, width chosen by J-invariant calibration.",
+        description="Mean over a square window, width chosen from the image's own noise (SURE).",
     )
 )
 
@@ -227,6 +233,7 @@ register(
         (Param("size", int, None, "Width of the square window (pixels)", 3, 15), VST),
         halo=lambda p: (p["size"] or 7) // 2,
         auto=_median_auto,
+        extra={"slow": True},
         title="Median",
         description="Median over a square window, width chosen by masked J-invariant calibration.",
     )
@@ -313,6 +320,7 @@ register(
         # TV is not strictly local; this margin makes tile borders invisible in practice.
         halo=lambda p: 16,
         auto=_tv_auto,
+        extra={"slow": True},
         title="Total variation",
         description="Chambolle's total-variation denoising, weight chosen by masked J-invariant calibration.",
     )
@@ -437,6 +445,7 @@ register(
         ),
         halo=lambda p: 24,
         auto=_bm3d_auto,
+        extra={"slow": True},
         title="BM3D",
         description="Block-matching and 3D collaborative filtering (Dabov et al. 2007), bm3d package.",
         available=_ok,

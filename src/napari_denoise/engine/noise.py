@@ -289,6 +289,11 @@ def estimate_noise_model(image, *, offset=None) -> NoiseModel:
     smooth = st["curv"] < 0.5 * np.sqrt(np.maximum(a * st["mu_ring"] + b, 1e-12))
     if np.count_nonzero(smooth) >= max(3000, st["mu"].size // 10):
         a, b = _fit_variance_line(st["mu_ring"][smooth], st["mu"][smooth], st["detail"][smooth])
+    if a <= 0 and b <= 0:
+        # A degenerate fit (e.g. strongly textured or partly saturated 12-bit data) would
+        # claim there is no noise at all; fall back to signal-independent Gaussian noise of
+        # the robust wavelet estimate rather than report a noiseless image.
+        return NoiseModel(0.0, estimate_sigma(arr), 0.0 if offset is None else float(offset))
     if offset is not None:
         off = float(offset)
         return NoiseModel(a, float(np.sqrt(max(b + a * off, 0.0))), off)

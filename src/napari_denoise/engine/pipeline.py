@@ -215,7 +215,9 @@ def denoise_iter(
             p = m.auto(samples, p)
         resolved.append(p)
         stabilisers.append(model)
-        yield Progress(0, 1, f"{m.name}: parameters for channel {c + 1} of {n_channels} chosen")
+        yield Progress(
+            0, 1, f"{m.name}: choosing parameters from the image (channel {c + 1} of {n_channels})"
+        )
 
     fn_params = [{k: v for k, v in p.items() if k != "vst"} for p in resolved]
     halos = [int(m.halo(p)) for p in resolved]
