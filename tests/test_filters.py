@@ -10,7 +10,9 @@ from napari_denoise.engine.methods import get_method, list_methods
 from napari_denoise.engine.metrics import psnr
 from napari_denoise.engine.noise import add_poisson_gaussian
 
-FILTERS_2D = [m.name for m in list_methods(kind="classical", include_unavailable=False) if m.ndim == 2]
+FILTERS_2D = [
+    m.name for m in list_methods(kind="classical", include_unavailable=False) if m.ndim == 2
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,9 @@ def test_box3d_uses_the_stack_axis_and_beats_2d_box_on_a_real_time_series(shared
     from PIL import Image
 
     root = shared_data / "FMD_test_mix"
-    stack = np.stack([np.array(Image.open(root / "raw" / f"Confocal_FISH_{k}.png")) for k in (1, 2, 3, 4)])
+    stack = np.stack(
+        [np.array(Image.open(root / "raw" / f"Confocal_FISH_{k}.png")) for k in (1, 2, 3, 4)]
+    )
     gt = np.array(Image.open(root / "gt" / "Confocal_FISH_1.png"))
     stack, gt = stack[:, :192, :192], gt[:192, :192]
     out3 = nd.denoise(stack, "box3d", axes="TYX")
@@ -88,8 +92,13 @@ def test_explicit_parameters_are_used_as_given(crop):
 
 @pytest.mark.parametrize(
     ("name", "correlated"),
-    [("WideField_BPAE_G_1", True), ("WideField_BPAE_R_3", True),
-     ("Confocal_BPAE_G_1", False), ("TwoPhoton_MICE_2", False), ("Confocal_FISH_4", False)],
+    [
+        ("WideField_BPAE_G_1", True),
+        ("WideField_BPAE_R_3", True),
+        ("Confocal_BPAE_G_1", False),
+        ("TwoPhoton_MICE_2", False),
+        ("Confocal_FISH_4", False),
+    ],
 )
 def test_noise_correlation_is_detected_on_real_captures(shared_data, name, correlated):
     from PIL import Image
@@ -98,3 +107,20 @@ def test_noise_correlation_is_detected_on_real_captures(shared_data, name, corre
 
     raw = np.array(Image.open(shared_data / "FMD_test_mix" / "raw" / f"{name}.png"))
     assert (noise_correlation_ratio(raw) > 2.0) is correlated
+
+
+def test_correlated_noise_covariance_is_measured_in_flat_regions(fmd_pair):
+    from napari_denoise.engine.calibrate import noise_covariance
+
+    gt = fmd_pair[1].astype(np.float32)
+    rng = np.random.default_rng(5)
+    kernel = np.array([0.25, 0.5, 0.25])
+    noise = ndi.correlate1d(ndi.correlate1d(rng.standard_normal(gt.shape), kernel, 0), kernel, 1)
+    noise *= 10 / noise.std()
+    cov = noise_covariance(gt + noise)
+    r = cov.shape[0] // 2
+    # [1, 2, 1] / 4 smoothing: lag-1 correlation 2/3 per axis, lag 2 1/6, zero beyond
+    rho = cov[r, r:] / cov[r, r]
+    assert cov[r, r] == pytest.approx(100, rel=0.25)
+    assert rho[1] == pytest.approx(2 / 3, abs=0.1) and rho[2] == pytest.approx(1 / 6, abs=0.1)
+    assert abs(rho[4]) < 0.1

@@ -23,7 +23,8 @@ from .calibrate import (
     masked_jinv_loss,
     mean_noise_variance,
     noise_correlation_radius,
-    separable_jinv_loss,
+    noise_covariance,
+    sure_correlated,
     sure_linear,
 )
 from .methods import Method, Param, register
@@ -82,17 +83,27 @@ def _choose_linear(
 ) -> object:
     """The width of a separable linear filter with the lowest estimated error.
 
-    Independent noise: Stein's unbiased risk estimate with the noise model's variance.
-    Spatially correlated noise (which SURE's independence assumption would get wrong):
-    the self-supervised loss with a 7x7 blind spot.
+    Independent noise: Stein's unbiased risk estimate (SURE) with the noise model's
+    variance. Spatially correlated noise, which plain SURE and one-pixel blind spots both
+    get wrong: SURE with the noise autocovariance measured in the image's flat parts
+    (validated against a 7x7 blind-spot loss on simulated correlated noise, where it was
+    as good for short-range and clearly better for long-range correlation).
     """
-    radius = blind_spot_radius(blocks)
-    if radius:
-        loss = lambda c: sum(  # noqa: E731
-            separable_jinv_loss(b, kernels_for(c), (0,) * (b.ndim - 2) + (radius, radius))
-            for b in blocks
-        )
-        return best_candidate(candidates, loss, coarse=coarse)[0]
+    if blind_spot_radius(blocks):
+        planes = [b if b.ndim == 2 else b[b.shape[0] // 2] for b in blocks]
+        covs = [noise_covariance(p) for p in planes]
+
+        def correlated_loss(c):
+            kernels = kernels_for(c)
+            # Noise is taken as independent between planes: only the centre plane counts.
+            depth = float(np.prod([k[len(k) // 2] for k in kernels[:-2]]))
+            plane_kernel = depth * np.outer(kernels[-2], kernels[-1])
+            return sum(
+                sure_correlated(smooth_for(c)(b), b, plane_kernel, cov)
+                for b, cov in zip(blocks, covs, strict=True)
+            )
+
+        return best_candidate(candidates, correlated_loss, coarse=coarse)[0]
     variances = [mean_noise_variance(b) for b in blocks]
 
     def loss(c):
