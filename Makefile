@@ -50,5 +50,9 @@ napari: venv system-deps
 bench: venv
 	$(VENV)/bin/napari-denoise bench
 
+# Recreates the shipped model(s) from ../shared/data (allowed splits only; see the script).
+train: venv
+	$(PY) scripts/train_shipped.py --minutes 25
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -34,7 +34,19 @@ def test_list_json_has_the_contract_fields(capsys):
 
 def test_denoise_a_real_stack_writes_tiff_and_provenance(stack, tmp_path, capsys):
     out = tmp_path / "out" / "clean.tif"
-    code = main(["denoise", str(stack), "-o", str(out), "--method", "gaussian", "--param", "sigma=1.2", "-q"])
+    code = main(
+        [
+            "denoise",
+            str(stack),
+            "-o",
+            str(out),
+            "--method",
+            "gaussian",
+            "--param",
+            "sigma=1.2",
+            "-q",
+        ]
+    )
     assert code == 0
     original = tifffile.imread(stack)
     result = read_image(out)
@@ -53,8 +65,12 @@ def test_several_inputs_go_to_a_folder_with_automatic_parameters(shared_data, tm
     inputs = [str(raw / "Confocal_MICE_1.png"), str(raw / "TwoPhoton_MICE_1.png")]
     assert main(["denoise", *inputs, "-o", str(tmp_path / "res"), "-q"]) == 0
     written = sorted(p.name for p in (tmp_path / "res").iterdir())
-    assert written == ["Confocal_MICE_1_denoised.json", "Confocal_MICE_1_denoised.tif",
-                       "TwoPhoton_MICE_1_denoised.json", "TwoPhoton_MICE_1_denoised.tif"]
+    assert written == [
+        "Confocal_MICE_1_denoised.json",
+        "Confocal_MICE_1_denoised.tif",
+        "TwoPhoton_MICE_1_denoised.json",
+        "TwoPhoton_MICE_1_denoised.tif",
+    ]
     prov = json.loads((tmp_path / "res" / "Confocal_MICE_1_denoised.json").read_text())
     assert prov["params"]["sigma"] > 0  # chosen automatically, and recorded
 
@@ -98,9 +114,13 @@ def test_nan_input_and_unknown_method_fail_cleanly(tmp_path, capsys):
     out_dir = tmp_path / "o"
     code = main(["denoise", str(tmp_path / "nan.npy"), "-o", str(out_dir / "x.tif"), "-q"])
     _assert_failed_cleanly(code, capsys, out_dir, "NaN")
-    code = main(["denoise", str(tmp_path / "nan.npy"), "-o", str(out_dir / "x.tif"), "--method", "gausian"])
+    code = main(
+        ["denoise", str(tmp_path / "nan.npy"), "-o", str(out_dir / "x.tif"), "--method", "gausian"]
+    )
     _assert_failed_cleanly(code, capsys, out_dir, "Did you mean 'gaussian'")
-    code = main(["denoise", str(tmp_path / "nan.npy"), "-o", str(out_dir / "x.tif"), "--param", "sigma"])
+    code = main(
+        ["denoise", str(tmp_path / "nan.npy"), "-o", str(out_dir / "x.tif"), "--param", "sigma"]
+    )
     _assert_failed_cleanly(code, capsys, out_dir, "KEY=VALUE")
 
 
@@ -119,8 +139,12 @@ def test_demo_writes_result_figure_and_prints_the_table(tmp_path, capsys):
     assert "noisy input" in text and "PSNR" in text
     noisy, denoised = list(rows.values())
     assert denoised["psnr"] > noisy["psnr"] + 3
-    for name in ("fmd_confocal_mice_denoised.tif", "fmd_confocal_mice_comparison.png",
-                 "membrane_timelapse_denoised.tif", "membrane_timelapse_denoised.json"):
+    for name in (
+        "fmd_confocal_mice_denoised.tif",
+        "fmd_confocal_mice_comparison.png",
+        "membrane_timelapse_denoised.tif",
+        "membrane_timelapse_denoised.json",
+    ):
         assert (tmp_path / name).stat().st_size > 0
 
 
@@ -128,6 +152,8 @@ def test_console_script_and_light_import():
     code = "import sys, napari_denoise; print(sorted(m for m in ('napari', 'qtpy', 'PyQt6', 'torch') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-    exe = shutil.which("napari-denoise") or str(__import__("pathlib").Path(sys.executable).parent / "napari-denoise")
+    exe = shutil.which("napari-denoise") or str(
+        __import__("pathlib").Path(sys.executable).parent / "napari-denoise"
+    )
     res = subprocess.run([exe, "list"], capture_output=True, text=True)
     assert res.returncode == 0 and "gaussian" in res.stdout

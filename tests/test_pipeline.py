@@ -15,14 +15,22 @@ def real(fmd_pair):
 
 @pytest.mark.parametrize(
     ("axes", "shape"),
-    [("YX", (96, 80)), ("TYX", (3, 96, 80)), ("CYX", (2, 96, 80)), ("YXC", (96, 80, 2)),
-     ("ZYX", (4, 96, 80)), ("TZCYX", (2, 2, 2, 96, 80)), ("XY", (80, 96))],
+    [
+        ("YX", (96, 80)),
+        ("TYX", (3, 96, 80)),
+        ("CYX", (2, 96, 80)),
+        ("YXC", (96, 80, 2)),
+        ("ZYX", (4, 96, 80)),
+        ("TZCYX", (2, 2, 2, 96, 80)),
+        ("XY", (80, 96)),
+    ],
 )
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 def test_output_keeps_shape_and_dtype_for_every_layout(real, axes, shape, dtype):
     base = real.T if axes == "XY" else real
-    img = np.broadcast_to(base.reshape(base.shape + (1,) * (len(shape) - 2)) if axes.endswith("C")
-                          else base, shape).astype(dtype)
+    img = np.broadcast_to(
+        base.reshape(base.shape + (1,) * (len(shape) - 2)) if axes.endswith("C") else base, shape
+    ).astype(dtype)
     out = nd.denoise(img, "gaussian", axes=axes, sigma=1.0)
     assert out.shape == img.shape and out.dtype == img.dtype
 

@@ -46,7 +46,9 @@ def test_consumer_stopping_stops_the_work():
         calls.append(b.shape)
         return b
 
-    gen = run_tiled(np.zeros((256, 256), np.float32), fn, tile=(64, 64), overlap=(16, 16), halo=(4, 4))
+    gen = run_tiled(
+        np.zeros((256, 256), np.float32), fn, tile=(64, 64), overlap=(16, 16), halo=(4, 4)
+    )
     first = next(gen)
     assert first.total > 4
     next(gen)
@@ -66,3 +68,13 @@ def test_3d_method_tiles_along_depth_too_and_stays_exact():
     vol = rng.random((80, 70, 60)).astype(np.float32)  # deeper than one depth tile
     out = nd.denoise(vol, "box3d", axes="ZYX", size=3, size_z=5, tile=32)
     np.testing.assert_allclose(out, ndi.uniform_filter(vol, (5, 3, 3)), atol=1e-5)
+
+
+def test_tile_starts_align_to_a_network_downsampling_factor():
+    tiles = plan_tiles((517, 300), (128, 128), (40, 40), (8, 8), multiple=8)
+    starts = {(t.region[0].start, t.region[1].start) for t in tiles}
+    assert all(y % 8 == 0 and x % 8 == 0 for y, x in starts)
+    covered = np.zeros((517, 300), bool)
+    for t in tiles:
+        covered[t.region] |= t.weight > 0
+    assert covered.all()

@@ -172,7 +172,9 @@ def sure_correlated(
     r = cov.shape[0] // 2
     kr = kernel.shape[0] // 2
     m = min(r, kr)
-    overlap = np.sum(kernel[kr - m : kr + m + 1, kr - m : kr + m + 1] * cov[r - m : r + m + 1, r - m : r + m + 1])
+    overlap = np.sum(
+        kernel[kr - m : kr + m + 1, kr - m : kr + m + 1] * cov[r - m : r + m + 1, r - m : r + m + 1]
+    )
     diff = np.asarray(filtered, np.float64) - block
     return float(np.mean(diff * diff) - cov[r, r] + 2.0 * overlap)
 

@@ -26,6 +26,7 @@ __all__ = [
     "Param",
     "default_method",
     "get_method",
+    "is_registered",
     "list_methods",
     "register",
     "unregister",
@@ -193,6 +194,11 @@ def register(method: Method, *, replace: bool = False) -> Method:
         raise ValueError(f"a method named '{method.name}' is already registered")
     _REGISTRY[method.name] = method
     return method
+
+
+def is_registered(name: str) -> bool:
+    """Whether a method of that name is registered (without loading filters or models)."""
+    return name in _REGISTRY
 
 
 def unregister(name: str) -> None:

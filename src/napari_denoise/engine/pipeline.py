@@ -222,8 +222,17 @@ def denoise_iter(
     fn_params = [{k: v for k, v in p.items() if k != "vst"} for p in resolved]
     halos = [int(m.halo(p)) for p in resolved]
     overlaps = [2 * h + max(8, h) for h in halos]
+    multiple = int(m.extra.get("multiple", 1))
     tiles_per_block = [
-        len(plan_tiles(block_shape, tile_shape, _spatial(o, block_shape), _spatial(h, block_shape)))
+        len(
+            plan_tiles(
+                block_shape,
+                tile_shape,
+                _spatial(o, block_shape),
+                _spatial(h, block_shape),
+                multiple=multiple,
+            )
+        )
         for h, o in zip(halos, overlaps, strict=True)
     ]
     total = sum(
@@ -244,6 +253,7 @@ def denoise_iter(
             tile=tile_shape,
             overlap=_spatial(overlaps[c], block_shape),
             halo=_spatial(halos[c], block_shape),
+            multiple=multiple,
         )
         try:
             while True:

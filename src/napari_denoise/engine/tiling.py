@@ -43,12 +43,19 @@ class Tile:
     weight: np.ndarray
 
 
-def _starts(length: int, tile: int, overlap: int) -> list[int]:
+def _starts(length: int, tile: int, overlap: int, multiple: int = 1) -> list[int]:
+    """Tile starts along one axis, each a multiple of ``multiple``.
+
+    Networks that downsample by ``multiple`` (a U-Net: 2**depth) give the same output
+    for an input shifted by a multiple of it only, so aligned tiles match the untiled
+    result; the last tile then runs to the end and may be up to ``multiple - 1`` longer.
+    """
     if length <= tile:
         return [0]
-    step = tile - overlap
-    starts = list(range(0, length - tile, step))
-    starts.append(length - tile)
+    step = max(multiple, (tile - overlap) // multiple * multiple)
+    last = (length - tile) // multiple * multiple
+    starts = list(range(0, last, step))
+    starts.append(last)
     return starts
 
 
@@ -63,7 +70,12 @@ def _rising_edge(shared: int, halo: int) -> np.ndarray:
 
 
 def plan_tiles(
-    shape: Sequence[int], tile: Sequence[int], overlap: Sequence[int], halo: Sequence[int]
+    shape: Sequence[int],
+    tile: Sequence[int],
+    overlap: Sequence[int],
+    halo: Sequence[int],
+    *,
+    multiple: int = 1,
 ) -> list[Tile]:
     """Tiles covering an array of ``shape`` (spatial axes only).
 
@@ -73,6 +85,8 @@ def plan_tiles(
         Per axis: image size, maximum tile size, overlap between neighbouring tiles, and
         the margin discarded at a tile's inner edges. Needs ``overlap > 2 * halo`` and
         ``tile > overlap`` wherever an axis is split.
+    multiple : int
+        Tile starts are multiples of this (a network's downsampling factor).
 
     Examples
     --------
@@ -87,10 +101,10 @@ def plan_tiles(
                 f"Tile size {t} is too small: this method needs an overlap of {o} pixels "
                 f"(more than twice its reach of {h} pixels). Use a tile of at least {max(2 * o, 2 * h + 2)}."
             )
-        starts = _starts(n, t, o)
+        starts = _starts(n, t, o, multiple)
         axis_tiles = []
         for i, s in enumerate(starts):
-            size = min(t, n)
+            size = min(t, n) if i < len(starts) - 1 else n - s
             w = np.ones(size, np.float32)
             if i > 0:  # a neighbour before: ramp up over the shared region
                 shared = starts[i - 1] + size - s
@@ -112,10 +126,15 @@ def plan_tiles(
 
 
 def tile_iter(
-    shape: Sequence[int], tile: Sequence[int], overlap: Sequence[int], halo: Sequence[int]
+    shape: Sequence[int],
+    tile: Sequence[int],
+    overlap: Sequence[int],
+    halo: Sequence[int],
+    *,
+    multiple: int = 1,
 ) -> Iterator[Tile]:
     """Iterate over :func:`plan_tiles` lazily (same arguments)."""
-    yield from plan_tiles(shape, tile, overlap, halo)
+    yield from plan_tiles(shape, tile, overlap, halo, multiple=multiple)
 
 
 def run_tiled(
@@ -125,6 +144,7 @@ def run_tiled(
     tile: Sequence[int],
     overlap: Sequence[int],
     halo: Sequence[int],
+    multiple: int = 1,
     message: str = "",
 ) -> Generator[Progress, None, np.ndarray]:
     """Apply ``fn`` to ``block`` tile by tile; yields a :class:`Progress` after each tile.
@@ -132,7 +152,7 @@ def run_tiled(
     Returns (as the generator's return value) the blended float32 result. A consumer
     that stops iterating stops the work: nothing runs past the current tile.
     """
-    tiles = plan_tiles(block.shape, tile, overlap, halo)
+    tiles = plan_tiles(block.shape, tile, overlap, halo, multiple=multiple)
     if len(tiles) == 1:
         out = np.asarray(fn(block), dtype=np.float32)
         yield Progress(1, 1, message)

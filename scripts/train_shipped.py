@@ -1,0 +1,413 @@
+#!/usr/bin/env python
+"""Recreate every shipped model from the data beside the checkout (../shared/data).
+
+Only the splits that may train a shipped model are read (see shared/data/README.md):
+
+- pre-training: BSD Train400 natural images with synthetic noise, and the clean (400-frame
+  average) W2S images of FOVs 001-008 with the same synthetic noise;
+- fine-tuning: the real W2S noisy/clean pairs of FOVs 001-008, mixed with the synthetic
+  patches so that what pre-training taught about correlated noise is not forgotten;
+- validation and model selection: W2S FOVs 009-010, real pairs and the same clean images
+  with synthetic correlated noise (fixed seed).
+
+FMD test_mix is never read: it is the test set.
+
+The number of steps follows from a time budget: a short probe measures this machine's
+steps per second (fp32 and bf16 autocast; the faster is used), and ``--minutes`` is
+turned into steps. The card records the steps, so ``--steps N`` reproduces a model on
+any machine. Examples::
+
+    python scripts/train_shipped.py                       # every shipped model, ~25 min
+    python scripts/train_shipped.py --minutes 5 --out /tmp/zoo
+    python scripts/train_shipped.py --probe                # only measure steps/s
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+import torch  # noqa: E402
+
+from napari_denoise import __version__  # noqa: E402
+from napari_denoise.engine import zoo  # noqa: E402
+from napari_denoise.engine.datasets import (  # noqa: E402
+    MixedDataset,
+    NoiseRecipe,
+    PairedDataset,
+    SyntheticNoiseDataset,
+    align_affine,
+    load_image,
+)
+from napari_denoise.engine.metrics import psnr  # noqa: E402
+from napari_denoise.engine.models import build, count_parameters  # noqa: E402
+from napari_denoise.engine.train import train_iter, validate  # noqa: E402
+
+TRAIN_FOVS = range(1, 9)
+VAL_RECIPE = NoiseRecipe(
+    photons=(400.0, 400.0),
+    read_noise=(0.01, 0.01),
+    background=(0.3, 0.3),
+    contrast=(0.5, 0.5),
+    psf_sigma=(1.0, 1.0),
+    gamma=(1.0, 1.0),
+    correlated=1.0,
+    correlation_sigma=(0.8, 0.8),
+    upsampled=0.0,
+    white_fraction=(0.2, 0.2),
+    scale=(1.0, 1.0),
+)
+VAL_FOVS = (9, 10)
+VALIDATIONS = 10  # per phase
+VAL_CROP = slice(128, 384)  # validate on the central 256 x 256 of each held-out image
+VAL_SEED = 1234
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How one shipped model is trained."""
+
+    name: str
+    architecture: str
+    config: dict
+    title: str
+    description: str
+    batch_size: int = 16
+    patch: int = 64
+    lr: float = 1e-3
+    finetune_lr: float = 3e-4
+    pretrain_share: float = 0.6
+    loss: str = "l1"
+    recipe: NoiseRecipe = field(default_factory=NoiseRecipe)
+    # Sampling weights of the fine-tuning mixture: real W2S pairs, synthetic W2S, synthetic BSD.
+    finetune_mix: tuple[float, float, float] = (0.4, 0.3, 0.3)
+
+
+SPECS = {
+    "unet-fluo": Spec(
+        name="unet-fluo",
+        architecture="unet",
+        config={"base": 16, "depth": 3},
+        title="U-Net (fluorescence, blind)",
+        description=(
+            "Blind U-Net denoiser for single fluorescence frames (widefield, confocal, "
+            "two-photon). Pre-trained on natural and microscopy images with synthetic "
+            "Poisson-Gaussian noise, part of it spatially correlated, at random levels, "
+            "backgrounds and contrasts; fine-tuned on real widefield pairs (W2S)."
+        ),
+    ),
+}
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def w2s_pair(data: Path, fov: int, channel: int) -> tuple[np.ndarray, np.ndarray]:
+    root = data / "W2S_8bit_subset"
+    noisy = load_image(root / "images_avg1_8bit" / f"input_avg1_{fov:03d}_{channel}.tif")
+    clean = load_image(root / "images_avg400_8bit" / f"target_avg400_{fov:03d}_{channel}.tif")
+    return noisy, clean
+
+
+def load_data(data: Path, recipe: NoiseRecipe):
+    bsd = [
+        load_image(p) for p in sorted((data / "BSD_Train400_natural" / "Train400").glob("*.png"))
+    ]
+    if len(bsd) != 400:
+        raise SystemExit(f"expected 400 BSD Train400 images under {data}, found {len(bsd)}")
+    train_pairs = [w2s_pair(data, f, c) for f in TRAIN_FOVS for c in range(3)]
+    val_raw = [w2s_pair(data, f, c) for f in VAL_FOVS for c in range(3)]
+    synthetic_bsd = SyntheticNoiseDataset(bsd, recipe)
+    synthetic_w2s = SyntheticNoiseDataset([clean for _, clean in train_pairs], recipe)
+    real = PairedDataset(train_pairs)
+
+    crop = (VAL_CROP, VAL_CROP)
+    val_real = [(noisy[crop], align_affine(clean, noisy)[crop]) for noisy, clean in val_raw]
+    # The held-out clean images with one moderate level of correlated synthetic noise (lag-1
+    # correlation about 0.5), the same every run.
+    gen = torch.Generator().manual_seed(VAL_SEED)
+    val_synthetic = []
+    for _, clean in val_raw:
+        sampler = SyntheticNoiseDataset([clean], VAL_RECIPE, region=512)
+        noisy_t, clean_t = sampler.batch(1, 512, gen)
+        val_synthetic.append((noisy_t[0, 0].numpy()[crop] * 255, clean_t[0, 0].numpy()[crop] * 255))
+    return synthetic_bsd, synthetic_w2s, real, val_real, val_synthetic
+
+
+def noisy_psnr(pairs) -> float:
+    return float(np.mean([psnr(c, z, data_range=float(c.max() - c.min())) for z, c in pairs]))
+
+
+# --- time budget ----------------------------------------------------------------------------
+
+
+def probe(spec: Spec, dataset, seconds: float, threads: int, bf16: str) -> dict:
+    """Steps per second of the real training loop for a few settings; the fastest wins.
+
+    fp32 with all threads and with one thread (on a shared machine, threads that wait
+    for each other can be several times slower than one), then bf16 autocast with the
+    better thread count (unless ``bf16`` forces a choice).
+    """
+
+    def rate(n_threads: int, use_bf16: bool) -> float:
+        torch.manual_seed(0)
+        model = build(spec.architecture, spec.config)
+        start = None
+        counted = 0
+
+        def stop():
+            return start is not None and time.perf_counter() - start > seconds
+
+        for tick in train_iter(
+            model,
+            dataset,
+            steps=10**6,
+            batch_size=spec.batch_size,
+            patch=spec.patch,
+            lr=spec.lr,
+            bf16=use_bf16,
+            stop=stop,
+            threads=n_threads,
+            seed=0,
+        ):
+            if tick.step == 3:  # the first steps set up kernels: not counted
+                start = time.perf_counter()
+            elif start is not None:
+                counted += 1
+        return counted / seconds
+
+    use_bf16 = bf16 == "on"
+    rates = {f"{'bf16' if use_bf16 else 'fp32'}@{threads}": rate(threads, use_bf16)}
+    if threads > 1:
+        rates[f"{'bf16' if use_bf16 else 'fp32'}@1"] = rate(1, use_bf16)
+    best_threads = int(max(rates, key=rates.get).split("@")[1])
+    if bf16 == "auto":
+        rates[f"bf16@{best_threads}"] = rate(best_threads, True)
+    best = max(rates, key=rates.get)
+    return {
+        "steps_per_second": {k: round(v, 2) for k, v in rates.items()},
+        "bf16": best.startswith("bf16"),
+        "threads": int(best.split("@")[1]),
+        "rate": rates[best],
+    }
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+def run_phase(
+    label, model, dataset, *, steps, lr, spec, val_pairs, bf16, threads, seed, ckpt, resume
+):
+    start = time.perf_counter()
+    last_print = 0.0
+    gen = train_iter(
+        model,
+        dataset,
+        steps=steps,
+        batch_size=spec.batch_size,
+        patch=spec.patch,
+        lr=lr,
+        loss=spec.loss,
+        seed=seed,
+        val_pairs=val_pairs,
+        val_every=max(1, steps // VALIDATIONS),
+        bf16=bf16,
+        threads=threads,
+        checkpoint=ckpt,
+        checkpoint_every=500,
+        resume=resume,
+    )
+    try:
+        while True:
+            tick = next(gen)
+            if time.perf_counter() - last_print > 30 or tick.step == steps:
+                last_print = time.perf_counter()
+                print(f"  [{label}] {tick.message}", flush=True)
+    except StopIteration as done:
+        model = done.value
+    return model, time.perf_counter() - start
+
+
+def train_one(spec: Spec, args) -> dict:
+    print(f"== {spec.name}: {spec.architecture} {spec.config}", flush=True)
+    synthetic_bsd, synthetic_w2s, real, val_real, val_synthetic = load_data(args.data, spec.recipe)
+    pretrain = MixedDataset([(synthetic_bsd, 0.5), (synthetic_w2s, 0.5)])
+    w_real, w_syn_w2s, w_syn_bsd = spec.finetune_mix
+    finetune = MixedDataset(
+        [(real, w_real), (synthetic_w2s, w_syn_w2s), (synthetic_bsd, w_syn_bsd)]
+    )
+    val_pairs = val_real + val_synthetic
+
+    measured = probe(spec, pretrain, args.probe_seconds, args.threads, args.bf16)
+    bf16, threads = measured["bf16"], measured["threads"]
+    print(
+        f"  probe (steps/s): {measured['steps_per_second']} -> bf16={bf16}, threads={threads}",
+        flush=True,
+    )
+    if args.probe:
+        return {"name": spec.name, "probe": measured}
+    if args.steps:
+        steps = args.steps
+    else:
+        # About 8% of the time goes to validation and checkpoints.
+        steps = max(10, int(args.minutes * 60 * measured["rate"] * 0.92))
+    steps_a = max(1, round(steps * spec.pretrain_share))
+    steps_b = max(1, steps - steps_a)
+    print(
+        f"  {steps} steps ({steps_a} pre-training + {steps_b} fine-tuning), bf16={bf16}, seed={args.seed}",
+        flush=True,
+    )
+
+    torch.manual_seed(args.seed)
+    model = build(spec.architecture, spec.config)
+    ckpt_dir = args.checkpoints
+    model, seconds_a = run_phase(
+        "pre-train",
+        model,
+        pretrain,
+        steps=steps_a,
+        lr=spec.lr,
+        spec=spec,
+        val_pairs=val_pairs,
+        bf16=bf16,
+        threads=threads,
+        seed=args.seed,
+        ckpt=ckpt_dir / f"{spec.name}-pretrain",
+        resume=args.resume,
+    )
+    best_a = model.best_val_psnr
+    model, seconds_b = run_phase(
+        "fine-tune",
+        model,
+        finetune,
+        steps=steps_b,
+        lr=spec.finetune_lr,
+        spec=spec,
+        val_pairs=val_pairs,
+        bf16=bf16,
+        threads=threads,
+        seed=args.seed + 1,
+        ckpt=ckpt_dir / f"{spec.name}-finetune",
+        resume=args.resume,
+    )
+
+    inference = zoo.choose_cpu_precision(model, val_real[:3])
+    metrics = {
+        "w2s_fov009_010_real_psnr": round(validate(model, val_real), 3),
+        "w2s_fov009_010_real_noisy_psnr": round(noisy_psnr(val_real), 3),
+        "w2s_fov009_010_synthetic_correlated_psnr": round(validate(model, val_synthetic), 3),
+        "w2s_fov009_010_synthetic_correlated_noisy_psnr": round(noisy_psnr(val_synthetic), 3),
+        "selection_psnr_after_pretraining": round(best_a, 3) if best_a is not None else None,
+        "best_step_of_finetuning": model.best_step,
+        "data_range": "span of each clean image (W2S: about 255)",
+    }
+    command = "python scripts/train_shipped.py --model {} --steps {} --seed {} --bf16 {} --threads {}".format(
+        spec.name, steps, args.seed, "on" if bf16 else "off", threads
+    )
+    card = {
+        "name": spec.name,
+        "title": spec.title,
+        "description": spec.description,
+        "normalisation": {"kind": "percentile", "low": 0.1, "high": 99.9},
+        "noise_model": {
+            "kind": "blind: Poisson-Gaussian at random levels, partly spatially correlated",
+            "synthetic_recipe": dataclasses.asdict(spec.recipe),
+        },
+        "training": {
+            "data": [
+                "BSD_Train400_natural: 400 images with synthetic noise",
+                "W2S_8bit_subset FOVs 001-008: 24 real pairs, and their clean images with synthetic noise",
+            ],
+            "validation_data": (
+                "W2S_8bit_subset FOVs 009-010, central 256x256: 6 real pairs + the same clean "
+                f"images with synthetic correlated noise {dataclasses.asdict(VAL_RECIPE)} (seed {VAL_SEED})"
+            ),
+            "not_used": "FMD_test_mix (test only)",
+            "recipe": {
+                "phases": [
+                    {
+                        "name": "pre-train",
+                        "steps": steps_a,
+                        "lr": spec.lr,
+                        "mix": {"synthetic_bsd": 0.5, "synthetic_w2s_train": 0.5},
+                    },
+                    {
+                        "name": "fine-tune",
+                        "steps": steps_b,
+                        "lr": spec.finetune_lr,
+                        "mix": {
+                            "real_w2s_train": w_real,
+                            "synthetic_w2s_train": w_syn_w2s,
+                            "synthetic_bsd": w_syn_bsd,
+                        },
+                    },
+                ],
+                "optimizer": "Adam, linear warm-up, cosine decay to 1%, gradient clipping 1.0",
+                "loss": spec.loss,
+                "batch_size": spec.batch_size,
+                "patch": spec.patch,
+                "augmentation": "flips and 90-degree rotations",
+                "selection": "best mean validation PSNR per phase",
+            },
+            "seed": args.seed,
+            "steps": steps,
+            "seconds": round(seconds_a + seconds_b, 1),
+            "steps_per_second_probe": measured["steps_per_second"],
+            "bf16": bf16,
+            "threads": threads,
+            "machine": platform.processor() or platform.machine(),
+            "command": command,
+            "napari_denoise": __version__,
+        },
+        "validation": metrics,
+        "inference": inference,
+        "default_rank": None,
+    }
+    card = zoo.save_model(model, card, args.out / spec.name)
+    print(f"  saved {args.out / spec.name}.safetensors ({count_parameters(model):,} parameters)")
+    print(f"  validation: {metrics}")
+    print(f"  inference: {inference}")
+    print(f"  reproduce: {command}", flush=True)
+    return card
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=REPO / "src" / "napari_denoise" / "zoo")
+    parser.add_argument("--checkpoints", type=Path, default=REPO / "build" / "train")
+    parser.add_argument("--model", action="append", choices=sorted(SPECS), help="default: all")
+    parser.add_argument("--minutes", type=float, default=25.0, help="training time per model")
+    parser.add_argument("--steps", type=int, default=None, help="total steps (overrides --minutes)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="most threads to use; the probe also tries one thread and keeps the faster",
+    )
+    parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument("--probe-seconds", type=float, default=5.0)
+    parser.add_argument("--probe", action="store_true", help="only measure steps per second")
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoints")
+    args = parser.parse_args(argv)
+    print("command:", shlex.join([sys.executable, *sys.argv]), flush=True)
+    for name in args.model or sorted(SPECS):
+        train_one(SPECS[name], args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,345 @@
+"""Supervised training as one generator shared by the CLI, the GUI and the tests.
+
+:func:`train_iter` yields a :class:`TrainProgress` after every optimisation step and
+returns the model with the weights that scored best on the validation pairs (or the last
+weights without validation). The consumer stops it by passing ``stop``, a callable
+checked before every step (as CAREamics checks its stop callback at every batch):
+training then ends within one step and returns the best weights so far.
+
+The recipe: Adam, a linear warm-up and a cosine decay of the learning rate to 1% of its
+peak, gradient-norm clipping, random flips and 90-degree rotations of every patch, and
+an L1, L2 or L1+SSIM loss in the normalised units the zoo feeds the network. Patches come
+from a sampler of :mod:`.datasets`; all randomness flows from one seeded
+``torch.Generator``, so on the CPU the same seed and thread count give the same weights.
+Checkpoints (weights, best weights, optimiser state and random state in safetensors, the
+rest in JSON) are written atomically and can be resumed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .models import config_dict
+
+__all__ = ["LOSSES", "TrainProgress", "augment", "train_iter", "validate"]
+
+
+# --- losses ---------------------------------------------------------------------------------
+
+
+def _ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM (Gaussian window 11, sigma 1.5) for data in about 0..1."""
+    g = torch.exp(-0.5 * ((torch.arange(11, dtype=x.dtype, device=x.device) - 5) / 1.5) ** 2)
+    g = g / g.sum()
+
+    def blur(t):
+        t = F.conv2d(t, g.view(1, 1, 1, -1))
+        return F.conv2d(t, g.view(1, 1, -1, 1))
+
+    c1, c2 = 0.01**2, 0.03**2
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return s.mean()
+
+
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "l1": F.l1_loss,
+    "l2": F.mse_loss,
+    # Zhao, Gallo, Frosio, Kautz, "Loss functions for image restoration with neural networks" (2017).
+    "l1+ssim": lambda p, t: 0.84 * (1 - _ssim(p, t)) + 0.16 * F.l1_loss(p, t),
+}
+
+
+# --- progress -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """One training tick: where training is, how it is going, and how long it will take."""
+
+    step: int
+    steps: int
+    loss: float
+    lr: float
+    val_psnr: float | None
+    best_val_psnr: float | None
+    best_step: int
+    seconds: float
+    eta_s: float
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.steps if self.steps else 1.0
+
+    @property
+    def message(self) -> str:
+        val = f", validation {self.val_psnr:.2f} dB" if self.val_psnr is not None else ""
+        return f"step {self.step}/{self.steps}: loss {self.loss:.4g}{val}, {self.eta_s:.0f} s left"
+
+
+# --- augmentation and validation ------------------------------------------------------------
+
+
+def augment(noisy: torch.Tensor, clean: torch.Tensor, generator: torch.Generator):
+    """The same random flip / 90-degree rotation (one of 8) applied to each pair."""
+    choice = torch.randint(8, (noisy.shape[0],), generator=generator)
+    out_n, out_c = noisy.clone(), clean.clone()
+    for t in range(1, 8):
+        idx = (choice == t).nonzero().flatten()
+        if len(idx) == 0:
+            continue
+        for src, dst in ((noisy, out_n), (clean, out_c)):
+            x = src[idx]
+            if t >= 4:
+                x = x.flip(-1)
+            dst[idx] = torch.rot90(x, t % 4, dims=(-2, -1))
+    return out_n, out_c
+
+
+def validate(model, pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, bf16: bool = False) -> float:
+    """Mean PSNR (dB) of the model on (noisy, clean) pairs, as the zoo would run it.
+
+    Each noisy image is normalised by its own 0.1/99.9 percentiles; the PSNR uses the
+    clean image's span as data range.
+    """
+    from .metrics import psnr
+    from .zoo import _noise_level, run_model
+
+    was_training = model.training
+    model.eval()
+    scores = []
+    try:
+        for noisy, clean in pairs:
+            lo, hi = np.percentile(noisy, [0.1, 99.9])
+            level = None
+            if getattr(model, "takes_noise_level", False):
+                level = _noise_level([(noisy - lo) / max(hi - lo, 1e-6)])
+            pred = run_model(model, noisy, low=lo, high=hi, bf16=bf16, noise_level=level)
+            scores.append(psnr(clean, pred, data_range=float(clean.max() - clean.min()) or 1.0))
+    finally:
+        model.train(was_training)
+    return float(np.mean(scores))
+
+
+# --- checkpoints ----------------------------------------------------------------------------
+
+
+def _save_checkpoint(path: Path, model, best_state, optimizer, generator, info: dict) -> None:
+    from safetensors.torch import save_file
+
+    from .zoo import _atomic_write
+
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({f"best.{k}": v.detach().cpu().contiguous() for k, v in best_state.items()})
+    for i, state in optimizer.state_dict()["state"].items():
+        for name, value in state.items():
+            tensors[f"optim.{i}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    tensors["rng"] = generator.get_state()
+    weights = path.with_suffix(".safetensors")
+    _atomic_write(weights, lambda tmp: save_file(tensors, tmp))
+    text = json.dumps(info, indent=2) + "\n"
+    _atomic_write(
+        path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(text, encoding="utf-8")
+    )
+
+
+def _load_checkpoint(path: Path, model, optimizer, generator) -> tuple[dict, dict]:
+    from safetensors.torch import load_file
+
+    tensors = load_file(path.with_suffix(".safetensors"))
+    info = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+    state = optimizer.state_dict()
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, i, name = key.split(".", 2)
+            state["state"].setdefault(int(i), {})[name] = value
+    optimizer.load_state_dict(state)
+    generator.set_state(tensors["rng"])
+    return info, best
+
+
+# --- the loop -------------------------------------------------------------------------------
+
+
+def _lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = (step - warmup) / max(1, steps - warmup)
+    return peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def train_iter(
+    model,
+    dataset,
+    *,
+    steps: int,
+    batch_size: int = 16,
+    patch: int = 64,
+    lr: float = 1e-3,
+    loss: str = "l1",
+    seed: int = 0,
+    val_pairs: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+    val_every: int | None = None,
+    bf16: bool = False,
+    stop: Callable[[], bool] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 500,
+    resume: bool = False,
+    warmup: int | None = None,
+    grad_clip: float | None = 1.0,
+    threads: int | None = None,
+) -> Generator[TrainProgress, None, Any]:
+    """Train ``model`` on patches from ``dataset``; yield progress, return the best model.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A network from :mod:`napari_denoise.engine.models` (trained in place).
+    dataset : sampler
+        Anything with ``batch(n, patch, generator) -> (noisy, clean)`` (:mod:`.datasets`).
+    steps, batch_size, patch : int
+        Optimisation steps, patches per step and patch side in pixels.
+    lr : float
+        Peak learning rate (linear warm-up, then cosine decay to 1% of it).
+    loss : {"l1", "l2", "l1+ssim"}
+    seed : int
+        Seeds the patch sampler and the augmentation.
+    val_pairs : sequence of (noisy, clean) arrays, optional
+        Held-out images; validated every ``val_every`` steps and at the end, and the best
+        weights are returned.
+    bf16 : bool
+        bf16 autocast (on the CPU only worth it where it measures faster).
+    stop : callable, optional
+        Checked before every step; when it returns True training ends and returns the
+        best weights so far.
+    checkpoint : path, optional
+        Stem of ``.safetensors`` + ``.json`` checkpoint files written every
+        ``checkpoint_every`` steps and at the end; ``resume=True`` continues from them.
+
+    Examples
+    --------
+    >>> from napari_denoise.engine.models import build
+    >>> from napari_denoise.engine.datasets import SyntheticNoiseDataset
+    >>> ds = SyntheticNoiseDataset([np.random.default_rng(0).random((64, 64))], region=32)
+    >>> gen = train_iter(build("msred"), ds, steps=2, batch_size=2, patch=32)
+    >>> [p.step for p in gen]
+    [1, 2]
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"Unknown loss '{loss}'; choose one of {', '.join(LOSSES)}.")
+    loss_fn = LOSSES[loss]
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    generator = torch.Generator().manual_seed(int(seed))
+    model = model.to("cpu").to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    warmup = min(200, max(1, steps // 20)) if warmup is None else max(1, warmup)
+    val_every = val_every or max(50, steps // 20)
+    takes_level = getattr(model, "takes_noise_level", False)
+
+    best_state = copy.deepcopy(model.state_dict())
+    best_psnr: float | None = None
+    best_step = 0
+    val_psnr: float | None = None
+    start_step = 0
+    running: float | None = None
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if resume and ckpt is not None and ckpt.with_suffix(".json").exists():
+        info, best_state = _load_checkpoint(ckpt, model, optimizer, generator)
+        start_step, best_psnr, best_step = info["step"], info["best_val_psnr"], info["best_step"]
+        running = info.get("loss")
+
+    def info_record(step):
+        return {
+            "step": step,
+            "steps": steps,
+            "seed": seed,
+            "lr": lr,
+            "loss_name": loss,
+            "loss": running,
+            "batch_size": batch_size,
+            "patch": patch,
+            "best_step": best_step,
+            "best_val_psnr": best_psnr,
+            "architecture": model.architecture,
+            "config": config_dict(model),
+        }
+
+    def check_validation(step):
+        nonlocal best_psnr, best_step, best_state, val_psnr
+        if not val_pairs:
+            best_state, best_step = copy.deepcopy(model.state_dict()), step
+            return
+        val_psnr = validate(model, val_pairs, bf16=bf16)
+        if best_psnr is None or val_psnr > best_psnr:
+            best_psnr, best_step = val_psnr, step
+            best_state = copy.deepcopy(model.state_dict())
+
+    t0 = time.perf_counter()
+    step = start_step
+    for step in range(start_step + 1, steps + 1):
+        if stop is not None and stop():
+            step -= 1
+            break
+        noisy, clean = dataset.batch(batch_size, patch, generator)
+        noisy, clean = augment(noisy, clean, generator)
+        noisy = noisy.contiguous(memory_format=torch.channels_last)
+        clean = clean.contiguous(memory_format=torch.channels_last)
+        current_lr = _lr_at(step - 1, steps, lr, warmup)
+        for group in optimizer.param_groups:
+            group["lr"] = current_lr
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            if takes_level:
+                level = (noisy - clean).flatten(1).std(dim=1)
+                pred = model(noisy, level)
+            else:
+                pred = model(noisy)
+        value = loss_fn(pred.float(), clean)
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        v = float(value.detach())
+        running = v if running is None else 0.98 * running + 0.02 * v
+
+        if step % val_every == 0 or step == steps:
+            check_validation(step)
+        if ckpt is not None and (step % checkpoint_every == 0 or step == steps):
+            _save_checkpoint(ckpt, model, best_state, optimizer, generator, info_record(step))
+        elapsed = time.perf_counter() - t0
+        done = step - start_step
+        yield TrainProgress(
+            step,
+            steps,
+            running,
+            current_lr,
+            val_psnr,
+            best_psnr,
+            best_step,
+            elapsed,
+            elapsed / done * (steps - step),
+        )
+    else:
+        step = steps
+
+    if step < steps and step > start_step and best_step != step:  # stopped early
+        check_validation(step)
+    model.load_state_dict(best_state)
+    model.eval()
+    model.best_step, model.best_val_psnr, model.steps_done = best_step, best_psnr, step
+    return model
