@@ -239,3 +239,14 @@ def test_bf16_decision_is_measured_and_recorded(fmd_pair):
     if record["cpu_bf16"]:
         assert record["bf16_ms_per_mp"] < record["fp32_ms_per_mp"]
         assert abs(record["bf16_psnr_change_db"]) < 0.05
+
+
+def test_shipped_model_is_listed_and_raises_psnr_on_a_real_fmd_pair(fmd_pair):
+    from napari_denoise.engine.metrics import psnr
+
+    shipped = [m for m in nd.list_methods(kind="model") if m.available]
+    assert "unet-fluo" in {m.name for m in shipped}
+    noisy, gt = fmd_pair[0][:256, :256], fmd_pair[1][:256, :256]
+    out = nd.denoise(noisy, "unet-fluo")
+    assert out.shape == noisy.shape and out.dtype == noisy.dtype
+    assert psnr(gt, out, data_range=255) > psnr(gt, noisy, data_range=255) + 3.0

@@ -106,9 +106,19 @@ def _run(variant: Variant, noisy: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def run_bench(
-    *, out: Path, quick: bool = False, methods: list[str] | None = None, data=None, log=print
+    *,
+    out: Path,
+    quick: bool = False,
+    methods: list[str] | None = None,
+    data=None,
+    update: bool = False,
+    log=print,
 ) -> dict:
-    """Run the benchmark and write ``out`` (Markdown) plus ``out`` with suffix .json."""
+    """Run the benchmark and write ``out`` (Markdown) plus ``out`` with suffix .json.
+
+    With ``update=True`` the rows of the methods run now replace or join those already in
+    ``out``'s JSON (the other rows, and the date of each run, are kept and listed).
+    """
     from .engine.metrics import compare
 
     root = find_data(data)
@@ -116,6 +126,11 @@ def run_bench(
     fmd = list(_fmd_pairs(root, quick))
     w2s = list(_w2s_pairs(root, quick))
     results: dict = {"fmd": {}, "w2s": {}, "speed_ms_per_mp": {}}
+    previous = Path(out).with_suffix(".json")
+    if update and previous.is_file():
+        results = json.loads(previous.read_text())
+        if results.get("meta", {}).get("quick") != quick:
+            raise ValueError("--update must use the same --quick setting as the saved run")
 
     noisy_rows = defaultdict(list)
     for kind, noisy, gt in fmd:
@@ -146,7 +161,10 @@ def run_bench(
             f"{results['speed_ms_per_mp'][v.label]:.0f} ms/MP"
         )
 
+    runs = results.get("meta", {}).get("runs", [])
+    runs.append({"date": time.strftime("%Y-%m-%d %H:%M"), "methods": [v.label for v in variants]})
     results["meta"] = {
+        "runs": runs,
         "quick": quick,
         "fmd_images": len(fmd),
         "w2s_images": len(w2s),
@@ -192,6 +210,8 @@ def _best_classical(results: dict) -> str | None:
 
 
 def _markdown(results: dict) -> str:
+    from .engine.methods import get_method
+
     meta = results["meta"]
     labels = list(results["fmd"])
     kinds = [k for k in results["fmd"]["noisy input"] if k != "all"]
@@ -209,7 +229,12 @@ def _markdown(results: dict) -> str:
         "In honesty: the correlated-noise path of the self-calibrated filters (gaussian, box)",
         "was added after seeing widefield FMD captures defeat the first version; its rule and",
         "settings were then chosen on simulated correlated noise over W2S ground truths.",
-        "Timings come from one run on a shared 2-core machine: compare them as ratios.",
+        "Timings come from a shared 2-core machine: compare them as ratios within one run"
+        + (
+            f" (runs: {'; '.join(r['date'] + ': ' + ', '.join(r['methods']) for r in meta['runs'])})."
+            if len(meta.get("runs", [])) > 1
+            else "."
+        ),
         "",
         "| method | PSNR dB | SSIM | PSNR* dB | ms / MP |",
         "|---|---:|---:|---:|---:|",
@@ -255,9 +280,20 @@ def _markdown(results: dict) -> str:
         "| method | PSNR* dB | SSIM* |",
         "|---|---:|---:|",
     ]
+    trained = set()
     for lab in results["w2s"]:
         w = results["w2s"][lab]
-        lines.append(f"| {lab} | {w['psnr_ri']:.2f} | {w['ssim_ri']:.4f} |")
+        mark = ""
+        if lab != "noisy input" and get_method(lab.split("+")[0]).kind == "model":
+            trained.add(lab)
+            mark = " †"
+        lines.append(f"| {lab}{mark} | {w['psnr_ri']:.2f} | {w['ssim_ri']:.4f} |")
+    if trained:
+        lines += [
+            "",
+            "† Trained on W2S FOVs 001-008, which are among these 30 pairs: not a test result.",
+            "Held-out FOVs 009-010 are scored in each model's card (`validation`).",
+        ]
     lines.append("")
     return "\n".join(lines)
 

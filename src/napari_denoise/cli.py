@@ -167,7 +167,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
-    run_bench(out=Path(args.out), quick=args.quick, methods=args.methods, data=args.data)
+    run_bench(
+        out=Path(args.out),
+        quick=args.quick,
+        methods=args.methods,
+        data=args.data,
+        update=args.update,
+    )
     return 0
 
 
@@ -216,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--methods", nargs="*", help="methods to run (default: all available)")
     p.add_argument("--data", help="folder of the real data (default: ../shared/data)")
+    p.add_argument(
+        "--update", action="store_true", help="add to / replace rows of the saved results"
+    )
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("demo", help="denoise the bundled sample and print a table")
