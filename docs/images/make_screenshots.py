@@ -110,7 +110,7 @@ def denoise_and_compare(app) -> None:
 
     widget.run()
     wait(app, widget)
-    widget.picker.set_method("wavelet")
+    widget.picker.set_method("unet-fluo")
     widget.run()
     wait(app, widget)
     widget.compare.set_mode(SIDE_BY_SIDE)
