@@ -80,9 +80,7 @@ def _progress_printer(enabled: bool):
 def _cmd_denoise(args: argparse.Namespace) -> int:
     from .engine.device import resolve_device
     from .engine.methods import default_method, get_method
-    from .engine.pipeline import denoise_iter, drain
-    from .io import read_image, write_image, write_json
-    from .provenance import make_provenance
+    from .files import denoise_file, sidecar_path
 
     method = get_method(args.method) if args.method else default_method()
     params: dict[str, Any] = _parse_params(args.param)
@@ -96,39 +94,23 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     failures = 0
     for src, dst in zip(inputs, outputs, strict=True):
         try:
-            image = read_image(src, axes=args.axes)
-            print(
-                f"{src} ({image.axes} {'x'.join(map(str, image.data.shape))} {image.data.dtype}) "
-                f"-> {dst} [{method.name}]",
-                file=sys.stderr,
-            )
-            result = drain(
-                denoise_iter(
-                    image.data,
-                    method,
-                    axes=image.axes,
-                    tile=args.tile,
-                    output_dtype=args.dtype,
-                    params=params,
-                ),
-                _progress_printer(not args.quiet),
+            print(f"{src} -> {dst} [{method.name}]", file=sys.stderr)
+            image, result, _ = denoise_file(
+                src,
+                dst,
+                method,
+                axes=args.axes,
+                tile=args.tile,
+                output_dtype=args.dtype,
+                params=params,
+                on_progress=_progress_printer(not args.quiet),
+                extra={"device": device},
             )
             if not args.quiet:
                 print(file=sys.stderr)
-            prov = make_provenance(
-                method=result.method,
-                params=result.params,
-                input_path=src,
-                input_shape=image.data.shape,
-                input_dtype=image.data.dtype,
-                axes=image.axes,
-                extra={**result.provenance(), "output": str(dst.resolve()), "device": device},
-            )
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            write_image(dst, result.data, axes=image.axes, scale=image.scale, metadata=prov)
-            write_json(dst.with_suffix(".json"), prov)
             print(
-                f"  wrote {dst} and {dst.with_suffix('.json').name} in {result.seconds:.1f} s",
+                f"  {image.axes} {'x'.join(map(str, image.data.shape))} {image.data.dtype}: "
+                f"wrote {dst} and {sidecar_path(dst).name} in {result.seconds:.1f} s",
                 file=sys.stderr,
             )
         except DenoiseError as err:

@@ -51,8 +51,8 @@ def run_demo(out: Path, *, method: str | None = None, stream=None) -> dict:
     from .engine.methods import default_method, get_method
     from .engine.metrics import compare
     from .engine.pipeline import denoise_iter, drain
-    from .io import read_image, write_image, write_json
-    from .provenance import make_provenance
+    from .files import denoise_file, save_result
+    from .io import read_image
 
     stream = stream or sys.stdout
     m = get_method(method) if method else default_method()
@@ -66,18 +66,8 @@ def run_demo(out: Path, *, method: str | None = None, stream=None) -> dict:
     rows = {"noisy input": compare(gt, noisy.data, data_range=255)}
     rows[f"{m.name} {result.params}"] = compare(gt, result.data, data_range=255)
 
-    prov = make_provenance(
-        method=result.method,
-        params=result.params,
-        input_path=noisy_path,
-        input_shape=noisy.data.shape,
-        input_dtype=noisy.data.dtype,
-        axes=noisy.axes,
-        extra=result.provenance(),
-    )
     tif = out / "fmd_confocal_mice_denoised.tif"
-    write_image(tif, result.data, axes=noisy.axes, metadata=prov)
-    write_json(tif.with_suffix(".json"), prov)
+    save_result(result, noisy, tif)
     fig = out / "fmd_confocal_mice_comparison.png"
     _figure(
         fig,
@@ -88,23 +78,8 @@ def run_demo(out: Path, *, method: str | None = None, stream=None) -> dict:
         ],
     )
 
-    stack_path = sample_path("membrane_timelapse.tif")
-    stack = read_image(stack_path)
-    stack_result = drain(denoise_iter(stack.data, m, axes=stack.axes))
-    stack_prov = make_provenance(
-        method=stack_result.method,
-        params=stack_result.params,
-        input_path=stack_path,
-        input_shape=stack.data.shape,
-        input_dtype=stack.data.dtype,
-        axes=stack.axes,
-        extra=stack_result.provenance(),
-    )
     stack_tif = out / "membrane_timelapse_denoised.tif"
-    write_image(
-        stack_tif, stack_result.data, axes=stack.axes, scale=stack.scale, metadata=stack_prov
-    )
-    write_json(stack_tif.with_suffix(".json"), stack_prov)
+    stack, stack_result, _ = denoise_file(sample_path("membrane_timelapse.tif"), stack_tif, m)
 
     print(
         "napari-denoise demo: real confocal image (FMD test_mix, Confocal_MICE, 512x512 uint8)",
