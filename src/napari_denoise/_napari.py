@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .files import sidecar_path  # one naming rule for every writer
+
 __all__ = [
     "PROVENANCE_KEY",
     "get_reader",
@@ -87,11 +89,6 @@ def layer_axes(shape: tuple[int, ...], metadata: dict | None) -> str | None:
     if isinstance(axes, str) and len(axes) == len(shape):
         return axes
     return None
-
-
-def sidecar_path(path: str | Path) -> Path:
-    """``result.tif`` -> ``result.json``: the same rule as the CLI (``with_suffix``)."""
-    return Path(path).with_suffix(".json")
 
 
 def write_tiff(path: str, data: Any, meta: dict) -> list[str]:
