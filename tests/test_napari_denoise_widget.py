@@ -372,3 +372,25 @@ def test_a_model_method_gets_the_device_from_the_device_setting(make_napari_view
         assert viewer.layers[-1].metadata["napari_denoise"]["device"] == chosen
     finally:
         unregister("test_model")
+
+
+def test_auto_tile_shows_the_method_default_and_slow_methods_are_flagged(make_napari_viewer, qtbot):
+    from qtpy.QtCore import Qt
+
+    from napari_denoise.engine.pipeline import DEFAULT_TILE
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 64), np.float32))
+    widget = DenoiseWidget(viewer)
+    widget.picker.set_method("unet-fluo")
+    model_tile = nd.get_method("unet-fluo").extra["tile"]
+    assert widget.settings.tile.box.value() == model_tile and widget.settings.tile_size() is None
+    # Choosing a model checks the device in a worker; let it finish before tear-down.
+    qtbot.waitUntil(lambda: "checking" not in widget.settings.device_note.text(), timeout=30000)
+    widget.picker.set_method("gaussian")
+    assert widget.settings.tile.box.value() == DEFAULT_TILE
+    texts = {
+        widget.picker.itemData(i, Qt.ItemDataRole.UserRole): widget.picker.itemText(i)
+        for i in range(widget.picker.count())
+    }
+    assert "slow" in texts["bm3d"] and "slow" not in texts["gaussian"]

@@ -8,6 +8,7 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdi
 from .._napari import layer_axes
 from ..engine.device import DEVICES, resolve_device
 from ..engine.methods import Param
+from ..engine.pipeline import DEFAULT_TILE
 from ..errors import DenoiseError
 from ..io import infer_axes, normalize_axes
 from ._params import AutoNumber
@@ -69,7 +70,7 @@ class ComputeSettings(QWidget):
         super().__init__()
         self.tile = AutoNumber(TILE, waiting_text="")
         self.tile.setToolTip("Large images are processed in tiles of this size (less memory).")
-        self.tile.box.setValue(1024)
+        self.tile.box.setValue(DEFAULT_TILE)
         self.tile.box.setSingleStep(128)
         self.tile.box.setSuffix(" px")
         self.device = QComboBox()
@@ -92,6 +93,8 @@ class ComputeSettings(QWidget):
     def set_method(self, method) -> None:
         """Devices matter only for models; classical filters always run on the CPU."""
         is_model = method.kind == "model"
+        if self.tile.value() is None:  # on auto: show the size this method will use
+            self.tile.box.setValue(int(method.extra.get("tile", DEFAULT_TILE)))
         self.device.setEnabled(is_model)
         self.device.setToolTip("" if is_model else "Classical filters run on the CPU.")
         if is_model:
