@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage as ndi
 
 import napari_denoise as nd
-from napari_denoise.engine.filters import blind_spot_radius
+from napari_denoise.engine.filters import noise_correlated_in
 from napari_denoise.engine.methods import get_method, list_methods
 from napari_denoise.engine.metrics import psnr
 from napari_denoise.engine.noise import add_poisson_gaussian
@@ -66,14 +66,14 @@ def test_calibration_gets_close_to_the_best_gaussian_on_real_data(fmd_pair):
     assert score(sigma) > best - 0.3
 
 
-def test_blind_spot_widens_only_for_spatially_correlated_noise(fmd_pair):
+def test_correlated_noise_path_only_for_spatially_correlated_noise(fmd_pair):
     gt = fmd_pair[1][:256, :256].astype(np.float32)
     rng = np.random.default_rng(0)
     white = rng.standard_normal(gt.shape).astype(np.float32) * 10
     smooth = ndi.gaussian_filter(rng.standard_normal(gt.shape).astype(np.float32), 0.8)
     smooth *= 10 / smooth.std()
-    assert blind_spot_radius([gt + white]) == 0
-    assert blind_spot_radius([gt + smooth]) == 3
+    assert not noise_correlated_in([gt + white])
+    assert noise_correlated_in([gt + smooth])
 
 
 def test_vst_runs_and_helps_a_noise_estimate_filter_on_poisson_noise(fmd_pair):

@@ -1,18 +1,15 @@
-"""Choosing a filter's strength from the noisy image alone (self-supervised, no ground truth).
+"""Choosing a filter's strength from the noisy image alone (no ground truth).
 
-A denoiser ``f`` is *J-invariant* when its output at a pixel does not use that pixel's
-input. For noise that is independent from pixel to pixel and has zero mean, the
-self-supervised loss ``mean((f(x) - x)**2)`` of such a denoiser equals its true error
-against the clean image plus the noise variance, a constant: so minimising it over a
-parameter picks the parameter that minimises the true error (Batson & Royer 2019,
-"Noise2Self"; scikit-image's ``calibrate_denoiser``).
-
-Two ways to make a filter J-invariant:
-
-* linear filters (Gaussian, box): remove the centre taps from the kernel and renormalise,
-  an exact closed form that costs one filtering per candidate (:func:`separable_jinv_loss`);
-* any filter: run it on copies of the image in which a grid of pixels is replaced by
-  the mean of their neighbours, and score only those pixels (:func:`masked_jinv_loss`).
+* Linear filters (Gaussian, box): Stein's unbiased risk estimate (SURE) of the filter's
+  mean squared error, ``mean((f(x) - x)**2) - var + 2 var K(0)``, with the average noise
+  variance from the image's Poisson-Gaussian noise model (:func:`sure_linear`). When the
+  noise is spatially correlated (binned or interpolated cameras; detected by
+  :func:`noise_correlation_ratio`), the centre tap becomes the sum of the kernel against
+  the noise autocovariance measured in the image's flat parts (:func:`sure_correlated`).
+* Any other filter: the self-supervised loss of a J-invariant version, made by masking
+  a grid of pixels (Batson & Royer 2019, "Noise2Self"; scikit-image's
+  ``calibrate_denoiser``): for independent zero-mean noise, minimising it minimises the
+  true error (:func:`masked_jinv_loss`).
 """
 
 from __future__ import annotations
@@ -27,10 +24,9 @@ __all__ = [
     "center_crop",
     "masked_jinv_loss",
     "mean_noise_variance",
-    "noise_correlation_radius",
     "noise_correlation_ratio",
     "noise_covariance",
-    "separable_jinv_loss",
+    "noise_is_correlated",
     "sure_correlated",
     "sure_linear",
 ]
@@ -45,53 +41,6 @@ def center_crop(block: np.ndarray, size: int) -> np.ndarray:
             start = (n - size) // 2
             out = np.take(out, np.arange(start, start + size), axis=axis)
     return out
-
-
-def _separable(block: np.ndarray, kernels: Sequence[np.ndarray]) -> np.ndarray:
-    out = block
-    for axis, k in enumerate(kernels):
-        if len(k) > 1:
-            out = ndi.correlate1d(out, k, axis=axis, mode="mirror")
-        else:
-            out = out * k[0]
-    return out
-
-
-def separable_jinv_loss(
-    block: np.ndarray, kernels: Sequence[np.ndarray], blind: Sequence[int]
-) -> float:
-    """Self-supervised loss of a separable linear filter with its centre taps removed.
-
-    Parameters
-    ----------
-    block : ndarray
-        Noisy float image.
-    kernels : sequence of 1D arrays
-        One odd-length, normalised kernel per axis of ``block``.
-    blind : sequence of int
-        Half-width of the blind spot per axis: the kernel taps within it are removed and
-        the rest renormalised. 0 is the classic single-pixel blind spot; a wider one keeps
-        the loss honest when the noise itself is correlated between neighbouring pixels
-        (binned or interpolated cameras), which a one-pixel blind spot would exploit.
-
-    Returns
-    -------
-    float
-        ``mean((f_J(x) - x)**2)``, or ``inf`` when the blind spot holds nearly the whole
-        kernel (the renormalisation would then only amplify rounding errors).
-    """
-    centres = [
-        k[len(k) // 2 - min(b, len(k) // 2) : len(k) // 2 + min(b, len(k) // 2) + 1]
-        for k, b in zip(kernels, blind, strict=True)
-    ]
-    centre_weight = float(np.prod([c.sum() for c in centres]))
-    if centre_weight > 0.9:
-        # Less than a tenth of the kernel outside the blind spot: the J-invariant predictor
-        # no longer resembles the filter, so its loss says nothing about this width.
-        return float("inf")
-    block = np.asarray(block, np.float64)  # the renormalisation amplifies rounding errors
-    jinv = (_separable(block, kernels) - _separable(block, centres)) / (1.0 - centre_weight)
-    return float(np.mean((jinv - block) ** 2, dtype=np.float64))
 
 
 def noise_correlation_ratio(image: np.ndarray, *, block: int = 16) -> float:
@@ -179,15 +128,13 @@ def sure_correlated(
     return float(np.mean(diff * diff) - cov[r, r] + 2.0 * overlap)
 
 
-def noise_correlation_radius(image: np.ndarray) -> int:
-    """Blind-spot half-width the noise needs: 0 (one pixel) normally, 3 for correlated noise.
+def noise_is_correlated(image: np.ndarray) -> bool:
+    """Whether neighbouring pixels share noise (:func:`noise_correlation_ratio` above 2).
 
-    A one-pixel blind spot is what small filter widths need, but when neighbouring pixels
-    share noise (:func:`noise_correlation_ratio` above 2) the predictor would learn the
-    noise from the neighbours and choose far too little smoothing; the blind spot then
-    widens to 7x7. (Linear filters use :func:`sure_correlated` in that case instead.)
+    Plain SURE and one-pixel blind spots both assume independent noise and would then
+    choose far too little smoothing.
     """
-    return 3 if noise_correlation_ratio(image) > 2.0 else 0
+    return noise_correlation_ratio(image) > 2.0
 
 
 def mean_noise_variance(block: np.ndarray) -> float:

@@ -2,9 +2,9 @@
 
 Each filter works on one float32 block (``YX``, or ``ZYX`` for ``box3d``) in the image's
 own intensity units and declares its parameters. A parameter left unset (``None``) is
-chosen from the image by the filter's ``auto`` hook: by self-supervised J-invariant
-calibration where that is affordable (Gaussian, box, median, TV), otherwise from the
-estimated noise level. Every filter also accepts ``vst=True``: the pipeline then applies
+chosen from the image by the filter's ``auto`` hook (see :mod:`.calibrate`): by SURE for
+the linear filters (Gaussian, box, box 3D), by masked J-invariant calibration for median
+and TV, otherwise from the estimated noise level. Every filter also accepts ``vst=True``: the pipeline then applies
 the generalised Anscombe transform for Poisson-Gaussian noise first and its exact
 unbiased inverse afterwards (see :mod:`napari_denoise.engine.noise`).
 """
@@ -22,14 +22,14 @@ from .calibrate import (
     center_crop,
     masked_jinv_loss,
     mean_noise_variance,
-    noise_correlation_radius,
     noise_covariance,
+    noise_is_correlated,
     sure_correlated,
     sure_linear,
 )
 from .methods import Method, Param, register
 
-__all__ = ["blind_spot_radius", "gaussian_kernel1d"]
+__all__ = ["gaussian_kernel1d", "noise_correlated_in"]
 
 VST = Param(
     "vst",
@@ -68,10 +68,10 @@ def gaussian_kernel1d(sigma: float) -> np.ndarray:
     return k / k.sum()
 
 
-def blind_spot_radius(blocks: Sequence[np.ndarray]) -> int:
-    """Blind-spot half-width for calibration: wider when the noise is spatially correlated."""
+def noise_correlated_in(blocks: Sequence[np.ndarray]) -> bool:
+    """Whether the noise of any sample (its middle plane, for volumes) is spatially correlated."""
     planes = [b if b.ndim == 2 else b[b.shape[0] // 2] for b in blocks]
-    return max(noise_correlation_radius(p) for p in planes)
+    return any(noise_is_correlated(p) for p in planes)
 
 
 def _gaussian(block, *, sigma):
@@ -89,7 +89,7 @@ def _choose_linear(
     (validated against a 7x7 blind-spot loss on simulated correlated noise, where it was
     as good for short-range and clearly better for long-range correlation).
     """
-    if blind_spot_radius(blocks):
+    if noise_correlated_in(blocks):
         planes = [b if b.ndim == 2 else b[b.shape[0] // 2] for b in blocks]
         covs = [noise_covariance(p) for p in planes]
 
