@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from . import register_model
+from ._init import init_residual
 
 __all__ = ["DRUNet", "DRUNetConfig"]
 
@@ -78,12 +79,7 @@ class DRUNet(nn.Module):
             for i in reversed(range(len(ch) - 1))
         )
         self.tail = nn.Conv2d(ch[0], 1, 3, padding=1, bias=False)
-        for module in self.modules():  # He initialisation: ReLU stacks then train at once
-            if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-        nn.init.zeros_(self.tail.weight)  # starts as the identity
+        init_residual(self, self.tail)  # starts as the identity
         levels = len(ch) - 1
         self.multiple = 2**levels
         self.reach = 2 + sum(4 * nb * 2**lv + 2**lv for lv in range(levels)) + 2 * nb * 2**levels

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from . import register_model
+from ._init import init_residual
 
 __all__ = ["MSRED", "MSREDConfig"]
 
@@ -76,13 +77,7 @@ class MSRED(nn.Module):
         )
         self.decode = nn.ModuleList(_stage(c, nb) for c in reversed(ch[:-1]))
         self.tail = nn.Conv2d(ch[0], 1, 3, padding=1)
-        for module in self.modules():  # He initialisation: ReLU stacks then train at once
-            if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-        nn.init.zeros_(self.tail.weight)  # starts as the identity
-        nn.init.zeros_(self.tail.bias)
+        init_residual(self, self.tail)  # starts as the identity
         levels = len(ch) - 1
         self.multiple = 2**levels
         self.reach = (

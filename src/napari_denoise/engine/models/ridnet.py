@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from . import register_model
+from ._init import init_residual
 
 __all__ = ["RIDNet", "RIDNetConfig"]
 
@@ -120,13 +121,7 @@ class RIDNet(nn.Module):
         self.head = _conv(1, f)
         self.body = nn.Sequential(*(EAM(f, config.reduction) for _ in range(config.modules)))
         self.tail = _conv(f, 1)
-        for module in self.modules():  # He initialisation: ReLU stacks then train at once
-            if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-        nn.init.zeros_(self.tail.weight)  # starts as the identity
-        nn.init.zeros_(self.tail.bias)
+        init_residual(self, self.tail)  # starts as the identity
         # Per EAM: dilations 1+2 / 3+4 (max 7), merge 1, two blocks of 2 convs: 12 pixels.
         self.reach = 2 + 12 * config.modules
 

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from . import register_model
+from ._init import init_residual
 
 __all__ = ["UNet", "UNetConfig"]
 
@@ -75,13 +76,7 @@ class UNet(nn.Module):
             _block(2 * widths[i], widths[i], config.convs) for i in reversed(range(d))
         )
         self.head = nn.Conv2d(b, 1, 1)
-        for module in self.modules():  # He initialisation: ReLU stacks then train at once
-            if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-        nn.init.zeros_(self.head.weight)  # starts as the identity
-        nn.init.zeros_(self.head.bias)
+        init_residual(self, self.head)  # starts as the identity
         self.multiple = 2**d
         # Theoretical receptive-field radius: each 3x3 conv at level l adds 2**l pixels
         # (on the way down and up), each pooling 2**l.
