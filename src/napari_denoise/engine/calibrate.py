@@ -54,18 +54,10 @@ def noise_correlation_ratio(image: np.ndarray, *, block: int = 16) -> float:
     energy at the finest scale: the ratio is 3 or more (about 5.5 on FMD's widefield
     captures, 3.6 to 26 for simulated smoothed or upsampled noise).
     """
-    x = np.asarray(image, np.float64)
     b = block - block % 2
-    ny, nx = x.shape[-2] // b, x.shape[-1] // b
-    if ny * nx < 8:
+    if (image.shape[-2] // b) * (image.shape[-1] // b) < 8:
         return 1.0  # too small to tell: assume independent noise
-    tiles = (
-        x[..., : ny * b, : nx * b].reshape(ny, b, nx, b).transpose(0, 2, 1, 3).reshape(-1, b * b)
-    )
-    yy, xx = np.mgrid[:b, :b]
-    design = np.stack([np.ones(b * b), yy.ravel(), xx.ravel()], 1)
-    coef = np.linalg.lstsq(design, tiles.T, rcond=None)[0]
-    residual = tiles - (design @ coef).T
+    tiles, residual = _plane_residuals(image, b)
     variance = residual.var(axis=1)
     t = tiles.reshape(-1, b, b)
     detail = (t[:, 0::2, 0::2] - t[:, 0::2, 1::2] - t[:, 1::2, 0::2] + t[:, 1::2, 1::2]) / 2
@@ -74,16 +66,23 @@ def noise_correlation_ratio(image: np.ndarray, *, block: int = 16) -> float:
     return float(np.median(variance[flat] / np.maximum(fine[flat], 1e-12)))
 
 
-def _flat_residuals(image: np.ndarray, block: int, fraction: float) -> np.ndarray:
-    """Plane-detrended residuals of the flattest ``fraction`` of ``block``-sized tiles."""
+def _plane_residuals(image: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """The image cut into ``block`` x ``block`` tiles (one row each), and each tile minus
+    its least-squares plane: where the signal is flat, what is left is noise."""
     x = np.asarray(image, np.float64)
     ny, nx = x.shape[-2] // block, x.shape[-1] // block
-    tiles = x[: ny * block, : nx * block].reshape(ny, block, nx, block)
+    tiles = x[..., : ny * block, : nx * block].reshape(ny, block, nx, block)
     tiles = tiles.transpose(0, 2, 1, 3).reshape(-1, block * block)
     yy, xx = np.mgrid[:block, :block]
     design = np.stack([np.ones(block * block), yy.ravel(), xx.ravel()], 1)
     residual = tiles - (design @ np.linalg.lstsq(design, tiles.T, rcond=None)[0]).T
-    keep = np.argsort(residual.var(axis=1))[: max(4, int(len(tiles) * fraction))]
+    return tiles, residual
+
+
+def _flat_residuals(image: np.ndarray, block: int, fraction: float) -> np.ndarray:
+    """Plane-detrended residuals of the flattest ``fraction`` of ``block``-sized tiles."""
+    _, residual = _plane_residuals(image, block)
+    keep = np.argsort(residual.var(axis=1))[: max(4, int(len(residual) * fraction))]
     return residual[keep].reshape(-1, block, block)
 
 
