@@ -108,6 +108,20 @@ SPECS = {
             "backgrounds and contrasts; fine-tuned on real widefield pairs (W2S)."
         ),
     ),
+    "unet-fluo-nm": Spec(
+        name="unet-fluo-nm",
+        architecture="unet",
+        config={"base": 16, "depth": 3, "noise_map": True},
+        title="U-Net told the noise (fluorescence)",
+        description=(
+            "U-Net denoiser for single fluorescence frames that is told the image's noise: "
+            "the Poisson-Gaussian variance a*x+b estimated from the image becomes a "
+            "per-pixel noise map (a second input, as in DRUNet), so it smooths bright, "
+            "shot-noise-limited structures more than a dark background. 'strength' scales "
+            "the noise it is told. Trained like unet-fluo: natural and microscopy images "
+            "with synthetic Poisson-Gaussian noise (partly correlated), then real W2S pairs."
+        ),
+    ),
 }
 
 
@@ -322,7 +336,13 @@ def train_one(spec: Spec, args) -> dict:
         "description": spec.description,
         "normalisation": {"kind": "percentile", "low": 0.1, "high": 99.9},
         "noise_model": {
-            "kind": "blind: Poisson-Gaussian at random levels, partly spatially correlated",
+            "kind": (
+                "told the noise: Poisson-Gaussian coefficients (a, b) of Var = a*x + b, "
+                "estimated from each image (calibrate.noise_coefficients); trained at random "
+                "levels, partly spatially correlated"
+                if spec.config.get("noise_map")
+                else "blind: Poisson-Gaussian at random levels, partly spatially correlated"
+            ),
             "synthetic_recipe": dataclasses.asdict(spec.recipe),
         },
         "training": {

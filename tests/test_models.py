@@ -106,3 +106,21 @@ def test_a_few_training_steps_lower_the_loss_on_a_real_crop(name, real_pair):
     losses = [p.loss for p in gen]
     assert len(losses) == 25
     assert loss_of(model) < 0.95 * before
+
+
+def test_noise_map_unet_takes_poisson_gaussian_coefficients():
+    torch.manual_seed(0)
+    model = build("unet", {"base": 8, "depth": 2, "noise_map": True}).eval()
+    assert model.takes_noise_level and model.noise_input == "poisson-gaussian"
+    x = torch.rand(2, 1, 16, 16)
+    with torch.no_grad():
+        model.head.weight.normal_(0.0, 0.1)
+        low = model(x, torch.tensor([[1e-4, 1e-4]] * 2))
+        high = model(x, torch.tensor([[0.05, 1e-3]] * 2))
+    assert low.shape == x.shape and not torch.allclose(low, high)
+    with pytest.raises(ValueError, match="noise coefficients"):
+        model(x)
+    # The per-pixel map is sqrt(a * local mean + b).
+    flat = torch.full((1, 1, 8, 8), 0.5)
+    std = models.unet.noise_std_map(flat, torch.tensor([[0.02, 0.01]]))
+    assert torch.allclose(std, torch.full_like(flat, (0.02 * 0.5 + 0.01) ** 0.5))

@@ -250,3 +250,25 @@ def test_shipped_model_is_listed_and_raises_psnr_on_a_real_fmd_pair(fmd_pair):
     out = nd.denoise(noisy, "unet-fluo")
     assert out.shape == noisy.shape and out.dtype == noisy.dtype
     assert psnr(gt, out, data_range=255) > psnr(gt, noisy, data_range=255) + 3.0
+
+
+def test_noise_map_network_is_told_the_estimated_noise_and_strength_scales_it(user_dir, fmd_pair):
+    torch.manual_seed(0)
+    model = build("unet", {"base": 8, "depth": 2, "noise_map": True})
+    with torch.no_grad():
+        model.head.weight.normal_(0.0, 0.1)
+    card = zoo.save_model(model, {**CARD, "name": "tiny-nm"}, user_dir / "tiny-nm")
+    assert card["noise_input"] == "poisson-gaussian" and card["takes_noise_level"]
+    zoo.register_models()
+    method = nd.get_method("tiny-nm")
+    names = {p.name for p in method.params}
+    assert {"strength", "noise_gain", "noise_floor"} <= names
+    noisy = fmd_pair[0][:128, :128].astype(np.float32)
+    params = method.auto([noisy], method.resolve_params({}))
+    # FMD confocal captures are shot-noise limited: a clear Poisson part.
+    assert params["noise_gain"] > 0 and params["strength"] == 1.0
+    base = nd.denoise(noisy, "tiny-nm", output_dtype="float32")
+    again = nd.denoise(noisy, "tiny-nm", strength=1.0, output_dtype="float32")
+    stronger = nd.denoise(noisy, "tiny-nm", strength=2.0, output_dtype="float32")
+    np.testing.assert_array_equal(base, again)
+    assert not np.allclose(base, stronger)

@@ -161,6 +161,17 @@ def run_bench(
             f"{results['speed_ms_per_mp'][v.label]:.0f} ms/MP"
         )
 
+    models = [v for v in variants if _is_model(v.method)]
+    if models:
+        peak = matmul_peak_gflops()
+        for v in models:
+            results.setdefault("model_speed", {})[v.label] = model_speed(v, peak=peak)
+            s = results["model_speed"][v.label]
+            log(
+                f"{v.label:14s} 2048x2048: {s['ms_per_mp']:.0f} ms/MP, "
+                f"{s['gflops']:.1f} GFLOP/s = {100 * s['peak_fraction']:.0f}% of matmul peak"
+            )
+
     runs = results.get("meta", {}).get("runs", [])
     runs.append({"date": time.strftime("%Y-%m-%d %H:%M"), "methods": [v.label for v in variants]})
     results["meta"] = {
@@ -179,6 +190,62 @@ def run_bench(
     _atomic_text(out, _markdown(results))
     log(f"wrote {out}")
     return results
+
+
+def _is_model(method: str) -> bool:
+    from .engine.methods import get_method
+
+    return get_method(method).kind == "model"
+
+
+def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """This machine's float32 matrix-multiply rate (GFLOP/s, best of ``repeats``), torch."""
+    import torch
+
+    from .engine.zoo import _set_threads
+
+    _set_threads()
+    a = torch.randn(size, size)
+    b = torch.randn(size, size)
+    torch.mm(a, b)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * size**3 / best / 1e9
+
+
+def model_speed(variant: Variant, *, peak: float, side: int = 2048, repeats: int = 2) -> dict:
+    """A network's speed on one ``side`` x ``side`` frame through the whole engine.
+
+    ms per megapixel (best of ``repeats``, after a warm-up on a small image), the
+    network's multiply-accumulates per pixel, the achieved GFLOP/s (2 FLOPs per MAC, the
+    convolutions only) and that rate as a fraction of the measured matmul ``peak``.
+    """
+    from .engine.methods import get_method
+    from .engine.models import macs_per_pixel
+    from .engine.zoo import _loaded
+
+    method = get_method(variant.method)
+    model, _ = _loaded(method.extra["model"]["card"], "cpu")
+    macs = macs_per_pixel(model)
+    rng = np.random.default_rng(0)
+    frame = rng.poisson(50.0 + 40.0 * np.sin(np.arange(side) / 9.0)[:, None], (side, side))
+    frame = frame.astype(np.float32)
+    _run(variant, frame[:256, :256])  # load the weights, set up the kernels
+    best = min(_run(variant, frame)[1] for _ in range(repeats))
+    mp = side * side / 1e6
+    gflops = 2 * macs * side * side / best / 1e9
+    return {
+        "side": side,
+        "ms_per_mp": 1000 * best / mp,
+        "megapixels_per_s": mp / best,
+        "macs_per_pixel": macs,
+        "gflops": gflops,
+        "peak_gflops": peak,
+        "peak_fraction": gflops / peak,
+    }
 
 
 def _mean(rows: list[dict]) -> dict:
@@ -294,6 +361,23 @@ def _markdown(results: dict) -> str:
             "† Trained on W2S FOVs 001-008, which are among these 30 pairs: not a test result.",
             "Held-out FOVs 009-010 are scored in each model's card (`validation`).",
         ]
+    if results.get("model_speed"):
+        lines += [
+            "",
+            "## Network speed (one 2048 x 2048 frame, whole engine: tiling, normalisation)",
+            "",
+            "GFLOP/s counts the convolutions' multiply-accumulates twice; the peak is this",
+            "machine's float32 matrix multiply (torch.mm 2048^3) measured in the same run.",
+            "",
+            "| model | ms / MP | MP / s | MACs / pixel | GFLOP/s | % of matmul peak |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for lab, s in results["model_speed"].items():
+            lines.append(
+                f"| {lab} | {s['ms_per_mp']:.0f} | {s['megapixels_per_s']:.2f} | "
+                f"{s['macs_per_pixel'] / 1e3:.1f} k | {s['gflops']:.1f} | "
+                f"{100 * s['peak_fraction']:.0f}% of {s['peak_gflops']:.0f} |"
+            )
     lines.append("")
     return "\n".join(lines)
 

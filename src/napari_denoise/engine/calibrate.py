@@ -24,12 +24,17 @@ __all__ = [
     "center_crop",
     "masked_jinv_loss",
     "mean_noise_variance",
+    "noise_coefficients",
     "noise_correlation_ratio",
     "noise_covariance",
     "noise_is_correlated",
     "sure_correlated",
     "sure_linear",
 ]
+
+
+# Above this noise_correlation_ratio, neighbouring pixels share noise.
+CORRELATED_RATIO = 2.0
 
 
 def center_crop(block: np.ndarray, size: int) -> np.ndarray:
@@ -64,6 +69,28 @@ def noise_correlation_ratio(image: np.ndarray, *, block: int = 16) -> float:
     fine = (detail**2).reshape(len(t), -1).mean(axis=1)
     flat = np.argsort(variance)[: max(8, len(variance) // 10)]
     return float(np.median(variance[flat] / np.maximum(fine[flat], 1e-12)))
+
+
+def noise_coefficients(image: np.ndarray) -> tuple[float, float]:
+    """``(a, b)`` of ``Var = a * x + b`` for one image, counting correlated noise in full.
+
+    The Poisson-Gaussian fit (:func:`~napari_denoise.engine.noise.estimate_noise_model`)
+    measures the variance at the finest scale; when the noise is spatially correlated
+    (:func:`noise_is_correlated`) each pixel holds more noise than that, by the ratio
+    :func:`noise_correlation_ratio` measures (capped at 9), and both coefficients are
+    scaled by it. The zoo hands these to networks that take the noise as an input, both
+    at inference and, for real training pairs, during training.
+    """
+    from .noise import estimate_noise_model
+
+    plane = center_crop(np.asarray(image, np.float32), 1024)
+    model = estimate_noise_model(plane)
+    a = float(model.gain)
+    b = float(model.sigma**2 - model.gain * model.offset)
+    ratio = noise_correlation_ratio(plane)
+    if ratio > CORRELATED_RATIO:
+        a, b = a * min(ratio, 9.0), b * min(ratio, 9.0)
+    return a, b
 
 
 def _plane_residuals(image: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
@@ -133,7 +160,7 @@ def noise_is_correlated(image: np.ndarray) -> bool:
     Plain SURE and one-pixel blind spots both assume independent noise and would then
     choose far too little smoothing.
     """
-    return noise_correlation_ratio(image) > 2.0
+    return noise_correlation_ratio(image) > CORRELATED_RATIO
 
 
 def mean_noise_variance(block: np.ndarray) -> float:

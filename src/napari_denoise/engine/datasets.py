@@ -3,7 +3,10 @@
 Every sampler has one method, ``batch(n, patch, generator) -> (noisy, clean)``, returning
 two ``(n, 1, patch, patch)`` float32 tensors in the *normalised* units the zoo feeds a
 network at inference: an image is divided by the span of its noisy version's 0.1 and
-99.9 percentiles (:func:`percentile_range`). All randomness comes from the
+99.9 percentiles (:func:`percentile_range`). With ``with_noise=True`` a third ``(n, 2)``
+tensor gives each sample's Poisson-Gaussian coefficients ``(a, b)`` (``Var = a * x + b``
+in normalised units) for networks told the noise: the truth for synthetic noise, the
+estimate the zoo would make at inference for real images. All randomness comes from the
 ``torch.Generator`` passed in, so a seed reproduces the batches exactly.
 
 The synthetic noise (:class:`NoiseRecipe`) is what makes a model trained on photographs
@@ -137,6 +140,8 @@ class NoiseRecipe:
     white_fraction : share of the noise variance left white in a correlated patch.
     scale : the patch's final span inside the image's normalised 0..1 range (log-uniform);
         a patch rarely spans the whole range of its image.
+    noise_jitter : log-normal spread of the error put on the true noise coefficients
+        handed to networks that take them (an estimate from one image is never exact).
     """
 
     photons: tuple[float, float] = (10.0, 3000.0)
@@ -150,6 +155,7 @@ class NoiseRecipe:
     upsampled: float = 0.3
     white_fraction: tuple[float, float] = (0.0, 0.5)
     scale: tuple[float, float] = (0.2, 1.0)
+    noise_jitter: float = 0.15
 
 
 class SyntheticNoiseDataset:
@@ -170,7 +176,7 @@ class SyntheticNoiseDataset:
         self.recipe = recipe or NoiseRecipe()
         self.region = region
 
-    def batch(self, n: int, patch: int, generator: torch.Generator):
+    def batch(self, n: int, patch: int, generator: torch.Generator, *, with_noise: bool = False):
         r, g = self.recipe, generator
         size = max(self.region, patch)
         clean = _random_crops(self.images, n, size, g)
@@ -188,7 +194,18 @@ class SyntheticNoiseDataset:
 
         noise = self._correlate(white, g)
         noisy = signal + noise
-        return self._normalise_and_cut(noisy, signal, patch, g)
+        noisy, clean, m, c = self._normalise_and_cut(noisy, signal, patch, g)
+        if not with_noise:
+            return noisy, clean
+        # The true Var = signal / photons + read**2 (correlating the noise keeps the
+        # per-pixel variance), carried through the normalisation x -> m * x + c. A small
+        # random error on both coefficients, as an estimate from one image would have,
+        # keeps the network from trusting them blindly.
+        gain, floor = 1.0 / photons.view(n), read.view(n) ** 2
+        m, c = m.view(n), c.view(n)
+        coeffs = torch.stack([m * gain, m * m * floor - m * gain * c], dim=1)
+        jitter = torch.exp(r.noise_jitter * torch.randn(n, 2, generator=g))
+        return noisy, clean, coeffs * jitter
 
     def _correlate(self, white: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         r = self.recipe
@@ -218,12 +235,13 @@ class SyntheticNoiseDataset:
         span = (hi - lo).clamp_min(1e-6)
         scale = _log_uniform(n, *self.recipe.scale, g).view(n, 1, 1, 1)
         offset = _uniform(n, 0.0, 1.0, g).view(n, 1, 1, 1) * (1 - scale)
-        noisy = (noisy - lo) / span * scale + offset
-        clean = (clean - lo) / span * scale + offset
+        m = scale / span  # x -> m * x + c
+        c = offset - lo * m
+        noisy = noisy * m + c
+        clean = clean * m + c
         s = (noisy.shape[-1] - patch) // 2
-        return noisy[..., s : s + patch, s : s + patch].contiguous(), clean[
-            ..., s : s + patch, s : s + patch
-        ].contiguous()
+        cut = (..., slice(s, s + patch), slice(s, s + patch))
+        return noisy[cut].contiguous(), clean[cut].contiguous(), m, c
 
 
 class PairedDataset:
@@ -240,8 +258,17 @@ class PairedDataset:
             lo, hi = percentile_range(noisy)
             aligned = align_affine(clean, noisy)
             self.pairs.append(np.stack([noisy - lo, aligned - lo]) / np.float32(hi - lo))
+        self._coeffs: list[tuple[float, float]] | None = None
 
-    def batch(self, n: int, patch: int, generator: torch.Generator):
+    def noise_coefficients(self) -> torch.Tensor:
+        """(a, b) of each pair's noisy image, estimated as at inference (computed once)."""
+        if self._coeffs is None:
+            from .calibrate import noise_coefficients
+
+            self._coeffs = [noise_coefficients(pair[0]) for pair in self.pairs]
+        return torch.tensor(self._coeffs, dtype=torch.float32)
+
+    def batch(self, n: int, patch: int, generator: torch.Generator, *, with_noise: bool = False):
         picks = torch.randint(len(self.pairs), (n,), generator=generator).tolist()
         out = np.empty((n, 2, patch, patch), np.float32)
         for i, k in enumerate(picks):
@@ -250,7 +277,10 @@ class PairedDataset:
             x = int(torch.randint(pair.shape[2] - patch + 1, (1,), generator=generator))
             out[i] = pair[:, y : y + patch, x : x + patch]
         out_t = torch.from_numpy(out)
-        return out_t[:, :1].contiguous(), out_t[:, 1:].contiguous()
+        noisy, clean = out_t[:, :1].contiguous(), out_t[:, 1:].contiguous()
+        if with_noise:
+            return noisy, clean, self.noise_coefficients()[picks]
+        return noisy, clean
 
 
 class NoisyOnlyDataset:
@@ -265,10 +295,19 @@ class NoisyOnlyDataset:
         for img in images:
             lo, hi = percentile_range(img)
             self.images.append((np.asarray(img, np.float32) - lo) / (hi - lo))
+        self._coeffs: list[tuple[float, float]] | None = None
 
-    def batch(self, n: int, patch: int, generator: torch.Generator):
-        x = _random_crops(self.images, n, patch, generator)
-        return x, x.clone()
+    def batch(self, n: int, patch: int, generator: torch.Generator, *, with_noise: bool = False):
+        if not with_noise:
+            x = _random_crops(self.images, n, patch, generator)
+            return x, x.clone()
+        if self._coeffs is None:
+            from .calibrate import noise_coefficients
+
+            self._coeffs = [noise_coefficients(img) for img in self.images]
+        picks = torch.randint(len(self.images), (n,), generator=generator)
+        x = torch.cat([_random_crops([self.images[int(k)]], 1, patch, generator) for k in picks])
+        return x, x.clone(), torch.tensor(self._coeffs, dtype=torch.float32)[picks]
 
 
 class MixedDataset:
@@ -278,10 +317,13 @@ class MixedDataset:
         self.sources = [s for s, _ in sources]
         self.weights = torch.tensor([float(w) for _, w in sources])
 
-    def batch(self, n: int, patch: int, generator: torch.Generator):
+    def batch(self, n: int, patch: int, generator: torch.Generator, *, with_noise: bool = False):
         picks = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         counts = torch.bincount(picks, minlength=len(self.sources)).tolist()
+        kw = {"with_noise": True} if with_noise else {}
         parts = [
-            s.batch(c, patch, generator) for s, c in zip(self.sources, counts, strict=True) if c
+            s.batch(c, patch, generator, **kw)
+            for s, c in zip(self.sources, counts, strict=True)
+            if c
         ]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        return tuple(torch.cat([p[i] for p in parts]) for i in range(len(parts[0])))

@@ -271,6 +271,7 @@ def save_model(module, card: Mapping[str, Any], path: str | os.PathLike) -> dict
         multiple=int(module.multiple),
         reach=int(module.reach),
         takes_noise_level=bool(getattr(module, "takes_noise_level", False)),
+        noise_input=getattr(module, "noise_input", None),
         weights={
             "file": weights_path.name,
             "sha256": sha256_file(weights_path),
@@ -308,13 +309,15 @@ def run_model(
     low: float,
     high: float,
     bf16: bool = False,
-    noise_level: float | None = None,
+    noise_level: float | tuple[float, float] | None = None,
     device: str | None = None,
 ) -> np.ndarray:
     """Denoise one 2-D float image in its own units with a network from :mod:`.models`.
 
     ``(image - low) / (high - low)`` is what the network sees; the output is mapped back.
-    The image is reflect-padded to a multiple of ``model.multiple``.
+    The image is reflect-padded to a multiple of ``model.multiple``. Networks told the
+    noise get ``noise_level`` in those normalised units: a standard deviation, or the
+    ``(a, b)`` of ``Var = a * x + b`` for those with ``noise_input == "poisson-gaussian"``.
     """
     import torch
     import torch.nn.functional as F
@@ -337,13 +340,27 @@ def run_model(
         torch.inference_mode(),
         torch.autocast("cpu", torch.bfloat16, enabled=bf16 and device == "cpu"),
     ):
-        if getattr(model, "takes_noise_level", False):
+        if getattr(model, "noise_input", None) == "poisson-gaussian":
+            if noise_level is None:
+                raise ValueError("this network needs the noise coefficients (a, b)")
+            y = model(x, torch.tensor([list(noise_level)], dtype=torch.float32, device=device))
+        elif getattr(model, "takes_noise_level", False):
             level = torch.tensor([noise_level if noise_level is not None else 0.05], device=device)
             y = model(x, level)
         else:
             y = model(x)
     y = y.float()[0, 0, :ny, :nx].cpu().numpy()
     return (y * np.float32(span) + np.float32(low)).astype(np.float32)
+
+
+def noise_for(model, normalised: np.ndarray):
+    """What a network told the noise gets for one normalised image (None for blind ones):
+    the ``(a, b)`` coefficients or the noise standard deviation, estimated from it."""
+    if getattr(model, "noise_input", None) == "poisson-gaussian":
+        return _coefficients([normalised])
+    if getattr(model, "takes_noise_level", False):
+        return _noise_level([normalised])
+    return None
 
 
 def choose_cpu_precision(
@@ -368,7 +385,8 @@ def choose_cpu_precision(
             outs = []
             for noisy, _ in pairs:
                 lo, hi = np.percentile(noisy, [0.1, 99.9])
-                outs.append(run_model(model, noisy, low=lo, high=hi, bf16=bf16))
+                level = noise_for(model, (noisy - lo) / max(hi - lo, 1e-12))
+                outs.append(run_model(model, noisy, low=lo, high=hi, bf16=bf16, noise_level=level))
             best = min(best, time.perf_counter() - start)
         outputs[label] = outs
         result[f"{label}_ms_per_mp"] = round(1e3 * best / (pixels / 1e6), 1)
@@ -401,13 +419,41 @@ def _loaded(card_path: str, device: str):
         return _cache[key]
 
 
-def _infer(block, *, card_path, norm_low, norm_high, device="auto", strength=None):
+def _infer(
+    block,
+    *,
+    card_path,
+    norm_low,
+    norm_high,
+    device="auto",
+    strength=None,
+    noise_gain=None,
+    noise_floor=None,
+):
     _set_threads()
     model, card = _loaded(card_path, device)
     bf16 = bool(card.get("inference", {}).get("cpu_bf16", False))
     if norm_low is None or norm_high is None:  # called directly on one block
         norm_low, norm_high = np.percentile(block, [0.1, 99.9])
-    return run_model(model, block, low=norm_low, high=norm_high, bf16=bf16, noise_level=strength)
+    level = strength
+    if card.get("noise_input") == "poisson-gaussian":
+        if noise_gain is None or noise_floor is None:  # called directly on one block
+            span = max(float(norm_high - norm_low), 1e-12)
+            noise_gain, noise_floor = _coefficients([(block - norm_low) / span])
+        s2 = float(1.0 if strength is None else strength) ** 2  # strength scales the std
+        level = (noise_gain * s2, noise_floor * s2)
+    return run_model(model, block, low=norm_low, high=norm_high, bf16=bf16, noise_level=level)
+
+
+def _coefficients(samples: Sequence[np.ndarray]) -> tuple[float, float]:
+    """Median ``(a, b)`` noise coefficients of normalised samples (planes of an image)."""
+    from .calibrate import noise_coefficients
+
+    found = [noise_coefficients(s) for s in samples if min(s.shape[-2:]) >= 32]
+    if not found:
+        return 1e-4, 1e-4
+    a, b = np.median(np.asarray(found), axis=0)
+    return float(a), float(b)
 
 
 def _auto(samples, params, *, card):
@@ -421,7 +467,17 @@ def _auto(samples, params, *, card):
         params["norm_low"] = lo
     if params.get("norm_high") is None:
         params["norm_high"] = hi
-    if "strength" in params and params["strength"] is None:
+    if card.get("noise_input") == "poisson-gaussian":
+        if params.get("noise_gain") is None or params.get("noise_floor") is None:
+            span = params["norm_high"] - params["norm_low"]
+            a, b = _coefficients(
+                [(np.asarray(s, np.float32) - params["norm_low"]) / span for s in samples]
+            )
+            params["noise_gain"] = a if params.get("noise_gain") is None else params["noise_gain"]
+            params["noise_floor"] = (
+                b if params.get("noise_floor") is None else params["noise_floor"]
+            )
+    elif "strength" in params and params["strength"] is None:
         span = params["norm_high"] - params["norm_low"]
         params["strength"] = _noise_level(
             [(np.asarray(s, np.float32) - params["norm_low"]) / span for s in samples]
@@ -467,7 +523,34 @@ def _method_for(card_path: Path) -> Method:
             "norm_high", float, None, "Intensity mapped to 1 for the network (99.9th percentile)"
         ),
     ]
-    if card.get("takes_noise_level"):
+    if card.get("noise_input") == "poisson-gaussian":
+        params += [
+            Param(
+                "strength",
+                float,
+                1.0,
+                "Multiplies the noise the network is told (1: as estimated); larger smooths more",
+                0.0,
+                4.0,
+            ),
+            Param(
+                "noise_gain",
+                float,
+                None,
+                "Poisson part a of the noise variance a*x+b, normalised units (estimated)",
+                0.0,
+                None,
+            ),
+            Param(
+                "noise_floor",
+                float,
+                None,
+                "Constant part b of the noise variance a*x+b, normalised units (estimated)",
+                None,
+                None,
+            ),
+        ]
+    elif card.get("takes_noise_level"):
         params.append(
             Param(
                 "strength",

@@ -145,7 +145,9 @@ def macs_per_pixel(model, size: int = 128) -> float:
     try:
         x = torch.zeros(1, 1, size, size)
         with torch.no_grad():
-            if getattr(model, "takes_noise_level", False):
+            if getattr(model, "noise_input", None) == "poisson-gaussian":
+                model(x, torch.full((1, 2), 1e-3))
+            elif getattr(model, "takes_noise_level", False):
                 model(x, torch.zeros(1))
             else:
                 model(x)

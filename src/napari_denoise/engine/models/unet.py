@@ -16,6 +16,17 @@ variants see further for the same budget: ``depth=3, base=16`` has 481,745 param
 and costs 0.035 M MACs per pixel (about three times faster to train on a CPU);
 ``depth=3, base=24`` has 1,083,193 parameters and 0.079 M MACs per pixel; sides must then
 be multiples of 8.
+
+With ``noise_map=True`` the network is told the image's noise: ``forward(x, noise)``
+takes, per image, the Poisson-Gaussian coefficients ``(a, b)`` of ``Var = a * mean + b``
+in the normalised units of ``x``, and turns them into a per-pixel noise standard
+deviation map (from a 5x5 local mean of ``x``) concatenated to the input, as DRUNet
+(Zhang et al., TPAMI 2021) concatenates its noise-level map. A blind network must guess
+the noise from the image; on shot-noise-limited images (a dark background with a few
+bright, very noisy structures) it guesses too low where the signal is bright. The map
+costs one extra input channel; the zoo estimates ``(a, b)`` from the image
+(:func:`napari_denoise.engine.noise.estimate_noise_model`), and scaling it is a strength
+control.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import register_model
@@ -38,11 +50,26 @@ class UNetConfig:
     base : channels at full resolution (doubled at every level down).
     depth : number of 2x downsamplings.
     convs : 3x3 convolutions per block.
+    noise_map : take the Poisson-Gaussian noise coefficients as a second input.
     """
 
     base: int = 32
     depth: int = 2
     convs: int = 2
+    noise_map: bool = False
+
+
+# The noise map is fed in units of 1/10 of the normalised range: about 0.1-3 for the
+# noise levels met in practice, the scale of the image channel.
+MAP_SCALE = 10.0
+
+
+def noise_std_map(x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Per-pixel noise std ``sqrt(a * local_mean + b)`` for ``noise`` rows ``(a, b)``."""
+    mean = F.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)
+    a = noise[:, 0].to(x.dtype).view(-1, 1, 1, 1)
+    b = noise[:, 1].to(x.dtype).view(-1, 1, 1, 1)
+    return torch.sqrt((a * mean.clamp_min(0) + b).clamp_min(1e-8))
 
 
 def _block(c_in: int, c_out: int, convs: int) -> nn.Sequential:
@@ -62,10 +89,15 @@ class UNet(nn.Module):
     def __init__(self, config: UNetConfig):
         super().__init__()
         self.config = config
+        self.takes_noise_level = bool(config.noise_map)
+        self.noise_input = "poisson-gaussian" if config.noise_map else None
         b, d = config.base, config.depth
         widths = [b * 2**i for i in range(d + 1)]
         self.down = nn.ModuleList(
-            _block(1 if i == 0 else widths[i - 1], widths[i], config.convs) for i in range(d)
+            _block(
+                (2 if config.noise_map else 1) if i == 0 else widths[i - 1], widths[i], config.convs
+            )
+            for i in range(d)
         )
         self.pool = nn.MaxPool2d(2)
         self.bottom = _block(widths[d - 1], widths[d], config.convs)
@@ -82,9 +114,13 @@ class UNet(nn.Module):
         # (on the way down and up), each pooling 2**l.
         self.reach = sum(2 * config.convs * 2**lv + 2**lv for lv in range(d)) + config.convs * 2**d
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         h = x
+        if self.config.noise_map:
+            if noise is None:
+                raise ValueError("this U-Net needs the noise coefficients (a, b) per image")
+            h = torch.cat([x, MAP_SCALE * noise_std_map(x, noise)], dim=1)
+        skips = []
         for block in self.down:
             h = block(h)
             skips.append(h)
