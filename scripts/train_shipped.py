@@ -122,6 +122,40 @@ SPECS = {
             "with synthetic Poisson-Gaussian noise (partly correlated), then real W2S pairs."
         ),
     ),
+    "msred-fluo": Spec(
+        name="msred-fluo",
+        architecture="msred",
+        config={},
+        title="Multiscale residual encoder/decoder (light, blind)",
+        description=(
+            "Light blind denoiser (122k parameters, inception-style multiscale blocks) "
+            "trained over a range of Poisson-Gaussian noise levels with an L1 loss; the "
+            "fastest network here. Same data and recipe as unet-fluo, shorter training."
+        ),
+    ),
+    "drunet-fluo": Spec(
+        name="drunet-fluo",
+        architecture="drunet",
+        config={},
+        title="DRUNet, scaled down (noise level as input)",
+        description=(
+            "U-Net of residual blocks (DRUNet, Zhang et al. 2021, scaled down to 1.1M "
+            "parameters for a CPU) told one noise standard deviation per image (estimated; "
+            "'strength' overrides it). Pre-trained on photographs with synthetic noise, "
+            "then fine-tuned on microscopy as unet-fluo; shorter training."
+        ),
+    ),
+    "restormer-fluo": Spec(
+        name="restormer-fluo",
+        architecture="restormer_lite",
+        config={},
+        title="Restormer-style transformer (channel attention, small)",
+        description=(
+            "Small transformer-style restorer (attention across channels, so its cost is "
+            "linear in pixels; 252k parameters, a scaled-down Restormer). Same data and "
+            "recipe as unet-fluo, shorter training."
+        ),
+    ),
 }
 
 
@@ -341,6 +375,9 @@ def train_one(spec: Spec, args) -> dict:
                 "estimated from each image (calibrate.noise_coefficients); trained at random "
                 "levels, partly spatially correlated"
                 if spec.config.get("noise_map")
+                else "told the noise level: one standard deviation per image, estimated "
+                "(zoo._noise_level); trained at random levels, partly spatially correlated"
+                if spec.architecture == "drunet"
                 else "blind: Poisson-Gaussian at random levels, partly spatially correlated"
             ),
             "synthetic_recipe": dataclasses.asdict(spec.recipe),

@@ -1,0 +1,172 @@
+#!/usr/bin/env python
+"""Training on the user's own data, measured on FMD test_mix (issue: Train widget).
+
+Two benchmarks, each pinned to what one CPU core does in the stated time:
+
+``finetune``
+    For each of the 12 FMD microscope/sample types: the 4 raw captures of its field of
+    view against its ground truth are the pairs; the default model is fine-tuned on the
+    **left half** of each capture only (its validation stripe is cut from that half too),
+    for at most ``--minutes`` (2) minutes, and both the default model and the fine-tuned
+    one then denoise the **right half** alone (a 512 x 256 crop: no pixel of the left
+    half is seen). PSNR against the ground truth's right half, data range 255.
+
+``n2v``
+    For each type: Noise2Void (N2V2 by default) on ONE raw capture alone (``_1``), from a
+    fresh U-Net, for at most ``--minutes`` (5) minutes; the trained model denoises that
+    same capture, scored against its ground truth. Self-supervised training on the image
+    being denoised is what the method prescribes (and what shared/data/README.md allows
+    for FMD).
+
+Results go to docs/benchmarks_training.json and the "Training on your own data" section
+of docs/benchmarks.md (``bench.rewrite_markdown``). Every model is written to a
+temporary folder, never to the user's model folder. Run::
+
+    taskset -c 0 python benchmarks/train_fmd.py finetune      # ~25 min
+    taskset -c 1 python benchmarks/train_fmd.py n2v --minutes 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from napari_denoise import denoise  # noqa: E402
+from napari_denoise.bench import rewrite_markdown  # noqa: E402
+from napari_denoise.engine.datasets import load_image  # noqa: E402
+from napari_denoise.engine.finetune import FinetuneSpec, finetune_iter, prepare  # noqa: E402
+from napari_denoise.engine.methods import default_method  # noqa: E402
+from napari_denoise.engine.metrics import psnr  # noqa: E402
+
+OUT = REPO / "docs" / "benchmarks_training.json"
+
+
+def fmd_types(root: Path) -> list[str]:
+    return sorted({p.stem.rsplit("_", 1)[0] for p in (root / "raw").glob("*.png")})
+
+
+def run(gen):
+    """Drain a finetune generator; return its result and the last progress tick."""
+    tick = None
+    try:
+        while True:
+            tick = next(gen)
+    except StopIteration as done:
+        return done.value, tick
+
+
+def score(method: str, noisy: np.ndarray, gt: np.ndarray) -> float:
+    out = denoise(noisy, method, output_dtype="float32")
+    return psnr(gt, out, data_range=255.0)
+
+
+def finetune(root: Path, types: list[str], minutes: float, start: str, out_dir: Path) -> dict:
+    rows = {}
+    for t in types:
+        raw = np.stack([load_image(root / "raw" / f"{t}_{k}.png") for k in range(1, 5)])
+        gt = load_image(root / "gt" / f"{t}_1.png")
+        half = raw.shape[-1] // 2
+        spec = FinetuneSpec(mode="supervised", start=start, minutes=minutes, name=f"ft-{t}")
+        prepared = prepare(spec, raw, np.stack([gt] * 4), regions=[(0, 0, raw.shape[-2], half)])
+        t0 = time.perf_counter()
+        result, tick = run(finetune_iter(prepared, out_dir=out_dir))
+        seconds = time.perf_counter() - t0
+        # Score on the right halves only, each denoised on its own.
+        right_gt = gt[:, half:]
+        before = [score(start, r[:, half:], right_gt) for r in raw]
+        after = [score(str(result.path), r[:, half:], right_gt) for r in raw]
+        noisy = [psnr(right_gt, r[:, half:], data_range=255.0) for r in raw]
+        rows[t] = {
+            "noisy": float(np.mean(noisy)),
+            "default": float(np.mean(before)),
+            "finetuned": float(np.mean(after)),
+            "gain": float(np.mean(after) - np.mean(before)),
+            "steps": tick.step if tick else 0,
+            "seconds": round(seconds, 1),
+            "best_val_psnr": result.card.get("validation", {}).get("best_val_psnr"),
+        }
+        r = rows[t]
+        print(
+            f"{t:18s} noisy {r['noisy']:.2f}  {start} {r['default']:.2f}  "
+            f"fine-tuned {r['finetuned']:.2f}  ({r['gain']:+.2f} dB, {r['steps']} steps, "
+            f"{r['seconds']:.0f} s)",
+            flush=True,
+        )
+    return rows
+
+
+def n2v(root: Path, types: list[str], minutes: float, mode: str, out_dir: Path) -> dict:
+    rows = {}
+    for t in types:
+        noisy = load_image(root / "raw" / f"{t}_1.png")
+        gt = load_image(root / "gt" / f"{t}_1.png")
+        spec = FinetuneSpec(mode=mode, start="new:unet", minutes=minutes, name=f"n2v-{t}")
+        prepared = prepare(spec, noisy)
+        t0 = time.perf_counter()
+        result, tick = run(finetune_iter(prepared, out_dir=out_dir))
+        seconds = time.perf_counter() - t0
+        rows[t] = {
+            "noisy": psnr(gt, noisy, data_range=255.0),
+            "n2v": score(str(result.path), noisy, gt),
+            "gaussian": score("gaussian", noisy, gt),
+            "steps": tick.step if tick else 0,
+            "seconds": round(seconds, 1),
+        }
+        r = rows[t]
+        print(
+            f"{t:18s} noisy {r['noisy']:.2f}  {mode} {r['n2v']:.2f}  gaussian {r['gaussian']:.2f}"
+            f"  ({r['steps']} steps, {r['seconds']:.0f} s)",
+            flush=True,
+        )
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("which", choices=("finetune", "n2v"))
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--minutes", type=float, default=None, help="per type (2 / 5)")
+    parser.add_argument("--start", default=None, help="model to fine-tune (default: the default)")
+    parser.add_argument("--mode", default="n2v2", choices=("n2v", "n2v2"))
+    parser.add_argument("--types", nargs="*", default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    os.environ["NAPARI_DENOISE_THREADS"] = str(args.threads)
+    root = args.data / "FMD_test_mix"
+    types = args.types or fmd_types(root)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.which == "finetune":
+            default = default_method()
+            start = args.start or (default.name if default.kind == "model" else "unet-fluo")
+            minutes = args.minutes or 2.0
+            rows = finetune(root, types, minutes, start, Path(tmp))
+            record = {"start": start, "minutes_per_type": minutes, "rows": rows}
+        else:
+            minutes = args.minutes or 5.0
+            rows = n2v(root, types, minutes, args.mode, Path(tmp))
+            record = {"mode": args.mode, "minutes_per_type": minutes, "rows": rows}
+    record.update(
+        threads=args.threads,
+        date=time.strftime("%Y-%m-%d %H:%M"),
+        command=" ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+    )
+    saved = json.loads(OUT.read_text()) if OUT.is_file() else {}
+    saved[args.which] = record
+    OUT.write_text(json.dumps(saved, indent=2) + "\n")
+    rewrite_markdown(REPO / "docs" / "benchmarks.json")
+    print(f"wrote {OUT} and docs/benchmarks.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
