@@ -175,3 +175,51 @@ def test_mixed_and_noisy_only_samplers(pairs):
     mixed = MixedDataset([(PairedDataset(pairs), 1.0), (NoisyOnlyDataset([pairs[0][0]]), 1.0)])
     n, c = mixed.batch(8, 32, torch.Generator().manual_seed(0))
     assert n.shape == c.shape == (8, 1, 32, 32)
+
+
+def test_synthetic_noise_coefficients_match_the_noise_they_describe():
+    """The (a, b) handed to noise-map networks predict the variance of the noise made."""
+    flat = [np.full((160, 160), 100.0, np.float32), np.full((160, 160), 10.0, np.float32)]
+    recipe = NoiseRecipe(
+        background=(0.1, 0.6),
+        contrast=(0.05, 0.05),
+        correlated=0.0,
+        noise_jitter=0.0,
+        psf_sigma=(0.0, 0.0),
+        gamma=(1.0, 1.0),
+        scale=(0.5, 1.0),
+        photons=(20.0, 200.0),
+    )
+    ds = SyntheticNoiseDataset(flat, recipe, region=128)
+    noisy, clean, coeffs = ds.batch(6, 96, torch.Generator().manual_seed(3), with_noise=True)
+    predicted = coeffs[:, 0] * clean.mean(dim=(1, 2, 3)) + coeffs[:, 1]
+    measured = (noisy - clean).var(dim=(1, 2, 3))
+    assert torch.allclose(predicted, measured, rtol=0.15)
+
+
+def test_real_pairs_get_the_inference_time_noise_estimate(pairs):
+    from napari_denoise.engine.calibrate import noise_coefficients
+
+    ds = PairedDataset(pairs[:1])
+    *_, coeffs = ds.batch(3, 32, torch.Generator().manual_seed(0), with_noise=True)
+    expected = noise_coefficients(ds.pairs[0][0])
+    assert coeffs.shape == (3, 2)
+    assert torch.allclose(coeffs, torch.tensor([expected] * 3, dtype=torch.float32))
+    mixed = MixedDataset([(ds, 1.0), (NoisyOnlyDataset([pairs[0][0]]), 1.0)])
+    assert [t.shape[0] for t in mixed.batch(5, 32, torch.Generator(), with_noise=True)] == [5] * 3
+
+
+def test_blind_spot_training_tells_noise_level_networks_an_estimated_level():
+    """In blind-spot modes the target is the noisy patch: the level comes from its finest scale."""
+    from napari_denoise.engine.train import haar_sigma
+
+    x = 0.5 + 0.1 * torch.randn(3, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(haar_sigma(x), torch.full((3,), 0.1), rtol=0.1)
+    seen = []
+    model = build("drunet", {"channels": (8, 16), "blocks": 1})
+    forward = model.forward
+    model.forward = lambda inp, level: seen.append(level.clone()) or forward(inp, level)
+    data = NoisyOnlyDataset([x[0, 0].numpy() * 100])
+    for _ in train_iter(model, data, steps=2, batch_size=2, patch=32, mode="n2v", threads=1):
+        pass
+    assert seen and all(float(level.min()) > 0.02 for level in seen)

@@ -7,6 +7,7 @@ The public API is Qt-free and works on plain arrays::
     clean = nd.denoise(stack, "gaussian", axes="TYX", sigma=1.2)
     nd.compare(ground_truth, clean, data_range=255)
     [m.name for m in nd.list_methods()]
+    result = nd.finetune(noisy, mode="n2v", minutes=2)   # a new model, now a method
 
 Importing this package does not import napari, Qt or torch.
 """
@@ -33,6 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Cancelled",
     "DenoiseError",
+    "FinetuneSpec",
     "InputError",
     "ModelFileError",
     "ParameterError",
@@ -43,6 +45,7 @@ __all__ = [
     "compare",
     "denoise",
     "denoise_iter",
+    "finetune",
     "get_method",
     "list_methods",
     "read_image",
@@ -138,3 +141,45 @@ def write_image(path, data, *, axes: str, scale=None, metadata=None):
     from .io import write_image as _write
 
     return _write(path, data, axes=axes, scale=scale, metadata=metadata)
+
+
+def finetune(
+    noisy: Any,
+    clean: Any = None,
+    *,
+    regions=None,
+    axes: str | None = None,
+    stop=None,
+    checkpoint=None,
+    resume: bool = False,
+    out_dir=None,
+    on_progress=None,
+    **spec: Any,
+):
+    """Fine-tune or train a model on your images; save it and register it as a method.
+
+    ``spec`` holds the fields of :class:`FinetuneSpec` (``mode``, ``start``, ``name``,
+    ``steps`` or ``minutes``, ``loss``, ``seed`` ...). ``on_progress`` receives every
+    :class:`~napari_denoise.engine.train.TrainProgress`. Returns a ``FinetuneResult``
+    (``name``, ``card``, ``path``, ``model``); the generator form is
+    :func:`napari_denoise.engine.finetune.finetune_iter`.
+    """
+    from .engine.finetune import FinetuneSpec, finetune_iter, prepare
+
+    prepared = prepare(FinetuneSpec(**spec), noisy, clean, regions, axes=axes)
+    gen = finetune_iter(prepared, stop=stop, checkpoint=checkpoint, resume=resume, out_dir=out_dir)
+    while True:
+        try:
+            tick = next(gen)
+        except StopIteration as done:
+            return done.value
+        if on_progress is not None:
+            on_progress(tick)
+
+
+def __getattr__(name: str):
+    if name == "FinetuneSpec":  # its module imports no torch, but is loaded only when asked
+        from .engine.finetune import FinetuneSpec
+
+        return FinetuneSpec
+    raise AttributeError(f"module 'napari_denoise' has no attribute {name!r}")

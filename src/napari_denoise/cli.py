@@ -1,4 +1,4 @@
-"""``napari-denoise``: the headless commands (list, denoise, compare, bench, demo).
+"""``napari-denoise``: the headless commands (list, denoise, compare, train, bench, demo).
 
 Errors that napari-denoise raises on purpose are printed as one sentence on stderr with
 exit status 2; nothing is written for an input that fails.
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import DenoiseError, ParameterError
+from .errors import Cancelled, DenoiseError, ParameterError
 
 __all__ = ["main"]
 
@@ -146,6 +146,142 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_region(text: str) -> tuple[int, int, int, int]:
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        if len(parts) != 4:
+            raise ValueError
+        y0, x0, y1, x1 = (int(p) for p in parts)
+    except ValueError:
+        raise ParameterError(
+            f"--region expects y0,x0,y1,x1 (four whole numbers, pixels), got '{text}'."
+        ) from None
+    return y0, x0, y1, x1
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+    import time
+
+    from .engine.finetune import FinetuneSpec, finetune_iter, prepare
+    from .io import read_image
+
+    config = None
+    if args.config:
+        try:
+            config = json.loads(args.config)
+        except json.JSONDecodeError as err:
+            raise ParameterError(f"--config is not valid JSON ({err.msg}): {args.config}") from None
+        if not isinstance(config, dict):
+            raise ParameterError("--config must be a JSON object such as '{\"base\": 16}'.")
+    spec = FinetuneSpec(
+        mode=args.mode,
+        start=args.start,
+        name=args.name,
+        steps=args.steps,
+        minutes=args.minutes,
+        batch_size=args.batch_size,
+        patch=args.patch,
+        lr=args.lr,
+        loss=args.loss,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        patience=args.patience,
+        psf_sigma=args.psf_sigma,
+        positivity=args.positivity,
+        threads=args.threads,
+        mask_fraction=args.mask_fraction,
+        config=config,
+    )
+    noisy = read_image(args.noisy, axes=args.axes)
+    clean = read_image(args.clean, axes=args.axes) if args.clean else None
+    names = (
+        str(Path(args.noisy).resolve()),
+        str(Path(args.clean).resolve()) if args.clean else None,
+    )
+    prepared = prepare(
+        spec,
+        noisy.data,
+        clean.data if clean is not None else None,
+        [_parse_region(r) for r in args.region or []],
+        axes=noisy.axes,
+        data_names=names,
+    )
+    data = prepared.data
+    print(
+        f"{args.noisy}: {noisy.axes} {'x'.join(map(str, noisy.data.shape))}, {data['training_crops']} "
+        f"training area(s), validation: {data['validation']['kind'] or 'none'}; "
+        f"{spec.mode} from {spec.start} -> '{prepared.name}'",
+        file=sys.stderr,
+    )
+
+    interrupted: list[bool] = []
+
+    def on_interrupt(signum, frame):
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(True)
+        print("\nstopping after this step (Ctrl-C again to abort) ...", file=sys.stderr)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_interrupt) if main_thread else None
+    try:
+        gen = finetune_iter(
+            prepared,
+            stop=lambda: bool(interrupted),
+            checkpoint=args.checkpoint,
+            resume=args.resume,
+            out_dir=args.out_dir,
+        )
+        last = 0.0
+        while True:
+            try:
+                tick = next(gen)
+            except StopIteration as done:
+                result = done.value
+                break
+            now = time.perf_counter()
+            if not args.quiet and (tick.validated or tick.step == 1 or now - last > 10):
+                last = now
+                print(f"  {tick.message}", file=sys.stderr, flush=True)
+    except Cancelled as err:
+        print(f"stopped: {err}", file=sys.stderr)
+        return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
+
+    card = result.card
+    val = card.get("validation", {})
+    score = (
+        f"validation PSNR {val['psnr']:.2f} dB"
+        if "psnr" in val
+        else (
+            f"validation masked loss {val['masked_loss']:.4g}"
+            if "masked_loss" in val
+            else "no validation"
+        )
+    )
+    training = card["training"]
+    note = f", stopped early ({training['stop_reason']})" if result.stopped else ""
+    print(
+        f"saved model '{result.name}' to {result.path} ({training['steps']} steps in "
+        f"{training['seconds']:.0f} s, {score}, best step {val.get('best_step')}{note})"
+    )
+    if result.deconvolved_path is not None:
+        print(
+            f"saved its deconvolved twin '{result.deconvolved_path.stem}' to {result.deconvolved_path}"
+        )
+    if not result.registered:
+        print(
+            f"note: {result.path.parent} is not the user model folder; set "
+            "NAPARI_DENOISE_MODEL_DIR to it to use the model as a method.",
+            file=sys.stderr,
+        )
+    return 130 if interrupted else 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
@@ -196,6 +332,74 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-range", type=float, help="default: the dtype's range for integers")
     p.add_argument("--axes")
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser(
+        "train",
+        help="fine-tune a model on noisy/clean pairs, or train Noise2Void on noisy images",
+        description=(
+            "Train a model on your own images and save it (with its card) in the user model "
+            "folder, where it becomes a method at once. A spatially disjoint stripe of each "
+            "region is held out for validation. Ctrl-C stops after the current step and "
+            "saves the best weights so far."
+        ),
+    )
+    p.add_argument("noisy", help="noisy image (TIFF, PNG, NPY; a stack trains on every slice)")
+    p.add_argument("--clean", help="ground truth of the same shape (needed for --mode supervised)")
+    p.add_argument("--mode", default="supervised", choices=["supervised", "n2v", "n2v2", "n2v-psf"])
+    p.add_argument(
+        "--start",
+        default="unet-fluo",
+        help="model to start from, or new:ARCHITECTURE (e.g. new:unet)",
+    )
+    p.add_argument(
+        "--config", help="JSON options of a new:ARCHITECTURE network, e.g. '{\"base\": 16}'"
+    )
+    p.add_argument(
+        "--name", help="name of the new model (default: derived from --start and --mode)"
+    )
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="optimisation steps")
+    length.add_argument("--minutes", type=float, help="time budget (default: 2 minutes)")
+    p.add_argument("--loss", default="l1", choices=["l1", "l2", "l1+ssim"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--lr", type=float, help="peak learning rate (default: 3e-4 fine-tuning, 1e-3 otherwise)"
+    )
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--patch", type=int, default=64, help="patch side in pixels")
+    p.add_argument(
+        "--val-fraction", type=float, default=0.1, help="share held out for validation (0: none)"
+    )
+    p.add_argument(
+        "--patience", type=int, help="stop after this many validations without improvement"
+    )
+    p.add_argument(
+        "--psf-sigma", type=float, default=1.0, help="Gaussian PSF sigma in pixels (n2v-psf)"
+    )
+    p.add_argument(
+        "--positivity",
+        type=float,
+        default=1.0,
+        help="weight of the penalty on negative values (n2v-psf)",
+    )
+    p.add_argument(
+        "--mask-fraction", type=float, default=1 / 64, help="share of blind-spot pixels per patch"
+    )
+    p.add_argument(
+        "--region",
+        action="append",
+        metavar="Y0,X0,Y1,X1",
+        help="train only inside this rectangle (pixels; repeat for several)",
+    )
+    p.add_argument("--axes", help="axes of the input, e.g. TYX, ZYX (default: from file)")
+    p.add_argument(
+        "--threads", type=int, help="CPU threads (default: NAPARI_DENOISE_THREADS or all)"
+    )
+    p.add_argument("--checkpoint", help="checkpoint path stem (default: in the model folder)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    p.add_argument("--out-dir", help="folder for the model (default: the user model folder)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("bench", help="benchmark every method on the real data sets")
     p.add_argument("--out", default="docs/benchmarks.md")

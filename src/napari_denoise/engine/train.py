@@ -1,10 +1,18 @@
-"""Supervised training as one generator shared by the CLI, the GUI and the tests.
+"""Supervised and self-supervised training as one generator shared by the CLI, GUI and tests.
 
 :func:`train_iter` yields a :class:`TrainProgress` after every optimisation step and
-returns the model with the weights that scored best on the validation pairs (or the last
-weights without validation). The consumer stops it by passing ``stop``, a callable
-checked before every step (as CAREamics checks its stop callback at every batch):
-training then ends within one step and returns the best weights so far.
+returns the model with the weights that scored best on validation (or the last weights
+without validation). The consumer stops it by passing ``stop``, a callable checked
+before every step (as CAREamics checks its stop callback at every batch): training then
+ends within one step, writes a checkpoint and returns the best weights so far. With
+``patience`` it also stops by itself once validation has not improved for that many
+validations (early stopping).
+
+Modes: ``"supervised"`` learns noisy -> clean patches; ``"n2v"``, ``"n2v2"`` and
+``"n2v-psf"`` learn from noisy patches alone with blind-spot masking (Noise2Void, N2V2,
+and the PSF + positivity variant of Goncharova et al. 2020; see :mod:`.selfsup`).
+Validation is the PSNR on held-out (noisy, clean) images where there are any, otherwise,
+for the self-supervised modes, the masked loss on held-out noisy images.
 
 The recipe: Adam, a linear warm-up and a cosine decay of the learning rate to 1% of its
 peak, gradient-norm clipping, random flips and 90-degree rotations of every patch, and
@@ -31,9 +39,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import ModelFileError
 from .models import config_dict
+from .selfsup import BLIND_MODES, DEFAULT_MASK_FRACTION, MODES
 
-__all__ = ["LOSSES", "TrainProgress", "augment", "train_iter", "validate"]
+__all__ = ["LOSSES", "MODES", "TrainProgress", "augment", "train_iter", "validate"]
 
 
 # --- losses ---------------------------------------------------------------------------------
@@ -79,6 +89,9 @@ class TrainProgress:
     best_step: int
     seconds: float
     eta_s: float
+    val_loss: float | None = None  # masked loss on held-out images (self-supervised modes)
+    best_val_loss: float | None = None
+    validated: bool = False  # whether this step ran a validation
 
     @property
     def fraction(self) -> float:
@@ -86,8 +99,22 @@ class TrainProgress:
 
     @property
     def message(self) -> str:
-        val = f", validation {self.val_psnr:.2f} dB" if self.val_psnr is not None else ""
+        if self.val_psnr is not None:
+            val = f", validation {self.val_psnr:.2f} dB"
+        elif self.val_loss is not None:
+            val = f", validation loss {self.val_loss:.4g}"
+        else:
+            val = ""
         return f"step {self.step}/{self.steps}: loss {self.loss:.4g}{val}, {self.eta_s:.0f} s left"
+
+
+def haar_sigma(x: torch.Tensor) -> torch.Tensor:
+    """Per-sample noise std from the finest diagonal Haar detail (median absolute value /
+    0.6745, Donoho's robust estimate), as the zoo estimates it for a whole image."""
+    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    t = x[..., :h, :w]
+    d = (t[..., 0::2, 0::2] - t[..., 0::2, 1::2] - t[..., 1::2, 0::2] + t[..., 1::2, 1::2]) / 2
+    return d.flatten(1).abs().median(dim=1).values / 0.6745
 
 
 # --- augmentation and validation ------------------------------------------------------------
@@ -116,7 +143,7 @@ def validate(model, pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, bf16: boo
     clean image's span as data range.
     """
     from .metrics import psnr
-    from .zoo import _noise_level, run_model
+    from .zoo import noise_for, run_model
 
     was_training = model.training
     model.eval()
@@ -124,9 +151,7 @@ def validate(model, pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, bf16: boo
     try:
         for noisy, clean in pairs:
             lo, hi = np.percentile(noisy, [0.1, 99.9])
-            level = None
-            if getattr(model, "takes_noise_level", False):
-                level = _noise_level([(noisy - lo) / max(hi - lo, 1e-6)])
+            level = noise_for(model, (noisy - lo) / max(hi - lo, 1e-6))
             pred = run_model(model, noisy, low=lo, high=hi, bf16=bf16, noise_level=level)
             scores.append(psnr(clean, pred, data_range=float(clean.max() - clean.min()) or 1.0))
     finally:
@@ -154,6 +179,33 @@ def _save_checkpoint(path: Path, model, best_state, optimizer, generator, info: 
     _atomic_write(
         path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(text, encoding="utf-8")
     )
+
+
+def _check_checkpoint(path: Path, model, mode: str) -> None:
+    """ModelFileError unless the checkpoint was written for this network and mode."""
+    try:
+        info = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelFileError(
+            f"The checkpoint {path.with_suffix('.json')} cannot be read ({err})."
+        ) from None
+    if not path.with_suffix(".safetensors").exists():
+        raise ModelFileError(
+            f"The checkpoint {path.with_suffix('.json')} has no weights file beside it "
+            f"({path.with_suffix('.safetensors').name}); start without resuming."
+        )
+    here = json.loads(json.dumps(config_dict(model)))
+    if info.get("architecture") != model.architecture or info.get("config") != here:
+        raise ModelFileError(
+            f"The checkpoint {path} was written for a '{info.get('architecture')}' network "
+            f"{info.get('config')}, not for this '{model.architecture}' {here}; resume it "
+            "with the model it started from, or start without resuming."
+        )
+    if info.get("mode", "supervised") != mode:
+        raise ModelFileError(
+            f"The checkpoint {path} was written by a '{info.get('mode', 'supervised')}' run, "
+            f"not '{mode}'; resume it in the same mode, or start without resuming."
+        )
 
 
 def _load_checkpoint(path: Path, model, optimizer, generator) -> tuple[dict, dict]:
@@ -203,33 +255,60 @@ def train_iter(
     warmup: int | None = None,
     grad_clip: float | None = 1.0,
     threads: int | None = None,
+    mode: str = "supervised",
+    mask_fraction: float = DEFAULT_MASK_FRACTION,
+    psf_sigma: float = 1.0,
+    positivity: float = 1.0,
+    val_images: Sequence[np.ndarray] | None = None,
+    patience: int | None = None,
 ) -> Generator[TrainProgress, None, Any]:
     """Train ``model`` on patches from ``dataset``; yield progress, return the best model.
 
     Parameters
     ----------
     model : torch.nn.Module
-        A network from :mod:`napari_denoise.engine.models` (trained in place).
+        A network from :mod:`napari_denoise.engine.models` (trained in place). In mode
+        ``"n2v-psf"`` a network that is not yet a :class:`~.models.psf_wrap.PsfWrap` is
+        wrapped in one (Gaussian PSF of ``psf_sigma``) and the wrapper is returned.
     dataset : sampler
-        Anything with ``batch(n, patch, generator) -> (noisy, clean)`` (:mod:`.datasets`).
+        Anything with ``batch(n, patch, generator) -> (noisy, clean)`` (:mod:`.datasets`);
+        the self-supervised modes use only the noisy patches.
     steps, batch_size, patch : int
         Optimisation steps, patches per step and patch side in pixels.
     lr : float
         Peak learning rate (linear warm-up, then cosine decay to 1% of it).
     loss : {"l1", "l2", "l1+ssim"}
+        ``"l1+ssim"`` only in supervised mode (the blind-spot loss sees single pixels).
     seed : int
-        Seeds the patch sampler and the augmentation.
+        Seeds the patch sampler, the augmentation and the blind-spot masks.
     val_pairs : sequence of (noisy, clean) arrays, optional
-        Held-out images; validated every ``val_every`` steps and at the end, and the best
-        weights are returned.
+        Held-out images in image units; their mean PSNR is validated every ``val_every``
+        steps and at the end, and the best weights are returned.
+    val_images : sequence of arrays, optional
+        Held-out noisy images in normalised units, for the self-supervised modes when
+        there are no ``val_pairs``: validation is then the masked loss on them (fixed
+        masks; lower is better).
     bf16 : bool
         bf16 autocast (on the CPU only worth it where it measures faster).
     stop : callable, optional
-        Checked before every step; when it returns True training ends and returns the
-        best weights so far.
+        Checked before every step; when it returns True training ends, writes the
+        checkpoint and returns the best weights so far.
     checkpoint : path, optional
         Stem of ``.safetensors`` + ``.json`` checkpoint files written every
-        ``checkpoint_every`` steps and at the end; ``resume=True`` continues from them.
+        ``checkpoint_every`` steps, at the end and when stopped; ``resume=True``
+        continues from them (the same network and mode only).
+    mode : {"supervised", "n2v", "n2v2", "n2v-psf"}
+        Noise2Void masks pixels with a random neighbour, N2V2 with the median of the 5x5
+        window without its centre; "n2v-psf" adds the PSF and the positivity penalty
+        ``positivity * mean(relu(-deconvolved))`` (:mod:`.selfsup`).
+    mask_fraction : float
+        Share of blind-spot pixels per patch (self-supervised modes).
+    patience : int, optional
+        Stop once this many validations in a row did not improve on the best.
+
+    The returned model carries ``best_step``, ``best_val_psnr``, ``best_val_loss``,
+    ``steps_done``, ``stop_reason`` (``"completed"``, ``"stopped"`` or ``"patience"``)
+    and ``validations`` (a list of ``{"step", "psnr" or "loss"}``).
 
     Examples
     --------
@@ -240,27 +319,65 @@ def train_iter(
     >>> [p.step for p in gen]
     [1, 2]
     """
+    from . import selfsup
+
+    if mode not in MODES:
+        raise ValueError(f"Unknown training mode '{mode}'; choose one of {', '.join(MODES)}.")
     if loss not in LOSSES:
         raise ValueError(f"Unknown loss '{loss}'; choose one of {', '.join(LOSSES)}.")
+    blind = mode in BLIND_MODES
+    if blind and loss not in ("l1", "l2"):
+        raise ValueError(
+            f"Loss '{loss}' needs clean patches; blind-spot training ({mode}) uses 'l1' or 'l2'."
+        )
+    if blind:
+        selfsup.grid_spacing(mask_fraction)  # checks the fraction
     loss_fn = LOSSES[loss]
+    replace = "median" if mode == "n2v2" else "random"
     torch.set_num_threads(threads or os.cpu_count() or 1)
     generator = torch.Generator().manual_seed(int(seed))
+    if mode == "n2v-psf" and getattr(model, "architecture", None) != "psf-wrap":
+        from .models.psf_wrap import wrap
+
+        model = wrap(model, psf_sigma)
     model = model.to("cpu").to(memory_format=torch.channels_last).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     warmup = min(200, max(1, steps // 20)) if warmup is None else max(1, warmup)
     val_every = val_every or max(50, steps // 20)
     takes_level = getattr(model, "takes_noise_level", False)
+    noise_input = getattr(model, "noise_input", "level" if takes_level else None)
+    val_masked = None
+    if blind and not val_pairs and val_images:
+        val_masked = selfsup.masked_validation_set(
+            val_images,
+            multiple=int(getattr(model, "multiple", 1)),
+            fraction=mask_fraction,
+            replace=replace,
+            seed=int(seed) + 7919,  # its own stream: validation never shifts the training's
+        )
+    # The deconvolved image (before the PSF), for the positivity penalty.
+    deconvolved: dict[str, torch.Tensor] = {}
+    hook = None
+    if mode == "n2v-psf" and positivity:
+        hook = model.net.register_forward_hook(lambda m, i, out: deconvolved.update(d=out))
 
     best_state = copy.deepcopy(model.state_dict())
     best_psnr: float | None = None
+    best_loss: float | None = None
     best_step = 0
     val_psnr: float | None = None
+    val_loss: float | None = None
+    stale = 0  # validations since the best one
+    history: list[dict] = []
     start_step = 0
     running: float | None = None
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if resume and ckpt is not None and ckpt.with_suffix(".json").exists():
+        _check_checkpoint(ckpt, model, mode)
         info, best_state = _load_checkpoint(ckpt, model, optimizer, generator)
         start_step, best_psnr, best_step = info["step"], info["best_val_psnr"], info["best_step"]
+        best_loss, stale = info.get("best_val_loss"), info.get("stale", 0)
+        history = list(info.get("validations", []))
         running = info.get("loss")
 
     def info_record(step):
@@ -273,73 +390,132 @@ def train_iter(
             "loss": running,
             "batch_size": batch_size,
             "patch": patch,
+            "mode": mode,
             "best_step": best_step,
             "best_val_psnr": best_psnr,
+            "best_val_loss": best_loss,
+            "stale": stale,
+            "validations": history,
             "architecture": model.architecture,
             "config": config_dict(model),
         }
 
+    last_val = -1
+
     def check_validation(step):
-        nonlocal best_psnr, best_step, best_state, val_psnr
-        if not val_pairs:
+        nonlocal best_psnr, best_loss, best_step, best_state, val_psnr, val_loss, stale, last_val
+        last_val = step
+        if val_pairs:
+            val_psnr = validate(model, val_pairs, bf16=bf16)
+            better = best_psnr is None or val_psnr > best_psnr
+            history.append({"step": step, "psnr": round(val_psnr, 4)})
+        elif val_masked:
+            val_loss = selfsup.masked_validation_loss(model, val_masked, loss=loss)
+            better = best_loss is None or val_loss < best_loss
+            history.append({"step": step, "loss": round(val_loss, 6)})
+        else:
             best_state, best_step = copy.deepcopy(model.state_dict()), step
             return
-        val_psnr = validate(model, val_pairs, bf16=bf16)
-        if best_psnr is None or val_psnr > best_psnr:
-            best_psnr, best_step = val_psnr, step
+        if better:
+            best_step, stale = step, 0
             best_state = copy.deepcopy(model.state_dict())
+            if val_pairs:
+                best_psnr = val_psnr
+            else:
+                best_loss = val_loss
+        else:
+            stale += 1
 
+    reason = "completed"
+    last_ckpt = start_step
     t0 = time.perf_counter()
     step = start_step
-    for step in range(start_step + 1, steps + 1):
-        if stop is not None and stop():
-            step -= 1
-            break
-        noisy, clean = dataset.batch(batch_size, patch, generator)
-        noisy, clean = augment(noisy, clean, generator)
-        noisy = noisy.contiguous(memory_format=torch.channels_last)
-        clean = clean.contiguous(memory_format=torch.channels_last)
-        current_lr = _lr_at(step - 1, steps, lr, warmup)
-        for group in optimizer.param_groups:
-            group["lr"] = current_lr
-        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-            if takes_level:
-                level = (noisy - clean).flatten(1).std(dim=1)
-                pred = model(noisy, level)
+    try:
+        for step in range(start_step + 1, steps + 1):
+            if stop is not None and stop():
+                reason = "stopped"
+                step -= 1
+                break
+            if patience and stale >= patience:
+                reason = "patience"
+                step -= 1
+                break
+            if noise_input == "poisson-gaussian":
+                noisy, clean, coeffs = dataset.batch(batch_size, patch, generator, with_noise=True)
             else:
-                pred = model(noisy)
-        value = loss_fn(pred.float(), clean)
-        optimizer.zero_grad(set_to_none=True)
-        value.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
-        v = float(value.detach())
-        running = v if running is None else 0.98 * running + 0.02 * v
+                noisy, clean = dataset.batch(batch_size, patch, generator)
+            noisy, clean = augment(noisy, clean, generator)
+            mask = None
+            if blind:  # the input with blind spots, the noisy target, where the loss counts
+                noisy, clean, mask = selfsup.blind_spot_batch(
+                    noisy, generator, fraction=mask_fraction, replace=replace
+                )
+            noisy = noisy.contiguous(memory_format=torch.channels_last)
+            clean = clean.contiguous(memory_format=torch.channels_last)
+            current_lr = _lr_at(step - 1, steps, lr, warmup)
+            for group in optimizer.param_groups:
+                group["lr"] = current_lr
+            with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                if noise_input == "poisson-gaussian":
+                    pred = model(noisy, coeffs)
+                elif takes_level:
+                    # Supervised: the true noise std of each patch. Blind spot: the target
+                    # is the noisy patch itself; estimate it from the finest scale.
+                    level = haar_sigma(clean) if blind else (noisy - clean).flatten(1).std(dim=1)
+                    pred = model(noisy, level)
+                else:
+                    pred = model(noisy)
+            if mask is None:
+                value = loss_fn(pred.float(), clean)
+            else:
+                value = selfsup.masked_loss(pred.float(), clean, mask, loss)
+                if hook is not None:
+                    value = value + positivity * selfsup.positivity_penalty(
+                        deconvolved["d"].float()
+                    )
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            v = float(value.detach())
+            running = v if running is None else 0.98 * running + 0.02 * v
 
-        if step % val_every == 0 or step == steps:
-            check_validation(step)
-        if ckpt is not None and (step % checkpoint_every == 0 or step == steps):
-            _save_checkpoint(ckpt, model, best_state, optimizer, generator, info_record(step))
-        elapsed = time.perf_counter() - t0
-        done = step - start_step
-        yield TrainProgress(
-            step,
-            steps,
-            running,
-            current_lr,
-            val_psnr,
-            best_psnr,
-            best_step,
-            elapsed,
-            elapsed / done * (steps - step),
-        )
-    else:
-        step = steps
+            validated = step % val_every == 0 or step == steps
+            if validated:
+                check_validation(step)
+            if ckpt is not None and (step % checkpoint_every == 0 or step == steps):
+                _save_checkpoint(ckpt, model, best_state, optimizer, generator, info_record(step))
+                last_ckpt = step
+            elapsed = time.perf_counter() - t0
+            done = step - start_step
+            yield TrainProgress(
+                step,
+                steps,
+                running,
+                current_lr,
+                val_psnr,
+                best_psnr,
+                best_step,
+                elapsed,
+                elapsed / done * (steps - step),
+                val_loss,
+                best_loss,
+                validated,
+            )
+        else:
+            step = steps
 
-    if step < steps and step > start_step and best_step != step:  # stopped early
-        check_validation(step)
+        if step < steps and step > start_step:  # stopped early: validate and keep the last step
+            if last_val != step:
+                check_validation(step)
+            if ckpt is not None and last_ckpt != step:
+                _save_checkpoint(ckpt, model, best_state, optimizer, generator, info_record(step))
+    finally:
+        if hook is not None:
+            hook.remove()
     model.load_state_dict(best_state)
     model.eval()
     model.best_step, model.best_val_psnr, model.steps_done = best_step, best_psnr, step
+    model.best_val_loss, model.stop_reason, model.validations = best_loss, reason, history
     return model

@@ -42,7 +42,15 @@ __all__ = [
 ]
 
 # The modules that register architectures; imported on first lookup.
-ARCHITECTURE_MODULES = ("unet", "dncnn", "ridnet", "drunet", "msred", "restormer_lite")
+ARCHITECTURE_MODULES = (
+    "unet",
+    "dncnn",
+    "ridnet",
+    "drunet",
+    "msred",
+    "restormer_lite",
+    "psf_wrap",
+)
 
 _MODELS: dict[str, type] = {}
 

@@ -51,12 +51,38 @@ class UNetConfig:
     depth : number of 2x downsamplings.
     convs : 3x3 convolutions per block.
     noise_map : take the Poisson-Gaussian noise coefficients as a second input.
+    residual : add the input to the output (False: the head predicts the image itself,
+        as blind-spot training needs: a residual net learns to pass the noisy pixel on).
+    skip_top : concatenate the full-resolution encoder features in the decoder (N2V2,
+        Höck et al. 2022, drops this skip to avoid checkerboard artefacts).
+    blurpool : downsample by max-pooling with stride 1 then a 3x3 binomial blur with
+        stride 2 (anti-aliased pooling, Zhang 2019; used by N2V2) instead of 2x2 max-pooling.
     """
 
     base: int = 32
     depth: int = 2
     convs: int = 2
     noise_map: bool = False
+    residual: bool = True
+    skip_top: bool = True
+    blurpool: bool = False
+
+
+class BlurPool(nn.Module):
+    """Max-pool (2x2, stride 1) then a binomial [1, 2, 1] blur with stride 2, per channel."""
+
+    def __init__(self):
+        super().__init__()
+        k = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer(
+            "kernel", (k[:, None] * k[None, :] / 16.0)[None, None], persistent=False
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.pad(x, (0, 1, 0, 1), mode="replicate"), 2, stride=1)
+        c = x.shape[1]
+        x = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        return F.conv2d(x, self.kernel.to(x.dtype).expand(c, 1, 3, 3), stride=2, groups=c)
 
 
 # The noise map is fed in units of 1/10 of the normalised range: about 0.1-3 for the
@@ -99,20 +125,24 @@ class UNet(nn.Module):
             )
             for i in range(d)
         )
-        self.pool = nn.MaxPool2d(2)
+        self.pool = BlurPool() if config.blurpool else nn.MaxPool2d(2)
         self.bottom = _block(widths[d - 1], widths[d], config.convs)
         self.up = nn.ModuleList(
             nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in reversed(range(d))
         )
         self.merge = nn.ModuleList(
-            _block(2 * widths[i], widths[i], config.convs) for i in reversed(range(d))
+            _block((2 if (i > 0 or config.skip_top) else 1) * widths[i], widths[i], config.convs)
+            for i in reversed(range(d))
         )
         self.head = nn.Conv2d(b, 1, 1)
-        init_residual(self, self.head)  # starts as the identity
+        if config.residual:
+            init_residual(self, self.head)  # starts as the identity
         self.multiple = 2**d
         # Theoretical receptive-field radius: each 3x3 conv at level l adds 2**l pixels
         # (on the way down and up), each pooling 2**l.
         self.reach = sum(2 * config.convs * 2**lv + 2**lv for lv in range(d)) + config.convs * 2**d
+        if config.blurpool:  # the blur reaches one more pixel at each level
+            self.reach += sum(2**lv for lv in range(d))
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         h = x
@@ -126,6 +156,11 @@ class UNet(nn.Module):
             skips.append(h)
             h = self.pool(h)
         h = self.bottom(h)
-        for up, merge in zip(self.up, self.merge, strict=True):
-            h = merge(torch.cat([up(h), skips.pop()], dim=1))
-        return x + self.head(h)
+        for level, (up, merge) in enumerate(zip(self.up, self.merge, strict=True)):
+            skip = skips.pop()
+            top = level == len(self.up) - 1
+            h = merge(
+                up(h) if top and not self.config.skip_top else torch.cat([up(h), skip], dim=1)
+            )
+        out = self.head(h)
+        return x + out if self.config.residual else out
