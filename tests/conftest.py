@@ -40,3 +40,15 @@ def fmd_pair(shared_data) -> tuple[np.ndarray, np.ndarray]:
     noisy = np.array(Image.open(root / "raw" / name))
     gt = np.array(Image.open(root / "gt" / name))
     return noisy, gt
+
+
+@pytest.fixture
+def user_dir(tmp_path, monkeypatch):
+    """An empty user model folder; the models' registrations are restored afterwards."""
+    from napari_denoise.engine import zoo
+
+    folder = tmp_path / "models"
+    monkeypatch.setenv("NAPARI_DENOISE_MODEL_DIR", str(folder))
+    yield folder
+    monkeypatch.delenv("NAPARI_DENOISE_MODEL_DIR")
+    zoo.register_models()

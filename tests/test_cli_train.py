@@ -9,7 +9,6 @@ import tifffile
 pytest.importorskip("torch")
 
 from napari_denoise.cli import main
-from napari_denoise.engine import zoo
 from napari_denoise.io import read_image
 
 TINY = [
@@ -24,15 +23,6 @@ TINY = [
     "--threads",
     "1",
 ]
-
-
-@pytest.fixture
-def user_dir(tmp_path, monkeypatch):
-    folder = tmp_path / "models"
-    monkeypatch.setenv("NAPARI_DENOISE_MODEL_DIR", str(folder))
-    yield folder
-    monkeypatch.delenv("NAPARI_DENOISE_MODEL_DIR")
-    zoo.register_models()
 
 
 @pytest.fixture

@@ -34,16 +34,6 @@ TINY = {
 }
 
 
-@pytest.fixture
-def user_dir(tmp_path, monkeypatch):
-    """An empty user model folder; registrations are restored afterwards."""
-    folder = tmp_path / "models"
-    monkeypatch.setenv("NAPARI_DENOISE_MODEL_DIR", str(folder))
-    yield folder
-    monkeypatch.delenv("NAPARI_DENOISE_MODEL_DIR")
-    zoo.register_models()
-
-
 @pytest.fixture(scope="module")
 def w2s(shared_data):
     """A real W2S pair (uint8, each image stretched to 0..255 on its own), 128 x 128."""

@@ -31,16 +31,6 @@ def _model(seed=0, **config):
 
 
 @pytest.fixture
-def user_dir(tmp_path, monkeypatch):
-    """An empty user model folder; registrations are restored afterwards."""
-    folder = tmp_path / "models"
-    monkeypatch.setenv("NAPARI_DENOISE_MODEL_DIR", str(folder))
-    yield folder
-    monkeypatch.delenv("NAPARI_DENOISE_MODEL_DIR")
-    zoo.register_models()
-
-
-@pytest.fixture
 def saved(user_dir):
     card = zoo.save_model(_model(), CARD, user_dir / "tiny-unet.safetensors")
     zoo.register_models()
