@@ -34,7 +34,7 @@ def test_installed_manifest_declares_every_contribution():
 
     mf = PluginManifest.from_distribution(PLUGIN)
     contrib = mf.contributions
-    assert {w.display_name for w in contrib.widgets} == {"Denoise", "Compare"}
+    assert {w.display_name for w in contrib.widgets} == {"Denoise", "Compare", "Train"}
     assert {s.key for s in contrib.sample_data} == {"fmd_pair", "membrane_timelapse"}
     assert any("*.tif" in r.filename_patterns for r in contrib.readers)
     assert any(
@@ -59,15 +59,15 @@ def test_import_of_the_package_does_not_import_qt():
     assert out.stdout.strip() == "False", out.stderr
 
 
-def test_make_napari_opens_the_sample_with_both_widgets_docked(qtbot):
+def test_make_napari_opens_the_sample_with_the_widgets_docked(qtbot):
     from napari_denoise._launch import open_viewer
-    from napari_denoise._qt import CompareWidget, DenoiseWidget
+    from napari_denoise._qt import CompareWidget, DenoiseWidget, TrainWidget
 
     viewer, widget = open_viewer(show=False)
     try:
         assert isinstance(widget, DenoiseWidget)
         docked = [type(w) for w in viewer.window.dock_widgets.values()]
-        assert DenoiseWidget in docked and CompareWidget in docked
+        assert {DenoiseWidget, CompareWidget, TrainWidget} <= set(docked)
         assert [layer.name for layer in viewer.layers] == ["ground truth (FMD)", "noisy (FMD)"]
     finally:
         viewer.close()

@@ -1,9 +1,10 @@
 """Regenerate the user-guide screenshots on the bundled real data.
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/images/make_screenshots.py
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/images/make_screenshots.py [NAME ...]
 
-Writes the PNG files next to this script. Every picture is napari's real window, with
-the napari-denoise widgets docked through napari's plugin manager.
+Writes the PNG files next to this script (NAME: only those pictures: menu, denoise,
+timelapse, train). Every picture is napari's real window, with the napari-denoise
+widgets docked through napari's plugin manager.
 """
 
 from __future__ import annotations
@@ -153,16 +154,68 @@ def timelapse_progress(app) -> None:
     viewer.close()
 
 
-def main() -> None:
+def train(app) -> None:
+    """The Train widget fine-tuning the shipped U-Net on a drawn region of the FMD pair."""
+    import os
+    import shutil
+    import tempfile
+
+    # The model trained for the picture goes to a throw-away folder, not the user's.
+    folder = tempfile.mkdtemp(prefix="napari-denoise-shot-")
+    os.environ["NAPARI_DENOISE_MODEL_DIR"] = folder
+    from napari_denoise.engine.zoo import register_models
+
+    register_models()
+    viewer, _ = open_docked("fmd_pair")
+    region = viewer.add_shapes(
+        np.array([[40, 40], [40, 340], [340, 340], [340, 40]]),
+        shape_type="rectangle",
+        name="training region",
+        edge_color="yellow",
+        face_color="transparent",
+        edge_width=3,
+    )
+    viewer.layers.selection.active = viewer.layers["noisy (FMD)"]
+    _, widget = viewer.window.add_plugin_dock_widget("napari-denoise", "Train", tabify=True)
+    widget.regions.set_layer(region)
+    widget.name.setText("fmd-confocal-ft")
+    widget.budget_unit.setCurrentText("steps")
+    widget.budget.setValue(300)
+    widget.extra_spec = {"batch_size": 8}
+    pump(app, 0.5)
+    widget.start()
+    while widget.runner.busy and (widget.runner.last is None or widget.runner.last.step < 150):
+        pump(app, 0.05)
+    pump(app, 0.3)
+    save(viewer, "train_widget.png")
+    widget.stop()
+    while widget.runner.busy or widget.denoiser.busy:
+        pump(app, 0.05)
+    viewer.close()
+    shutil.rmtree(folder, ignore_errors=True)
+    del os.environ["NAPARI_DENOISE_MODEL_DIR"]
+    register_models()
+
+
+PICTURES = {
+    "menu": menu,
+    "denoise": denoise_and_compare,
+    "timelapse": timelapse_progress,
+    "train": train,
+}
+
+
+def main(names: list[str] | None = None) -> None:
     import napari
     from qtpy.QtWidgets import QApplication
 
     napari.Viewer(show=False).close()  # create the QApplication
     app = QApplication.instance()
-    menu(app)
-    denoise_and_compare(app)
-    timelapse_progress(app)
+    for name in names or PICTURES:
+        PICTURES[name](app)
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])

@@ -11,7 +11,8 @@ PLUGIN = "napari-denoise"
 
 
 def open_viewer(sample: str = "fmd_pair", files: list[str] | None = None, *, show: bool = True):
-    """A viewer with ``files`` (or the ``sample``) open and the Denoise and Compare widgets docked."""
+    """A viewer with ``files`` (or the ``sample``) open and the Denoise, Compare and Train
+    widgets docked."""
     import napari
 
     viewer = napari.Viewer(title="napari-denoise", show=show)
@@ -20,6 +21,7 @@ def open_viewer(sample: str = "fmd_pair", files: list[str] | None = None, *, sho
     else:
         viewer.open_sample(PLUGIN, sample)
     viewer.window.add_plugin_dock_widget(PLUGIN, "Compare")
+    viewer.window.add_plugin_dock_widget(PLUGIN, "Train", tabify=True)
     # Added last into the same tab group, Denoise is the tab shown: it is where one starts.
     _, denoise = viewer.window.add_plugin_dock_widget(PLUGIN, "Denoise", tabify=True)
     return viewer, denoise

@@ -2,5 +2,6 @@
 
 from ._compare_widget import CompareWidget
 from ._denoise_widget import DenoiseWidget
+from ._train_widget import TrainWidget
 
-__all__ = ["CompareWidget", "DenoiseWidget"]
+__all__ = ["CompareWidget", "DenoiseWidget", "TrainWidget"]

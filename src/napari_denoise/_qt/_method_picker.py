@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QFont, QStandardItem, QStandardItemModel
 from qtpy.QtWidgets import QComboBox
@@ -9,6 +11,23 @@ from qtpy.QtWidgets import QComboBox
 from ..engine.methods import default_method, list_methods
 
 GROUPS = (("model", "Deep-learning models"), ("classical", "Classical filters"))
+
+# Open widgets listing models (anything with ``reload()``), refreshed when one is added.
+_watchers: weakref.WeakSet = weakref.WeakSet()
+
+
+def watch_models(widget) -> None:
+    """Have ``widget.reload()`` called whenever :func:`notify_models_changed` is."""
+    _watchers.add(widget)
+
+
+def notify_models_changed() -> None:
+    """Re-read the registry in every open model list (call after a model was added)."""
+    for widget in list(_watchers):
+        try:
+            widget.reload()
+        except RuntimeError:  # its Qt object was deleted: forget it
+            _watchers.discard(widget)
 
 
 class MethodPicker(QComboBox):
@@ -25,9 +44,10 @@ class MethodPicker(QComboBox):
         self.setModel(QStandardItemModel(self))
         self.currentIndexChanged.connect(self._emit)
         self.reload()
+        watch_models(self)
 
     def reload(self) -> None:
-        """Re-read the registry (e.g. after a model was added) and select the default."""
+        """Re-read the registry (e.g. after a model was added), keeping the choice (else the default)."""
         model: QStandardItemModel = self.model()
         current = self.method()
         self.blockSignals(True)
@@ -53,8 +73,16 @@ class MethodPicker(QComboBox):
                 if not m.available:
                     item.setFlags(Qt.ItemFlag.NoItemFlags)
                 model.appendRow(item)
+        if current is not None and current.name in self._methods:
+            # The same choice stays selected without a signal (the user's parameter
+            # values stay), unless the registry now holds a new record for it.
+            self.setCurrentIndex(self.findData(current.name, Qt.ItemDataRole.UserRole))
+            self.blockSignals(False)
+            if self._methods[current.name] is not current:
+                self._emit()
+            return
         self.blockSignals(False)
-        self.set_method(current.name if current else default_method().name)
+        self.set_method(default_method().name)
 
     def method(self):
         """The chosen method, or None before the list is filled."""

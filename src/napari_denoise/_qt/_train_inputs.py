@@ -1,0 +1,83 @@
+"""The Train widget's two choosers: a Shapes layer (training regions) and the start model."""
+
+from __future__ import annotations
+
+from napari.layers import Shapes
+from qtpy.QtWidgets import QComboBox
+
+from ..engine.methods import list_methods
+from ._layer_combo import NONE_TEXT, _disconnect
+from ._method_picker import watch_models
+
+NEW_UNET = "new:unet"
+
+
+class ShapesLayerCombo(QComboBox):
+    """Pick a Shapes layer, or "(none)"; follows the viewer's layer list."""
+
+    def __init__(self, viewer):
+        super().__init__()
+        self._viewer = viewer
+        self._layers: list = []
+        events = viewer.layers.events
+        for event in (events.inserted, events.removed, events.moved, events.reordered):
+            event.connect(self.refresh)
+        self.destroyed.connect(lambda *_: _disconnect(viewer, self.refresh, self.refresh))
+        self.refresh()
+
+    def layer(self) -> Shapes | None:
+        """The chosen Shapes layer, or None."""
+        i = self.currentIndex() - 1
+        return self._layers[i] if 0 <= i < len(self._layers) else None
+
+    def set_layer(self, layer) -> None:
+        """Choose ``layer`` (None: "(none)")."""
+        self.setCurrentIndex(self._layers.index(layer) + 1 if layer in self._layers else 0)
+
+    def refresh(self, *_) -> None:
+        """Rebuild the list, keeping the current choice when it is still there."""
+        current = self.layer()
+        self._layers = [ly for ly in reversed(self._viewer.layers) if isinstance(ly, Shapes)]
+        self.blockSignals(True)
+        self.clear()
+        self.addItems([NONE_TEXT] + [ly.name for ly in self._layers])
+        self.set_layer(current)
+        self.blockSignals(False)
+
+
+class StartModelCombo(QComboBox):
+    """Where training starts: a shipped or user model from the registry, or a new U-Net."""
+
+    def __init__(self):
+        super().__init__()
+        self.setToolTip(
+            "Fine-tune a trained model (fast, needs little data) or train a new U-Net "
+            "from random weights (needs more steps)."
+        )
+        self._psf = False
+        self.reload()
+        watch_models(self)
+
+    def set_mode(self, mode: str) -> None:
+        """PSF models are offered only to a PSF run (their blur is part of the network)."""
+        self._psf = mode == "n2v-psf"
+        self.reload()
+
+    def reload(self) -> None:
+        """Re-read the registry, keeping the current choice."""
+        current = self.currentData()
+        self.blockSignals(True)
+        self.clear()
+        for m in list_methods(kind="model", include_unavailable=False):
+            psf = m.extra.get("model", {}).get("architecture") == "psf-wrap"
+            if (psf and not self._psf) or m.name.endswith("-deconvolved"):
+                continue
+            self.addItem(f"{m.title or m.name}  [{m.name}]", m.name)
+        self.addItem("New U-Net (random weights)", NEW_UNET)
+        index = self.findData(current)
+        self.setCurrentIndex(index if index >= 0 else 0)
+        self.blockSignals(False)
+
+    def start(self) -> str:
+        """The engine's ``start``: a model name, or ``"new:unet"``."""
+        return self.currentData()

@@ -1,0 +1,377 @@
+"""The Train widget: the form, bad input, real short runs, Stop, one run at a time, closing."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytestmark = pytest.mark.gui
+
+from qtpy.QtCore import QThreadPool, QTimer  # noqa: E402
+
+from napari_denoise._qt import DenoiseWidget, TrainWidget  # noqa: E402
+from napari_denoise._qt import _train_job as job_module  # noqa: E402
+from napari_denoise._qt import _train_widget as widget_module  # noqa: E402
+from napari_denoise.engine import zoo  # noqa: E402
+
+PLUGIN = "napari-denoise"
+WAIT = 120_000  # ms: a generous bound on a busy machine, never a hang
+TINY = {"patch": 32, "batch_size": 4, "config": {"base": 8}}  # a small new U-Net
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    """A fresh user model folder; the registry is restored afterwards."""
+    folder = tmp_path / "models"
+    old = os.environ.get("NAPARI_DENOISE_MODEL_DIR")
+    os.environ["NAPARI_DENOISE_MODEL_DIR"] = str(folder)
+    zoo.register_models()
+    yield folder
+    if old is None:
+        os.environ.pop("NAPARI_DENOISE_MODEL_DIR")
+    else:
+        os.environ["NAPARI_DENOISE_MODEL_DIR"] = old
+    zoo.register_models()
+
+
+@pytest.fixture
+def notes(monkeypatch):
+    """Notifications shown by the widget: {'error': [...], 'info': [...], 'warning': [...]}."""
+    shown = {"error": [], "info": [], "warning": []}
+    for kind in shown:
+        monkeypatch.setattr(widget_module, f"show_{kind}", shown[kind].append)
+    return shown
+
+
+@pytest.fixture
+def pair(fmd_pair):
+    """A 64 x 64 crop of a real FMD noisy / ground-truth pair."""
+    noisy, gt = fmd_pair
+    return noisy[200:264, 200:264].copy(), gt[200:264, 200:264].copy()
+
+
+def tiny_widget(viewer, pair, *, steps=3, name="tiny"):
+    noisy, gt = pair
+    viewer.add_image(gt, name="clean")
+    viewer.add_image(noisy, name="noisy")
+    widget = TrainWidget(viewer)
+    widget.extra_spec = dict(TINY)
+    widget.start_model.setCurrentIndex(widget.start_model.findData(widget_module.NEW_UNET))
+    widget.budget_unit.setCurrentText("steps")
+    widget.budget.setValue(steps)
+    widget.name.setText(name)
+    return widget
+
+
+def wait_idle(qtbot, widget):
+    qtbot.waitUntil(lambda: not widget.runner.busy and not widget.denoiser.busy, timeout=WAIT)
+
+
+def counting_stops(monkeypatch):
+    """Count the engine's checks of ``stop`` that let a step run (one per step started)."""
+    started = []
+    real = job_module.train_steps
+
+    def train_steps(job, stop):
+        def counted():
+            if stop():
+                return True
+            started.append(1)
+            return False
+
+        return (yield from real(job, counted))
+
+    monkeypatch.setattr(job_module, "train_steps", train_steps)
+    return started
+
+
+# --- the form ---------------------------------------------------------------------------------
+
+
+def test_widget_opens_through_the_plugin_manager(make_napari_viewer, model_dir):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "fmd_pair")
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Train")
+    assert isinstance(widget, TrainWidget)
+    assert widget.noisy.layer() is viewer.layers["noisy (FMD)"]
+    assert widget.clean.layer() is viewer.layers["ground truth (FMD)"]
+    starts = [widget.start_model.itemData(i) for i in range(widget.start_model.count())]
+    assert starts[0] == "unet-fluo" and starts[-1] == widget_module.NEW_UNET
+    spec = widget.spec()
+    assert spec["mode"] == "supervised" and spec["start"] == "unet-fluo"
+    assert spec["minutes"] == 10 and spec["steps"] is None and spec["loss"] == "l1"
+
+
+def test_mode_switching_shows_and_hides_fields(make_napari_viewer, model_dir):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 64), np.float32), name="noisy")
+    widget = TrainWidget(viewer)
+
+    def shown(w):
+        return w.isVisibleTo(widget)
+
+    assert widget.mode_key() == "supervised"
+    assert shown(widget.clean) and not shown(widget.psf_sigma) and not shown(widget.positivity)
+    assert not shown(widget.add_deconvolved)
+    widget.loss.setCurrentIndex(widget.loss.findData("l1+ssim"))
+
+    widget.mode.setCurrentIndex(widget.mode.findData("n2v"))
+    assert not shown(widget.clean) and not shown(widget.psf_sigma)
+    # Blind-spot training compares single pixels: no SSIM.
+    assert widget.loss.currentData() == "l1"
+    assert not widget.loss.model().item(widget.loss.findData("l1+ssim")).isEnabled()
+
+    widget.mode.setCurrentIndex(widget.mode.findData("n2v-psf"))
+    assert shown(widget.psf_sigma) and shown(widget.positivity) and shown(widget.add_deconvolved)
+    widget.psf_sigma.setValue(1.5)
+    assert widget.spec()["psf_sigma"] == 1.5 and widget.spec()["mode"] == "n2v-psf"
+
+    widget.mode.setCurrentIndex(widget.mode.findData("supervised"))
+    assert shown(widget.clean) and not shown(widget.psf_sigma)
+    assert widget.loss.model().item(widget.loss.findData("l1+ssim")).isEnabled()
+    assert "psf_sigma" not in widget.spec()
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+
+def test_supervised_without_a_clean_layer_is_refused_with_a_sentence(
+    make_napari_viewer, model_dir, notes
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 64), np.float32), name="noisy")
+    widget = TrainWidget(viewer)
+    assert widget.clean.layer() is None  # the noisy layer is never its own clean layer
+    assert not widget.start()
+    assert not widget.runner.busy
+    assert len(notes["error"]) == 1 and "clean layer" in notes["error"][0]
+    assert widget.status.text() == notes["error"][0]
+
+
+def test_layers_of_different_shapes_give_the_engine_sentence(
+    make_napari_viewer, qtbot, model_dir, notes
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((48, 64), np.float32), name="clean")
+    viewer.add_image(np.random.default_rng(0).random((64, 64), np.float32), name="noisy")
+    widget = TrainWidget(viewer)
+    assert widget.start()
+    wait_idle(qtbot, widget)
+    assert len(notes["error"]) == 1
+    message = notes["error"][0]
+    assert "different shapes" in message and "Traceback" not in message
+    assert message.count("\n") == 0
+    assert [ly.name for ly in viewer.layers] == ["clean", "noisy"]
+    assert widget.start_button.isEnabled() and not widget.stop_button.isEnabled()
+    assert not list(model_dir.glob("*.json"))
+
+
+def test_regions_come_from_rectangles_and_other_shapes_are_ignored(
+    make_napari_viewer, qtbot, model_dir, notes, monkeypatch
+):
+    from napari_denoise.engine import finetune
+    from napari_denoise.errors import InputError
+
+    seen = {}
+
+    def fake_prepare(spec, noisy, clean=None, regions=None, **kw):
+        seen.update(spec=spec, regions=regions, axes=kw.get("axes"))
+        raise InputError("Stopped here by the test.")
+
+    monkeypatch.setattr(finetune, "prepare", fake_prepare)
+    viewer = make_napari_viewer()
+    stack = viewer.add_image(np.zeros((2, 100, 120), np.float32), name="noisy stack")
+    stack.scale = (1, 0.5, 0.5)
+    stack.translate = (0, 10, 20)
+    shapes = viewer.add_shapes(name="train here", ndim=2)
+    # In world units: the image spans y 10..60 and x 20..80.
+    shapes.add_rectangles(np.array([[15, 25], [15, 45], [35, 45], [35, 25]]))
+    shapes.add_ellipses(np.array([[40, 50], [50, 70]]))
+    widget = TrainWidget(viewer)
+    widget.mode.setCurrentIndex(widget.mode.findData("n2v"))
+    widget.regions.set_layer(shapes)
+    assert widget.start()
+    wait_idle(qtbot, widget)
+    assert seen["regions"] == [(10, 10, 50, 50)]  # (y0, x0, y1, x1) in data pixels
+    assert seen["axes"] == "TYX" and seen["spec"].mode == "n2v"
+    assert len(notes["warning"]) == 1 and "not rectangles" in notes["warning"][0]
+    assert notes["error"] == ["Stopped here by the test."]
+
+    shapes.data = []
+    shapes.add_ellipses(np.array([[40, 50], [50, 70]]))
+    assert not widget.start()
+    assert "no rectangle" in notes["error"][-1]
+
+
+# --- real runs --------------------------------------------------------------------------------
+
+
+def test_a_real_short_run_adds_the_model_to_the_denoise_picker(
+    make_napari_viewer, qtbot, model_dir, notes, pair
+):
+    viewer = make_napari_viewer()
+    widget = tiny_widget(viewer, pair, steps=3, name="tiny-pairs")
+    _, denoise = viewer.window.add_plugin_dock_widget(PLUGIN, "Denoise")
+    viewer.window.add_dock_widget(widget, name="Train", tabify=True)
+    assert isinstance(denoise, DenoiseWidget)
+    assert denoise.picker.findData("tiny-pairs") < 0
+    denoise.picker.set_method("gaussian")
+    denoise.params.set_values({"sigma": 1.7})
+    assert widget.start()
+    assert not widget.start_button.isEnabled() and widget.stop_button.isEnabled()
+    wait_idle(qtbot, widget)
+
+    assert notes["error"] == []
+    assert "'tiny-pairs' trained after 3 steps, validation PSNR" in notes["info"][0]
+    assert (model_dir / "tiny-pairs.json").exists()
+    assert (model_dir / "tiny-pairs.safetensors").exists()
+    # At once in the Denoise widget's list, without losing what was chosen there.
+    assert denoise.picker.findData("tiny-pairs") >= 0
+    assert denoise.picker.method().name == "gaussian"
+    assert denoise.params.values()["sigma"] == 1.7
+    assert widget.start_model.findData("tiny-pairs") >= 0  # and as a start for the next run
+    # The curves: a loss and a validation PSNR for each of the 3 steps.
+    assert [x for x, _ in widget.plot.loss.points] == [1, 2, 3]
+    assert len(widget.plot.validation.points) >= 1
+    assert widget.progress.value() == 3
+    # "Denoise the noisy layer with it when done" is on by default.
+    result = viewer.layers["noisy [tiny-pairs]"]
+    assert result.data.shape == pair[0].shape
+    assert result.metadata["napari_denoise"]["method"] == "tiny-pairs"
+
+    denoise.picker.set_method("tiny-pairs")
+    assert denoise.run()
+    qtbot.waitUntil(lambda: not denoise.runner.busy, timeout=WAIT)
+    assert "noisy [tiny-pairs]" in [ly.name for ly in viewer.layers][-1]
+
+
+def test_noise2void_psf_run_gives_denoised_and_deconvolved_layers(
+    make_napari_viewer, qtbot, model_dir, notes, pair
+):
+    viewer = make_napari_viewer()
+    widget = tiny_widget(viewer, pair, steps=2, name="tiny-psf")
+    widget.mode.setCurrentIndex(widget.mode.findData("n2v-psf"))
+    widget.psf_sigma.setValue(1.2)
+    widget.add_deconvolved.setChecked(True)
+    assert widget.start()
+    wait_idle(qtbot, widget)
+    assert notes["error"] == []
+    names = [ly.name for ly in viewer.layers]
+    assert names[-2:] == ["noisy [tiny-psf]", "noisy [tiny-psf-deconvolved]"]
+    assert widget.plot.validation_label == "validation loss (masked)"
+
+
+def test_stop_ends_training_within_one_step_and_keeps_the_model(
+    make_napari_viewer, qtbot, model_dir, notes, pair, monkeypatch
+):
+    started = counting_stops(monkeypatch)
+    viewer = make_napari_viewer()
+    widget = tiny_widget(viewer, pair, steps=100_000, name="tiny-stopped")
+    widget.apply.setChecked(False)
+    assert widget.start()
+    qtbot.waitUntil(lambda: len(started) >= 4, timeout=WAIT)
+    before = len(started)
+    widget.stop_button.click()
+    assert not widget.stop_button.isEnabled()
+    wait_idle(qtbot, widget)
+    assert len(started) <= before + 1
+    qtbot.wait(200)
+    assert len(started) <= before + 1  # nothing runs on in the background
+    card = zoo.read_card(model_dir / "tiny-stopped.json")
+    assert card["training"]["stopped_early"] and card["training"]["steps"] <= before + 1
+    assert "stopped early and saved" in notes["info"][0]
+    assert widget.name.text() == "tiny-stopped"  # ready to resume
+    assert widget.start_button.isEnabled()
+
+
+def test_resume_continues_a_stopped_run_to_its_planned_steps(
+    make_napari_viewer, qtbot, model_dir, notes, pair, monkeypatch
+):
+    started = counting_stops(monkeypatch)
+    viewer = make_napari_viewer()
+    widget = tiny_widget(viewer, pair, steps=200, name="tiny-resumed")
+    widget.apply.setChecked(False)
+    assert widget.start()
+    qtbot.waitUntil(lambda: len(started) >= 3, timeout=WAIT)
+    widget.stop()
+    wait_idle(qtbot, widget)
+    stopped_at = zoo.read_card(model_dir / "tiny-resumed.json")["training"]["steps"]
+    assert stopped_at < 200
+
+    widget.resume.setChecked(True)
+    assert widget.start()
+    wait_idle(qtbot, widget)
+    assert notes["error"] == []
+    card = zoo.read_card(model_dir / "tiny-resumed.json")
+    assert card["training"]["steps"] == 200 and not card["training"]["stopped_early"]
+    assert widget.runner.ticks == 200 - stopped_at  # it went on from where it stopped
+    assert "'tiny-resumed' trained after 200 steps" in notes["info"][-1]
+
+
+def test_a_second_run_is_refused_while_one_runs(make_napari_viewer, qtbot, model_dir, pair):
+    viewer = make_napari_viewer()
+    widget = tiny_widget(viewer, pair, steps=100_000, name="tiny-once")
+    widget.apply.setChecked(False)
+    assert widget.start()
+    assert not widget.start()
+    assert not widget.start_button.isEnabled()
+    qtbot.waitUntil(lambda: widget.runner.ticks >= 1, timeout=WAIT)
+    assert not widget.start()
+    widget.stop()
+    wait_idle(qtbot, widget)
+    assert [p.name for p in model_dir.glob("*.json")] == ["tiny-once.json"]
+
+
+def test_closing_the_dock_mid_run_stops_the_thread(make_napari_viewer, qtbot, model_dir, pair):
+    viewer = make_napari_viewer()
+    widget = tiny_widget(viewer, pair, steps=100_000, name="tiny-closed")
+    dock = viewer.window.add_dock_widget(widget, name="Train")
+    assert widget.start()
+    qtbot.waitUntil(lambda: widget.runner.ticks >= 2, timeout=WAIT)
+    viewer.window.remove_dock_widget(dock)  # what napari's close button does
+    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=WAIT)
+    assert not widget.runner.busy
+    assert (model_dir / "tiny-closed.json").exists()  # the model so far is kept
+    assert [ly.name for ly in viewer.layers] == ["clean", "noisy"]
+
+
+def test_the_gui_never_stalls_during_training(make_napari_viewer, qtbot, model_dir, pair):
+    import torch
+
+    # What the widget warms up when it opens (torch and its optimiser's imports), done
+    # here so that the measure covers training only.
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    viewer = make_napari_viewer()
+    widget = tiny_widget(viewer, pair, steps=60, name="tiny-smooth")
+    widget.apply.setChecked(False)
+    gaps, last = [], [time.perf_counter()]
+
+    def beat():
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.timeout.connect(beat)
+    timer.start(10)
+    assert widget.start()
+    last[0] = time.perf_counter()
+    wait_idle(qtbot, widget)
+    timer.stop()
+    assert widget.runner.last.step == 60
+    assert len(gaps) > 20
+    assert max(gaps) < 0.1, f"longest stall {max(gaps) * 1000:.0f} ms"
+
+
+def test_rectangles_map_through_both_layers_transforms(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((200, 200), np.float32), scale=(2, 2), translate=(100, 0))
+    shapes = viewer.add_shapes(ndim=2)
+    shapes.add_rectangles(np.array([[110.4, 3], [110.4, 41], [151, 41], [151, 3]]))
+    shapes.add_lines(np.array([[0, 0], [10, 10]]))
+    boxes, skipped = job_module.rectangles(shapes, image)
+    assert boxes == [(5, 1, 26, 21)] and skipped == 1
