@@ -84,7 +84,7 @@ def warm_up() -> None:
             from ..engine import finetune, train  # noqa: F401
 
             torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-        except Exception:  # noqa: BLE001 - only a warm-up; a real run reports any error
+        except Exception:  # only a warm-up: a real run reports any error
             pass
 
     # A plain daemon thread: nothing to report back, so no Qt signals that could outlive
