@@ -231,13 +231,23 @@ def test_bf16_decision_is_measured_and_recorded(fmd_pair):
         assert abs(record["bf16_psnr_change_db"]) < 0.05
 
 
-def test_shipped_model_is_listed_and_raises_psnr_on_a_real_fmd_pair(fmd_pair):
+SHIPPED = sorted(p.stem for p in zoo.SHIPPED_DIR.glob("*.json"))
+
+
+def test_the_shipped_models_are_listed():
+    assert "unet-fluo" in SHIPPED
+    listed = {m.name for m in nd.list_methods(kind="model") if m.available}
+    assert set(SHIPPED) <= listed
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_raises_psnr_on_a_real_fmd_pair(name, fmd_pair):
     from napari_denoise.engine.metrics import psnr
 
-    shipped = [m for m in nd.list_methods(kind="model") if m.available]
-    assert "unet-fluo" in {m.name for m in shipped}
+    card = zoo.read_card(zoo.SHIPPED_DIR / f"{name}.json")
+    assert card["weights"]["sha256"] == zoo.sha256_file(zoo.SHIPPED_DIR / card["weights"]["file"])
     noisy, gt = fmd_pair[0][:256, :256], fmd_pair[1][:256, :256]
-    out = nd.denoise(noisy, "unet-fluo")
+    out = nd.denoise(noisy, name)
     assert out.shape == noisy.shape and out.dtype == noisy.dtype
     assert psnr(gt, out, data_range=255) > psnr(gt, noisy, data_range=255) + 3.0
 
