@@ -10,6 +10,7 @@ import pytest
 import tifffile
 
 from napari_denoise.cli import main
+from napari_denoise.engine.methods import default_method
 from napari_denoise.engine.metrics import compare
 from napari_denoise.io import read_image
 
@@ -72,7 +73,10 @@ def test_several_inputs_go_to_a_folder_with_automatic_parameters(shared_data, tm
         "TwoPhoton_MICE_1_denoised.tif",
     ]
     prov = json.loads((tmp_path / "res" / "Confocal_MICE_1_denoised.json").read_text())
-    assert prov["params"]["sigma"] > 0  # chosen automatically, and recorded
+    default = default_method()
+    assert prov["method"] == default.name
+    automatic = [p.name for p in default.params if p.auto]
+    assert automatic and all(prov["params"][name] is not None for name in automatic)
 
 
 def test_compare_prints_the_engine_numbers(shared_data, tmp_path, capsys):
@@ -137,8 +141,10 @@ def test_demo_writes_result_figure_and_prints_the_table(tmp_path, capsys):
     rows = run_demo(tmp_path)
     text = capsys.readouterr().out
     assert "noisy input" in text and "PSNR" in text
-    noisy, denoised = list(rows.values())
+    noisy, denoised, *reference = list(rows.values())
     assert denoised["psnr"] > noisy["psnr"] + 3
+    assert list(rows)[1] == default_method().name
+    assert len(reference) == (default_method().name != "gaussian")  # the classical reference
     for name in (
         "fmd_confocal_mice_denoised.tif",
         "fmd_confocal_mice_comparison.png",

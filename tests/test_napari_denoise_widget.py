@@ -98,6 +98,7 @@ def test_run_adds_a_matching_result_layer_and_leaves_the_input_alone(make_napari
     noisy.contrast_limits = (5, 120)
     before = noisy.data.copy()
     widget = DenoiseWidget(viewer)
+    widget.picker.set_method("gaussian")  # what follows uses its sigma
     widget.layer_combo.set_layer(noisy)
     assert widget.run()
     wait_idle(qtbot, widget)
@@ -228,6 +229,7 @@ def test_preview_on_the_visible_plane_of_a_stack(make_napari_viewer, qtbot):
     stack = viewer.layers[0]
     viewer.dims.set_current_step(0, 3)
     widget = DenoiseWidget(viewer)
+    widget.picker.set_method("gaussian")  # what follows uses its sigma
     widget.params.set_values({"sigma": 1.5})
     assert widget.preview()
     wait_idle(qtbot, widget)
@@ -247,6 +249,7 @@ def test_preview_on_a_drawn_rectangle(make_napari_viewer, qtbot):
     viewer.open_sample(PLUGIN, "fmd_pair")
     noisy = viewer.layers["noisy (FMD)"]
     widget = DenoiseWidget(viewer)
+    widget.picker.set_method("gaussian")  # what follows uses its sigma
     widget.layer_combo.set_layer(noisy)
     widget.preview_on.setCurrentText(widget_module.RECTANGLE)
     region = viewer.layers[widget_module.REGION_LAYER]
@@ -267,6 +270,7 @@ def test_comparison_toggle(make_napari_viewer, qtbot):
     viewer.open_sample(PLUGIN, "fmd_pair")
     gt, noisy = viewer.layers
     widget = DenoiseWidget(viewer)
+    widget.picker.set_method("gaussian")  # what follows uses its sigma
     widget.params.set_values({"sigma": 1.0})
     widget.run()
     wait_idle(qtbot, widget)
@@ -307,6 +311,7 @@ def test_tiff_to_denoised_tiff_with_provenance(make_napari_viewer, qtbot, shared
     viewer = make_napari_viewer()
     (stack,) = viewer.open(path, plugin=PLUGIN)
     widget = DenoiseWidget(viewer)
+    widget.picker.set_method("gaussian")  # what follows uses its sigma
     widget.layer_combo.set_layer(stack)
     assert widget.input.axes.text() == "TYX"
     widget.params.set_values({"sigma": 1.2})
