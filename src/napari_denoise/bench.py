@@ -449,6 +449,10 @@ def _training_markdown(path: Path) -> list[str]:
         lines += [
             f"| **all** | {mean['noisy']:.2f} | {mean['n2v']:.2f} | {mean['gaussian']:.2f} | |",
             "",
+            "Noise2Void assumes that neighbouring pixels carry independent noise; FMD's "
+            "widefield captures break that (their noise is spatially correlated), and there "
+            "a blind-spot network learns the noise as structure.",
+            "",
             "Anchor: PN2V on FMD Confocal_MICE 38.2 dB (Prakash et al.; not measured here).",
             "",
         ]
