@@ -53,3 +53,11 @@ def test_cli_strings_are_converted_and_auto_stays_automatic():
     assert m.resolve_params({"size": "auto"})["size"] is None
     with pytest.raises(ParameterError, match="one of"):
         get_method("wavelet").resolve_params({"wavelet": "haar2"})
+
+
+def test_ranked_methods_lead_their_kind_so_the_default_comes_first():
+    methods = list_methods()
+    kinds = [m.kind == "model" for m in methods]
+    assert kinds == sorted(kinds, reverse=True)  # models, then classical filters
+    same_kind = [m for m in methods if m.kind == default_method().kind]
+    assert same_kind[0] is default_method()

@@ -218,14 +218,18 @@ def _ensure_loaded() -> None:
 
 
 def list_methods(*, kind: str | None = None, include_unavailable: bool = True) -> list[Method]:
-    """All registered methods, models first, then classical filters, each sorted by name."""
+    """All registered methods: models first, then classical filters; within each, those
+    with a ``default_rank`` first (highest first, so the default leads), then by name."""
     _ensure_loaded()
     methods = [
         m
         for m in _REGISTRY.values()
         if (kind is None or m.kind == kind) and (include_unavailable or m.available)
     ]
-    return sorted(methods, key=lambda m: (m.kind != "model", m.name))
+    return sorted(
+        methods,
+        key=lambda m: (m.kind != "model", m.default_rank is None, -(m.default_rank or 0), m.name),
+    )
 
 
 def get_method(name: str) -> Method:
