@@ -51,6 +51,7 @@ from napari_denoise.engine.datasets import load_image  # noqa: E402
 from napari_denoise.engine.finetune import FinetuneSpec, finetune_iter, prepare  # noqa: E402
 from napari_denoise.engine.methods import default_method  # noqa: E402
 from napari_denoise.engine.metrics import psnr  # noqa: E402
+from napari_denoise.engine.pipeline import drain  # noqa: E402
 
 OUT = REPO / "docs" / "benchmarks_training.json"
 # The size of the shipped U-Nets: deep and narrow, about 3x cheaper per pixel than CARE's.
@@ -63,12 +64,9 @@ def fmd_types(root: Path) -> list[str]:
 
 def run(gen):
     """Drain a finetune generator; return its result and the last progress tick."""
-    tick = None
-    try:
-        while True:
-            tick = next(gen)
-    except StopIteration as done:
-        return done.value, tick
+    ticks = []
+    result = drain(gen, ticks.append)
+    return result, ticks[-1] if ticks else None
 
 
 def score(method: str, noisy: np.ndarray, gt: np.ndarray) -> float:

@@ -54,6 +54,7 @@ from napari_denoise.engine.datasets import (  # noqa: E402
 )
 from napari_denoise.engine.metrics import psnr  # noqa: E402
 from napari_denoise.engine.models import build, count_parameters  # noqa: E402
+from napari_denoise.engine.pipeline import drain  # noqa: E402
 from napari_denoise.engine.train import train_iter, validate  # noqa: E402
 
 TRAIN_FOVS = range(1, 9)
@@ -282,15 +283,14 @@ def run_phase(
         checkpoint_every=500,
         resume=resume,
     )
-    try:
-        while True:
-            tick = next(gen)
-            if time.perf_counter() - last_print > 30 or tick.step == steps:
-                last_print = time.perf_counter()
-                print(f"  [{label}] {tick.message}", flush=True)
-    except StopIteration as done:
-        model = done.value
-    return model, time.perf_counter() - start
+
+    def report(tick):
+        nonlocal last_print
+        if time.perf_counter() - last_print > 30 or tick.step == steps:
+            last_print = time.perf_counter()
+            print(f"  [{label}] {tick.message}", flush=True)
+
+    return drain(gen, report), time.perf_counter() - start
 
 
 def train_one(spec: Spec, args) -> dict:

@@ -16,6 +16,7 @@ import napari_denoise as nd  # noqa: E402
 from napari_denoise.engine import zoo  # noqa: E402
 from napari_denoise.engine.finetune import FinetuneSpec, finetune_iter, prepare  # noqa: E402
 from napari_denoise.engine.models import build  # noqa: E402
+from napari_denoise.engine.pipeline import drain  # noqa: E402
 from napari_denoise.engine.train import validate  # noqa: E402
 from napari_denoise.errors import (  # noqa: E402
     Cancelled,
@@ -56,11 +57,7 @@ def membrane(shared_data):
 def _run(prepared, **kwargs):
     gen = finetune_iter(prepared, **kwargs)
     ticks = []
-    while True:
-        try:
-            ticks.append(next(gen))
-        except StopIteration as done:
-            return done.value, ticks
+    return drain(gen, ticks.append), ticks
 
 
 def _weights(path):

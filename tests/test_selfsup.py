@@ -9,6 +9,7 @@ from napari_denoise.engine import selfsup  # noqa: E402
 from napari_denoise.engine.datasets import NoisyOnlyDataset, load_image  # noqa: E402
 from napari_denoise.engine.models import build, config_dict  # noqa: E402
 from napari_denoise.engine.models.psf_wrap import PsfWrap, gaussian_psf, wrap  # noqa: E402
+from napari_denoise.engine.pipeline import drain  # noqa: E402
 from napari_denoise.engine.train import train_iter  # noqa: E402
 
 SMALL = {"base": 8, "depth": 2}
@@ -191,11 +192,7 @@ def test_positivity_penalty_is_the_mean_negative_part():
 def _run(model, data, **kwargs):
     gen = train_iter(model, data, batch_size=4, patch=32, threads=1, **kwargs)
     ticks = []
-    try:
-        while True:
-            ticks.append(next(gen))
-    except StopIteration as done:
-        return done.value, ticks
+    return drain(gen, ticks.append), ticks
 
 
 def _held_out_loss(model, images, mode="n2v"):

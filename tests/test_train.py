@@ -15,6 +15,7 @@ from napari_denoise.engine.datasets import (  # noqa: E402
     load_image,
 )
 from napari_denoise.engine.models import build  # noqa: E402
+from napari_denoise.engine.pipeline import drain  # noqa: E402
 from napari_denoise.engine.train import TrainProgress, augment, train_iter  # noqa: E402
 
 SMALL = {"base": 8, "depth": 2}
@@ -53,11 +54,7 @@ def _train(data, *, seed=0, steps=6, **kwargs):
         model, data, steps=steps, batch_size=4, patch=32, seed=seed, threads=1, **kwargs
     )
     ticks = []
-    try:
-        while True:
-            ticks.append(next(gen))
-    except StopIteration as done:
-        return done.value, ticks
+    return drain(gen, ticks.append), ticks
 
 
 def test_progress_records_and_eta(train_data):

@@ -165,16 +165,11 @@ def finetune(
     :func:`napari_denoise.engine.finetune.finetune_iter`.
     """
     from .engine.finetune import FinetuneSpec, finetune_iter, prepare
+    from .engine.pipeline import drain
 
     prepared = prepare(FinetuneSpec(**spec), noisy, clean, regions, axes=axes)
     gen = finetune_iter(prepared, stop=stop, checkpoint=checkpoint, resume=resume, out_dir=out_dir)
-    while True:
-        try:
-            tick = next(gen)
-        except StopIteration as done:
-            return done.value
-        if on_progress is not None:
-            on_progress(tick)
+    return drain(gen, on_progress)
 
 
 def __getattr__(name: str):

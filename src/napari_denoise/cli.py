@@ -165,6 +165,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import time
 
     from .engine.finetune import FinetuneSpec, finetune_iter, prepare
+    from .engine.pipeline import drain
     from .io import read_image
 
     config = None
@@ -234,17 +235,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
             resume=args.resume,
             out_dir=args.out_dir,
         )
-        last = 0.0
-        while True:
-            try:
-                tick = next(gen)
-            except StopIteration as done:
-                result = done.value
-                break
+        last = [0.0]
+
+        def report(tick):
             now = time.perf_counter()
-            if not args.quiet and (tick.validated or tick.step == 1 or now - last > 10):
-                last = now
+            if not args.quiet and (tick.validated or tick.step == 1 or now - last[0] > 10):
+                last[0] = now
                 print(f"  {tick.message}", file=sys.stderr, flush=True)
+
+        result = drain(gen, report)
     except Cancelled as err:
         print(f"stopped: {err}", file=sys.stderr)
         return 130

@@ -601,7 +601,7 @@ def finetune_iter(
 
     model = _start_network(prepared)
     kwargs = _train_kwargs(prepared)
-    gen = train_iter(
+    model = yield from train_iter(
         model,
         prepared.sampler,
         steps=steps,
@@ -615,13 +615,6 @@ def finetune_iter(
         patience=spec.patience,
         **kwargs,
     )
-    while True:
-        try:
-            tick = next(gen)
-        except StopIteration as done:
-            model = done.value
-            break
-        yield tick
     seconds = time.perf_counter() - t_start
     if model.steps_done == 0:
         raise Cancelled("Training was stopped before its first step; no model was saved.")
