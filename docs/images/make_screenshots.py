@@ -98,6 +98,7 @@ def denoise_and_compare(app) -> None:
     region.add_rectangles(np.array([[140, 120], [140, 330], [300, 330], [300, 120]]))
     region.mode = "pan_zoom"
     viewer.layers.selection.active = viewer.layers["noisy (FMD)"]
+    widget.picker.set_method("gaussian")
     widget.preview()
     wait(app, widget)
     camera(viewer).center = (220, 225)
@@ -176,7 +177,10 @@ def train(app) -> None:
         edge_width=3,
     )
     viewer.layers.selection.active = viewer.layers["noisy (FMD)"]
-    _, widget = viewer.window.add_plugin_dock_widget("napari-denoise", "Train", tabify=True)
+    # make napari docks Train already (behind Denoise): bring its tab to the front.
+    dock = viewer.window._wrapped_dock_widgets["Train (napari-denoise)"]
+    dock.raise_()
+    widget = dock.widget()
     widget.regions.set_layer(region)
     widget.name.setText("fmd-confocal-ft")
     widget.budget_unit.setCurrentText("steps")
