@@ -74,32 +74,37 @@ def score(method: str, noisy: np.ndarray, gt: np.ndarray) -> float:
     return psnr(gt, out, data_range=255.0)
 
 
-def finetune(root: Path, types: list[str], minutes: float, start: str) -> dict:
+def finetune_halves(raw: np.ndarray, gt: np.ndarray, start: str, minutes: float, name: str,
+                    **spec_kw) -> dict:
+    """Fine-tune ``start`` on the left halves of the captures ``raw`` (k, y, x) against
+    ``gt``; score it and ``start`` on the right halves, each denoised alone."""
+    half = raw.shape[-1] // 2
+    spec = FinetuneSpec(mode="supervised", start=start, minutes=minutes, name=name, **spec_kw)
+    prepared = prepare(spec, raw, np.stack([gt] * len(raw)), regions=[(0, 0, raw.shape[-2], half)])
+    t0 = time.perf_counter()
+    result, tick = run(finetune_iter(prepared))
+    seconds = time.perf_counter() - t0
+    right_gt = gt[:, half:]
+    before = [score(start, r[:, half:], right_gt) for r in raw]
+    after = [score(result.name, r[:, half:], right_gt) for r in raw]
+    noisy = [psnr(right_gt, r[:, half:], data_range=255.0) for r in raw]
+    return {
+        "noisy": float(np.mean(noisy)),
+        "default": float(np.mean(before)),
+        "finetuned": float(np.mean(after)),
+        "gain": float(np.mean(after) - np.mean(before)),
+        "steps": tick.step if tick else 0,
+        "seconds": round(seconds, 1),
+        "best_val_psnr": result.card.get("validation", {}).get("best_val_psnr"),
+    }
+
+
+def finetune(root: Path, types: list[str], minutes: float, start: str, **spec_kw) -> dict:
     rows = {}
     for t in types:
         raw = np.stack([load_image(root / "raw" / f"{t}_{k}.png") for k in range(1, 5)])
         gt = load_image(root / "gt" / f"{t}_1.png")
-        half = raw.shape[-1] // 2
-        spec = FinetuneSpec(mode="supervised", start=start, minutes=minutes, name=f"ft-{t}")
-        prepared = prepare(spec, raw, np.stack([gt] * 4), regions=[(0, 0, raw.shape[-2], half)])
-        t0 = time.perf_counter()
-        result, tick = run(finetune_iter(prepared))
-        seconds = time.perf_counter() - t0
-        # Score on the right halves only, each denoised on its own.
-        right_gt = gt[:, half:]
-        before = [score(start, r[:, half:], right_gt) for r in raw]
-        after = [score(result.name, r[:, half:], right_gt) for r in raw]
-        noisy = [psnr(right_gt, r[:, half:], data_range=255.0) for r in raw]
-        rows[t] = {
-            "noisy": float(np.mean(noisy)),
-            "default": float(np.mean(before)),
-            "finetuned": float(np.mean(after)),
-            "gain": float(np.mean(after) - np.mean(before)),
-            "steps": tick.step if tick else 0,
-            "seconds": round(seconds, 1),
-            "best_val_psnr": result.card.get("validation", {}).get("best_val_psnr"),
-        }
-        r = rows[t]
+        rows[t] = r = finetune_halves(raw, gt, start, minutes, f"ft-{t}", **spec_kw)
         print(
             f"{t:18s} noisy {r['noisy']:.2f}  {start} {r['default']:.2f}  "
             f"fine-tuned {r['finetuned']:.2f}  ({r['gain']:+.2f} dB, {r['steps']} steps, "

@@ -114,11 +114,15 @@ def test_mode_switching_shows_and_hides_fields(make_napari_viewer, model_dir):
 
     assert widget.mode_key() == "supervised"
     assert shown(widget.clean) and not shown(widget.psf_sigma) and not shown(widget.positivity)
-    assert not shown(widget.add_deconvolved)
+    assert not shown(widget.add_deconvolved) and not shown(widget.blind)
+    assert "blind_radius" not in widget.spec()
     widget.loss.setCurrentIndex(widget.loss.findData("l1+ssim"))
 
     widget.mode.setCurrentIndex(widget.mode.findData("n2v"))
     assert not shown(widget.clean) and not shown(widget.psf_sigma)
+    assert shown(widget.blind) and widget.spec()["blind_radius"] is None  # automatic
+    widget.blind.setCurrentIndex(widget.blind.findData(2))
+    assert widget.spec()["blind_radius"] == 2
     # Blind-spot training compares single pixels: no SSIM.
     assert widget.loss.currentData() == "l1"
     assert not widget.loss.model().item(widget.loss.findData("l1+ssim")).isEnabled()

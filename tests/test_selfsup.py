@@ -116,6 +116,60 @@ def test_n2v2_replaces_by_the_median_of_the_window_without_its_centre():
     assert torch.equal(_mask(spiked, replace="median")[0], inp)
 
 
+@pytest.mark.parametrize("replace", ["random", "median"])
+@pytest.mark.parametrize("radius", [1, 2])
+def test_a_blind_block_hides_every_pixel_that_shares_the_centres_noise(patches, replace, radius):
+    """Correlated noise: the whole (2r+1)-square around a masked centre is hidden, so
+    changing any pixel of it (the pixels whose noise the centre shares) changes nothing
+    the network sees; the loss still counts the centre only."""
+    x = torch.cat([patches, patches.flip(-1)], dim=-1)  # 32 x 64: room for several blocks
+    inp, _, mask = _mask(x, replace=replace, radius=radius)
+    pos = _positions(mask)
+    assert len(pos) >= 4
+    changed = x.clone()
+    for b, y, xx in pos:
+        changed[b, 0, max(0, y - radius) : y + radius + 1, max(0, xx - radius) : xx + radius + 1] += 1000.0
+    inp2, _, mask2 = _mask(changed, replace=replace, radius=radius)
+    assert torch.equal(mask, mask2) and torch.equal(inp, inp2)
+    # Every value in a block comes from the ring around it, none from the block itself.
+    for b, y, xx in pos:
+        if radius + 2 <= y < x.shape[-2] - radius - 2 and radius + 2 <= xx < x.shape[-1] - radius - 2:
+            ring = x[b, 0, y - radius - 2 : y + radius + 3, xx - radius - 2 : xx + radius + 3].clone()
+            ring[2:-2, 2:-2] = float("nan")
+            block = inp[b, 0, y - radius : y + radius + 1, xx - radius : xx + radius + 1]
+            for v in block.flatten().tolist():
+                if replace == "random":
+                    assert bool((ring == v).any())
+    # Centres stay 2r + 3 apart: no ring reaches into another block.
+    for i, (b, y, xx) in enumerate(pos):
+        for b2, y2, x2 in pos[i + 1 :]:
+            if b == b2:
+                assert max(abs(y - y2), abs(xx - x2)) >= 2 * radius + 3
+
+
+def test_blind_radius_is_checked(patches):
+    with pytest.raises(ValueError, match="radius"):
+        _mask(patches, radius=4)
+    with pytest.raises(ValueError, match="radius"):
+        _mask(patches[..., :8, :8], radius=2)
+
+
+def test_blind_radius_comes_from_the_noise(shared_data):
+    """Independent noise (a real W2S widefield frame: correlation ratio ~1) keeps one-pixel
+    blind spots; the same ground truth with smoothed (camera-like) noise gets a block."""
+    gt = load_image(shared_data / "W2S_8bit_subset" / "images_avg400_8bit" / "target_avg400_009_0.tif")
+    noisy = load_image(shared_data / "W2S_8bit_subset" / "images_avg1_8bit" / "input_avg1_009_0.tif")
+    assert selfsup.blind_radius_for([noisy]) == 0
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(0)
+    white = rng.normal(0, 12.0, gt.shape)
+    smooth = gaussian_filter(rng.normal(0, 1.0, gt.shape), 1.0)
+    correlated = gt + white * 0.3 + smooth * (12.0 / smooth.std())
+    r = selfsup.blind_radius_for([correlated])
+    assert 1 <= r <= selfsup.MAX_BLIND_RADIUS
+
+
 def test_masks_come_from_the_generator_alone(patches):
     a = _mask(patches, seed=1)
     b = _mask(patches, seed=1)

@@ -10,7 +10,7 @@ from napari_denoise.errors import ParameterError
 
 
 def _tiled(block, fn, tile, halo):
-    overlap = 2 * halo + max(8, halo)
+    overlap = 2 * halo + 8
     return drain(run_tiled(block, fn, tile=(tile, tile), overlap=(overlap,) * 2, halo=(halo,) * 2))
 
 
@@ -78,3 +78,20 @@ def test_tile_starts_align_to_a_network_downsampling_factor():
     for t in tiles:
         covered[t.region] |= t.weight > 0
     assert covered.all()
+
+
+@pytest.mark.parametrize(
+    ("length", "tile", "overlap", "multiple"),
+    [(2048, 512, 56, 8), (2048, 512, 110, 8), (517, 128, 40, 8), (131, 40, 16, 1), (80, 32, 24, 1)],
+)
+def test_tiles_are_no_bigger_than_needed(length, tile, overlap, multiple):
+    """Every pixel computed twice is one the blending needs: neighbours share exactly the
+    overlap, no tile exceeds the tile size, and together they cover the axis."""
+    tiles = plan_tiles((length,), (tile,), (overlap,), (overlap // 2 - 2,), multiple=multiple)
+    spans = [(t.region[0].start, t.region[0].stop) for t in tiles]
+    assert spans[0][0] == 0 and spans[-1][1] == length
+    assert all(b - a <= tile for a, b in spans)
+    assert all(a % multiple == 0 for a, _ in spans)
+    assert all(prev[1] - nxt[0] == overlap for prev, nxt in zip(spans, spans[1:]))
+    # No more tiles than full-size ones would need.
+    assert len(spans) <= -(-(length - overlap) // ((tile - overlap) // multiple * multiple))

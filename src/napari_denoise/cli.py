@@ -193,6 +193,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         positivity=args.positivity,
         threads=args.threads,
         mask_fraction=args.mask_fraction,
+        blind_radius=None if args.blind_radius == "auto" else int(args.blind_radius),
         config=config,
     )
     noisy = read_image(args.noisy, axes=args.axes)
@@ -383,6 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--mask-fraction", type=float, default=1 / 64, help="share of blind-spot pixels per patch"
+    )
+    p.add_argument(
+        "--blind-radius",
+        default="auto",
+        choices=("auto", "0", "1", "2", "3"),
+        help="blind-spot modes: 0 hides one pixel, r the (2r+1)-square around it (for "
+        "spatially correlated noise); auto decides from the noise (default)",
     )
     p.add_argument(
         "--region",

@@ -168,6 +168,17 @@ class TrainWidget(QWidget):
         self.positivity.setSingleStep(0.5)
         self.positivity.setValue(1.0)
         self.positivity.setToolTip("Weight of the penalty on negative deconvolved values.")
+        self.blind = QComboBox()
+        self.blind.addItem("automatic (from the noise)", None)
+        self.blind.addItem("1 pixel (independent noise)", 0)
+        for r in (1, 2, 3):
+            side = 2 * r + 1
+            self.blind.addItem(f"{side} x {side} block (correlated noise)", r)
+        self.blind.setToolTip(
+            "What each blind spot hides. Noise2Void assumes neighbouring pixels have "
+            "independent noise; camera noise that is spatially correlated (widefield, binned "
+            "or interpolated pixels) needs a block. Automatic measures the noise first."
+        )
         self.resume = QCheckBox("Resume the stopped run of this name")
         self.resume.setToolTip("Continue from the checkpoint a stopped run left behind.")
         self.apply = QCheckBox("Denoise the noisy layer with it when done")
@@ -207,6 +218,8 @@ class TrainWidget(QWidget):
         form.addRow("Train for", budget)
         form.addRow("Loss", self.loss)
         form.addRow("Seed", self.seed)
+        form.addRow("Blind spot", self.blind)
+        self._blind_widgets = [self.blind, form.labelForField(self.blind)]
         form.addRow("PSF sigma", self.psf_sigma)
         form.addRow("Positivity", self.positivity)
         form.addRow(self.resume)
@@ -245,6 +258,8 @@ class TrainWidget(QWidget):
         self._clean_label.setVisible(not blind)
         for widget in self._psf_widgets:
             widget.setVisible(mode == "n2v-psf")
+        for widget in self._blind_widgets:
+            widget.setVisible(blind)
         self.mode_help.setText(MODE_HELP[mode])
         self.start_model.set_mode(mode)
         # Blind-spot training compares single pixels: SSIM needs whole clean patches.
@@ -273,6 +288,8 @@ class TrainWidget(QWidget):
         }
         if spec["mode"] == "n2v-psf":
             spec.update(psf_sigma=self.psf_sigma.value(), positivity=self.positivity.value())
+        if spec["mode"] in BLIND:
+            spec["blind_radius"] = self.blind.currentData()
         return {**spec, **self.extra_spec}
 
     def start(self) -> bool:

@@ -79,6 +79,9 @@ class FinetuneSpec:
     psf_sigma, positivity : the PSF width in pixels and the weight of the penalty on
         negative values ("n2v-psf").
     mask_fraction : share of blind-spot pixels per patch (blind-spot modes).
+    blind_radius : blind-spot modes: 0 hides one pixel, ``r`` (1-3) the ``(2r+1)``-square
+        around it, for spatially correlated noise; None chooses from the noisy data
+        (:func:`~.selfsup.blind_radius_for`: 0 unless the noise is correlated).
     config : architecture options for ``"new:..."`` (e.g. ``{"base": 16, "depth": 3}``).
     threads : CPU threads (default: ``NAPARI_DENOISE_THREADS`` or all cores).
     """
@@ -99,6 +102,7 @@ class FinetuneSpec:
     positivity: float = 1.0
     threads: int | None = None
     mask_fraction: float = 1 / 64
+    blind_radius: int | None = None
     config: dict[str, Any] | None = None
 
 
@@ -118,6 +122,7 @@ class Prepared:
     val_images: list[np.ndarray]
     data: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    blind_radius: int = 0
 
 
 @dataclass
@@ -144,7 +149,7 @@ class FinetuneResult:
 
 
 def _check_spec(spec: FinetuneSpec) -> None:
-    from .selfsup import BLIND_MODES, MAX_FRACTION, MIN_FRACTION, MODES
+    from .selfsup import BLIND_MODES, MAX_BLIND_RADIUS, MAX_FRACTION, MIN_FRACTION, MODES
     from .train import LOSSES
 
     if spec.mode not in MODES:
@@ -173,6 +178,12 @@ def _check_spec(spec: FinetuneSpec) -> None:
             "mask_fraction",
             _within(spec.mask_fraction, MIN_FRACTION, MAX_FRACTION),
             f"between {MIN_FRACTION} and {MAX_FRACTION}",
+        ),
+        (
+            "blind_radius",
+            spec.blind_radius is None
+            or (_whole(spec.blind_radius, 0) and spec.blind_radius <= MAX_BLIND_RADIUS),
+            f"a whole number from 0 to {MAX_BLIND_RADIUS}",
         ),
         ("seed", _whole(spec.seed, 0), "a whole number of at least 0"),
     ]
@@ -439,6 +450,25 @@ def prepare(
         **parts.info,
         "pairs": len(parts.crops) if spec.mode == "supervised" else 0,
     }
+    from .selfsup import BLIND_MODES, blind_radius_for, grid_spacing
+
+    radius = 0
+    if spec.mode in BLIND_MODES:
+        if spec.blind_radius is not None:
+            radius = int(spec.blind_radius)
+        else:
+            radius = blind_radius_for([noisy_s[k] for k in parts.sample_slices[:4]])
+            if radius:
+                side = 2 * radius + 1
+                notes.append(
+                    f"The noise is spatially correlated (neighbouring pixels share it), so "
+                    f"each blind spot hides a {side}x{side} block, not one pixel."
+                )
+        if spec.patch < 2 * grid_spacing(spec.mask_fraction, radius):
+            raise ParameterError(
+                f"A blind-spot radius of {radius} needs patches of at least "
+                f"{2 * grid_spacing(spec.mask_fraction, radius)} pixels, not {spec.patch}."
+            )
     return Prepared(
         spec=spec,
         name=name,
@@ -452,6 +482,7 @@ def prepare(
         val_images=parts.val_images,
         data=data,
         notes=notes,
+        blind_radius=radius,
     )
 
 
@@ -475,6 +506,7 @@ def _train_kwargs(prepared: Prepared) -> dict[str, Any]:
         seed=spec.seed,
         mode=spec.mode,
         mask_fraction=spec.mask_fraction,
+        blind_radius=prepared.blind_radius,
         psf_sigma=spec.psf_sigma,
         positivity=spec.positivity,
         threads=_threads(spec),
@@ -515,7 +547,9 @@ def _probe_seconds(prepared: Prepared, stop: Callable[[], bool]) -> tuple[float,
     if prepared.val_pairs:
         validate(model, prepared.val_pairs)
     elif prepared.val_images:
-        triples = masked_validation_set(prepared.val_images, multiple=int(model.multiple))
+        triples = masked_validation_set(
+            prepared.val_images, multiple=int(model.multiple), radius=prepared.blind_radius
+        )
         masked_validation_loss(model, triples, loss=prepared.spec.loss)
     return per_step, time.perf_counter() - start
 

@@ -24,6 +24,9 @@ __all__ = ["DenoiseResult", "check_image", "denoise_iter", "drain"]
 
 DEFAULT_TILE = 1024
 DEPTH_TILE = 32  # planes per tile for 3-D methods, so long stacks are read piece by piece
+# Tiles overlap by twice the method's halo (discarded) plus this ramp, over which neighbours
+# blend; the halo already makes the result exact, so the ramp only hides rounding.
+RAMP = 8
 MIN_SIZE = 3
 SAMPLES_FOR_AUTO = 4
 
@@ -221,7 +224,7 @@ def denoise_iter(
 
     fn_params = [{k: v for k, v in p.items() if k != "vst"} for p in resolved]
     halos = [int(m.halo(p)) for p in resolved]
-    overlaps = [2 * h + max(8, h) for h in halos]
+    overlaps = [2 * h + RAMP for h in halos]
     multiple = int(m.extra.get("multiple", 1))
     tiles_per_block = [
         len(

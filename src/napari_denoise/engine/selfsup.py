@@ -32,6 +32,18 @@ pixel therefore lies in another one's 5x5 window: the value that replaces a mask
 never comes from another masked pixel, and the input of the masked step does not depend
 on the original value of *any* masked pixel. That is the blind spot, exactly, and the
 tests check it. All randomness comes from the ``torch.Generator`` passed in.
+
+Spatially correlated noise (widefield cameras: binned, interpolated or smoothed pixels)
+breaks the one-pixel blind spot: a pixel's neighbours carry part of its noise, so the
+network learns to copy it from them (measured: N2V2 on FMD's widefield captures gains
+0 to 2 dB where a Gaussian gains 8). A *blind block* of radius ``r`` hides the whole
+``(2r+1) x (2r+1)`` square around each masked pixel, every pixel of it replaced from the
+ring just outside it (``r < max(|dy|, |dx|) <= r + 2``), while the loss still counts the
+centre only; the centres are then kept ``2r + 3`` pixels apart so that no ring touches
+another block. This is the square, isotropic form of structured Noise2Void's masks
+(Broaddus, Krull, Weigert, Schmidt, Myers, "Removing structured noise with
+self-supervised blind-spot networks", ISBI 2020). :func:`blind_radius_for` picks ``r``
+from the noise itself: 0 for independent noise, else the reach of its autocorrelation.
 """
 
 from __future__ import annotations
@@ -50,6 +62,7 @@ __all__ = [
     "MODES",
     "N2V2_FLAGS",
     "blind_config",
+    "blind_radius_for",
     "blind_spot_batch",
     "grid_spacing",
     "masked_loss",
@@ -65,6 +78,7 @@ BLIND_MODES = ("n2v", "n2v2", "n2v-psf")
 DEFAULT_MASK_FRACTION = 1 / 64
 MIN_FRACTION, MAX_FRACTION = 0.002, 0.04  # grid spacings 22 ... 5
 RADIUS = 2  # the 5x5 neighbourhood
+MAX_BLIND_RADIUS = 3  # a 7x7 blind block at most
 # Network options for blind-spot training from scratch, applied where the architecture
 # has them. No residual (input added to the output) in any mode: with N2V2's median
 # replacement a residual network keeps the noisy centre pixel at inference, and without
@@ -73,38 +87,74 @@ RADIUS = 2  # the 5x5 neighbourhood
 BLIND_FLAGS = {"residual": False}
 N2V2_FLAGS = {"residual": False, "skip_top": False, "blurpool": True}
 
-# The 24 offsets of a 5x5 window without its centre, (dy, dx).
-_OFFSETS = torch.tensor(
-    [
-        (dy, dx)
-        for dy in range(-RADIUS, RADIUS + 1)
-        for dx in range(-RADIUS, RADIUS + 1)
-        if (dy, dx) != (0, 0)
-    ]
-)
+
+def _square(r_in: int, r_out: int) -> torch.Tensor:
+    """(dy, dx) offsets with ``r_in < max(|dy|, |dx|) <= r_out``, row by row."""
+    return torch.tensor(
+        [
+            (dy, dx)
+            for dy in range(-r_out, r_out + 1)
+            for dx in range(-r_out, r_out + 1)
+            if r_in < max(abs(dy), abs(dx)) <= r_out
+        ]
+    )
 
 
-def grid_spacing(fraction: float) -> int:
-    """Side of the grid cell holding one masked pixel, for a masked ``fraction``."""
+def _block(radius: int) -> torch.Tensor:
+    """Offsets of the blind block, centre first."""
+    rest = _square(0, radius) if radius else torch.zeros((0, 2), dtype=torch.long)
+    return torch.cat([torch.zeros((1, 2), dtype=torch.long), rest])
+
+
+def _ring(radius: int) -> torch.Tensor:
+    """Offsets the blind block's values come from: the 2-pixel ring around it (for a
+    one-pixel blind spot, the 24 other pixels of its 5x5 window)."""
+    return _square(radius, radius + RADIUS)
+
+
+def grid_spacing(fraction: float, radius: int = 0) -> int:
+    """Side of the grid cell holding one masked pixel, for a masked ``fraction``.
+
+    Never less than ``2 * radius + 2 * RADIUS + 1`` (room for a blind block of
+    ``radius`` and its ring) so that the centres can stay :func:`_min_distance` apart.
+    """
     if not MIN_FRACTION <= fraction <= MAX_FRACTION:
         raise ValueError(
             f"The masked fraction must lie between {MIN_FRACTION} and {MAX_FRACTION} "
             f"(0.2% to 4% of the pixels), not {fraction}."
         )
-    return max(2 * RADIUS + 1, round(1 / math.sqrt(fraction)))
+    _check_radius(radius)
+    return max(2 * (radius + RADIUS) + 1, round(1 / math.sqrt(fraction)))
 
 
-def _grid_positions(n: int, size: int, spacing: int, gen: torch.Generator) -> torch.Tensor:
-    """(n, cells) coordinates along one axis: at least 3 apart, wrapping around ``size``.
+def _check_radius(radius: int) -> None:
+    if not (isinstance(radius, int | np.integer) and 0 <= radius <= MAX_BLIND_RADIUS):
+        raise ValueError(
+            f"The blind-spot radius must be a whole number from 0 (one pixel) to "
+            f"{MAX_BLIND_RADIUS}, not {radius!r}."
+        )
+
+
+def _min_distance(radius: int) -> int:
+    """How far apart (in Y or X) masked centres stay: one block's ring never reaches
+    into another block (for a one-pixel blind spot: 3, outside each other's 5x5 window
+    of replacement values)."""
+    return 2 * radius + RADIUS + 1
+
+
+def _grid_positions(
+    n: int, size: int, spacing: int, gen: torch.Generator, radius: int = 0
+) -> torch.Tensor:
+    """(n, cells) coordinates along one axis, :func:`_min_distance` apart, wrapping.
 
     Cell ``k`` of sample ``i`` starts at ``offset_i + k * spacing``; the position inside
-    the cell is drawn from its first ``spacing - 2`` pixels, so neighbouring cells'
-    positions are at least 3 apart, also across the wrap (the last cell ends at least a
-    whole spacing before the first one starts again).
+    the cell is drawn from its first ``spacing - d + 1`` pixels (``d`` the minimum
+    distance), so neighbouring cells' positions are at least ``d`` apart, also across the
+    wrap (the last cell ends at least a whole spacing before the first one starts again).
     """
     cells = size // spacing
     offset = torch.randint(spacing, (n, 1), generator=gen)
-    inside = torch.randint(spacing - RADIUS, (n, cells), generator=gen)
+    inside = torch.randint(spacing - _min_distance(radius) + 1, (n, cells), generator=gen)
     return (offset + torch.arange(cells) * spacing + inside) % size
 
 
@@ -124,6 +174,7 @@ def blind_spot_batch(
     *,
     fraction: float = DEFAULT_MASK_FRACTION,
     replace: str = "random",
+    radius: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mask a batch for a blind-spot step: ``(input, target, mask)``.
 
@@ -138,6 +189,11 @@ def blind_spot_batch(
     replace : {"random", "median"}
         ``"random"``: a random other pixel of the 5x5 window (Noise2Void);
         ``"median"``: the median of the window without its centre (N2V2).
+    radius : int
+        0: one blind pixel; ``r`` (up to 3): the ``(2r+1)``-square block around each
+        masked pixel is hidden, each of its pixels replaced from the 2-pixel ring around
+        the block (a random ring pixel each, or the ring's median); the loss still counts
+        the centre only.
 
     Returns
     -------
@@ -158,32 +214,78 @@ def blind_spot_batch(
     if replace not in ("random", "median"):
         raise ValueError(f"replace must be 'random' or 'median', not {replace!r}.")
     n, c, h, w = patches.shape
-    if c != 1 or min(h, w) < 2 * RADIUS + 1:
+    _check_radius(radius)
+    reach = radius + RADIUS
+    if c != 1 or min(h, w) < 2 * reach + 1:
         raise ValueError(
-            f"blind-spot masking needs (n, 1, H, W) patches of 5 pixels or more, got {tuple(patches.shape)}."
+            f"blind-spot masking (radius {radius}) needs (n, 1, H, W) patches of "
+            f"{2 * reach + 1} pixels or more, got {tuple(patches.shape)}."
         )
-    s = grid_spacing(fraction)
-    ys = _grid_positions(n, h, s, generator)  # (n, cy)
-    xs = _grid_positions(n, w, s, generator)  # (n, cx)
+    s = grid_spacing(fraction, radius)
+    ys = _grid_positions(n, h, s, generator, radius)  # (n, cy)
+    xs = _grid_positions(n, w, s, generator, radius)  # (n, cx)
     cy, cx = ys.shape[1], xs.shape[1]
     b = torch.arange(n).view(n, 1, 1).expand(n, cy, cx).reshape(-1)
     y = ys.view(n, cy, 1).expand(n, cy, cx).reshape(-1)
     x = xs.view(n, 1, cx).expand(n, cy, cx).reshape(-1)
     flat = patches[:, 0]
-    if replace == "random":
-        pick = _OFFSETS[torch.randint(len(_OFFSETS), (len(b),), generator=generator)]
-        values = flat[b, _neighbour(y, pick[:, 0], h), _neighbour(x, pick[:, 1], w)]
+    block, ring = _block(radius), _ring(radius)
+    m, k = len(b), len(block)
+    if replace == "random":  # one ring pixel per block pixel, the centre's drawn first
+        pick = ring[torch.randint(len(ring), (m * k,), generator=generator)].view(m, k, 2)
+        sy = _neighbour(y[:, None], pick[..., 0], h)
+        sx = _neighbour(x[:, None], pick[..., 1], w)
+        values = flat[b[:, None], sy, sx]  # (m, k)
     else:
-        sy = _neighbour(y[:, None], _OFFSETS[None, :, 0], h)
-        sx = _neighbour(x[:, None], _OFFSETS[None, :, 1], w)
-        window = flat[b[:, None], sy, sx].sort(dim=1).values  # (m, 24)
+        sy = _neighbour(y[:, None], ring[None, :, 0], h)
+        sx = _neighbour(x[:, None], ring[None, :, 1], w)
+        window = flat[b[:, None], sy, sx].sort(dim=1).values  # (m, ring)
         mid = window.shape[1] // 2
-        values = 0.5 * (window[:, mid - 1] + window[:, mid])
+        values = (0.5 * (window[:, mid - 1] + window[:, mid]))[:, None].expand(m, k)
+    # Block pixels past the border are clamped onto the border (still inside the block,
+    # and every value written is a ring value).
+    by = (y[:, None] + block[None, :, 0]).clamp(0, h - 1)
+    bx = (x[:, None] + block[None, :, 1]).clamp(0, w - 1)
     inputs = patches.clone()
-    inputs[b, 0, y, x] = values.to(patches.dtype)
+    inputs[b[:, None].expand(m, k), 0, by, bx] = values.to(patches.dtype)
     mask = torch.zeros_like(patches)
     mask[b, 0, y, x] = 1.0
     return inputs, patches, mask
+
+
+def blind_radius_for(images: Sequence[np.ndarray], threshold: float = 0.1) -> int:
+    """The blind-block radius the noise of ``images`` needs (0: a one-pixel blind spot).
+
+    Noise counts as correlated when :func:`~.calibrate.noise_correlation_ratio` says so
+    (above 2; signal-rich images with independent noise measure about 1, so their
+    structure is not mistaken for correlated noise). Then the radius is the smallest
+    ``r`` beyond which the noise autocorrelation measured in the flat tiles
+    (:func:`~.calibrate.noise_covariance`) stays below ``threshold`` in magnitude, at
+    least 1 and at most :data:`MAX_BLIND_RADIUS`. The median over the images is taken.
+    """
+    from .calibrate import (
+        CORRELATED_RATIO,
+        center_crop,
+        noise_correlation_ratio,
+        noise_covariance,
+    )
+
+    radii = []
+    for img in images:
+        plane = center_crop(np.asarray(img, np.float32), 1024)
+        if min(plane.shape[-2:]) < 64 or noise_correlation_ratio(plane) <= CORRELATED_RATIO:
+            radii.append(0)
+            continue
+        reach = MAX_BLIND_RADIUS + 1
+        cov = noise_covariance(plane, radius=reach)
+        corr = np.abs(cov / max(cov[reach, reach], 1e-12))
+        yy, xx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
+        cheb = np.maximum(np.abs(yy), np.abs(xx))
+        r = 1
+        while r < MAX_BLIND_RADIUS and corr[cheb == r + 1].max() >= threshold:
+            r += 1
+        radii.append(r)
+    return int(np.median(radii)) if radii else 0
 
 
 def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, loss: str = "l1"):
@@ -207,6 +309,7 @@ def masked_validation_set(
     fraction: float = DEFAULT_MASK_FRACTION,
     replace: str = "random",
     seed: int = 0,
+    radius: int = 0,
 ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Fixed ``(input, target, mask)`` triples for held-out noisy images (normalised units).
 
@@ -220,10 +323,10 @@ def masked_validation_set(
         img = np.asarray(img, np.float32)
         h = img.shape[0] - img.shape[0] % multiple
         w = img.shape[1] - img.shape[1] % multiple
-        if min(h, w) < 2 * RADIUS + 1:
+        if min(h, w) < 2 * (radius + RADIUS) + 1:
             continue
         x = torch.from_numpy(np.ascontiguousarray(img[:h, :w]))[None, None]
-        out.append(blind_spot_batch(x, gen, fraction=fraction, replace=replace))
+        out.append(blind_spot_batch(x, gen, fraction=fraction, replace=replace, radius=radius))
     return out
 
 

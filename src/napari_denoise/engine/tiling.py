@@ -43,20 +43,30 @@ class Tile:
     weight: np.ndarray
 
 
-def _starts(length: int, tile: int, overlap: int, multiple: int = 1) -> list[int]:
-    """Tile starts along one axis, each a multiple of ``multiple``.
+def _spans(length: int, tile: int, overlap: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """``(start, size)`` of the tiles along one axis: as few as fit, no bigger than needed.
 
-    Networks that downsample by ``multiple`` (a U-Net: 2**depth) give the same output
-    for an input shifted by a multiple of it only, so aligned tiles match the untiled
-    result; the last tile then runs to the end and may be up to ``multiple - 1`` longer.
+    With ``n`` tiles of at most ``tile`` pixels overlapping by ``overlap``, the tiles are
+    made just long enough to cover ``length`` with exactly that overlap (rather than
+    full-size tiles whose last one overlaps its neighbour by far more): every pixel
+    computed twice is one the blending needs. Starts are multiples of ``multiple``:
+    networks that downsample by it (a U-Net: 2**depth) give the same output for an input
+    shifted by a multiple of it only, so aligned tiles match the untiled result. The last
+    tile runs to the end.
     """
     if length <= tile:
-        return [0]
-    step = max(multiple, (tile - overlap) // multiple * multiple)
-    last = (length - tile) // multiple * multiple
-    starts = list(range(0, last, step))
-    starts.append(last)
-    return starts
+        return [(0, length)]
+    n = -(-(length - overlap) // (tile - overlap))  # ceil: tiles of ``tile`` that cover it
+    while True:
+        step = -(-(length - overlap) // n)
+        step = -(-step // multiple) * multiple  # rounded up to a multiple
+        if step + overlap <= tile or step <= multiple:
+            break
+        n += 1
+    starts = [i * step for i in range(n) if i * step + overlap < length or i == 0]
+    return [
+        (s, step + overlap if i < len(starts) - 1 else length - s) for i, s in enumerate(starts)
+    ]
 
 
 def _rising_edge(shared: int, halo: int) -> np.ndarray:
@@ -101,16 +111,16 @@ def plan_tiles(
                 f"Tile size {t} is too small: this method needs an overlap of {o} pixels "
                 f"(more than twice its reach of {h} pixels). Use a tile of at least {max(2 * o, 2 * h + 2)}."
             )
-        starts = _starts(n, t, o, multiple)
+        spans = _spans(n, t, o, multiple)
         axis_tiles = []
-        for i, s in enumerate(starts):
-            size = min(t, n) if i < len(starts) - 1 else n - s
+        for i, (s, size) in enumerate(spans):
             w = np.ones(size, np.float32)
             if i > 0:  # a neighbour before: ramp up over the shared region
-                shared = starts[i - 1] + size - s
+                prev_start, prev_size = spans[i - 1]
+                shared = prev_start + prev_size - s
                 w[:shared] = np.minimum(w[:shared], _rising_edge(shared, h))
-            if i < len(starts) - 1:  # a neighbour after: ramp down
-                shared = s + size - starts[i + 1]
+            if i < len(spans) - 1:  # a neighbour after: ramp down
+                shared = s + size - spans[i + 1][0]
                 w[size - shared :] = np.minimum(w[size - shared :], _rising_edge(shared, h)[::-1])
             axis_tiles.append((slice(s, s + size), w))
         per_axis.append(axis_tiles)

@@ -257,6 +257,7 @@ def train_iter(
     threads: int | None = None,
     mode: str = "supervised",
     mask_fraction: float = DEFAULT_MASK_FRACTION,
+    blind_radius: int = 0,
     psf_sigma: float = 1.0,
     positivity: float = 1.0,
     val_images: Sequence[np.ndarray] | None = None,
@@ -303,6 +304,9 @@ def train_iter(
         ``positivity * mean(relu(-deconvolved))`` (:mod:`.selfsup`).
     mask_fraction : float
         Share of blind-spot pixels per patch (self-supervised modes).
+    blind_radius : int
+        0: one-pixel blind spots; ``r``: hide the ``(2r+1)``-square around each one
+        (spatially correlated noise; :func:`.selfsup.blind_spot_batch`).
     patience : int, optional
         Stop once this many validations in a row did not improve on the best.
 
@@ -331,7 +335,7 @@ def train_iter(
             f"Loss '{loss}' needs clean patches; blind-spot training ({mode}) uses 'l1' or 'l2'."
         )
     if blind:
-        selfsup.grid_spacing(mask_fraction)  # checks the fraction
+        selfsup.grid_spacing(mask_fraction, blind_radius)  # checks the fraction and radius
     loss_fn = LOSSES[loss]
     replace = "median" if mode == "n2v2" else "random"
     torch.set_num_threads(threads or os.cpu_count() or 1)
@@ -353,6 +357,7 @@ def train_iter(
             multiple=int(getattr(model, "multiple", 1)),
             fraction=mask_fraction,
             replace=replace,
+            radius=blind_radius,
             seed=int(seed) + 7919,  # its own stream: validation never shifts the training's
         )
     # The deconvolved image (before the PSF), for the positivity penalty.
@@ -391,6 +396,7 @@ def train_iter(
             "batch_size": batch_size,
             "patch": patch,
             "mode": mode,
+            "blind_radius": blind_radius,
             "best_step": best_step,
             "best_val_psnr": best_psnr,
             "best_val_loss": best_loss,
@@ -448,7 +454,7 @@ def train_iter(
             mask = None
             if blind:  # the input with blind spots, the noisy target, where the loss counts
                 noisy, clean, mask = selfsup.blind_spot_batch(
-                    noisy, generator, fraction=mask_fraction, replace=replace
+                    noisy, generator, fraction=mask_fraction, replace=replace, radius=blind_radius
                 )
             noisy = noisy.contiguous(memory_format=torch.channels_last)
             clean = clean.contiguous(memory_format=torch.channels_last)

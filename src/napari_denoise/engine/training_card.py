@@ -51,6 +51,7 @@ def reproduce_command(prepared, name: str, steps: int, threads: int | None) -> s
         args += ["--patience", str(spec.patience)]
     if spec.mode != "supervised":
         args += ["--mask-fraction", f"{spec.mask_fraction:g}"]
+        args += ["--blind-radius", str(prepared.blind_radius)]
     if spec.mode == "n2v-psf":
         args += ["--psf-sigma", f"{spec.psf_sigma:g}", "--positivity", f"{spec.positivity:g}"]
     for r in prepared.data.get("regions") or []:
@@ -140,11 +141,17 @@ def training_card(
         "napari_denoise": __version__,
     }
     if spec.mode != "supervised":
+        r = prepared.blind_radius
+        side = 2 * r + 1
+        around = "the 5x5 window without the centre" if not r else "the 2-pixel ring around it"
         training["blind_spot"] = {
             "mask_fraction": spec.mask_fraction,
-            "replacement": "median of the 5x5 window without the centre"
+            "radius": r,
+            "hidden": f"{side}x{side} block, loss on its centre" if r else "one pixel",
+            "radius_chosen": "given" if spec.blind_radius is not None else "from the noise",
+            "replacement": f"median of {around}"
             if spec.mode == "n2v2"
-            else "random other pixel of the 5x5 window",
+            else f"random pixel of {around}",
         }
     if prepared.notes:
         training["notes"] = list(prepared.notes)
