@@ -18,8 +18,8 @@ in one of three regimes that mimic FMD's microscopes:
 
 All are quantised to 8 bits like FMD's PNGs. Each ``--variant`` (``key=value`` pairs of
 :class:`FinetuneSpec`, e.g. ``lr=1e-3,patch=96``) is run on every proxy type; the table
-printed at the end (and written to ``--out``, JSON) gives the gain over the start model
-per type, its mean and its minimum. Run one variant per core::
+printed at the end (and kept in docs/benchmarks_training.json, shown in
+docs/benchmarks.md) gives the gain over the start model per type, its mean and minimum. Run one variant per core::
 
     taskset -c 0 python benchmarks/finetune_proxy.py lr=3e-4 lr=1e-3
 """
@@ -104,7 +104,14 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes", type=float, default=2.0)
     parser.add_argument("--start", default=None)
     parser.add_argument("--types", nargs="*", default=None)
-    parser.add_argument("--out", type=Path, default=None, help="JSON file to append results to")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=train_fmd.OUT,
+        help="JSON file whose 'finetune_proxy' entry gets the results (default: "
+        "docs/benchmarks_training.json, then docs/benchmarks.md is rewritten)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print, do not save")
     args = parser.parse_args(argv)
     import os
 
@@ -112,13 +119,13 @@ def main(argv=None) -> int:
     start = args.start or default_method().name
     types = [t for t in TYPES if not args.types or t[0] in args.types]
     results = {}
-    for variant in args.variants:
+    for v, variant in enumerate(args.variants):
         spec_kw = parse_variant(variant)
         rows = {}
         for i, (name, channel, regime) in enumerate(types):
             raw, gt = proxy_type(args.data, channel, regime, seed=100 + i)
             rows[name] = r = train_fmd.finetune_halves(
-                raw, gt, start, args.minutes, f"proxy-{name}", **spec_kw
+                raw, gt, start, args.minutes, f"proxy{v}-{name}", **spec_kw
             )
             print(
                 f"[{variant}] {name:11s} noisy {r['noisy']:.2f}  {start} {r['default']:.2f}  "
@@ -130,13 +137,16 @@ def main(argv=None) -> int:
                             "min_gain": float(np.min(gains))}
         print(f"[{variant}] mean gain {np.mean(gains):+.2f} dB, min {np.min(gains):+.2f} dB",
               flush=True)
-    if args.out:
-        saved = json.loads(args.out.read_text()) if args.out.is_file() else {}
-        for variant, record in results.items():
-            record.update(start=start, minutes=args.minutes,
-                          date=time.strftime("%Y-%m-%d %H:%M"))
-            saved[variant] = record
-        args.out.write_text(json.dumps(saved, indent=2) + "\n")
+    if args.dry_run:
+        return 0
+    saved = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    entry = saved.setdefault("finetune_proxy", {})
+    for variant, record in results.items():
+        record.update(start=start, minutes=args.minutes, date=time.strftime("%Y-%m-%d %H:%M"))
+        entry[variant] = record
+    args.out.write_text(json.dumps(saved, indent=2) + "\n")
+    if args.out == train_fmd.OUT:
+        train_fmd.rewrite_markdown(REPO / "docs" / "benchmarks.json")
     return 0
 
 

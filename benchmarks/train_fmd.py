@@ -114,13 +114,18 @@ def finetune(root: Path, types: list[str], minutes: float, start: str, **spec_kw
     return rows
 
 
-def n2v(root: Path, types: list[str], minutes: float, mode: str) -> dict:
+def n2v(root: Path, types: list[str], minutes: float, mode: str, radius: int | None) -> dict:
     rows = {}
     for t in types:
         noisy = load_image(root / "raw" / f"{t}_1.png")
         gt = load_image(root / "gt" / f"{t}_1.png")
         spec = FinetuneSpec(
-            mode=mode, start="new:unet", minutes=minutes, name=f"n2v-{t}", config=N2V_CONFIG
+            mode=mode,
+            start="new:unet",
+            minutes=minutes,
+            name=f"n2v-{t}",
+            config=N2V_CONFIG,
+            blind_radius=radius,
         )
         prepared = prepare(spec, noisy)
         t0 = time.perf_counter()
@@ -132,11 +137,12 @@ def n2v(root: Path, types: list[str], minutes: float, mode: str) -> dict:
             "gaussian": score("gaussian", noisy, gt),
             "steps": tick.step if tick else 0,
             "seconds": round(seconds, 1),
+            "blind_radius": result.card["training"]["blind_spot"]["radius"],
         }
         r = rows[t]
         print(
             f"{t:18s} noisy {r['noisy']:.2f}  {mode} {r['n2v']:.2f}  gaussian {r['gaussian']:.2f}"
-            f"  ({r['steps']} steps, {r['seconds']:.0f} s)",
+            f"  (blind radius {r['blind_radius']}, {r['steps']} steps, {r['seconds']:.0f} s)",
             flush=True,
         )
     return rows
@@ -150,6 +156,9 @@ def main(argv=None) -> int:
     parser.add_argument("--start", default=None, help="model to fine-tune (default: the default)")
     parser.add_argument("--mode", default="n2v2", choices=("n2v", "n2v2"))
     parser.add_argument("--types", nargs="*", default=None)
+    parser.add_argument(
+        "--blind-radius", default="auto", choices=("auto", "0", "1", "2", "3"), help="n2v only"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--dry-run", action="store_true", help="print, do not save")
     args = parser.parse_args(argv)
@@ -164,7 +173,8 @@ def main(argv=None) -> int:
         record = {"start": start, "minutes_per_type": minutes, "rows": rows}
     else:
         minutes = args.minutes or 5.0
-        rows = n2v(root, types, minutes, args.mode)
+        radius = None if args.blind_radius == "auto" else int(args.blind_radius)
+        rows = n2v(root, types, minutes, args.mode, radius)
         record = {
             "mode": args.mode,
             "config": N2V_CONFIG,
@@ -179,6 +189,16 @@ def main(argv=None) -> int:
     if args.dry_run:
         return 0
     saved = json.loads(OUT.read_text()) if OUT.is_file() else {}
+    previous = saved.get(args.which)
+    if args.types and previous:
+        # Some types re-run: keep the other rows, and say which rows come from which run.
+        kept = {t: r for t, r in previous["rows"].items() if t not in rows}
+        for r in kept.values():
+            r.setdefault("run", previous.get("date"))
+        for r in rows.values():
+            r["run"] = record["date"]
+        record["rows"] = {t: {**kept, **rows}[t] for t in sorted({**kept, **rows})}
+        record["command"] = f"{previous.get('command')}; then {record['command']}"
     saved[args.which] = record
     OUT.write_text(json.dumps(saved, indent=2) + "\n")
     rewrite_markdown(REPO / "docs" / "benchmarks.json")

@@ -76,12 +76,15 @@ def test_noise2void_on_a_stack_with_a_region(user_dir, shared_data, tmp_path, ca
     stack = tmp_path / "membrane.tif"
     tifffile.imwrite(stack, tifffile.imread(src)[:2], imagej=True, metadata={"axes": "TYX"})
     args = ["train", str(stack), "--mode", "n2v", "--steps", "3", "--region", "20,30,120,110"]
-    assert main([*args, *TINY]) == 0
+    assert main([*args, *TINY, "--blind-radius", "1"]) == 0
     out = capsys.readouterr().out
     assert "saved model 'unet-n2v'" in out and "validation masked loss" in out
     card = json.loads((user_dir / "unet-n2v.json").read_text())
     assert card["training"]["data_details"]["regions"] == [[20, 30, 120, 110]]
     assert card["training"]["data_details"]["slices"] == 2
+    assert card["training"]["blind_spot"]["radius"] == 1  # as asked: a 3x3 blind block
+    assert card["training"]["blind_spot"]["radius_chosen"] == "given"
+    assert "--blind-radius 1" in card["training"]["command"]  # the command reproduces it
 
 
 @pytest.mark.parametrize(
