@@ -127,6 +127,15 @@ def test_mode_switching_shows_and_hides_fields(make_napari_viewer, model_dir):
     assert widget.loss.currentData() == "l1"
     assert not widget.loss.model().item(widget.loss.findData("l1+ssim")).isEnabled()
 
+    # N2V2 cannot start from a network that passes its input through (the shipped U-Net):
+    # it is greyed out and a new U-Net is chosen instead.
+    widget.mode.setCurrentIndex(widget.mode.findData("n2v2"))
+    combo = widget.start_model
+    assert not combo.model().item(combo.findData("unet-fluo")).isEnabled()
+    assert widget.spec()["start"] == "new:unet"
+    widget.mode.setCurrentIndex(widget.mode.findData("n2v"))
+    assert combo.model().item(combo.findData("unet-fluo")).isEnabled()
+
     widget.mode.setCurrentIndex(widget.mode.findData("n2v-psf"))
     assert shown(widget.psf_sigma) and shown(widget.positivity) and shown(widget.add_deconvolved)
     widget.psf_sigma.setValue(1.5)

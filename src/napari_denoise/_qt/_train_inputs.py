@@ -6,6 +6,7 @@ from napari.layers import Shapes
 from qtpy.QtWidgets import QComboBox
 
 from ..engine.methods import list_methods
+from ..engine.selfsup import passes_input_through
 from ._layer_combo import NONE_TEXT, _disconnect
 from ._method_picker import watch_models
 
@@ -55,12 +56,15 @@ class StartModelCombo(QComboBox):
             "from random weights (needs more steps)."
         )
         self._psf = False
+        self._mode = "supervised"
         self.reload()
         watch_models(self)
 
     def set_mode(self, mode: str) -> None:
-        """PSF models are offered only to a PSF run (their blur is part of the network)."""
+        """PSF models are offered only to a PSF run (their blur is part of the network);
+        N2V2 cannot start from a network that adds its input to its output (shown greyed)."""
         self._psf = mode == "n2v-psf"
+        self._mode = mode
         self.reload()
 
     def reload(self) -> None:
@@ -73,11 +77,31 @@ class StartModelCombo(QComboBox):
             if (psf and not self._psf) or m.name.endswith("-deconvolved"):
                 continue
             self.addItem(f"{m.title or m.name}  [{m.name}]", m.name)
+            if self._mode == "n2v2" and passes_input_through(_config(m)):
+                item = self.model().item(self.count() - 1)
+                item.setEnabled(False)
+                item.setToolTip(
+                    "N2V2 needs a network that does not add its input to its output; "
+                    "start from a new U-Net or choose Noise2Void."
+                )
         self.addItem("New U-Net (random weights)", NEW_UNET)
         index = self.findData(current)
-        self.setCurrentIndex(index if index >= 0 else 0)
+        usable = [i for i in range(self.count()) if self.model().item(i).isEnabled()]
+        self.setCurrentIndex(index if index in usable else usable[0])
         self.blockSignals(False)
 
     def start(self) -> str:
         """The engine's ``start``: a model name, or ``"new:unet"``."""
         return self.currentData()
+
+
+def _config(method) -> dict:
+    """The network options in a model method's card (empty when it cannot be read)."""
+    import json
+    from pathlib import Path
+
+    try:
+        card = json.loads(Path(method.extra["model"]["card"]).read_text())
+    except (KeyError, OSError, ValueError):
+        return {}
+    return card.get("config") or {}
