@@ -393,6 +393,12 @@ def rewrite_markdown(json_path: Path) -> None:
     _atomic_text(Path(json_path).with_suffix(".md"), _markdown(results, training))
 
 
+def _runs(rows: dict, date: str) -> str:
+    """'run D', or 'runs D1, D2' when some rows were re-run on their own."""
+    runs = sorted({r.get("run", date) for r in rows.values()})
+    return f"run {runs[0]}" if len(runs) == 1 else f"runs {', '.join(runs)}"
+
+
 def _training_markdown(path: Path) -> list[str]:
     """The section written by benchmarks/train_fmd.py (its JSON), if it has run."""
     if not path.is_file():
@@ -410,7 +416,7 @@ def _training_markdown(path: Path) -> list[str]:
             f"Supervised fine-tuning of `{ft['start']}` on the LEFT half of the 4 raw captures of "
             f"each FMD type against its ground truth, at most {ft['minutes_per_type']:g} min on "
             f"{ft['threads']} CPU thread(s) per type; scored on the RIGHT halves only, each "
-            f"denoised alone (PSNR dB, data range 255; run {ft['date']}).",
+            f"denoised alone (PSNR dB, data range 255; {_runs(rows, ft['date'])}).",
             "",
             f"| type | noisy | {ft['start']} | fine-tuned | gain | steps |",
             "|---|---:|---:|---:|---:|---:|",
@@ -459,7 +465,7 @@ def _training_markdown(path: Path) -> list[str]:
         lines += [
             f"{nv['mode'].upper()} from a fresh U-Net on ONE raw capture (`_1`) of each FMD type, "
             f"at most {nv['minutes_per_type']:g} min on {nv['threads']} CPU thread(s), scored on that "
-            f"capture against its ground truth (run {nv['date']}).",
+            f"capture against its ground truth ({_runs(rows, nv['date'])}).",
             "",
             f"| type | noisy | {nv['mode']} | gaussian (auto) | blind spot | steps |",
             "|---|---:|---:|---:|---|---:|",
@@ -475,12 +481,27 @@ def _training_markdown(path: Path) -> list[str]:
             k: float(np.mean([r[k] for r in rows.values()])) for k in ("noisy", "n2v", "gaussian")
         }
         lines += [
-            f"| **all** | {mean['noisy']:.2f} | {mean['n2v']:.2f} | {mean['gaussian']:.2f} | |",
+            f"| **all** | {mean['noisy']:.2f} | {mean['n2v']:.2f} | {mean['gaussian']:.2f} | | |",
             "",
             "Noise2Void assumes that neighbouring pixels carry independent noise; FMD's "
-            "widefield captures break that (their noise is spatially correlated), and there "
-            "a blind-spot network learns the noise as structure.",
+            "widefield captures break that (their noise is spatially correlated), and a "
+            "one-pixel blind spot lets the network copy the noise from the neighbours. The "
+            "blind spot is chosen from the noisy image alone (`selfsup.blind_radius_for`): "
+            "one pixel when the noise is independent, else a block covering the reach of its "
+            "measured autocorrelation (column *blind spot*).",
             "",
+        ]
+        before = nv.get("one_pixel_before") or {}
+        if before:
+            listed = ", ".join(
+                f"{t} {r['n2v']:.2f} (the block: {rows[t]['n2v'] - r['n2v']:+.2f} dB)"
+                if t in rows
+                else f"{t} {r['n2v']:.2f}"
+                for t, r in before.items()
+            )
+            run = next(iter(before.values())).get("run", "")
+            lines += [f"With one-pixel blind spots (run {run}): {listed}.", ""]
+        lines += [
             "Anchor: PN2V on FMD Confocal_MICE 38.2 dB (Prakash et al.; not measured here).",
             "",
         ]
