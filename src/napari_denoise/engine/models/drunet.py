@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from . import register_model
-from ._init import init_residual
+from ._init import cat_channels, init_residual
 
 __all__ = ["DRUNet", "DRUNetConfig"]
 
@@ -86,7 +86,7 @@ class DRUNet(nn.Module):
 
     def forward(self, x: torch.Tensor, noise_level: torch.Tensor) -> torch.Tensor:
         level = noise_level.to(x.dtype).reshape(-1, 1, 1, 1).expand(x.shape[0], 1, *x.shape[2:])
-        h = self.head(torch.cat([x, level], dim=1))
+        h = self.head(cat_channels([x, level]))
         skips = []
         for down in self.down:
             skips.append(h)

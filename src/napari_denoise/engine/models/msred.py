@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from . import register_model
-from ._init import init_residual
+from ._init import cat_channels, init_residual
 
 __all__ = ["MSRED", "MSREDConfig"]
 
@@ -48,7 +48,7 @@ class InceptionBlock(nn.Module):
         self.fuse = nn.Conv2d(c, c, 1)
 
     def forward(self, x):
-        return x + self.fuse(torch.cat([self.b1(x), self.b3(x), self.b5(x)], dim=1))
+        return x + self.fuse(cat_channels([self.b1(x), self.b3(x), self.b5(x)]))
 
 
 def _stage(c: int, n: int) -> nn.Sequential:

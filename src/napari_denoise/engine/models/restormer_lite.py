@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import register_model
+from ._init import cat_channels
 
 __all__ = ["RestormerLite", "RestormerLiteConfig"]
 
@@ -189,5 +190,5 @@ class RestormerLite(nn.Module):
             h = down(h)
         h = self.bottom(h)
         for up, reduce, decode in zip(self.up, self.reduce, self.decode, strict=True):
-            h = decode(reduce(torch.cat([up(h), skips.pop()], dim=1)))
+            h = decode(reduce(cat_channels([up(h), skips.pop()])))
         return x + self.tail(self.refine(h))

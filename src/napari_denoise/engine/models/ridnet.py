@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from . import register_model
-from ._init import init_residual
+from ._init import cat_channels, init_residual
 
 __all__ = ["RIDNet", "RIDNetConfig"]
 
@@ -56,7 +56,7 @@ class MergeAndRun(nn.Module):
         self.merge = nn.Sequential(_conv(2 * f, f), nn.ReLU(inplace=True))
 
     def forward(self, x):
-        return x + self.merge(torch.cat([self.left(x), self.right(x)], dim=1))
+        return x + self.merge(cat_channels([self.left(x), self.right(x)]))
 
 
 class ResidualBlock(nn.Module):

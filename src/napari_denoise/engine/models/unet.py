@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import register_model
-from ._init import init_residual
+from ._init import cat_channels, init_residual
 
 __all__ = ["UNet", "UNetConfig"]
 
@@ -149,7 +149,7 @@ class UNet(nn.Module):
         if self.config.noise_map:
             if noise is None:
                 raise ValueError("this U-Net needs the noise coefficients (a, b) per image")
-            h = torch.cat([x, MAP_SCALE * noise_std_map(x, noise)], dim=1)
+            h = cat_channels([x, MAP_SCALE * noise_std_map(x, noise)])
         skips = []
         for block in self.down:
             h = block(h)
@@ -160,7 +160,7 @@ class UNet(nn.Module):
             skip = skips.pop()
             top = level == len(self.up) - 1
             h = merge(
-                up(h) if top and not self.config.skip_top else torch.cat([up(h), skip], dim=1)
+                up(h) if top and not self.config.skip_top else cat_channels([up(h), skip])
             )
         out = self.head(h)
         return x + out if self.config.residual else out
