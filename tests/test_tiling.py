@@ -95,3 +95,26 @@ def test_tiles_are_no_bigger_than_needed(length, tile, overlap, multiple):
     assert all(prev[1] - nxt[0] == overlap for prev, nxt in zip(spans, spans[1:]))
     # No more tiles than full-size ones would need.
     assert len(spans) <= -(-(length - overlap) // ((tile - overlap) // multiple * multiple))
+
+
+def test_batched_tiles_give_the_same_result_and_progress_per_batch():
+    rng = np.random.default_rng(2)
+    block = rng.random((200, 170)).astype(np.float32)
+
+    def fn(b):
+        return ndi.gaussian_filter(b, 1.0, truncate=3.0)
+
+    calls = []
+
+    def fn_batch(tiles):
+        assert len({t.shape for t in tiles}) == 1  # one shape per call
+        calls.append(len(tiles))
+        return [fn(t) for t in tiles]
+
+    kwargs = dict(tile=(64, 64), overlap=(16, 16), halo=(4, 4))
+    single = drain(run_tiled(block, fn, **kwargs))
+    ticks = []
+    batched = drain(run_tiled(block, fn, batch=3, fn_batch=fn_batch, **kwargs), ticks.append)
+    np.testing.assert_array_equal(batched, single)
+    assert max(calls) == 3  # runs of same-shaped tiles, up to the batch size
+    assert len(ticks) < ticks[-1].total and ticks[-1].done == ticks[-1].total

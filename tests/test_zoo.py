@@ -178,6 +178,26 @@ def test_tiled_unet_matches_untiled(saved, fmd_pair):
     assert np.abs(whole - tiled).max() < 1e-3 * span
 
 
+def test_batched_tiles_match_single_tiles(saved, fmd_pair, monkeypatch):
+    """Tiles batched into one forward pass (as on a GPU; forced here on the CPU) give the
+    same image as tiles run one at a time, with a shipped network told the noise too."""
+    from napari_denoise.engine.pipeline import denoise_iter, drain
+
+    image = fmd_pair[0][:300, :260].astype(np.float32)
+    for name in ("tiny-unet", "unet-fluo-nm"):
+        monkeypatch.delenv("NAPARI_DENOISE_TILE_BATCH", raising=False)
+        single = nd.denoise(image, name, tile=128, output_dtype="float32")
+        monkeypatch.setenv("NAPARI_DENOISE_TILE_BATCH", "4")
+        ticks = []
+        batched = drain(denoise_iter(image, name, tile=128, output_dtype="float32"), ticks.append)
+        span = float(image.max() - image.min())
+        assert np.abs(batched.data - single).max() < 1e-4 * span
+        assert len(ticks) < ticks[-1].total + 1  # fewer progress ticks than tiles (plus set-up)
+    assert zoo.tile_batch({"device": "cpu"}) == 4  # the override
+    monkeypatch.delenv("NAPARI_DENOISE_TILE_BATCH")
+    assert zoo.tile_batch({"device": "cpu"}) == 1  # the CPU runs tiles one at a time
+
+
 def test_denoise_uses_one_normalisation_per_image_and_records_the_model(saved, fmd_pair):
     from napari_denoise.engine.pipeline import denoise_iter, drain
 

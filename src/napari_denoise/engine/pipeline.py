@@ -250,6 +250,13 @@ def denoise_iter(
             x = np.asarray(tile_data, np.float32)
             return m.fn(anscombe(x, _vst) if _vst is not None else x, **_p)
 
+        # Networks on a GPU take several tiles per pass (never with a VST: models have none).
+        batch_fn = m.extra.get("batch_fn")
+        batch = int(m.extra["tile_batch"](fn_params[c])) if batch_fn is not None else 1
+
+        def run_batch(tiles, _p=fn_params[c]):
+            return batch_fn([np.asarray(t, np.float32) for t in tiles], **_p)
+
         gen = run_tiled(
             view[index],
             run_tile,
@@ -257,6 +264,8 @@ def denoise_iter(
             overlap=_spatial(overlaps[c], block_shape),
             halo=_spatial(halos[c], block_shape),
             multiple=multiple,
+            batch=batch if stabilisers[c] is None else 1,
+            fn_batch=run_batch if batch_fn is not None else None,
         )
         try:
             while True:

@@ -147,6 +147,19 @@ def tile_iter(
     yield from plan_tiles(shape, tile, overlap, halo, multiple=multiple)
 
 
+def _batches(tiles: list[Tile], size: int) -> Iterator[list[Tile]]:
+    """Runs of up to ``size`` consecutive tiles of the same shape."""
+    run: list[Tile] = []
+    for t in tiles:
+        shape = tuple(r.stop - r.start for r in t.region)
+        if run and (len(run) == size or shape != tuple(r.stop - r.start for r in run[0].region)):
+            yield run
+            run = []
+        run.append(t)
+    if run:
+        yield run
+
+
 def run_tiled(
     block: np.ndarray,
     fn: Callable[[np.ndarray], np.ndarray],
@@ -156,11 +169,17 @@ def run_tiled(
     halo: Sequence[int],
     multiple: int = 1,
     message: str = "",
+    batch: int = 1,
+    fn_batch: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None,
 ) -> Generator[Progress, None, np.ndarray]:
     """Apply ``fn`` to ``block`` tile by tile; yields a :class:`Progress` after each tile.
 
+    With ``batch > 1`` and ``fn_batch`` (a list of same-shaped tiles in, their results
+    out), up to ``batch`` tiles of the same shape go through one call (a GPU runs them
+    in one pass) and progress comes after each such call.
+
     Returns (as the generator's return value) the blended float32 result. A consumer
-    that stops iterating stops the work: nothing runs past the current tile.
+    that stops iterating stops the work: nothing runs past the current tile (or batch).
     """
     tiles = plan_tiles(block.shape, tile, overlap, halo, multiple=multiple)
     if len(tiles) == 1:
@@ -169,9 +188,17 @@ def run_tiled(
         return out
     acc = np.zeros(block.shape, np.float32)
     norm = np.zeros(block.shape, np.float32)
-    for i, t in enumerate(tiles):
-        result = np.asarray(fn(np.ascontiguousarray(block[t.region])), dtype=np.float32)
-        acc[t.region] += result * t.weight
-        norm[t.region] += t.weight
-        yield Progress(i + 1, len(tiles), message)
+    if batch > 1 and fn_batch is not None:
+        groups = _batches(tiles, batch)
+    else:
+        groups = ([t] for t in tiles)
+    done = 0
+    for group in groups:
+        inputs = [np.ascontiguousarray(block[t.region]) for t in group]
+        results = fn_batch(inputs) if len(group) > 1 else [fn(inputs[0])]
+        for t, result in zip(group, results, strict=True):
+            acc[t.region] += np.asarray(result, dtype=np.float32) * t.weight
+            norm[t.region] += t.weight
+        done += len(group)
+        yield Progress(done, len(tiles), message)
     return acc / norm

@@ -58,6 +58,7 @@ CARD_FORMAT = "napari-denoise-model/1"
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "zoo"
 MODEL_TILE = 512  # default tile: fits any machine's memory, large enough to amortise the halo
 MAX_HALO = 32  # measured: a trained U-Net's output changes < 0.05 grey levels beyond it
+GPU_TILE_BATCH = 8  # tiles per forward pass on a GPU (8 x 512^2 x 16 channels: ~130 MB a map)
 BF16_MAX_PSNR_LOSS_DB = 0.05
 
 
@@ -312,12 +313,14 @@ def run_model(
     noise_level: float | tuple[float, float] | None = None,
     device: str | None = None,
 ) -> np.ndarray:
-    """Denoise one 2-D float image in its own units with a network from :mod:`.models`.
+    """Denoise a 2-D float image in its own units with a network from :mod:`.models`.
 
     ``(image - low) / (high - low)`` is what the network sees; the output is mapped back.
     The image is reflect-padded to a multiple of ``model.multiple``. Networks told the
     noise get ``noise_level`` in those normalised units: a standard deviation, or the
     ``(a, b)`` of ``Var = a * x + b`` for those with ``noise_input == "poisson-gaussian"``.
+    A 3-D ``image`` is a batch of same-sized 2-D images (tiles) run in one forward pass,
+    all with the same normalisation and noise.
     """
     import torch
     import torch.nn.functional as F
@@ -326,10 +329,12 @@ def run_model(
         device = next(model.parameters()).device.type
     span = float(high - low) if high > low else 1.0
     x = torch.from_numpy((np.asarray(image, np.float32) - np.float32(low)) / np.float32(span))
-    ny, nx = x.shape
+    batched = x.dim() == 3
+    ny, nx = x.shape[-2:]
+    n = x.shape[0] if batched else 1
     m = int(getattr(model, "multiple", 1))
     py, px = (-ny) % m, (-nx) % m
-    x = x[None, None]
+    x = x[:, None] if batched else x[None, None]
     if py or px:
         mode = "reflect" if py < ny and px < nx else "replicate"
         x = F.pad(x, (0, px, 0, py), mode=mode)
@@ -347,13 +352,15 @@ def run_model(
         if getattr(model, "noise_input", None) == "poisson-gaussian":
             if noise_level is None:
                 raise ValueError("this network needs the noise coefficients (a, b)")
-            y = model(x, torch.tensor([list(noise_level)], dtype=torch.float32, device=device))
+            coeffs = [list(noise_level)] * n
+            y = model(x, torch.tensor(coeffs, dtype=torch.float32, device=device))
         elif getattr(model, "takes_noise_level", False):
-            level = torch.tensor([noise_level if noise_level is not None else 0.05], device=device)
-            y = model(x, level)
+            level = [noise_level if noise_level is not None else 0.05] * n
+            y = model(x, torch.tensor(level, device=device))
         else:
             y = model(x)
-    y = y.float()[0, 0, :ny, :nx].cpu().numpy()
+    y = y.float()[:, 0, :ny, :nx].cpu().numpy()
+    y = y if batched else y[0]
     return (y * np.float32(span) + np.float32(low)).astype(np.float32)
 
 
@@ -421,6 +428,24 @@ def _loaded(card_path: str, device: str):
         if key not in _cache:
             _cache[key] = load_model(card_path, device=device)
         return _cache[key]
+
+
+def tile_batch(params: dict) -> int:
+    """How many tiles to run in one forward pass: :data:`GPU_TILE_BATCH` on a GPU (where
+    one tile leaves most of it idle), 1 on the CPU (measured: batches of 2-4 tiles of
+    448 pixels were no faster per pixel than one at a time; ``NAPARI_DENOISE_TILE_BATCH``
+    overrides both)."""
+    from .device import resolve_device
+
+    env = os.environ.get("NAPARI_DENOISE_TILE_BATCH", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return 1 if resolve_device(params.get("device", "auto")) == "cpu" else GPU_TILE_BATCH
+
+
+def _infer_batch(blocks: list[np.ndarray], **params) -> list[np.ndarray]:
+    """:func:`_infer` on several same-sized blocks at once (one forward pass)."""
+    return list(_infer(np.stack(blocks), **params))
 
 
 def _infer(
@@ -589,6 +614,9 @@ def _method_for(card_path: Path) -> Method:
                 "card": str(card_path),
             },
             "tile": MODEL_TILE,
+            # Tiles per forward pass (``tile_batch(params)``) and the batched function.
+            "tile_batch": tile_batch,
+            "batch_fn": partial(_infer_batch, card_path=str(card_path)),
             # Tiles should start at multiples of this (the network's downsampling factor):
             # a U-Net is only equivariant to such shifts.
             "multiple": int(card.get("multiple", 1)),
