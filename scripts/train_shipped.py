@@ -21,6 +21,9 @@ any machine. Examples::
     python scripts/train_shipped.py --model msred-fluo    # a recipe not shipped (yet)
     python scripts/train_shipped.py --minutes 5 --out /tmp/zoo
     python scripts/train_shipped.py --probe                # only measure steps/s
+
+A new card has no measured tiling halo and no default rank yet: then run
+``python scripts/measure_halo.py`` and ``python scripts/select_default.py --write``.
 """
 
 from __future__ import annotations
