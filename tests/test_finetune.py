@@ -332,6 +332,9 @@ def test_correlated_noise_gets_a_blind_block_chosen_from_the_noise(user_dir, sha
     assert prepare(given, correlated).blind_radius == 0
     with pytest.raises(ParameterError, match="blind_radius"):
         prepare(FinetuneSpec(mode="n2v", blind_radius=5, **TINY), correlated)
+    sparse = {**TINY, "patch": 16}  # a 1-in-500 masked fraction needs 22-pixel cells
+    with pytest.raises(ParameterError, match="need patches of at least 22 pixels, not 16"):
+        prepare(FinetuneSpec(mode="n2v", mask_fraction=0.002, **sparse), independent)
 
 
 # --- bad input gets a clear message ---------------------------------------------------------

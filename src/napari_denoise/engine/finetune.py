@@ -464,10 +464,11 @@ def prepare(
                     f"The noise is spatially correlated (neighbouring pixels share it), so "
                     f"each blind spot hides a {side}x{side} block, not one pixel."
                 )
-        if spec.patch < 2 * grid_spacing(spec.mask_fraction, radius):
+        cell = grid_spacing(spec.mask_fraction, radius)  # one blind spot per cell
+        if spec.patch < cell:
             raise ParameterError(
-                f"A blind-spot radius of {radius} needs patches of at least "
-                f"{2 * grid_spacing(spec.mask_fraction, radius)} pixels, not {spec.patch}."
+                f"Blind spots of radius {radius} with a masked fraction of "
+                f"{spec.mask_fraction:g} need patches of at least {cell} pixels, not {spec.patch}."
             )
     return Prepared(
         spec=spec,
