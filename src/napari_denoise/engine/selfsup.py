@@ -242,12 +242,14 @@ def blind_spot_batch(
         window = flat[b[:, None], sy, sx].sort(dim=1).values  # (m, ring)
         mid = window.shape[1] // 2
         values = (0.5 * (window[:, mid - 1] + window[:, mid]))[:, None].expand(m, k)
-    # Block pixels past the border are clamped onto the border (still inside the block,
-    # and every value written is a ring value).
-    by = (y[:, None] + block[None, :, 0]).clamp(0, h - 1)
-    bx = (x[:, None] + block[None, :, 1]).clamp(0, w - 1)
+    # Block pixels past the patch border do not exist; blocks never overlap (centres stay
+    # 2r + 3 apart), so every pixel is written at most once.
+    by = y[:, None] + block[None, :, 0]
+    bx = x[:, None] + block[None, :, 1]
+    inside = (by >= 0) & (by < h) & (bx >= 0) & (bx < w)
+    bb = b[:, None].expand(m, k)
     inputs = patches.clone()
-    inputs[b[:, None].expand(m, k), 0, by, bx] = values.to(patches.dtype)
+    inputs[bb[inside], 0, by[inside], bx[inside]] = values[inside].to(patches.dtype)
     mask = torch.zeros_like(patches)
     mask[b, 0, y, x] = 1.0
     return inputs, patches, mask
