@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import train_fmd  # noqa: E402  (sets a temporary model folder before the package loads)
+import train_fmd
 
-from napari_denoise.engine.methods import default_method  # noqa: E402
+from napari_denoise.engine.methods import default_method
 
 REPO = Path(__file__).resolve().parents[1]
 HELA = Path("BioImageAnalysisNotebooks_stacks") / "hela-cells.tif"
@@ -133,10 +133,15 @@ def main(argv=None) -> int:
                 flush=True,
             )
         gains = [r["gain"] for r in rows.values()]
-        results[variant] = {"rows": rows, "mean_gain": float(np.mean(gains)),
-                            "min_gain": float(np.min(gains))}
-        print(f"[{variant}] mean gain {np.mean(gains):+.2f} dB, min {np.min(gains):+.2f} dB",
-              flush=True)
+        results[variant] = {
+            "rows": rows,
+            "mean_gain": float(np.mean(gains)),
+            "min_gain": float(np.min(gains)),
+        }
+        print(
+            f"[{variant}] mean gain {np.mean(gains):+.2f} dB, min {np.min(gains):+.2f} dB",
+            flush=True,
+        )
     if args.dry_run:
         return 0
     saved = json.loads(args.out.read_text()) if args.out.is_file() else {}

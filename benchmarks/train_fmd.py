@@ -74,8 +74,9 @@ def score(method: str, noisy: np.ndarray, gt: np.ndarray) -> float:
     return psnr(gt, out, data_range=255.0)
 
 
-def finetune_halves(raw: np.ndarray, gt: np.ndarray, start: str, minutes: float, name: str,
-                    **spec_kw) -> dict:
+def finetune_halves(
+    raw: np.ndarray, gt: np.ndarray, start: str, minutes: float, name: str, **spec_kw
+) -> dict:
     """Fine-tune ``start`` on the left halves of the captures ``raw`` (k, y, x) against
     ``gt``; score it and ``start`` on the right halves, each denoised alone."""
     half = raw.shape[-1] // 2

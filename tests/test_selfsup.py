@@ -128,13 +128,20 @@ def test_a_blind_block_hides_every_pixel_that_shares_the_centres_noise(patches, 
     assert len(pos) >= 4
     changed = x.clone()
     for b, y, xx in pos:
-        changed[b, 0, max(0, y - radius) : y + radius + 1, max(0, xx - radius) : xx + radius + 1] += 1000.0
+        changed[
+            b, 0, max(0, y - radius) : y + radius + 1, max(0, xx - radius) : xx + radius + 1
+        ] += 1000.0
     inp2, _, mask2 = _mask(changed, replace=replace, radius=radius)
     assert torch.equal(mask, mask2) and torch.equal(inp, inp2)
     # Every value in a block comes from the ring around it, none from the block itself.
     for b, y, xx in pos:
-        if radius + 2 <= y < x.shape[-2] - radius - 2 and radius + 2 <= xx < x.shape[-1] - radius - 2:
-            ring = x[b, 0, y - radius - 2 : y + radius + 3, xx - radius - 2 : xx + radius + 3].clone()
+        if (
+            radius + 2 <= y < x.shape[-2] - radius - 2
+            and radius + 2 <= xx < x.shape[-1] - radius - 2
+        ):
+            ring = x[
+                b, 0, y - radius - 2 : y + radius + 3, xx - radius - 2 : xx + radius + 3
+            ].clone()
             ring[2:-2, 2:-2] = float("nan")
             block = inp[b, 0, y - radius : y + radius + 1, xx - radius : xx + radius + 1]
             for v in block.flatten().tolist():
@@ -157,8 +164,12 @@ def test_blind_radius_is_checked(patches):
 def test_blind_radius_comes_from_the_noise(shared_data):
     """Independent noise (a real W2S widefield frame: correlation ratio ~1) keeps one-pixel
     blind spots; the same ground truth with smoothed (camera-like) noise gets a block."""
-    gt = load_image(shared_data / "W2S_8bit_subset" / "images_avg400_8bit" / "target_avg400_009_0.tif")
-    noisy = load_image(shared_data / "W2S_8bit_subset" / "images_avg1_8bit" / "input_avg1_009_0.tif")
+    gt = load_image(
+        shared_data / "W2S_8bit_subset" / "images_avg400_8bit" / "target_avg400_009_0.tif"
+    )
+    noisy = load_image(
+        shared_data / "W2S_8bit_subset" / "images_avg1_8bit" / "input_avg1_009_0.tif"
+    )
     assert selfsup.blind_radius_for([noisy]) == 0
     from scipy.ndimage import gaussian_filter
 

@@ -1,5 +1,7 @@
 """Tiles: blended without seams, exact for local filters, and stoppable between tiles."""
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
@@ -92,7 +94,7 @@ def test_tiles_are_no_bigger_than_needed(length, tile, overlap, multiple):
     assert spans[0][0] == 0 and spans[-1][1] == length
     assert all(b - a <= tile for a, b in spans)
     assert all(a % multiple == 0 for a, _ in spans)
-    assert all(prev[1] - nxt[0] == overlap for prev, nxt in zip(spans, spans[1:]))
+    assert all(prev[1] - nxt[0] == overlap for prev, nxt in pairwise(spans))
     # No more tiles than full-size ones would need.
     assert len(spans) <= -(-(length - overlap) // ((tile - overlap) // multiple * multiple))
 

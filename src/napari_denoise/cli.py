@@ -217,6 +217,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"{spec.mode} from {spec.start} -> '{prepared.name}'",
         file=sys.stderr,
     )
+    for note in prepared.notes:  # choices made from the data (e.g. a blind block)
+        print(f"note: {note}", file=sys.stderr)
 
     interrupted: list[bool] = []
 

@@ -401,7 +401,10 @@ class TrainWidget(QWidget):
         how = "stopped early and saved" if result.stopped else "trained"
         message = f"Model '{result.name}' {how} after {steps} steps{score}."
         show_info(message)
+        notes = " ".join(result.card.get("training", {}).get("notes", []))
         self._saved = f"{message} It is in the Denoise widget's list; files: {result.path}."
+        if notes:  # choices made from the data, e.g. a blind block for correlated noise
+            self._saved = f"{self._saved} {notes}"
         self.status.setText(self._saved)
         if result.stopped:
             self.name.setText(result.name)  # ready to resume

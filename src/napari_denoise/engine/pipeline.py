@@ -254,8 +254,8 @@ def denoise_iter(
         batch_fn = m.extra.get("batch_fn")
         batch = int(m.extra["tile_batch"](fn_params[c])) if batch_fn is not None else 1
 
-        def run_batch(tiles, _p=fn_params[c]):
-            return batch_fn([np.asarray(t, np.float32) for t in tiles], **_p)
+        def run_batch(tiles, _p=fn_params[c], _f=batch_fn):
+            return _f([np.asarray(t, np.float32) for t in tiles], **_p)
 
         gen = run_tiled(
             view[index],

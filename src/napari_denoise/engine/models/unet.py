@@ -159,8 +159,6 @@ class UNet(nn.Module):
         for level, (up, merge) in enumerate(zip(self.up, self.merge, strict=True)):
             skip = skips.pop()
             top = level == len(self.up) - 1
-            h = merge(
-                up(h) if top and not self.config.skip_top else cat_channels([up(h), skip])
-            )
+            h = merge(up(h) if top and not self.config.skip_top else cat_channels([up(h), skip]))
         out = self.head(h)
         return x + out if self.config.residual else out
