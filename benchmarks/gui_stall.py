@@ -43,10 +43,28 @@ def make_stack(frames: int = 10, side: int = 2048) -> np.ndarray:
     return np.ascontiguousarray(np.tile(real, reps)[:frames, :side, :side])
 
 
+def pump(app, seconds: float) -> None:
+    """Run the Qt event loop for ``seconds``."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.001)
+
+
+def tick_timer(ticks: list[float]):
+    """A started QTimer that appends the time of each of its ticks to ``ticks``."""
+    from qtpy.QtCore import QTimer
+
+    timer = QTimer()
+    timer.setInterval(TICK_MS)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    return timer
+
+
 def measure(method: str | None, frames: int, side: int, tile: int | None) -> dict:
     """Run one denoising through the widget and return the timer statistics."""
     import napari
-    from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
     viewer = napari.Viewer(show=True)
@@ -57,27 +75,19 @@ def measure(method: str | None, frames: int, side: int, tile: int | None) -> dic
         widget.picker.set_method(method)
     if tile:
         widget.settings.tile.set_value(tile)
-    end = time.perf_counter() + 1.0
-    while time.perf_counter() < end:  # let the window settle before measuring
-        app.processEvents()
+    pump(app, 1.0)  # let the window settle before measuring
 
     ticks: list[float] = []
     inserted: list[float] = []
     viewer.layers.events.inserted.connect(lambda e: inserted.append(time.perf_counter()))
-    timer = QTimer()
-    timer.setInterval(TICK_MS)
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-    timer.start()
+    timer = tick_timer(ticks)
     start = time.perf_counter()
     assert widget.run(), "the run did not start"
     while widget.runner.busy:
         app.processEvents()
         time.sleep(0.001)
     seconds = time.perf_counter() - start
-    end = time.perf_counter() + 0.5
-    while time.perf_counter() < end:  # the new layer's first draws are part of the cost
-        app.processEvents()
-        time.sleep(0.001)
+    pump(app, 0.5)  # the new layer's first draws are part of the cost
     timer.stop()
     times = np.array([start, *ticks])
     gaps = np.diff(times) * 1000.0
@@ -117,7 +127,6 @@ def measure_training(seconds: float) -> dict:
     import tempfile
 
     import napari
-    from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
     # The model trained here goes to a throw-away folder, not the user's.
@@ -130,17 +139,11 @@ def measure_training(seconds: float) -> dict:
     widget.budget.setValue(100000)
     widget.name.setText(f"gui-stall-{int(time.time())}")
     widget.apply.setChecked(False)
-    end = time.perf_counter() + 3.0
-    while time.perf_counter() < end:  # the form is filled in; torch warms up meanwhile
-        app.processEvents()
-        time.sleep(0.001)
+    pump(app, 3.0)  # the form is filled in; torch warms up meanwhile
 
     ticks: list[float] = []
     steps: list[int] = []
-    timer = QTimer()
-    timer.setInterval(TICK_MS)
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-    timer.start()
+    timer = tick_timer(ticks)
     start = time.perf_counter()
     assert widget.start(), "the run did not start"
     stopped_at = None

@@ -198,7 +198,7 @@ def main(argv=None) -> int:
             r.setdefault("run", previous.get("date"))
         for r in rows.values():
             r["run"] = record["date"]
-        record["rows"] = {t: {**kept, **rows}[t] for t in sorted({**kept, **rows})}
+        record["rows"] = dict(sorted({**kept, **rows}.items()))
         record["command"] = f"{previous.get('command')}; then {record['command']}"
     saved[args.which] = record
     OUT.write_text(json.dumps(saved, indent=2) + "\n")

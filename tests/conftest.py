@@ -42,6 +42,24 @@ def fmd_pair(shared_data) -> tuple[np.ndarray, np.ndarray]:
     return noisy, gt
 
 
+@pytest.fixture(scope="session")
+def w2s_noise_pair(shared_data) -> tuple[np.ndarray, np.ndarray]:
+    """A real W2S ground truth (FOV 009, 256 x 256, float32) with camera-like spatially
+    correlated noise (smoothed plus a little white), and with independent noise of about
+    the same strength: ``(correlated, independent)``."""
+    import tifffile
+    from scipy.ndimage import gaussian_filter
+
+    gt = tifffile.imread(
+        shared_data / "W2S_8bit_subset" / "images_avg400_8bit" / "target_avg400_009_0.tif"
+    ).astype(np.float32)[:256, :256]
+    rng = np.random.default_rng(0)
+    smooth = gaussian_filter(rng.normal(0, 1.0, gt.shape), 1.0)
+    correlated = gt + 3.0 * rng.normal(0, 1.0, gt.shape) + smooth * (12.0 / smooth.std())
+    independent = gt + 12.0 * rng.normal(0, 1.0, gt.shape)
+    return correlated.astype(np.float32), independent.astype(np.float32)
+
+
 @pytest.fixture
 def user_dir(tmp_path, monkeypatch):
     """An empty user model folder; the models' registrations are restored afterwards."""

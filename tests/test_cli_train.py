@@ -119,20 +119,12 @@ def test_pairs_of_different_shapes_and_a_missing_clean_image(user_dir, pair, tmp
 
 
 def test_noise2void_on_correlated_noise_says_it_uses_a_blind_block(
-    user_dir, shared_data, tmp_path, capsys
+    user_dir, w2s_noise_pair, tmp_path, capsys
 ):
     """The automatic blind block is announced (a choice made from the data) and recorded."""
-    import numpy as np
-    from scipy.ndimage import gaussian_filter
-
-    gt = tifffile.imread(
-        shared_data / "W2S_8bit_subset" / "images_avg400_8bit" / "target_avg400_009_0.tif"
-    ).astype(np.float32)[:256, :256]
-    rng = np.random.default_rng(0)
-    smooth = gaussian_filter(rng.normal(0, 1.0, gt.shape), 1.0)
-    noisy = gt + 3.0 * rng.normal(0, 1.0, gt.shape) + smooth * (12.0 / smooth.std())
+    noisy = w2s_noise_pair[0]
     path = tmp_path / "correlated.tif"
-    tifffile.imwrite(path, noisy.astype(np.float32))
+    tifffile.imwrite(path, noisy)  # float32
     assert main(["train", str(path), "--mode", "n2v2", "--steps", "2", *TINY]) == 0
     err = capsys.readouterr().err
     assert "note: The noise is spatially correlated" in err and "block" in err

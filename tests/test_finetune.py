@@ -307,19 +307,11 @@ def test_n2v2_trains_a_network_without_pass_through(user_dir, membrane):
     assert result.card["training"]["blind_spot"]["replacement"].startswith("median")
 
 
-def test_correlated_noise_gets_a_blind_block_chosen_from_the_noise(user_dir, shared_data):
+def test_correlated_noise_gets_a_blind_block_chosen_from_the_noise(user_dir, w2s_noise_pair):
     """Smoothed (camera-like) noise on a real W2S ground truth: the blind spot grows to a
     block on its own, the card says so; independent noise keeps one pixel; a radius given
     by the user is kept."""
-    from scipy.ndimage import gaussian_filter
-
-    gt = tifffile.imread(
-        shared_data / "W2S_8bit_subset" / "images_avg400_8bit" / "target_avg400_009_0.tif"
-    ).astype(np.float32)[:256, :256]
-    rng = np.random.default_rng(0)
-    smooth = gaussian_filter(rng.normal(0, 1.0, gt.shape), 1.0)
-    correlated = gt + 3.0 * rng.normal(0, 1.0, gt.shape) + smooth * (12.0 / smooth.std())
-    independent = gt + 12.0 * rng.normal(0, 1.0, gt.shape)
+    correlated, independent = w2s_noise_pair
     spec = FinetuneSpec(mode="n2v2", steps=2, **TINY)
     prepared = prepare(spec, correlated)
     assert prepared.blind_radius >= 1

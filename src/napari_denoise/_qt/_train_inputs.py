@@ -77,7 +77,8 @@ class StartModelCombo(QComboBox):
             if (psf and not self._psf) or m.name.endswith("-deconvolved"):
                 continue
             self.addItem(f"{m.title or m.name}  [{m.name}]", m.name)
-            if self._mode == "n2v2" and passes_input_through(_config(m)):
+            config = m.extra.get("model", {}).get("config", {})
+            if self._mode == "n2v2" and passes_input_through(config):
                 item = self.model().item(self.count() - 1)
                 item.setEnabled(False)
                 item.setToolTip(
@@ -93,15 +94,3 @@ class StartModelCombo(QComboBox):
     def start(self) -> str:
         """The engine's ``start``: a model name, or ``"new:unet"``."""
         return self.currentData()
-
-
-def _config(method) -> dict:
-    """The network options in a model method's card (empty when it cannot be read)."""
-    import json
-    from pathlib import Path
-
-    try:
-        card = json.loads(Path(method.extra["model"]["card"]).read_text())
-    except (KeyError, OSError, ValueError):
-        return {}
-    return card.get("config") or {}

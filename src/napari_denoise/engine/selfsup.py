@@ -265,17 +265,12 @@ def blind_radius_for(images: Sequence[np.ndarray], threshold: float = 0.1) -> in
     (:func:`~.calibrate.noise_covariance`) stays below ``threshold`` in magnitude, at
     least 1 and at most :data:`MAX_BLIND_RADIUS`. The median over the images is taken.
     """
-    from .calibrate import (
-        CORRELATED_RATIO,
-        center_crop,
-        noise_correlation_ratio,
-        noise_covariance,
-    )
+    from .calibrate import center_crop, noise_covariance, noise_is_correlated
 
     radii = []
     for img in images:
         plane = center_crop(np.asarray(img, np.float32), 1024)
-        if min(plane.shape[-2:]) < 64 or noise_correlation_ratio(plane) <= CORRELATED_RATIO:
+        if min(plane.shape[-2:]) < 64 or not noise_is_correlated(plane):
             radii.append(0)
             continue
         reach = MAX_BLIND_RADIUS + 1

@@ -150,9 +150,8 @@ def tile_iter(
 def _batches(tiles: list[Tile], size: int) -> Iterator[list[Tile]]:
     """Runs of up to ``size`` consecutive tiles of the same shape."""
     run: list[Tile] = []
-    for t in tiles:
-        shape = tuple(r.stop - r.start for r in t.region)
-        if run and (len(run) == size or shape != tuple(r.stop - r.start for r in run[0].region)):
+    for t in tiles:  # a tile's weight has the tile's shape
+        if run and (len(run) == size or t.weight.shape != run[0].weight.shape):
             yield run
             run = []
         run.append(t)
@@ -188,12 +187,8 @@ def run_tiled(
         return out
     acc = np.zeros(block.shape, np.float32)
     norm = np.zeros(block.shape, np.float32)
-    if batch > 1 and fn_batch is not None:
-        groups = _batches(tiles, batch)
-    else:
-        groups = ([t] for t in tiles)
     done = 0
-    for group in groups:
+    for group in _batches(tiles, batch if fn_batch is not None else 1):
         inputs = [np.ascontiguousarray(block[t.region]) for t in group]
         results = fn_batch(inputs) if len(group) > 1 else [fn(inputs[0])]
         for t, result in zip(group, results, strict=True):

@@ -611,6 +611,7 @@ def _method_for(card_path: Path) -> Method:
                 "architecture": card["architecture"],
                 "sha256": card["weights"]["sha256"],
                 "parameters": card.get("parameters"),
+                "config": card.get("config") or {},
                 "card": str(card_path),
             },
             "tile": MODEL_TILE,
