@@ -75,8 +75,10 @@ def _hela(data: Path) -> np.ndarray:
     return tifffile.imread(data / HELA)[:, 80:592]
 
 
-def proxy_type(data: Path, channel: int, regime: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Four 8-bit noisy captures (4, 512, 512) and their float ground truth (0..255)."""
+def proxy_type(
+    data: Path, channel: int, regime: str, seed: int, captures: int = 4
+) -> tuple[np.ndarray, np.ndarray]:
+    """``captures`` 8-bit noisy captures (k, 512, 512) and their float ground truth (0..255)."""
     image = _hela(data)[..., channel].astype(np.float64)
     lo, hi = np.percentile(image, (0.5, 99.9))
     signal = np.clip((image - lo) / (hi - lo), 0, 1)
@@ -85,22 +87,28 @@ def proxy_type(data: Path, channel: int, regime: str, seed: int) -> tuple[np.nda
     clean = 255.0 * r["background"] + span * signal
     gain = span / r["photons"]  # 8-bit units per photon at the peak
     rng = np.random.default_rng(seed)
-    captures = []
-    for _ in range(4):
+    out = []
+    for _ in range(captures):
         shot = gain * rng.poisson(clean / gain) - clean
         noise = shot + rng.normal(0, r["read"], clean.shape)
         if r["correlated"]:
             c = r["correlated"]
             noise = np.sqrt(1 - c) * noise + np.sqrt(c) * _blur(noise, 0.8)
-        captures.append(np.clip(np.round(clean + noise), 0, 255).astype(np.uint8))
-    return np.stack(captures), np.clip(clean, 0, 255)
+        out.append(np.clip(np.round(clean + noise), 0, 255).astype(np.uint8))
+    return np.stack(out), np.clip(clean, 0, 255)
 
 
 def parse_variant(text: str) -> dict:
     out = {}
     for part in filter(None, text.split(",")):
         key, value = part.split("=")
-        out[key] = float(value) if "." in value or "e" in value else int(value)
+        try:
+            out[key] = int(value)
+        except ValueError:
+            try:
+                out[key] = float(value)
+            except ValueError:
+                out[key] = value  # e.g. loss=l2
     return out
 
 
@@ -111,6 +119,13 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes", type=float, default=2.0)
     parser.add_argument("--start", default=None)
     parser.add_argument("--types", nargs="*", default=None)
+    parser.add_argument(
+        "--captures",
+        type=int,
+        default=4,
+        help="noisy captures trained on (the first 4 are scored; more test whether more "
+        "noise realisations help)",
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -128,25 +143,35 @@ def main(argv=None) -> int:
     results = {}
     for v, variant in enumerate(args.variants):
         spec_kw = parse_variant(variant)
+        label = variant
+        if args.minutes != 2.0:
+            label += f" ({args.minutes:g} min)"
+        if args.captures != 4:
+            label += f" ({args.captures} captures)"
         rows = {}
         for i, (name, channel, regime) in enumerate(types):
             raw, gt = proxy_type(args.data, channel, regime, seed=100 + i)
+            extra = None
+            if args.captures > 4:  # other noise realisations of the same ground truth
+                extra, _ = proxy_type(
+                    args.data, channel, regime, seed=1000 + i, captures=args.captures - 4
+                )
             rows[name] = r = train_fmd.finetune_halves(
-                raw, gt, start, args.minutes, f"proxy{v}-{name}", **spec_kw
+                raw, gt, start, args.minutes, f"proxy{v}-{name}", extra=extra, **spec_kw
             )
             print(
-                f"[{variant}] {name:11s} noisy {r['noisy']:.2f}  {start} {r['default']:.2f}  "
+                f"[{label}] {name:11s} noisy {r['noisy']:.2f}  {start} {r['default']:.2f}  "
                 f"fine-tuned {r['finetuned']:.2f} ({r['gain']:+.2f} dB, {r['steps']} steps)",
                 flush=True,
             )
         gains = [r["gain"] for r in rows.values()]
-        results[variant] = {
+        results[label] = {
             "rows": rows,
             "mean_gain": float(np.mean(gains)),
             "min_gain": float(np.min(gains)),
         }
         print(
-            f"[{variant}] mean gain {np.mean(gains):+.2f} dB, min {np.min(gains):+.2f} dB",
+            f"[{label}] mean gain {np.mean(gains):+.2f} dB, min {np.min(gains):+.2f} dB",
             flush=True,
         )
     if args.dry_run:
@@ -154,7 +179,12 @@ def main(argv=None) -> int:
     saved = json.loads(args.out.read_text()) if args.out.is_file() else {}
     entry = saved.setdefault("finetune_proxy", {})
     for variant, record in results.items():
-        record.update(start=start, minutes=args.minutes, date=time.strftime("%Y-%m-%d %H:%M"))
+        record.update(
+            start=start,
+            minutes=args.minutes,
+            captures=args.captures,
+            date=time.strftime("%Y-%m-%d %H:%M"),
+        )
         entry[variant] = record
     args.out.write_text(json.dumps(saved, indent=2) + "\n")
     if args.out == train_fmd.OUT:

@@ -75,13 +75,26 @@ def score(method: str, noisy: np.ndarray, gt: np.ndarray) -> float:
 
 
 def finetune_halves(
-    raw: np.ndarray, gt: np.ndarray, start: str, minutes: float, name: str, **spec_kw
+    raw: np.ndarray,
+    gt: np.ndarray,
+    start: str,
+    minutes: float,
+    name: str,
+    extra: np.ndarray | None = None,
+    **spec_kw,
 ) -> dict:
     """Fine-tune ``start`` on the left halves of the captures ``raw`` (k, y, x) against
-    ``gt``; score it and ``start`` on the right halves, each denoised alone."""
+    ``gt``; score it and ``start`` on the right halves, each denoised alone.
+
+    ``extra`` (m, y, x): more captures of the same ground truth whose left halves are
+    trained on too (an experiment on the proxy: does more noise data help?); never scored.
+    """
     half = raw.shape[-1] // 2
     spec = FinetuneSpec(mode="supervised", start=start, minutes=minutes, name=name, **spec_kw)
-    prepared = prepare(spec, raw, np.stack([gt] * len(raw)), regions=[(0, 0, raw.shape[-2], half)])
+    train = raw if extra is None else np.concatenate([raw, extra])
+    prepared = prepare(
+        spec, train, np.stack([gt] * len(train)), regions=[(0, 0, raw.shape[-2], half)]
+    )
     t0 = time.perf_counter()
     result, tick = run(finetune_iter(prepared))
     seconds = time.perf_counter() - t0

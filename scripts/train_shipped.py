@@ -166,6 +166,31 @@ SPECS = {
         ),
         experimental=True,
     ),
+    "ridnet-fluo": Spec(
+        name="ridnet-fluo",
+        architecture="ridnet",
+        config={"features": 16, "modules": 4, "reduction": 4},
+        title="RIDNet, scaled down (feature attention, blind)",
+        description=(
+            "Real-image denoiser with feature attention (RIDNet, Anwar & Barnes 2019): 4 "
+            "enhancement attention modules of 16 channels (the paper has 64: 95k parameters "
+            "instead of 1.5M, for a CPU). Blind; same data and recipe as unet-fluo, shorter "
+            "training."
+        ),
+        experimental=True,
+    ),
+    "dncnn-fluo": Spec(
+        name="dncnn-fluo",
+        architecture="dncnn",
+        config={"depth": 17, "features": 24},
+        title="DnCNN, scaled down (residual, blind)",
+        description=(
+            "Plain residual CNN (DnCNN, Zhang et al. 2017): the paper's 17 layers with 24 "
+            "channels instead of 64 (79k parameters instead of 556k, for a CPU), batch "
+            "normalisation. Blind; same data and recipe as unet-fluo, shorter training."
+        ),
+        experimental=True,
+    ),
 }
 
 
