@@ -517,6 +517,36 @@ def _training_markdown(path: Path) -> list[str]:
             "Anchor: PN2V on FMD Confocal_MICE 38.2 dB (Prakash et al.; not measured here).",
             "",
         ]
+    lines += _n2v_start_markdown(saved.get("n2v_start"))
+    return lines
+
+
+def _n2v_start_markdown(rec: dict | None) -> list[str]:
+    """Where Noise2Void starts, chosen on held-out W2S images (benchmarks/n2v_start.py)."""
+    if not rec:
+        return []
+    start = rec["start"]
+    lines = [
+        f"Where Noise2Void starts was chosen off FMD, on held-out W2S images "
+        f"(`benchmarks/n2v_start.py`, {rec['minutes']:g} min each on one thread, "
+        f"range-invariant PSNR dB, run {rec['date']}):",
+        "",
+        f"| image | noisy | {start} as shipped | N2V2, new U-Net | N2V from {start} | blind spot |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for key, r in rec["rows"].items():
+        radius = r["blind_radius"]
+        spot = f"{2 * radius + 1}x{2 * radius + 1}" if radius else "1 px"
+        lines.append(
+            f"| {key} | {r['noisy']:.2f} | {r['start']:.2f} | {r['n2v2_new']:.2f} | "
+            f"{r['n2v_from_start']:.2f} | {spot} |"
+        )
+    m = rec["mean"]
+    lines += [
+        f"| **mean** | {m['noisy']:.2f} | {m['start']:.2f} | {m['n2v2_new']:.2f} | "
+        f"{m['n2v_from_start']:.2f} | |",
+        "",
+    ]
     return lines
 
 
