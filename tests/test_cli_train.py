@@ -130,3 +130,14 @@ def test_noise2void_on_correlated_noise_says_it_uses_a_blind_block(
     assert "note: The noise is spatially correlated" in err and "block" in err
     card = json.loads((user_dir / "unet-n2v2.json").read_text())
     assert card["training"]["blind_spot"]["radius"] >= 1
+
+
+def test_n2v2_without_start_trains_a_new_unet(user_dir, pair, capsys):
+    """N2V2 cannot train the shipped residual U-Nets: without --start it builds a new one
+    (as the Train widget does) instead of failing."""
+    noisy_path, _ = pair
+    args = ["train", str(noisy_path), "--mode", "n2v2", "--steps", "2", *TINY[2:]]
+    assert main(args) == 0
+    card = json.loads((user_dir / "unet-n2v2.json").read_text())
+    assert card["started_from"]["name"] == "new:unet"
+

@@ -176,9 +176,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise ParameterError(f"--config is not valid JSON ({err.msg}): {args.config}") from None
         if not isinstance(config, dict):
             raise ParameterError("--config must be a JSON object such as '{\"base\": 16}'.")
+    start = args.start
+    if start is None:
+        start = "new:unet" if args.mode == "n2v2" else FinetuneSpec.start
     spec = FinetuneSpec(
         mode=args.mode,
-        start=args.start,
+        start=start,
         name=args.name,
         steps=args.steps,
         minutes=args.minutes,
@@ -350,8 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="supervised", choices=["supervised", "n2v", "n2v2", "n2v-psf"])
     p.add_argument(
         "--start",
-        default="unet-fluo",
-        help="model to start from, or new:ARCHITECTURE (e.g. new:unet)",
+        default=None,
+        help="model to start from, or new:ARCHITECTURE (e.g. new:unet); default: unet-fluo, "
+        "or a new U-Net for n2v2 (which cannot train a network that adds its input to its "
+        "output)",
     )
     p.add_argument(
         "--config", help="JSON options of a new:ARCHITECTURE network, e.g. '{\"base\": 16}'"
