@@ -140,4 +140,3 @@ def test_n2v2_without_start_trains_a_new_unet(user_dir, pair, capsys):
     assert main(args) == 0
     card = json.loads((user_dir / "unet-n2v2.json").read_text())
     assert card["started_from"]["name"] == "new:unet"
-

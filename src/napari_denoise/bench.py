@@ -560,7 +560,7 @@ def _n2v_start_markdown(rec: dict | None) -> list[str]:
             f"as it is scores {shipped_lead:.2f} dB higher still: Noise2Void is worth its "
             "minutes on images unlike the shipped models' training data."
         )
-    return lines + [text, ""]
+    return [*lines, text, ""]
 
 
 def main() -> None:  # pragma: no cover - convenience for `python -m napari_denoise.bench`
