@@ -218,7 +218,12 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size**3 / best / 1e9
 
 
-def model_speed(variant: Variant, *, peak: float, side: int = 2048, repeats: int = 2) -> dict:
+SPEED_REPEATS = 5  # the best of several runs: this shared machine's runs spread up to 1.7x
+
+
+def model_speed(
+    variant: Variant, *, peak: float, side: int = 2048, repeats: int = SPEED_REPEATS
+) -> dict:
     """A network's speed on one ``side`` x ``side`` frame through the whole engine.
 
     ms per megapixel (best of ``repeats``, after a warm-up on a small image), the
@@ -247,7 +252,14 @@ def model_speed(variant: Variant, *, peak: float, side: int = 2048, repeats: int
         "gflops": gflops,
         "peak_gflops": peak,
         "peak_fraction": gflops / peak,
+        "repeats": repeats,
     }
+
+
+def _repeats(speeds: dict) -> str:
+    """'5', or '2 to 5' when rows were measured in runs of different lengths."""
+    counts = sorted({int(s.get("repeats", 2)) for s in speeds.values()})  # 2 before it was kept
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
 
 
 def _mean(rows: list[dict]) -> dict:
@@ -370,9 +382,10 @@ def _markdown(results: dict, training: Path | None = None) -> str:
             "",
             "## Network speed (one 2048 x 2048 frame, whole engine: tiling, normalisation)",
             "",
-            "Best of 2 runs after a warm-up (this machine is shared; repeated runs spread up to",
-            "1.5x). GFLOP/s counts the convolutions' multiply-accumulates twice; the peak is this",
-            "machine's float32 matrix multiply (torch.mm 2048^3) measured in the same run.",
+            f"Best of {_repeats(results['model_speed'])} runs after a warm-up (this machine "
+            "is shared; repeated runs spread up to 1.7x). GFLOP/s counts the convolutions' multiply-accumulates "
+            "twice; the peak is this machine's float32 matrix multiply (torch.mm 2048^3) "
+            "measured in the same run.",
             "",
             "| model | ms / MP | MP / s | MACs / pixel | GFLOP/s | % of matmul peak |",
             "|---|---:|---:|---:|---:|---:|",
