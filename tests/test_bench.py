@@ -26,3 +26,24 @@ def test_proxy_table_marks_types_not_run_and_picks_the_best_under_the_protocol(t
     assert "| `lr=3e-4 (8 min)` | \u2014 | +0.90 | +0.90 | +0.90 |" in text
     assert "| `lr=1e-3` | +0.90 | +0.30 | +0.60 | +0.30 |" in text
     assert "under the benchmark's protocol: `lr=3e-4`" in text
+
+
+def test_n2v_start_section_states_the_measured_differences(tmp_path):
+    row = {"noisy": 20.0, "start": 34.0, "n2v2_new": 32.0, "n2v_from_start": 33.5}
+    record = {
+        "start": "unet-fluo",
+        "minutes": 2.0,
+        "date": "2026-11-23 08:56",
+        "rows": {"w2s009_0": row | {"blind_radius": 0, "steps": [10, 10]}},
+        "mean": row,
+    }
+    path = tmp_path / "training.json"
+    path.write_text(json.dumps({"n2v_start": record}))
+    text = "\n".join(_training_markdown(path))
+    assert "| w2s009_0 | 20.00 | 34.00 | 32.00 | 33.50 | 1 px |" in text
+    assert "Noise2Void from `unet-fluo` scores +1.50 dB against N2V2" in text
+    assert "scores 0.50 dB higher still" in text
+    # Where training on the image wins, the report does not claim the opposite.
+    record["mean"] = record["rows"]["w2s009_0"] = row | {"n2v_from_start": 35.0, "blind_radius": 0}
+    path.write_text(json.dumps({"n2v_start": record}))
+    assert "higher still" not in "\n".join(_training_markdown(path))
