@@ -80,7 +80,7 @@ def test_memory_mapped_input_is_denoised(tmp_path, real):
         (np.array([["a", "b"]] * 3), {}, "numeric"),
         (np.zeros((2, 2)), {}, "at least 3x3"),
         (np.zeros((8, 8)), {"axes": "ZYX"}, "3 letters"),
-        (np.zeros((4, 8, 8)), {"axes": "TTX"}, ""),
+        (np.zeros((4, 8, 8)), {"axes": "TTX"}, "repeats T"),
     ],
 )
 def test_bad_input_gets_a_clear_message(image, kwargs, words):
