@@ -128,17 +128,24 @@ def finetune(root: Path, types: list[str], minutes: float, start: str, **spec_kw
     return rows
 
 
-def n2v(root: Path, types: list[str], minutes: float, mode: str, radius: int | None) -> dict:
+def n2v(
+    root: Path,
+    types: list[str],
+    minutes: float,
+    mode: str,
+    radius: int | None,
+    start: str = "new:unet",
+) -> dict:
     rows = {}
     for t in types:
         noisy = load_image(root / "raw" / f"{t}_1.png")
         gt = load_image(root / "gt" / f"{t}_1.png")
         spec = FinetuneSpec(
             mode=mode,
-            start="new:unet",
+            start=start,
             minutes=minutes,
             name=f"n2v-{t}",
-            config=N2V_CONFIG,
+            config=N2V_CONFIG if start.startswith("new:") else None,
             blind_radius=radius,
         )
         prepared = prepare(spec, noisy)
@@ -149,6 +156,7 @@ def n2v(root: Path, types: list[str], minutes: float, mode: str, radius: int | N
             "noisy": psnr(gt, noisy, data_range=255.0),
             "n2v": score(result.name, noisy, gt),
             "gaussian": score("gaussian", noisy, gt),
+            **({} if start.startswith("new:") else {"start": score(start, noisy, gt)}),
             "steps": tick.step if tick else 0,
             "seconds": round(seconds, 1),
             "blind_radius": result.card["training"]["blind_spot"]["radius"],
@@ -156,7 +164,8 @@ def n2v(root: Path, types: list[str], minutes: float, mode: str, radius: int | N
         r = rows[t]
         print(
             f"{t:18s} noisy {r['noisy']:.2f}  {mode} {r['n2v']:.2f}  gaussian {r['gaussian']:.2f}"
-            f"  (blind radius {r['blind_radius']}, {r['steps']} steps, {r['seconds']:.0f} s)",
+            + (f"  {start} {r['start']:.2f}" if "start" in r else "")
+            + f"  (blind radius {r['blind_radius']}, {r['steps']} steps, {r['seconds']:.0f} s)",
             flush=True,
         )
     return rows
@@ -167,7 +176,12 @@ def main(argv=None) -> int:
     parser.add_argument("which", choices=("finetune", "n2v"))
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--minutes", type=float, default=None, help="per type (2 / 5)")
-    parser.add_argument("--start", default=None, help="model to fine-tune (default: the default)")
+    parser.add_argument(
+        "--start",
+        default=None,
+        help="finetune: model to fine-tune (default: the default); n2v: where Noise2Void "
+        "starts (default: new:unet; a trained model is recorded as 'n2v_from_start')",
+    )
     parser.add_argument("--mode", default="n2v2", choices=("n2v", "n2v2"))
     parser.add_argument("--types", nargs="*", default=None)
     parser.add_argument(
@@ -179,6 +193,7 @@ def main(argv=None) -> int:
     os.environ["NAPARI_DENOISE_THREADS"] = str(args.threads)
     root = args.data / "FMD_test_mix"
     types = args.types or fmd_types(root)
+    which = args.which  # the JSON entry
     if args.which == "finetune":
         default = default_method()
         start = args.start or (default.name if default.kind == "model" else "unet-fluo")
@@ -188,10 +203,14 @@ def main(argv=None) -> int:
     else:
         minutes = args.minutes or 5.0
         radius = None if args.blind_radius == "auto" else int(args.blind_radius)
-        rows = n2v(root, types, minutes, args.mode, radius)
+        start = args.start or "new:unet"
+        rows = n2v(root, types, minutes, args.mode, radius, start)
+        if not start.startswith("new:"):
+            which = "n2v_from_start"
         record = {
             "mode": args.mode,
-            "config": N2V_CONFIG,
+            "start": start,
+            "config": N2V_CONFIG if start.startswith("new:") else None,
             "minutes_per_type": minutes,
             "rows": rows,
         }
@@ -203,7 +222,7 @@ def main(argv=None) -> int:
     if args.dry_run:
         return 0
     saved = json.loads(OUT.read_text()) if OUT.is_file() else {}
-    previous = saved.get(args.which)
+    previous = saved.get(which)
     if args.types and previous:
         # Some types re-run: keep the other rows, and say which rows come from which run.
         kept = {t: r for t, r in previous["rows"].items() if t not in rows}
@@ -213,7 +232,7 @@ def main(argv=None) -> int:
             r["run"] = record["date"]
         record["rows"] = dict(sorted({**kept, **rows}.items()))
         record["command"] = f"{previous.get('command')}; then {record['command']}"
-    saved[args.which] = record
+    saved[which] = record
     OUT.write_text(json.dumps(saved, indent=2) + "\n")
     rewrite_markdown(REPO / "docs" / "benchmarks.json")
     print(f"wrote {OUT} and docs/benchmarks.md")

@@ -47,3 +47,24 @@ def test_n2v_start_section_states_the_measured_differences(tmp_path):
     record["mean"] = record["rows"]["w2s009_0"] = row | {"n2v_from_start": 35.0, "blind_radius": 0}
     path.write_text(json.dumps({"n2v_start": record}))
     assert "higher still" not in "\n".join(_training_markdown(path))
+
+
+def test_n2v_from_a_shipped_model_counts_the_types_it_improves(tmp_path):
+    rows = {
+        "A": {"noisy": 20.0, "start": 30.0, "n2v": 31.0, "gaussian": 29.0, "steps": 5},
+        "B": {"noisy": 20.0, "start": 30.0, "n2v": 29.0, "gaussian": 29.0, "steps": 5},
+        "C": {"noisy": 20.0, "start": 30.0, "n2v": 30.5, "gaussian": 29.0, "steps": 5},
+    }
+    record = {
+        "mode": "n2v",
+        "start": "unet-fluo",
+        "minutes_per_type": 4.0,
+        "threads": 1,
+        "date": "2026-11-23 10:00",
+        "rows": rows,
+    }
+    path = tmp_path / "training.json"
+    path.write_text(json.dumps({"n2v_from_start": record}))
+    text = "\n".join(_training_markdown(path))
+    assert "| A | 20.00 | 30.00 | 31.00 | 29.00 | 1 px | 5 |" in text
+    assert "beats `unet-fluo` as shipped on 2 of 3 types (+0.17 dB on average)" in text

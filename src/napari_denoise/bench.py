@@ -530,7 +530,45 @@ def _training_markdown(path: Path) -> list[str]:
             "Anchor: PN2V on FMD Confocal_MICE 38.2 dB (Prakash et al.; not measured here).",
             "",
         ]
+    lines += _n2v_from_start_markdown(saved.get("n2v_from_start"))
     lines += _n2v_start_markdown(saved.get("n2v_start"))
+    return lines
+
+
+def _n2v_from_start_markdown(rec: dict | None) -> list[str]:
+    """Noise2Void on one FMD capture, starting from a shipped model (train_fmd.py n2v --start)."""
+    if not rec:
+        return []
+    start, rows = rec["start"], rec["rows"]
+    lines = [
+        f"{rec['mode'].upper()} from `{start}` on the same capture of each type, at most "
+        f"{rec['minutes_per_type']:g} min on {rec['threads']} CPU thread(s) "
+        f"({_runs(rows, rec['date'])}), beside `{start}` as shipped on that capture:",
+        "",
+        f"| type | noisy | {start} as shipped | {rec['mode']} from {start} | gaussian (auto) "
+        "| blind spot | steps |",
+        "|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for t, r in rows.items():
+        radius = r.get("blind_radius", 0)
+        spot = f"{2 * radius + 1}x{2 * radius + 1}" if radius else "1 px"
+        lines.append(
+            f"| {t} | {r['noisy']:.2f} | {r['start']:.2f} | {r['n2v']:.2f} | "
+            f"{r['gaussian']:.2f} | {spot} | {r['steps']} |"
+        )
+    mean = {
+        k: float(np.mean([r[k] for r in rows.values()]))
+        for k in ("noisy", "start", "n2v", "gaussian")
+    }
+    better = sum(r["n2v"] > r["start"] for r in rows.values())
+    lines += [
+        f"| **all** | {mean['noisy']:.2f} | {mean['start']:.2f} | {mean['n2v']:.2f} | "
+        f"{mean['gaussian']:.2f} | | |",
+        "",
+        f"Training on the capture itself beats `{start}` as shipped on {better} of "
+        f"{len(rows)} types ({mean['n2v'] - mean['start']:+.2f} dB on average).",
+        "",
+    ]
     return lines
 
 
