@@ -68,3 +68,16 @@ def test_n2v_from_a_shipped_model_counts_the_types_it_improves(tmp_path):
     text = "\n".join(_training_markdown(path))
     assert "| A | 20.00 | 30.00 | 31.00 | 29.00 | 1 px | 5 |" in text
     assert "beats `unet-fluo` as shipped on 2 of 3 types (+0.17 dB on average)" in text
+
+
+def test_the_default_models_self_ensemble_is_benched_only_when_named():
+    from napari_denoise.bench import _variants
+    from napari_denoise.engine.methods import default_method
+
+    name = default_method().name
+    everything = {v.label: dict(v.params) for v in _variants(None)}
+    assert everything[f"{name}+ens8"] == {"ensemble": 8}
+    assert everything[name] == {}
+    # Naming the model runs it once per image; the 8x slower ensemble must be asked for.
+    assert [v.label for v in _variants([name])] == [name]
+    assert [v.label for v in _variants([f"{name}+ens8"])] == [f"{name}+ens8"]

@@ -141,3 +141,29 @@ def test_n2v2_unet_options_change_the_network_and_keep_the_shape():
     assert isinstance(n2v2.pool, models.unet.BlurPool)
     # Without the top skip the first decoder block only sees the upsampled features.
     assert n2v2.merge[-1][0].in_channels == 8 and plain.merge[-1][0].in_channels == 16
+
+
+def _random_unet():
+    torch.manual_seed(1)
+    model = build("unet", SMALL["unet"]).eval()
+    with torch.no_grad():  # an untrained U-Net is the identity: give it random weights
+        for p in model.parameters():
+            p.normal_(0.0, 0.05)
+    return model
+
+
+def test_the_self_ensemble_averages_the_turned_back_outputs_of_flipped_inputs():
+    model = _random_unet()
+    image = np.random.default_rng(2).random((24, 32)).astype(np.float32) * 100
+    run = lambda img, k=1: run_model(model, np.ascontiguousarray(img), low=0, high=100, ensemble=k)  # noqa: E731
+    flips = [image, image[:, ::-1], image[::-1], image[::-1, ::-1]]
+    back = [run(flips[0]), run(flips[1])[:, ::-1], run(flips[2])[::-1], run(flips[3])[::-1, ::-1]]
+    np.testing.assert_allclose(run(image, 2), (back[0] + back[1]) / 2, rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose(run(image, 4), np.mean(back, axis=0), rtol=1e-4, atol=1e-2)
+    # All eight symmetries: the result turns with the image; a single pass does not.
+    plain_t, ens_t = run(image.T).T, run(image.T, 8).T
+    assert np.abs(plain_t - run(image)).max() > 0.3
+    np.testing.assert_allclose(ens_t, run(image, 8), rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose(run(image[::-1], 8)[::-1], run(image, 8), rtol=1e-4, atol=1e-2)
+    with pytest.raises(ValueError, match="ensemble must be one of"):
+        run(image, 3)

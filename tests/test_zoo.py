@@ -142,7 +142,12 @@ def test_user_model_is_listed_as_a_model_method(saved):
     described = method.describe()
     assert described["kind"] == "model"
     assert described["model"]["sha256"] == saved[1]["weights"]["sha256"]
-    assert {p["name"] for p in described["params"]} == {"norm_low", "norm_high", "device"}
+    assert {p["name"] for p in described["params"]} == {
+        "norm_low",
+        "norm_high",
+        "ensemble",
+        "device",
+    }
     assert method.default_rank is None and method.extra["tile"] == 512
 
 
@@ -176,6 +181,25 @@ def test_tiled_unet_matches_untiled(saved, fmd_pair):
     tiled = nd.denoise(image, "tiny-unet", tile=128, output_dtype="float32")
     span = float(image.max() - image.min())
     assert np.abs(whole - tiled).max() < 1e-3 * span
+
+
+def test_self_ensemble_is_a_model_parameter_recorded_and_tiled_like_one_pass(saved, fmd_pair):
+    from napari_denoise.engine.pipeline import denoise_iter, drain
+
+    param = {p.name: p for p in nd.get_method("tiny-unet").params}["ensemble"]
+    assert param.default == 1 and param.choices == (1, 2, 4, 8)
+    image = fmd_pair[0][:200, :168].astype(np.float32)
+    result = drain(
+        denoise_iter(image, "tiny-unet", tile=256, output_dtype="float32", params={"ensemble": 8})
+    )
+    assert result.params["ensemble"] == 8
+    single = nd.denoise(image, "tiny-unet", tile=256, output_dtype="float32")
+    span = float(image.max() - image.min())
+    assert np.abs(result.data - single).max() > 1e-3 * span  # the eight passes are averaged
+    tiled = nd.denoise(image, "tiny-unet", tile=128, output_dtype="float32", ensemble=8)
+    assert np.abs(result.data - tiled).max() < 1e-3 * span
+    with pytest.raises(nd.ParameterError, match="ensemble"):
+        nd.denoise(image, "tiny-unet", ensemble=3)
 
 
 def test_batched_tiles_match_single_tiles(saved, fmd_pair, monkeypatch):
