@@ -81,3 +81,49 @@ def test_the_default_models_self_ensemble_is_benched_only_when_named():
     # Naming the model runs it once per image; the 8x slower ensemble must be asked for.
     assert [v.label for v in _variants([name])] == [name]
     assert [v.label for v in _variants([f"{name}+ens8"])] == [f"{name}+ens8"]
+
+
+def test_fmd_brightness_finds_each_captures_scale_and_the_psnr_it_allows():
+    import numpy as np
+
+    from napari_denoise.bench import fmd_brightness
+    from napari_denoise.engine.metrics import psnr
+
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(10, 200, (64, 64))
+    pairs = [
+        ("A", 1.1 * gt + rng.normal(0, 5, gt.shape), gt),  # 10% brighter than the average
+        ("A", 0.9 * gt + rng.normal(0, 5, gt.shape), gt),
+        ("B", gt + rng.normal(0, 5, gt.shape), gt),  # as bright: no bound worth the name
+    ]
+    found = fmd_brightness(pairs)
+    assert abs(found["A"]["slope_max"] - 1.1) < 0.01 and abs(found["A"]["slope_min"] - 0.9) < 0.01
+    brighter = psnr(gt, np.clip(1.1 * gt, 0, 255), data_range=255)
+    assert abs(found["A"]["bound_psnr_min"] - brighter) < 0.5
+    assert found["B"]["bound_psnr"] > found["A"]["bound_psnr"] + 15
+
+
+def test_the_brightness_table_lists_every_type_and_the_bound():
+    from napari_denoise.bench import _brightness_markdown
+
+    kinds = ["Confocal_X", "TwoPhoton_Y"]
+    found = {
+        "Confocal_X": {
+            "slope_min": 0.98,
+            "slope_max": 1.02,
+            "bound_psnr": 50.0,
+            "bound_psnr_min": 45.0,
+        },
+        "TwoPhoton_Y": {
+            "slope_min": 0.8,
+            "slope_max": 1.2,
+            "bound_psnr": 33.9,
+            "bound_psnr_min": 30.7,
+        },
+        "all": {"bound_psnr": 41.95},
+    }
+    text = "\n".join(_brightness_markdown({"fmd": {}, "fmd_brightness": found}, kinds, ["X", "Y"]))
+    assert "| brightness a (min-max) | 0.98-1.02 | 0.80-1.20 | |" in text
+    assert "| bound, PSNR dB (mean of 4) | 50.0 | 33.9 | 42.0 |" in text
+    assert "| bound, worst capture | 45.0 | 30.7 | |" in text
+    assert _brightness_markdown({"fmd": {}}, kinds, ["X", "Y"]) == []

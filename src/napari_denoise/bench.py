@@ -108,6 +108,39 @@ def _w2s_pairs(root: Path, quick: bool):
         yield p.stem, tifffile.imread(p), tifffile.imread(gt)
 
 
+def fmd_brightness(pairs) -> dict:
+    """How far each FMD capture's brightness is from its ground truth's, per type.
+
+    A capture is regressed on its ground truth (``raw ~ a * gt + b``): noise has zero mean,
+    so ``a`` is the capture's brightness relative to the 50-frame average (laser power and
+    bleaching vary between captures). A perfect denoiser returns the noise-free scene at
+    the capture's own brightness, ``a * gt + b``, and no better can be known from one
+    frame: its PSNR against the ground truth bounds every method's (plain PSNR only;
+    range-invariant PSNR* fits the brightness away).
+    """
+    rows = defaultdict(list)
+    for kind, noisy, gt in pairs:
+        g = np.asarray(gt, np.float64).ravel()
+        z = np.asarray(noisy, np.float64).ravel()
+        gc = g - g.mean()
+        a = float(np.dot(gc, z - z.mean()) / max(np.dot(gc, gc), 1e-12))
+        b = float(z.mean() - a * g.mean())
+        scene = np.clip(a * g + b, 0, 255)
+        mse = max(float(np.mean((scene - g) ** 2)), 1e-10)
+        rows[kind].append({"slope": a, "bound_psnr": 10 * np.log10(255.0**2 / mse)})
+    out = {
+        kind: {
+            "slope_min": min(r["slope"] for r in v),
+            "slope_max": max(r["slope"] for r in v),
+            "bound_psnr": float(np.mean([r["bound_psnr"] for r in v])),
+            "bound_psnr_min": min(r["bound_psnr"] for r in v),
+        }
+        for kind, v in sorted(rows.items())
+    }
+    out["all"] = {"bound_psnr": float(np.mean([r["bound_psnr"] for v in rows.values() for r in v]))}
+    return out
+
+
 def _run(variant: Variant, noisy: np.ndarray) -> tuple[np.ndarray, float]:
     from .engine.pipeline import denoise_iter, drain
 
@@ -147,6 +180,7 @@ def run_bench(
     for kind, noisy, gt in fmd:
         noisy_rows[kind].append(compare(gt, noisy, data_range=255))
     results["fmd"]["noisy input"] = _summarise(noisy_rows)
+    results["fmd_brightness"] = fmd_brightness(fmd)
     results["w2s"]["noisy input"] = _mean([compare(gt, n, data_range=255) for _, n, gt in w2s])
 
     for v in variants:
@@ -360,6 +394,7 @@ def _markdown(results: dict, training: Path | None = None) -> str:
     for lab in labels:
         row = results["fmd"][lab]
         lines.append(f"| {lab} | " + " | ".join(f"{row[k]['psnr']:.2f}" for k in kinds) + " |")
+    lines += _brightness_markdown(results, kinds, short)
     lines += [
         "",
         f"## W2S subset ({meta['w2s_images']} widefield pairs, range-invariant)",
@@ -407,6 +442,45 @@ def _markdown(results: dict, training: Path | None = None) -> str:
             )
     lines.append("")
     return "\n".join(lines)
+
+
+def _brightness_markdown(results: dict, kinds: list[str], short: list[str]) -> list[str]:
+    found = results.get("fmd_brightness")
+    if not found:
+        return []
+    from .engine.methods import default_method
+
+    default = default_method().name
+    lines = [
+        "",
+        "### How far a capture's brightness is from its ground truth",
+        "",
+        "Each capture regressed on its ground truth (`raw ~ a * gt + b`): `a` is its brightness",
+        "relative to the 50-frame average, which varies between captures (laser power,",
+        "bleaching). A perfect denoiser returns the noise-free scene at the capture's own",
+        "brightness; its PSNR against the ground truth (the bound) caps every method's",
+        "plain PSNR, whatever it learnt. PSNR* fits the brightness away.",
+        "",
+        "| | " + " | ".join(short) + " | all |",
+        "|---|" + "---:|" * (len(kinds) + 1),
+        "| brightness a (min-max) | "
+        + " | ".join(f"{found[k]['slope_min']:.2f}-{found[k]['slope_max']:.2f}" for k in kinds)
+        + " | |",
+        "| bound, PSNR dB (mean of 4) | "
+        + " | ".join(f"{found[k]['bound_psnr']:.1f}" for k in kinds)
+        + f" | {found['all']['bound_psnr']:.1f} |",
+        "| bound, worst capture | "
+        + " | ".join(f"{found[k]['bound_psnr_min']:.1f}" for k in kinds)
+        + " | |",
+    ]
+    if default in results["fmd"]:
+        row = results["fmd"][default]
+        lines.append(
+            f"| {default} (measured) | "
+            + " | ".join(f"{row[k]['psnr']:.2f}" for k in kinds)
+            + f" | {row['all']['psnr']:.2f} |"
+        )
+    return lines
 
 
 def rewrite_markdown(json_path: Path) -> None:
