@@ -127,3 +127,23 @@ def test_the_brightness_table_lists_every_type_and_the_bound():
     assert "| bound, PSNR dB (mean of 4) | 50.0 | 33.9 | 42.0 |" in text
     assert "| bound, worst capture | 45.0 | 30.7 | |" in text
     assert _brightness_markdown({"fmd": {}}, kinds, ["X", "Y"]) == []
+
+
+def test_longer_fine_tuning_runs_are_shown_beside_the_protocol(tmp_path):
+    def row(default, finetuned, steps):
+        return {"noisy": 25.0, "default": default, "finetuned": finetuned, "steps": steps}
+
+    ft = {
+        "start": "m",
+        "minutes_per_type": 2.0,
+        "threads": 1,
+        "date": "d",
+        "rows": {"A": row(30.0, 30.3, 900), "B": row(31.0, 32.5, 900)},
+    }
+    longer = {"minutes_per_type": 10.0, "date": "e", "rows": {"A": row(30.0, 30.25, 4000)}}
+    path = tmp_path / "training.json"
+    path.write_text(json.dumps({"finetune": ft, "finetune_longer": longer}))
+    text = "\n".join(_training_markdown(path))
+    assert "| type | gain in 2 min | gain in 10 min | steps |" in text
+    assert "| A | +0.30 | +0.25 | 4000 |" in text
+    assert "| B |" not in text.split("gain in 10 min")[1]  # not run longer: no row

@@ -496,6 +496,28 @@ def _runs(rows: dict, date: str) -> str:
     return f"run {runs[0]}" if len(runs) == 1 else f"runs {', '.join(runs)}"
 
 
+def _longer_markdown(longer: dict | None, ft: dict) -> list[str]:
+    """Fine-tuning with more time on some types: does time lift the gain?"""
+    if not longer:
+        return []
+    rows = {t: r for t, r in longer["rows"].items() if t in ft["rows"]}
+    minutes = f"{longer['minutes_per_type']:g}"
+    lines = [
+        f"More time, as a diagnostic (not the protocol): the same runs with {minutes} min per "
+        f"type instead of {ft['minutes_per_type']:g}, on some types ({_runs(rows, longer['date'])}).",
+        "",
+        f"| type | gain in {ft['minutes_per_type']:g} min | gain in {minutes} min | steps |",
+        "|---|---:|---:|---:|",
+    ]
+    for t, r in rows.items():
+        short = ft["rows"][t]
+        lines.append(
+            f"| {t} | {short['finetuned'] - short['default']:+.2f} | "
+            f"{r['finetuned'] - r['default']:+.2f} | {r['steps']} |"
+        )
+    return [*lines, ""]
+
+
 def _training_markdown(path: Path) -> list[str]:
     """The section written by benchmarks/train_fmd.py (its JSON), if it has run."""
     if not path.is_file():
@@ -531,6 +553,7 @@ def _training_markdown(path: Path) -> list[str]:
             "on the whole test_mix (Zhang et al. 2019; not measured here).",
             "",
         ]
+        lines += _longer_markdown(saved.get("finetune_longer"), ft)
     proxy = saved.get("finetune_proxy")
     if proxy:
         names = max((list(rec["rows"]) for rec in proxy.values()), key=len)
