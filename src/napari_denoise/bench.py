@@ -375,6 +375,12 @@ def _markdown(results: dict, training: Path | None = None) -> str:
         "Anchors in italics are published numbers (Zhang et al. CVPR 2019, Table 2), not measured here.",
         "",
     ]
+    if any(lab.endswith("+ens8") for lab in labels):
+        lines += [
+            "`+ens8`: the same model with `ensemble=8` (its outputs for the 8 flips and "
+            "rotations of the image, turned back and averaged: 8 passes).",
+            "",
+        ]
     best = _best_classical(results)
     if best and REFERENCE in speed:
         ratio = speed[REFERENCE] / speed[best]
