@@ -5,6 +5,7 @@ The public API is Qt-free and works on plain arrays::
     import napari_denoise as nd
     clean = nd.denoise(noisy)                      # the default method, axes inferred
     clean = nd.denoise(stack, "gaussian", axes="TYX", sigma=1.2)
+    lazy = nd.denoise_dask(dask_stack, axes="TYX")      # a dask array: one task per plane
     nd.compare(ground_truth, clean, data_range=255)
     [m.name for m in nd.list_methods()]
     result = nd.finetune(noisy, mode="n2v", minutes=2)   # a new model, now a method
@@ -44,6 +45,7 @@ __all__ = [
     "__version__",
     "compare",
     "denoise",
+    "denoise_dask",
     "denoise_iter",
     "finetune",
     "get_method",
@@ -96,6 +98,32 @@ def denoise(
         _iter(image, method, axes=axes, tile=tile, output_dtype=output_dtype, params=params)
     )
     return result.data
+
+
+def denoise_dask(
+    image: Any,
+    method: str | None = None,
+    axes: str | None = None,
+    *,
+    tile: int | None = None,
+    output_dtype: Any = None,
+    **params: Any,
+):
+    """Lazy form of :func:`denoise` for dask arrays (or any array): a dask array, one task
+    per plane, equal to ``denoise``'s result once computed, on any scheduler or cluster.
+
+    Automatic parameters are chosen now, from a few sample planes; nothing else is read
+    until the result is computed::
+
+        import dask.array as da
+        from distributed import Client
+        client = Client("tcp://scheduler:8786")   # workers need napari-denoise installed
+        clean = nd.denoise_dask(da.from_zarr("stack.zarr"), axes="TYX")
+        clean.to_zarr("stack_denoised.zarr")
+    """
+    from .engine.lazy import denoise_dask as _lazy
+
+    return _lazy(image, method, axes=axes, tile=tile, output_dtype=output_dtype, params=params).data
 
 
 def denoise_iter(image: Any, method: str | None = None, axes: str | None = None, **kwargs: Any):

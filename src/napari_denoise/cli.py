@@ -85,7 +85,12 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     method = get_method(args.method) if args.method else default_method()
     params: dict[str, Any] = _parse_params(args.param)
     method.resolve_params(params)  # fail early on unknown or bad parameters
-    device = resolve_device(args.device)
+    # On a dask cluster each worker picks its own device from the one asked for.
+    device = resolve_device(args.device) if not args.scheduler else args.device
+    if args.scheduler:
+        from .engine.lazy import check_scheduler
+
+        check_scheduler(args.scheduler)
     if "device" in {p.name for p in method.params}:
         params["device"] = device
     inputs = [Path(p) for p in args.inputs]
@@ -103,8 +108,9 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
                 tile=args.tile,
                 output_dtype=args.dtype,
                 params=params,
-                on_progress=_progress_printer(not args.quiet),
+                on_progress=None if args.quiet else _progress_printer(True),
                 extra={"device": device},
+                scheduler=args.scheduler,
             )
             if not args.quiet:
                 print(file=sys.stderr)
@@ -327,6 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, help="tile size in pixels")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--dtype", choices=["float32"], help="output dtype (default: the input's)")
+    p.add_argument(
+        "--scheduler",
+        metavar="NAME|ADDRESS",
+        help="compute with dask, one task per plane: threads, processes, or the address of a "
+        "dask scheduler (tcp://host:8786) to run on a cluster (needs napari-denoise[cluster])",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_denoise)
 

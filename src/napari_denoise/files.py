@@ -5,6 +5,7 @@ The one place where a file-level run is put together, used by the CLI and the de
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,17 +55,25 @@ def denoise_file(
     params: dict | None = None,
     on_progress=None,
     extra: dict | None = None,
+    scheduler: str | None = None,
 ) -> tuple[Image, DenoiseResult, dict[str, Any]]:
     """Read ``source``, denoise it and write ``output`` + sidecar; nothing is written on error.
 
-    Returns the input image, the result and the provenance record.
+    With ``scheduler`` the planes are computed with dask (:mod:`.engine.lazy`): on a local
+    scheduler (``threads``, ``processes``) or on the cluster at that address; the result
+    is the same. Returns the input image, the result and the provenance record.
     """
     image = read_image(source, axes=axes)
-    result = drain(
-        denoise_iter(
-            image.data, method, axes=image.axes, tile=tile, output_dtype=output_dtype, params=params
-        ),
-        on_progress,
-    )
+    kw = {"axes": image.axes, "tile": tile, "output_dtype": output_dtype, "params": params}
+    if scheduler:
+        from .engine.lazy import compute, denoise_dask
+
+        result = denoise_dask(image.data, method, **kw)
+        start = time.perf_counter()
+        result.data = compute(result.data, scheduler, progress=on_progress is not None)
+        result.seconds += time.perf_counter() - start
+        extra = {**(extra or {}), "scheduler": scheduler}
+    else:
+        result = drain(denoise_iter(image.data, method, **kw), on_progress)
     prov = save_result(result, image, Path(output), extra=extra)
     return image, result, prov

@@ -64,42 +64,58 @@ def check_image(image: Any, axes: str | None = None) -> tuple[np.ndarray, str]:
     Raises :class:`~napari_denoise.errors.InputError` with a sentence saying what is wrong
     (empty, 1-D, non-numeric, NaN or infinite values, RGB colour data, axes mismatch).
     """
+    arr = image if isinstance(image, np.ndarray) else np.asarray(image)
+    axes = check_layout(arr.shape, arr.dtype, axes)
+    if np.issubdtype(arr.dtype, np.floating):
+        check_finite(arr)
+    return arr, axes
+
+
+def check_layout(shape: tuple[int, ...], dtype: Any, axes: str | None = None) -> str:
+    """What :func:`check_image` checks without reading a pixel; returns the axes.
+
+    For lazy (dask) arrays: the values are checked block by block as they are computed.
+    """
     from ..io import infer_axes, normalize_axes
 
-    arr = image if isinstance(image, np.ndarray) else np.asarray(image)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise InputError(f"The image has data type {arr.dtype}; a numeric image is needed.")
-    if arr.dtype == bool or np.iscomplexobj(arr):
-        raise InputError(f"The image has data type {arr.dtype}; denoising needs real intensities.")
-    if arr.size == 0:
-        raise InputError(f"The image is empty (shape {arr.shape}).")
-    if arr.ndim < 2:
+    dtype = np.dtype(dtype)
+    shape = tuple(int(n) for n in shape)
+    if dtype.kind not in "biufc":  # bool, integers, floats, complex
+        raise InputError(f"The image has data type {dtype}; a numeric image is needed.")
+    if dtype.kind in "bc":
+        raise InputError(f"The image has data type {dtype}; denoising needs real intensities.")
+    if int(np.prod(shape)) == 0:
+        raise InputError(f"The image is empty (shape {shape}).")
+    if len(shape) < 2:
         raise InputError(
-            f"The image is {arr.ndim}-D (shape {arr.shape}); denoising needs at least a 2-D (Y, X) image."
+            f"The image is {len(shape)}-D (shape {shape}); denoising needs at least a 2-D (Y, X) image."
         )
     if axes is None:
-        if arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.dtype == np.uint8:
+        if len(shape) == 3 and shape[-1] in (3, 4) and dtype == np.uint8:
             raise InputError(
-                f"The image looks like an RGB colour picture (shape {arr.shape}, uint8); "
+                f"The image looks like an RGB colour picture (shape {shape}, uint8); "
                 "fluorescence denoising works on grayscale channels. Convert it to grayscale, "
                 "or pass axes='YXC' to denoise each colour channel separately."
             )
-        axes = infer_axes(arr.shape)
+        axes = infer_axes(shape)
     else:
-        axes = normalize_axes(axes, arr.ndim)
-    ny, nx = arr.shape[axes.index("Y")], arr.shape[axes.index("X")]
+        axes = normalize_axes(axes, len(shape))
+    ny, nx = shape[axes.index("Y")], shape[axes.index("X")]
     if min(ny, nx) < MIN_SIZE:
         raise InputError(
             f"The image is only {ny}x{nx} pixels in Y and X; at least {MIN_SIZE}x{MIN_SIZE} is needed."
         )
-    if np.issubdtype(arr.dtype, np.floating):
-        bad = _count_nonfinite(arr)
-        if bad:
-            raise InputError(
-                f"The image contains {bad} NaN or infinite values; replace them (for example "
-                "with 0 or the background level) before denoising."
-            )
-    return arr, axes
+    return axes
+
+
+def check_finite(arr: np.ndarray, where: str = "The image") -> None:
+    """InputError if a float array holds NaN or infinite values."""
+    bad = _count_nonfinite(arr)
+    if bad:
+        raise InputError(
+            f"{where} contains {bad} NaN or infinite values; replace them (for example "
+            "with 0 or the background level) before denoising."
+        )
 
 
 def _count_nonfinite(arr: np.ndarray) -> int:
@@ -182,7 +198,6 @@ def denoise_iter(
     (64, 64)
     """
     from ..io import cast_to_dtype
-    from .noise import anscombe, estimate_noise_model, inverse_anscombe
 
     start = time.perf_counter()
     m = default_method() if method is None else get_method(method)
@@ -206,23 +221,13 @@ def denoise_iter(
     resolved: list[dict[str, Any]] = []
     stabilisers = []
     for c in range(n_channels):
-        in_channel = [i for i in indices if channel_axis is None or i[channel_axis] == c]
-        pick = np.unique(np.linspace(0, len(in_channel) - 1, SAMPLES_FOR_AUTO).round().astype(int))
-        samples = [np.asarray(view[in_channel[k]], np.float32) for k in pick]
-        p = dict(base)
-        model = None
-        if p.get("vst"):
-            model = estimate_noise_model(np.stack(samples))
-            samples = [anscombe(s, model) for s in samples]
-        if m.auto is not None:
-            p = m.auto(samples, p)
+        p, model = choose_params(m, base, sample_planes(view, indices, channel_axis, c))
         resolved.append(p)
         stabilisers.append(model)
         yield Progress(
             0, 1, f"{m.name}: choosing parameters from the image (channel {c + 1} of {n_channels})"
         )
 
-    fn_params = [{k: v for k, v in p.items() if k != "vst"} for p in resolved]
     halos = [int(m.halo(p)) for p in resolved]
     overlaps = [2 * h + RAMP for h in halos]
     multiple = int(m.extra.get("multiple", 1))
@@ -244,29 +249,7 @@ def denoise_iter(
     done = 0
     for index in indices:
         c = index[channel_axis] if channel_axis is not None else 0
-
-        def run_tile(tile_data, _p=fn_params[c], _vst=stabilisers[c]):
-            # Each tile is read (from a memory map, possibly) and converted on its own.
-            x = np.asarray(tile_data, np.float32)
-            return m.fn(anscombe(x, _vst) if _vst is not None else x, **_p)
-
-        # Networks on a GPU take several tiles per pass (never with a VST: models have none).
-        batch_fn = m.extra.get("batch_fn")
-        batch = int(m.extra["tile_batch"](fn_params[c])) if batch_fn is not None else 1
-
-        def run_batch(tiles, _p=fn_params[c], _f=batch_fn):
-            return _f([np.asarray(t, np.float32) for t in tiles], **_p)
-
-        gen = run_tiled(
-            view[index],
-            run_tile,
-            tile=tile_shape,
-            overlap=_spatial(overlaps[c], block_shape),
-            halo=_spatial(halos[c], block_shape),
-            multiple=multiple,
-            batch=batch if stabilisers[c] is None else 1,
-            fn_batch=run_batch if batch_fn is not None else None,
-        )
+        gen = denoise_block(m, view[index], resolved[c], stabilisers[c], tile_shape)
         try:
             while True:
                 tick = next(gen)
@@ -274,8 +257,6 @@ def denoise_iter(
         except StopIteration as stop:
             result = stop.value
         done += tiles_per_block[c]
-        if stabilisers[c] is not None:
-            result = inverse_anscombe(result, stabilisers[c])
         out[index] = cast_to_dtype(result, out_dtype)
 
     inverse = np.argsort(order)
@@ -289,6 +270,69 @@ def denoise_iter(
         channel_params=[_jsonable(p) for p in resolved],
         seconds=time.perf_counter() - start,
     )
+
+
+def sample_planes(view, indices: list, channel_axis: int | None, channel: int) -> list[np.ndarray]:
+    """Up to :data:`SAMPLES_FOR_AUTO` planes (blocks) of one channel, spread evenly, as float32.
+
+    ``view`` has the loop axes first; ``indices`` are all its loop positions.
+    """
+    in_channel = [i for i in indices if channel_axis is None or i[channel_axis] == channel]
+    pick = np.unique(np.linspace(0, len(in_channel) - 1, SAMPLES_FOR_AUTO).round().astype(int))
+    return [np.asarray(view[in_channel[k]], np.float32) for k in pick]
+
+
+def choose_params(m: Method, base: dict[str, Any], samples: list[np.ndarray]):
+    """The parameters of one channel, automatic ones chosen from its sample planes, and
+    the noise model of its variance-stabilising transform (None without ``vst``)."""
+    from .noise import anscombe, estimate_noise_model
+
+    p = dict(base)
+    model = None
+    if p.get("vst"):
+        model = estimate_noise_model(np.stack(samples))
+        samples = [anscombe(s, model) for s in samples]
+    if m.auto is not None:
+        p = m.auto(samples, p)
+    return p, model
+
+
+def denoise_block(
+    m: Method, block, params: dict[str, Any], stabiliser, tile_shape: tuple[int, ...]
+) -> Generator[Progress, None, np.ndarray]:
+    """One block (a plane, or a volume for 3-D methods) tile by tile with fixed, resolved
+    ``params``: yields the tiles' progress, returns the float result."""
+    from .noise import anscombe, inverse_anscombe
+
+    fn_params = {k: v for k, v in params.items() if k != "vst"}
+    halo = int(m.halo(params))
+    block_shape = tuple(block.shape)
+
+    def run_tile(tile_data):
+        # Each tile is read (from a memory map, possibly) and converted on its own.
+        x = np.asarray(tile_data, np.float32)
+        return m.fn(anscombe(x, stabiliser) if stabiliser is not None else x, **fn_params)
+
+    # Networks on a GPU take several tiles per pass (never with a VST: models have none).
+    batch_fn = m.extra.get("batch_fn")
+    batch = int(m.extra["tile_batch"](fn_params)) if batch_fn is not None else 1
+
+    def run_batch(tiles):
+        return batch_fn([np.asarray(t, np.float32) for t in tiles], **fn_params)
+
+    result = yield from run_tiled(
+        block,
+        run_tile,
+        tile=tile_shape,
+        overlap=_spatial(2 * halo + RAMP, block_shape),
+        halo=_spatial(halo, block_shape),
+        multiple=int(m.extra.get("multiple", 1)),
+        batch=batch if stabiliser is None else 1,
+        fn_batch=run_batch if batch_fn is not None else None,
+    )
+    if stabiliser is not None:
+        result = inverse_anscombe(result, stabiliser)
+    return result
 
 
 def _spatial(value: int, block_shape: tuple[int, ...]) -> tuple[int, ...]:

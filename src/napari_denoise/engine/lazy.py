@@ -1,0 +1,178 @@
+"""Denoising as a dask graph: one task per plane, for a cluster or for data beyond memory.
+
+:func:`denoise_dask` returns at once with a :class:`~.pipeline.DenoiseResult` whose
+``data`` is a lazy dask array; computing it (``.compute()``, ``dask.array.store``, or a
+``distributed.Client``) runs one task per plane (per volume for 3-D methods), each tile by
+tile exactly as :func:`~.pipeline.denoise_iter` does. Automatic parameters are chosen once,
+before the graph is built, from the same sample planes the in-memory path reads, so the
+result equals ``denoise`` on the same data, whichever machine computes each plane.
+
+A task names its method, and the worker looks it up in its own registry: the workers need
+napari-denoise installed, and a user model must be in their model folder too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from ..errors import ParameterError
+from .methods import default_method, get_method
+from .pipeline import (
+    DenoiseResult,
+    _jsonable,
+    _layout,
+    _resolve_tile,
+    check_finite,
+    check_layout,
+    choose_params,
+    denoise_block,
+    drain,
+    sample_planes,
+)
+
+__all__ = ["LOCAL_SCHEDULERS", "check_scheduler", "compute", "denoise_dask"]
+
+LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
+CONNECT_SECONDS = 10
+
+
+def denoise_dask(
+    image: Any,
+    method: Any = None,
+    *,
+    axes: str | None = None,
+    tile: int | None = None,
+    output_dtype: Any = None,
+    params: dict[str, Any] | None = None,
+) -> DenoiseResult:
+    """Build the lazy denoising of ``image`` (a dask array, or any array) by ``method``.
+
+    The arguments are those of :func:`~.pipeline.denoise_iter`. Only the sample planes
+    for the automatic parameters are read now; ``result.data`` is a dask array of the
+    input's shape (and ``output_dtype``, the input's by default). A plane holding NaN or
+    infinite values fails when it is computed, with an InputError naming it.
+    """
+    import dask.array as da
+
+    start = time.perf_counter()
+    m = default_method() if method is None else get_method(method)
+    arr = image if isinstance(image, da.Array) else da.from_array(np.asarray(image), chunks=-1)
+    axes = check_layout(arr.shape, arr.dtype, axes)
+    base = m.resolve_params(dict(params or {}))
+    out_dtype = np.dtype(output_dtype) if output_dtype is not None else np.dtype(arr.dtype)
+
+    loop_axes, block_axes = _layout(axes, m)
+    order = [axes.index(a) for a in loop_axes + block_axes]
+    n_loop = len(loop_axes)
+    view = arr.transpose(order).rechunk((1,) * n_loop + (-1,) * len(block_axes))
+    loop_shape = view.shape[:n_loop]
+    tile_shape = _resolve_tile(tile, m, view.shape[n_loop:])
+    channel_axis = loop_axes.index("C") if "C" in loop_axes else None
+    n_channels = loop_shape[channel_axis] if channel_axis is not None else 1
+    indices = list(itertools.product(*[range(n) for n in loop_shape]))
+
+    resolved, stabilisers = [], []
+    for c in range(n_channels):
+        samples = sample_planes(view, indices, channel_axis, c)
+        for s in samples:
+            check_finite(s)
+        p, model = choose_params(m, base, samples)
+        resolved.append(p)
+        stabilisers.append(model)
+
+    task = partial(
+        _plane,
+        name=m.name,
+        params=resolved,
+        stabilisers=stabilisers,
+        tile_shape=tile_shape,
+        out_dtype=out_dtype,
+        loop_axes=loop_axes,
+        channel_axis=channel_axis,
+    )
+    lazy = view.map_blocks(task, dtype=out_dtype, meta=np.empty((0,) * view.ndim, out_dtype))
+    data = lazy.transpose(list(np.argsort(order)))
+    summary = resolved[0] if len({repr(sorted(p.items())) for p in resolved}) == 1 else base
+    return DenoiseResult(
+        data=data,
+        axes=axes,
+        method=m.name,
+        params=_jsonable(summary),
+        channel_params=[_jsonable(p) for p in resolved],
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _plane(
+    block: np.ndarray,
+    *,
+    name: str,
+    params: list[dict],
+    stabilisers: list,
+    tile_shape: tuple[int, ...],
+    out_dtype: np.dtype,
+    loop_axes: str,
+    channel_axis: int | None,
+    block_info=None,
+) -> np.ndarray:
+    """One task: one plane (or volume) of the transposed image, denoised tile by tile."""
+    from ..io import cast_to_dtype
+
+    n_loop = len(loop_axes)
+    where = (block_info or {}).get(0, {}).get("chunk-location", (0,) * block.ndim)[:n_loop]
+    c = where[channel_axis] if channel_axis is not None else 0
+    data = np.asarray(block).reshape(block.shape[n_loop:])
+    if np.issubdtype(data.dtype, np.floating):
+        label = " ".join(f"{a}={i}" for a, i in zip(loop_axes, where, strict=True))
+        check_finite(data, where=f"The plane at {label}" if label else "The image")
+    result = drain(denoise_block(get_method(name), data, params[c], stabilisers[c], tile_shape))
+    return cast_to_dtype(result, out_dtype).reshape(block.shape)
+
+
+def check_scheduler(scheduler: str | None) -> None:
+    """ParameterError unless ``scheduler`` names a local dask scheduler or looks like a
+    scheduler's address (and ``distributed`` is installed for that)."""
+    if scheduler is None or scheduler in LOCAL_SCHEDULERS:
+        return
+    if "://" not in scheduler:
+        raise ParameterError(
+            f"Unknown scheduler '{scheduler}': use one of {', '.join(LOCAL_SCHEDULERS)}, or the "
+            "address of a dask scheduler such as tcp://host:8786."
+        )
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise ParameterError(
+            "Computing on a dask cluster needs the 'distributed' package "
+            "(pip install 'napari-denoise[cluster]')."
+        ) from None
+
+
+def compute(lazy, scheduler: str | None = None, *, progress: bool = False) -> np.ndarray:
+    """Compute a dask array: on a local scheduler (``threads``, ``processes``,
+    ``synchronous``), on the dask cluster whose scheduler is at ``scheduler``
+    (``tcp://host:8786``; needs the ``distributed`` package), or by dask's default
+    (None: a running ``distributed.Client`` if there is one, else threads)."""
+    check_scheduler(scheduler)
+    if scheduler is None or scheduler in LOCAL_SCHEDULERS:
+        if progress:
+            import sys
+
+            from dask.diagnostics import ProgressBar
+
+            with ProgressBar(out=sys.stderr):
+                return lazy.compute(scheduler=scheduler)
+        return lazy.compute(scheduler=scheduler)
+    from distributed import Client
+
+    try:
+        client = Client(scheduler, timeout=CONNECT_SECONDS)
+    except OSError as err:
+        raise ParameterError(f"Could not reach the dask scheduler at {scheduler}: {err}") from None
+    with client:
+        return client.compute(lazy).result()
