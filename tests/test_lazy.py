@@ -26,13 +26,13 @@ class CountingPlanes:
 
     def __init__(self, data):
         self.data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
-        self.read = set()
+        self.read, self.sizes = set(), []
 
     def __getitem__(self, key):
         first = key[0] if isinstance(key, tuple) else key
-        self.read.update(
-            range(*first.indices(self.shape[0])) if isinstance(first, slice) else [first]
-        )
+        rows = range(*first.indices(self.shape[0])) if isinstance(first, slice) else [first]
+        self.read.update(rows)
+        self.sizes.append(len(rows))
         return self.data[key]
 
 
@@ -103,3 +103,11 @@ def test_the_public_lazy_api_returns_a_dask_array_of_the_input_shape(stack):
     lazy = nd.denoise_dask(da.from_array(stack, chunks=(2, 32, 80)), "gaussian", sigma=1.0)
     assert isinstance(lazy, da.Array) and lazy.shape == stack.shape and lazy.dtype == stack.dtype
     np.testing.assert_array_equal(lazy.compute(), nd.denoise(stack, "gaussian", sigma=1.0))
+
+
+def test_an_array_in_memory_is_cut_into_planes_where_it_lies(stack):
+    planes = CountingPlanes(stack)  # not a dask array: denoise_dask cuts it itself
+    lazy = denoise_dask(planes, "gaussian", axes="TYX").data
+    np.testing.assert_array_equal(lazy.compute(), nd.denoise(stack, "gaussian"))
+    # Every read was one plane: no task ever held (or shipped) the whole image.
+    assert max(planes.sizes) == 1  # (dask also reads an empty slice for its metadata)

@@ -61,12 +61,22 @@ def denoise_dask(
 
     start = time.perf_counter()
     m = default_method() if method is None else get_method(method)
-    arr = image if isinstance(image, da.Array) else da.from_array(np.asarray(image), chunks=-1)
-    axes = check_layout(arr.shape, arr.dtype, axes)
+    if not isinstance(image, da.Array) and not (
+        hasattr(image, "shape") and hasattr(image, "dtype")
+    ):
+        image = np.asarray(image)
+    axes = check_layout(image.shape, image.dtype, axes)
     base = m.resolve_params(dict(params or {}))
-    out_dtype = np.dtype(output_dtype) if output_dtype is not None else np.dtype(arr.dtype)
+    out_dtype = np.dtype(output_dtype) if output_dtype is not None else np.dtype(image.dtype)
 
     loop_axes, block_axes = _layout(axes, m)
+    # An in-memory or memory-mapped array is cut into planes where it lies: a task then
+    # carries (or reads) its own plane only, never the whole image.
+    arr = (
+        image
+        if isinstance(image, da.Array)
+        else da.from_array(image, chunks=tuple(1 if a in loop_axes else -1 for a in axes))
+    )
     order = [axes.index(a) for a in loop_axes + block_axes]
     n_loop = len(loop_axes)
     view = arr.transpose(order).rechunk((1,) * n_loop + (-1,) * len(block_axes))
