@@ -640,8 +640,8 @@ def _method_for(card_path: Path) -> Method:
             int,
             1,
             "Passes averaged (self-ensemble): the network also sees the image flipped "
-            "and rotated by 90 degrees, each output turned back; 1 is off, 8 is every "
-            "symmetry, about 0.1 dB better and 8 times slower",
+            "and rotated by 90 degrees, each output turned back; 1 (off), 2, 4 or 8 "
+            "(every symmetry: about 0.1 dB better, 8 times slower)",
             choices=ENSEMBLE_CHOICES,
         )
     )
