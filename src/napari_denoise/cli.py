@@ -50,19 +50,26 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _output_paths(inputs: list[Path], out: Path) -> list[Path]:
-    """One output TIFF per input: ``out`` itself for one input with a TIFF suffix, else a folder."""
-    if len(inputs) == 1 and out.suffix.lower() in TIFF_SUFFIXES and not out.is_dir():
+    """One output per input: ``out`` itself for one input when it names a TIFF file or a
+    Zarr folder, else a folder of ``<name>_denoised.tif`` (``.zarr`` for Zarr inputs)."""
+    from .io import is_zarr
+
+    single = out.suffix.lower() in TIFF_SUFFIXES or is_zarr(out)
+    if len(inputs) == 1 and single and not (out.is_dir() and not is_zarr(out)):
         return [out]
-    if out.suffix.lower() in TIFF_SUFFIXES:
+    if single:
         raise ParameterError(
-            f"{len(inputs)} inputs need an output folder, but -o {out} names a TIFF file."
+            f"{len(inputs)} inputs need an output folder, but -o {out} names one image."
         )
     stems = [p.name.split(".")[0] for p in inputs]
     if len(set(stems)) < len(stems):
         raise ParameterError(
             "Two inputs have the same name; their outputs would overwrite each other."
         )
-    return [out / f"{stem}_denoised.tif" for stem in stems]
+    return [
+        out / f"{stem}_denoised{'.zarr' if is_zarr(p) else '.tif'}"
+        for stem, p in zip(stems, inputs, strict=True)
+    ]
 
 
 def _progress_printer(enabled: bool):
@@ -325,8 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("denoise", help="denoise one or more images")
-    p.add_argument("inputs", nargs="+", help="TIFF, OME-TIFF, PNG or NPY files")
-    p.add_argument("-o", "--output", required=True, help="output TIFF (one input) or folder")
+    p.add_argument("inputs", nargs="+", help="TIFF, OME-TIFF, PNG or NPY files, or Zarr folders")
+    p.add_argument(
+        "-o", "--output", required=True, help="output TIFF or .zarr (one input), or a folder"
+    )
     p.add_argument("--method", help="method name (default: the best shipped method)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter")
     p.add_argument("--axes", help="axes of the input, e.g. TYX, ZYX, YXC (default: from file)")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .engine.pipeline import DenoiseResult, denoise_iter, drain
-from .io import Image, read_image, write_image, write_json
+from .io import Image, is_zarr, read_image, write_image, write_json
 from .provenance import make_provenance
 
 __all__ = ["denoise_file", "save_result", "sidecar_path"]
@@ -66,14 +66,17 @@ def denoise_file(
     image = read_image(source, axes=axes)
     kw = {"axes": image.axes, "tile": tile, "output_dtype": output_dtype, "params": params}
     if scheduler:
-        from .engine.lazy import compute, denoise_dask
+        from .engine.lazy import denoise_dask, scheduler_context
 
-        result = denoise_dask(image.data, method, **kw)
-        start = time.perf_counter()
-        result.data = compute(result.data, scheduler, progress=on_progress is not None)
-        result.seconds += time.perf_counter() - start
         extra = {**(extra or {}), "scheduler": scheduler}
-    else:
-        result = drain(denoise_iter(image.data, method, **kw), on_progress)
+        with scheduler_context(scheduler, progress=on_progress is not None):
+            result = denoise_dask(image.data, method, **kw)
+            start = time.perf_counter()
+            if not is_zarr(output):  # a Zarr folder is written plane by plane as computed
+                result.data = result.data.compute()
+            prov = save_result(result, image, Path(output), extra=extra)
+            result.seconds += time.perf_counter() - start
+        return image, result, prov
+    result = drain(denoise_iter(image.data, method, **kw), on_progress)
     prov = save_result(result, image, Path(output), extra=extra)
     return image, result, prov

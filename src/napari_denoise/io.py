@@ -35,7 +35,17 @@ from PIL import PngImagePlugin
 from .errors import DenoiseError, InputError, ReadError, WriteError
 
 AXES_LETTERS = "TZCYX"
-SUPPORTED_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".ome.tif", ".ome.tiff", ".png", ".npy")
+SUPPORTED_SUFFIXES: tuple[str, ...] = (
+    ".tif",
+    ".tiff",
+    ".ome.tif",
+    ".ome.tiff",
+    ".png",
+    ".npy",
+    ".zarr",
+    ".ome.zarr",
+)
+ZARR_SUFFIXES = (".zarr", ".ome.zarr")  # folders, read lazily (see io_zarr)
 METADATA_TAG = 65000  # in the TIFF range reserved for private, reusable tags
 _PNG_KEY = "napari_denoise"
 _IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
@@ -185,6 +195,8 @@ def read_image(path: str | os.PathLike, *, axes: str | None = None) -> Image:
     suffix = _suffix(path)
     if not path.exists():
         raise ReadError(f"Cannot read {path}: the file does not exist.")
+    if suffix in ZARR_SUFFIXES:
+        return _read_zarr_image(path, axes)
     if path.is_dir():
         raise ReadError(f"Cannot read {path}: it is a folder, not an image file.")
     if suffix not in SUPPORTED_SUFFIXES:
@@ -209,6 +221,35 @@ def read_image(path: str | os.PathLike, *, axes: str | None = None) -> Image:
         image.axes = new
     image.metadata["units"] = {k: ("s" if k == "T" else "µm") for k in image.scale}
     return image
+
+
+def _read_zarr_image(path: Path, axes: str | None) -> Image:
+    from .io_zarr import read_zarr
+
+    if not path.is_dir():
+        raise ReadError(f"Cannot read {path}: a Zarr image is a folder, and this is a file.")
+    data, found, scale, meta = read_zarr(path)
+    found = found if found and found == _checked_axes(found, data.shape) else None
+    image = Image(data, found or infer_axes(data.shape), scale, path, meta)
+    image.metadata["original_dtype"] = str(data.dtype)
+    if axes is not None:
+        new = normalize_axes(axes, data.ndim, shape=data.shape)
+        image.scale = {a: v for a, v in image.scale.items() if new.find(a) == image.axes.find(a)}
+        image.axes = new
+    image.metadata["units"] = {k: ("s" if k == "T" else "µm") for k in image.scale}
+    return image
+
+
+def _checked_axes(axes: str, shape: tuple[int, ...]) -> str | None:
+    try:
+        return normalize_axes(axes, len(shape), shape=shape)
+    except InputError:
+        return None
+
+
+def is_zarr(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a Zarr folder (by its suffix)."""
+    return _suffix(Path(path)) in ZARR_SUFFIXES
 
 
 def _unknown_type(suffix: str) -> str:
@@ -400,6 +441,8 @@ def write_image(
         If the suffix, dtype, axes, scale or metadata cannot be written.
     """
     path = Path(path)
+    if _suffix(path) in ZARR_SUFFIXES:
+        return _write_zarr_image(path, data, axes, scale, metadata)
     data = np.asarray(data)
     if not data.dtype.isnative:  # compare and store dtypes in the machine's byte order
         data = data.astype(data.dtype.newbyteorder("="))
@@ -419,6 +462,19 @@ def write_image(
         if text:
             kwargs["extratags"] = [(METADATA_TAG, "s", 0, text, True)]
         _atomic_write(path, lambda fh: tifffile.imwrite(fh, data, **kwargs))
+    return path
+
+
+def _write_zarr_image(path: Path, data, axes: str, scale: dict | None, metadata: dict | None):
+    from .io_zarr import write_zarr
+
+    if not hasattr(data, "dask"):  # a dask array stays lazy: written as it is computed
+        data = np.asarray(data)
+    axes = normalize_axes(axes, data.ndim, shape=data.shape)
+    if np.dtype(data.dtype).kind not in "biuf":
+        raise InputError(f"Cannot write {path}: {data.dtype} is not a numeric image dtype.")
+    meta = json.loads(_to_json(metadata, indent=None)) if metadata else None
+    write_zarr(path, data, axes, _clean_scale(scale, axes), meta)
     return path
 
 

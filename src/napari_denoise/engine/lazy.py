@@ -13,7 +13,9 @@ napari-denoise installed, and a user model must be in their model folder too.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import sys
 import time
 from functools import partial
 from typing import Any
@@ -35,7 +37,7 @@ from .pipeline import (
     sample_planes,
 )
 
-__all__ = ["LOCAL_SCHEDULERS", "check_scheduler", "compute", "denoise_dask"]
+__all__ = ["LOCAL_SCHEDULERS", "check_scheduler", "compute", "denoise_dask", "scheduler_context"]
 
 LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
 CONNECT_SECONDS = 10
@@ -163,26 +165,37 @@ def check_scheduler(scheduler: str | None) -> None:
         ) from None
 
 
-def compute(lazy, scheduler: str | None = None, *, progress: bool = False) -> np.ndarray:
-    """Compute a dask array: on a local scheduler (``threads``, ``processes``,
-    ``synchronous``), on the dask cluster whose scheduler is at ``scheduler``
-    (``tcp://host:8786``; needs the ``distributed`` package), or by dask's default
-    (None: a running ``distributed.Client`` if there is one, else threads)."""
+@contextlib.contextmanager
+def scheduler_context(scheduler: str | None = None, *, progress: bool = False):
+    """Within it, dask computes (``.compute()``, ``da.store``, ``to_zarr``) run on
+    ``scheduler``: a local one (``threads``, ``processes``, ``synchronous``), the dask
+    cluster whose scheduler is at that address (``tcp://host:8786``; needs the
+    ``distributed`` package), or dask's default (None: a running ``distributed.Client``
+    if there is one, else threads). ``progress`` shows dask's bar on local schedulers."""
+    import dask
+
     check_scheduler(scheduler)
     if scheduler is None or scheduler in LOCAL_SCHEDULERS:
-        if progress:
-            import sys
+        with contextlib.ExitStack() as stack:
+            if scheduler is not None:
+                stack.enter_context(dask.config.set(scheduler=scheduler))
+            if progress:
+                from dask.diagnostics import ProgressBar
 
-            from dask.diagnostics import ProgressBar
-
-            with ProgressBar(out=sys.stderr):
-                return lazy.compute(scheduler=scheduler)
-        return lazy.compute(scheduler=scheduler)
+                stack.enter_context(ProgressBar(out=sys.stderr))
+            yield
+        return
     from distributed import Client
 
     try:
         client = Client(scheduler, timeout=CONNECT_SECONDS)
     except OSError as err:
         raise ParameterError(f"Could not reach the dask scheduler at {scheduler}: {err}") from None
-    with client:
-        return client.compute(lazy).result()
+    with client:  # the default client while open: every compute goes to the cluster
+        yield
+
+
+def compute(lazy, scheduler: str | None = None, *, progress: bool = False) -> np.ndarray:
+    """A dask array computed on ``scheduler`` (see :func:`scheduler_context`)."""
+    with scheduler_context(scheduler, progress=progress):
+        return lazy.compute()

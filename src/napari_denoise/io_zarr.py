@@ -1,0 +1,141 @@
+"""Zarr folders: read lazily as dask arrays, written as single-scale OME-Zarr (NGFF 0.4).
+
+Reading takes a plain Zarr array, or the full-resolution level of an OME-Zarr image
+(NGFF 0.4 ``multiscales`` in the group's attributes, or 0.5 under ``ome``) with its axes
+and pixel sizes. Nothing is loaded: ``Image.data`` is a dask array, computed plane by
+plane where it is used (:func:`napari_denoise.denoise_dask` keeps it lazy end to end).
+
+Writing makes an OME-Zarr group (Zarr format 2, as NGFF 0.4 asks) with one level ``0``,
+its axes in NGFF's order (``TCZYX``; a ``YXC`` image is written ``CYX``), one plane per chunk, the axes and pixel sizes in ``multiscales`` and our metadata
+(provenance) under ``napari_denoise``. A dask array is written chunk by chunk as it is
+computed, on whatever scheduler is active. The folder is built beside the target under a
+temporary name and renamed into place only when complete: a failed write leaves nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ReadError, WriteError
+
+__all__ = ["ZARR_SUFFIXES", "read_zarr", "write_zarr"]
+
+ZARR_SUFFIXES = (".zarr", ".ome.zarr")
+_NGFF_TYPES = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
+_NGFF_UNITS = {"T": "second", "Z": "micrometer", "Y": "micrometer", "X": "micrometer"}
+_METADATA_KEY = "napari_denoise"
+
+
+def read_zarr(path: Path):
+    """``(data, axes or None, scale, metadata)`` of the Zarr folder ``path``; ``data`` is a
+    dask array, ``axes`` None when the folder does not state them."""
+    import dask.array as da
+    import zarr
+
+    try:
+        node = zarr.open(store=str(path), mode="r")
+    except Exception as exc:  # zarr raises many types on folders that are not Zarr
+        raise ReadError(f"Cannot read {path}: it is not a Zarr array or group ({exc}).") from exc
+    meta: dict[str, Any] = {"source_format": "zarr"}
+    axes, scale = None, {}
+    if isinstance(node, zarr.Array):
+        array = node
+        attrs = dict(node.attrs)
+        axes = attrs.get("axes") if isinstance(attrs.get("axes"), str) else None
+    else:
+        attrs = dict(node.attrs)
+        multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+        if multiscales:
+            first = multiscales[0]
+            level = first["datasets"][0]
+            array = node[level["path"]]
+            names = [a["name"] if isinstance(a, dict) else a for a in first.get("axes", [])]
+            letters = "".join(str(n)[:1].upper() for n in names)
+            axes = letters if len(letters) == array.ndim else None
+            for t in level.get("coordinateTransformations", []):
+                if t.get("type") == "scale" and axes:
+                    scale = {
+                        a: float(v)
+                        for a, v in zip(axes, t["scale"], strict=False)
+                        if a in "TZYX" and float(v) > 0
+                    }
+            meta["ome_zarr_level"] = level["path"]
+        else:
+            arrays = [name for name, _ in node.arrays()]
+            if len(arrays) != 1:
+                raise ReadError(
+                    f"Cannot read {path}: the Zarr group holds {len(arrays)} arrays and no "
+                    "OME-Zarr 'multiscales' saying which is the image; open the array's own "
+                    "folder instead."
+                )
+            array = node[arrays[0]]
+    if np.dtype(array.dtype).kind not in "biuf":
+        raise ReadError(f"Cannot read {path}: it holds {array.dtype} data, not a numeric image.")
+    if _METADATA_KEY in attrs:
+        meta["embedded"] = attrs[_METADATA_KEY]
+    return da.from_zarr(array), axes, scale, meta
+
+
+def write_zarr(path: Path, data, axes: str, scale: dict[str, float], metadata: dict | None) -> None:
+    """Write ``data`` (numpy or dask) as a single-scale OME-Zarr folder at ``path``."""
+    import dask.array as da
+    import zarr
+
+    if not path.parent.is_dir():
+        raise WriteError(f"Cannot write {path}: the folder {path.parent} does not exist.")
+    if path.exists() and not (path / ".zattrs").is_file() and not (path / "zarr.json").is_file():
+        raise WriteError(f"Cannot write {path}: it exists and is not a Zarr folder; not replaced.")
+    lazy = data if isinstance(data, da.Array) else da.from_array(np.asarray(data))
+    # NGFF 0.4 orders the axes time, channel, then space (z, y, x).
+    order = [axes.index(a) for a in "TCZYX" if a in axes]
+    lazy, axes = lazy.transpose(order), "".join(axes[i] for i in order)
+    planes = tuple(n if a in "YX" else 1 for a, n in zip(axes, lazy.shape, strict=True))
+    lazy = lazy.rechunk(planes)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        group = zarr.open_group(store=str(tmp), mode="w", zarr_format=2)
+        group.attrs["multiscales"] = [
+            {
+                "version": "0.4",
+                "name": path.name,
+                "axes": [
+                    {"name": a.lower(), "type": _NGFF_TYPES[a]}
+                    | ({"unit": _NGFF_UNITS[a]} if a in _NGFF_UNITS else {})
+                    for a in axes
+                ],
+                "datasets": [
+                    {
+                        "path": "0",
+                        "coordinateTransformations": [
+                            {"type": "scale", "scale": [float(scale.get(a, 1.0)) for a in axes]}
+                        ],
+                    }
+                ],
+            }
+        ]
+        if metadata:
+            group.attrs[_METADATA_KEY] = metadata
+        target = group.create_array(
+            "0", shape=lazy.shape, dtype=lazy.dtype, chunks=planes, fill_value=0
+        )
+        da.store(lazy, target, lock=False)
+        old = None
+        if path.exists():  # swap: the old folder goes only once the new one is complete
+            old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
+            path.rename(old)
+        tmp.rename(path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise WriteError(f"Cannot write {path}: {exc.strerror or exc}.") from exc
+    except BaseException:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
