@@ -50,7 +50,11 @@ def read_zarr(path: Path):
         axes = attrs.get("axes") if isinstance(attrs.get("axes"), str) else None
     else:
         attrs = dict(node.attrs)
-        multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+        node, series = _image_group(node, path)
+        if series is not None:
+            meta["series"] = series
+            attrs = {**dict(node.attrs), **{k: v for k, v in attrs.items() if k == _METADATA_KEY}}
+        multiscales = _multiscales(node)
         if multiscales:
             first = multiscales[0]
             level = first["datasets"][0]
@@ -80,6 +84,27 @@ def read_zarr(path: Path):
     if _METADATA_KEY in attrs:
         meta["embedded"] = attrs[_METADATA_KEY]
     return da.from_zarr(array), axes, scale, meta
+
+
+def _multiscales(group) -> list | None:
+    attrs = dict(group.attrs)
+    return attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+
+
+def _image_group(group, path: Path):
+    """The group holding the image: ``group`` itself, or, for a container of several
+    OME-Zarr images (bioformats2raw's series 0, 1, ...), its first series."""
+    if _multiscales(group) or any(True for _ in group.arrays()):
+        return group, None
+    children = sorted(((name, g) for name, g in group.groups() if _multiscales(g)), key=_series_key)
+    if not children:
+        return group, None
+    return children[0][1], children[0][0]
+
+
+def _series_key(item) -> tuple:
+    name = item[0]
+    return (0, int(name), "") if name.isdigit() else (1, 0, name)
 
 
 def write_zarr(path: Path, data, axes: str, scale: dict[str, float], metadata: dict | None) -> None:
