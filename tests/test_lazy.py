@@ -111,3 +111,19 @@ def test_an_array_in_memory_is_cut_into_planes_where_it_lies(stack):
     np.testing.assert_array_equal(lazy.compute(), nd.denoise(stack, "gaussian"))
     # Every read was one plane: no task ever held (or shipped) the whole image.
     assert max(planes.sizes) == 1  # (dask also reads an empty slice for its metadata)
+
+
+def test_worker_processes_use_one_thread_each_unless_told_otherwise(monkeypatch):
+    import os
+
+    from napari_denoise.engine.lazy import scheduler_context
+
+    monkeypatch.delenv("NAPARI_DENOISE_THREADS", raising=False)
+    with scheduler_context("processes"):
+        assert os.environ["NAPARI_DENOISE_THREADS"] == "1"
+    assert "NAPARI_DENOISE_THREADS" not in os.environ
+    with scheduler_context("threads"):
+        assert "NAPARI_DENOISE_THREADS" not in os.environ
+    monkeypatch.setenv("NAPARI_DENOISE_THREADS", "3")
+    with scheduler_context("processes"):
+        assert os.environ["NAPARI_DENOISE_THREADS"] == "3"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import sys
 import time
 from functools import partial
@@ -41,6 +42,7 @@ __all__ = ["LOCAL_SCHEDULERS", "check_scheduler", "compute", "denoise_dask", "sc
 
 LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
 CONNECT_SECONDS = 10
+THREADS_VARIABLE = "NAPARI_DENOISE_THREADS"  # torch threads per process (see zoo)
 
 
 def denoise_dask(
@@ -179,6 +181,9 @@ def scheduler_context(scheduler: str | None = None, *, progress: bool = False):
         with contextlib.ExitStack() as stack:
             if scheduler is not None:
                 stack.enter_context(dask.config.set(scheduler=scheduler))
+            if scheduler == "processes" and not os.environ.get(THREADS_VARIABLE):
+                # One worker process per core: each should use one core, not all of them.
+                stack.enter_context(_environment(THREADS_VARIABLE, "1"))
             if progress:
                 from dask.diagnostics import ProgressBar
 
@@ -193,6 +198,16 @@ def scheduler_context(scheduler: str | None = None, *, progress: bool = False):
         raise ParameterError(f"Could not reach the dask scheduler at {scheduler}: {err}") from None
     with client:  # the default client while open: every compute goes to the cluster
         yield
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str):
+    """``os.environ[name] = value`` while inside (the worker processes inherit it)."""
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
 
 
 def compute(lazy, scheduler: str | None = None, *, progress: bool = False) -> np.ndarray:
