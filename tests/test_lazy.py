@@ -93,7 +93,13 @@ def test_the_cli_runs_on_a_dask_cluster_with_the_same_result(stack, tmp_path):
     ) as cluster:
         args = ["denoise", str(source), "-o", str(remote), "--method", "gaussian"]
         assert main([*args, "--scheduler", cluster.scheduler_address, "-q"]) == 0
+        # Zarr to Zarr: the workers read and write the planes themselves.
+        zarr_in, zarr_out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+        nd.write_image(zarr_in, stack, axes="TYX")
+        args = ["denoise", str(zarr_in), "-o", str(zarr_out), "--method", "gaussian"]
+        assert main([*args, "--scheduler", cluster.scheduler_address, "-q"]) == 0
     np.testing.assert_array_equal(nd.read_image(remote).data, nd.read_image(plain).data)
+    np.testing.assert_array_equal(nd.read_image(zarr_out).data.compute(), nd.read_image(plain).data)
     sidecar = json.loads(remote.with_suffix(".json").read_text())
     assert sidecar["scheduler"] == cluster.scheduler_address
     assert sidecar["params"] == json.loads(plain.with_suffix(".json").read_text())["params"]
