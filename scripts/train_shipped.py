@@ -129,6 +129,19 @@ SPECS = {
             "with synthetic Poisson-Gaussian noise (partly correlated), then real W2S pairs."
         ),
     ),
+    # Not shipped: the capacity probe (session 5). At 6000 steps on one core it scored
+    # 34.44 dB PSNR* on held-out W2S against 34.36 for the same recipe at base 16, and runs
+    # 2.25x slower. Reproduce: --model unet-fluo-wide --steps 6000 --threads 1 --out DIR.
+    "unet-fluo-wide": Spec(
+        name="unet-fluo-wide",
+        architecture="unet",
+        config={"base": 24, "depth": 3},
+        title="U-Net, 1.5x wider (fluorescence, blind)",
+        description=(
+            "unet-fluo's recipe with 24 instead of 16 base channels (1.08M parameters): "
+            "how much width buys at equal steps."
+        ),
+    ),
     "msred-fluo": Spec(
         name="msred-fluo",
         architecture="msred",
