@@ -103,3 +103,21 @@ def test_layers_of_another_shape_are_not_offered(make_napari_viewer):
     widget = CompareWidget(viewer)
     widget.gt.set_layer(viewer.layers["gt"])
     assert [ly.name for ly in widget.results.checked()] == ["same"]
+
+
+def test_the_results_list_follows_renames_and_keeps_what_was_unticked(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((32, 32), np.uint8), name="gt")
+    viewer.add_image(np.zeros((32, 32), np.uint8), name="a")
+    viewer.add_image(np.zeros((32, 32), np.uint8), name="b")
+    widget = CompareWidget(viewer)
+    widget.gt.set_layer(viewer.layers["gt"])
+    items = {widget.results.item(i).text(): widget.results.item(i) for i in range(2)}
+    items["b"].setCheckState(Qt.CheckState.Unchecked)
+    viewer.layers["b"].name = "b (gaussian)"
+    viewer.layers["a"].name = "a (unet)"
+    texts = [widget.results.item(i).text() for i in range(widget.results.count())]
+    assert sorted(texts) == ["a (unet)", "b (gaussian)"]
+    assert [ly.name for ly in widget.results.checked()] == ["a (unet)"]
+    widget.results.refresh()  # a later rebuild still remembers the untick, under the new name
+    assert [ly.name for ly in widget.results.checked()] == ["a (unet)"]

@@ -115,7 +115,7 @@ class ImageLayerChecklist(QListWidget):
         events = viewer.layers.events
         for event in (events.inserted, events.removed, events.moved, events.reordered):
             event.connect(self.refresh)
-        self.destroyed.connect(lambda *_: _disconnect(viewer, self.refresh, self.refresh))
+        self.destroyed.connect(lambda *_: _disconnect(viewer, self.refresh, self._rename))
         self.refresh()
 
     def set_filter(self, accept: Callable) -> None:
@@ -140,6 +140,9 @@ class ImageLayerChecklist(QListWidget):
             for ly in reversed(self._viewer.layers)
             if isinstance(ly, Image) and not ly.rgb and self._accept(ly)
         ]
+        for layer in self._layers:  # follow renames
+            layer.events.name.disconnect(self._rename)
+            layer.events.name.connect(self._rename)
         for layer in self._layers:
             item = QListWidgetItem(layer.name)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
@@ -148,6 +151,18 @@ class ImageLayerChecklist(QListWidget):
             self.addItem(item)
         self.blockSignals(False)
         self.setMaximumHeight(24 + 22 * min(max(len(self._layers), 1), 6))
+
+    def _rename(self, event) -> None:
+        layer = event.source
+        if layer not in self._layers:
+            return
+        item = self.item(self._layers.index(layer))
+        if item.text() in self._unticked:  # an unticked layer stays unticked
+            self._unticked.discard(item.text())
+            self._unticked.add(layer.name)
+        self.blockSignals(True)
+        item.setText(layer.name)
+        self.blockSignals(False)
 
     def _remember(self, item) -> None:
         if item.checkState() == Qt.CheckState.Checked:
