@@ -118,16 +118,14 @@ def fmd_brightness(pairs) -> dict:
     frame: its PSNR against the ground truth bounds every method's (plain PSNR only;
     range-invariant PSNR* fits the brightness away).
     """
+    from .engine.metrics import affine_fit, psnr
+
     rows = defaultdict(list)
     for kind, noisy, gt in pairs:
-        g = np.asarray(gt, np.float64).ravel()
-        z = np.asarray(noisy, np.float64).ravel()
-        gc = g - g.mean()
-        a = float(np.dot(gc, z - z.mean()) / max(np.dot(gc, gc), 1e-12))
-        b = float(z.mean() - a * g.mean())
+        g = np.asarray(gt, np.float64)
+        a, b = affine_fit(noisy, g)  # a * gt + b ~ the capture
         scene = np.clip(a * g + b, 0, 255)
-        mse = max(float(np.mean((scene - g) ** 2)), 1e-10)
-        rows[kind].append({"slope": a, "bound_psnr": 10 * np.log10(255.0**2 / mse)})
+        rows[kind].append({"slope": a, "bound_psnr": psnr(g, scene, data_range=255.0)})
     out = {
         kind: {
             "slope_min": min(r["slope"] for r in v),

@@ -55,7 +55,7 @@ def _output_paths(inputs: list[Path], out: Path) -> list[Path]:
     from .io import is_zarr
 
     single = out.suffix.lower() in TIFF_SUFFIXES or is_zarr(out)
-    if len(inputs) == 1 and single and not (out.is_dir() and not is_zarr(out)):
+    if len(inputs) == 1 and single and (is_zarr(out) or not out.is_dir()):
         return [out]
     if single:
         raise ParameterError(
@@ -72,12 +72,12 @@ def _output_paths(inputs: list[Path], out: Path) -> list[Path]:
     ]
 
 
-def _progress_printer(enabled: bool):
+def _progress_printer():
     last = {"pct": -1}
 
     def show(tick) -> None:
         pct = int(100 * tick.fraction)
-        if enabled and pct != last["pct"]:
+        if pct != last["pct"]:
             last["pct"] = pct
             print(f"\r  {pct:3d}% {tick.message[:60]:<60}", end="", file=sys.stderr, flush=True)
 
@@ -92,12 +92,13 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     method = get_method(args.method) if args.method else default_method()
     params: dict[str, Any] = _parse_params(args.param)
     method.resolve_params(params)  # fail early on unknown or bad parameters
-    # On a dask cluster each worker picks its own device from the one asked for.
-    device = resolve_device(args.device) if not args.scheduler else args.device
     if args.scheduler:
         from .engine.lazy import check_scheduler
 
         check_scheduler(args.scheduler)
+        device = args.device  # on a dask cluster each worker resolves it for itself
+    else:
+        device = resolve_device(args.device)
     if "device" in {p.name for p in method.params}:
         params["device"] = device
     inputs = [Path(p) for p in args.inputs]
@@ -115,7 +116,7 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
                 tile=args.tile,
                 output_dtype=args.dtype,
                 params=params,
-                on_progress=None if args.quiet else _progress_printer(True),
+                on_progress=None if args.quiet else _progress_printer(),
                 extra={"device": device},
                 scheduler=args.scheduler,
             )

@@ -195,8 +195,19 @@ def read_image(path: str | os.PathLike, *, axes: str | None = None) -> Image:
     suffix = _suffix(path)
     if not path.exists():
         raise ReadError(f"Cannot read {path}: the file does not exist.")
-    if suffix in ZARR_SUFFIXES:
-        return _read_zarr_image(path, axes)
+    image = _read_zarr_image(path) if suffix in ZARR_SUFFIXES else _read_file(path, suffix)
+    image.metadata["original_dtype"] = str(image.data.dtype)
+    if axes is not None:
+        new = normalize_axes(axes, image.data.ndim, shape=image.data.shape)
+        # A pixel size stays valid only for an axis whose meaning the override keeps.
+        image.scale = {a: v for a, v in image.scale.items() if new.find(a) == image.axes.find(a)}
+        image.axes = new
+    image.metadata["units"] = {k: ("s" if k == "T" else "µm") for k in image.scale}
+    return image
+
+
+def _read_file(path: Path, suffix: str) -> Image:
+    """A TIFF, PNG or NPY file as stored (axes and sizes from the file)."""
     if path.is_dir():
         raise ReadError(f"Cannot read {path}: it is a folder, not an image file.")
     if suffix not in SUPPORTED_SUFFIXES:
@@ -213,31 +224,17 @@ def read_image(path: str | os.PathLike, *, axes: str | None = None) -> Image:
     except Exception as exc:  # tifffile, codecs and Pillow raise many types on bad files
         why = f"the file is damaged, truncated or not a valid {kind} file ({exc})."
         raise ReadError(f"Cannot read {path}: {why}") from exc
-    image.metadata["original_dtype"] = str(image.data.dtype)
-    if axes is not None:
-        new = normalize_axes(axes, image.data.ndim, shape=image.data.shape)
-        # A pixel size stays valid only for an axis whose meaning the override keeps.
-        image.scale = {a: v for a, v in image.scale.items() if new.find(a) == image.axes.find(a)}
-        image.axes = new
-    image.metadata["units"] = {k: ("s" if k == "T" else "µm") for k in image.scale}
     return image
 
 
-def _read_zarr_image(path: Path, axes: str | None) -> Image:
+def _read_zarr_image(path: Path) -> Image:
     from .io_zarr import read_zarr
 
     if not path.is_dir():
         raise ReadError(f"Cannot read {path}: a Zarr image is a folder, and this is a file.")
     data, found, scale, meta = read_zarr(path)
-    found = found if found and found == _checked_axes(found, data.shape) else None
-    image = Image(data, found or infer_axes(data.shape), scale, path, meta)
-    image.metadata["original_dtype"] = str(data.dtype)
-    if axes is not None:
-        new = normalize_axes(axes, data.ndim, shape=data.shape)
-        image.scale = {a: v for a, v in image.scale.items() if new.find(a) == image.axes.find(a)}
-        image.axes = new
-    image.metadata["units"] = {k: ("s" if k == "T" else "µm") for k in image.scale}
-    return image
+    axes = (found and _checked_axes(found, data.shape)) or infer_axes(data.shape)
+    return Image(data, axes, scale, path, meta)
 
 
 def _checked_axes(axes: str, shape: tuple[int, ...]) -> str | None:

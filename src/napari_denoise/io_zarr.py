@@ -49,11 +49,13 @@ def read_zarr(path: Path):
         attrs = dict(node.attrs)
         axes = attrs.get("axes") if isinstance(attrs.get("axes"), str) else None
     else:
+        root = dict(node.attrs)
+        node, series = _image_group(node)
         attrs = dict(node.attrs)
-        node, series = _image_group(node, path)
         if series is not None:
             meta["series"] = series
-            attrs = {**dict(node.attrs), **{k: v for k, v in attrs.items() if k == _METADATA_KEY}}
+            if _METADATA_KEY in root:
+                attrs[_METADATA_KEY] = root[_METADATA_KEY]
         multiscales = _multiscales(node)
         if multiscales:
             first = multiscales[0]
@@ -91,7 +93,7 @@ def _multiscales(group) -> list | None:
     return attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
 
 
-def _image_group(group, path: Path):
+def _image_group(group):
     """The group holding the image: ``group`` itself, or, for a container of several
     OME-Zarr images (bioformats2raw's series 0, 1, ...), its first series."""
     if _multiscales(group) or any(True for _ in group.arrays()):

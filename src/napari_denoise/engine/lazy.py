@@ -27,7 +27,6 @@ from ..errors import ParameterError
 from .methods import default_method, get_method
 from .pipeline import (
     DenoiseResult,
-    _jsonable,
     _layout,
     _resolve_tile,
     check_finite,
@@ -35,6 +34,7 @@ from .pipeline import (
     choose_params,
     denoise_block,
     drain,
+    make_result,
     sample_planes,
 )
 
@@ -110,16 +110,7 @@ def denoise_dask(
         channel_axis=channel_axis,
     )
     lazy = view.map_blocks(task, dtype=out_dtype, meta=np.empty((0,) * view.ndim, out_dtype))
-    data = lazy.transpose(list(np.argsort(order)))
-    summary = resolved[0] if len({repr(sorted(p.items())) for p in resolved}) == 1 else base
-    return DenoiseResult(
-        data=data,
-        axes=axes,
-        method=m.name,
-        params=_jsonable(summary),
-        channel_params=[_jsonable(p) for p in resolved],
-        seconds=time.perf_counter() - start,
-    )
+    return make_result(lazy.transpose(list(np.argsort(order))), axes, m, base, resolved, start)
 
 
 def _plane(

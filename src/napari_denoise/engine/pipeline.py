@@ -228,20 +228,8 @@ def denoise_iter(
             0, 1, f"{m.name}: choosing parameters from the image (channel {c + 1} of {n_channels})"
         )
 
-    halos = [int(m.halo(p)) for p in resolved]
-    overlaps = [2 * h + RAMP for h in halos]
-    multiple = int(m.extra.get("multiple", 1))
     tiles_per_block = [
-        len(
-            plan_tiles(
-                block_shape,
-                tile_shape,
-                _spatial(o, block_shape),
-                _spatial(h, block_shape),
-                multiple=multiple,
-            )
-        )
-        for h, o in zip(halos, overlaps, strict=True)
+        len(plan_tiles(block_shape, tile_shape, **_geometry(m, p, block_shape))) for p in resolved
     ]
     total = sum(
         tiles_per_block[(i[channel_axis] if channel_axis is not None else 0)] for i in indices
@@ -259,8 +247,13 @@ def denoise_iter(
         done += tiles_per_block[c]
         out[index] = cast_to_dtype(result, out_dtype)
 
-    inverse = np.argsort(order)
-    data = np.transpose(out, inverse)
+    data = np.transpose(out, np.argsort(order))
+    return make_result(data, axes, m, base, resolved, start)
+
+
+def make_result(data, axes: str, m: Method, base: dict, resolved: list[dict], start: float):
+    """The :class:`DenoiseResult` of a run that began at ``start`` (perf_counter):
+    ``params`` are the channels' resolved ones when they all agree, else the given ones."""
     summary = resolved[0] if len({repr(sorted(p.items())) for p in resolved}) == 1 else base
     return DenoiseResult(
         data=data,
@@ -270,6 +263,17 @@ def denoise_iter(
         channel_params=[_jsonable(p) for p in resolved],
         seconds=time.perf_counter() - start,
     )
+
+
+def _geometry(m: Method, params: dict[str, Any], block_shape: tuple[int, ...]) -> dict:
+    """How the tiles of a block overlap for ``m`` with ``params``: twice the halo (dropped)
+    plus the blending ramp, starts on the network's downsampling multiple."""
+    halo = int(m.halo(params))
+    return {
+        "overlap": _spatial(2 * halo + RAMP, block_shape),
+        "halo": _spatial(halo, block_shape),
+        "multiple": int(m.extra.get("multiple", 1)),
+    }
 
 
 def sample_planes(view, indices: list, channel_axis: int | None, channel: int) -> list[np.ndarray]:
@@ -305,8 +309,6 @@ def denoise_block(
     from .noise import anscombe, inverse_anscombe
 
     fn_params = {k: v for k, v in params.items() if k != "vst"}
-    halo = int(m.halo(params))
-    block_shape = tuple(block.shape)
 
     def run_tile(tile_data):
         # Each tile is read (from a memory map, possibly) and converted on its own.
@@ -324,9 +326,7 @@ def denoise_block(
         block,
         run_tile,
         tile=tile_shape,
-        overlap=_spatial(2 * halo + RAMP, block_shape),
-        halo=_spatial(halo, block_shape),
-        multiple=int(m.extra.get("multiple", 1)),
+        **_geometry(m, params, tuple(block.shape)),
         batch=batch if stabiliser is None else 1,
         fn_batch=run_batch if batch_fn is not None else None,
     )
