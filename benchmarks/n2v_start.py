@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_fmd  # sets a temporary model folder
 
 from napari_denoise import denoise
-from napari_denoise.engine.datasets import load_image
-from napari_denoise.engine.finetune import FinetuneSpec, finetune_iter, prepare
 from napari_denoise.engine.methods import default_method
 from napari_denoise.engine.metrics import psnr_range_invariant
+from napari_denoise.engine.training.datasets import load_image
+from napari_denoise.engine.training.finetune import FinetuneSpec, finetune_iter, prepare
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = ((9, 0), (10, 1), (9, 2))  # held-out W2S fields of view and channels

@@ -48,11 +48,11 @@ os.environ["NAPARI_DENOISE_MODEL_DIR"] = _TMP.name
 
 from napari_denoise import denoise  # noqa: E402
 from napari_denoise.bench import rewrite_markdown  # noqa: E402
-from napari_denoise.engine.datasets import load_image  # noqa: E402
-from napari_denoise.engine.finetune import FinetuneSpec, finetune_iter, prepare  # noqa: E402
+from napari_denoise.engine.denoise.pipeline import drain  # noqa: E402
 from napari_denoise.engine.methods import default_method  # noqa: E402
 from napari_denoise.engine.metrics import psnr  # noqa: E402
-from napari_denoise.engine.pipeline import drain  # noqa: E402
+from napari_denoise.engine.training.datasets import load_image  # noqa: E402
+from napari_denoise.engine.training.finetune import FinetuneSpec, finetune_iter, prepare  # noqa: E402
 
 OUT = REPO / "docs" / "benchmarks_training.json"
 # The size of the shipped U-Nets: deep and narrow, about 3x cheaper per pixel than CARE's.

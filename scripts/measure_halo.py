@@ -7,7 +7,7 @@ learnt use far less of it. Tiles discard ``halo`` pixels at every inner edge and
 by ``2 * halo + 8``, so the halo sets how many pixels are computed twice: with the
 theoretical reach a 2048 x 2048 frame in 512-pixel tiles costs 1.21x the pixels, with 24
 pixels 1.11x (``tiling._spans``). Without a measured halo the zoo caps the reach at
-``zoo.MAX_HALO`` (32).
+``registry.MAX_HALO`` (32).
 
 For each model, every W2S held-out field of view (009-010, the noisy inputs: data the
 models were never trained on; FMD is test only) is denoised whole and in 128-pixel tiles
@@ -36,8 +36,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 from napari_denoise import denoise  # noqa: E402
 from napari_denoise.engine import methods  # noqa: E402
-from napari_denoise.engine.datasets import load_image  # noqa: E402
-from napari_denoise.engine.zoo import SHIPPED_DIR  # noqa: E402
+from napari_denoise.engine.models.store import SHIPPED_DIR  # noqa: E402
+from napari_denoise.engine.training.datasets import load_image  # noqa: E402
 
 HALOS = (8, 12, 16, 20, 24, 32, 40, 48)
 TILE = 128

@@ -27,9 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from napari_denoise import denoise  # noqa: E402
-from napari_denoise.engine.datasets import load_image  # noqa: E402
 from napari_denoise.engine.metrics import compare  # noqa: E402
-from napari_denoise.engine.zoo import read_card  # noqa: E402
+from napari_denoise.engine.models.store import read_card  # noqa: E402
+from napari_denoise.engine.training.datasets import load_image  # noqa: E402
 
 CLASSICAL = "gaussian"
 HELD_OUT = (9, 10)

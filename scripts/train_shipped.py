@@ -46,8 +46,10 @@ sys.path.insert(0, str(REPO / "src"))
 import torch  # noqa: E402
 
 from napari_denoise import __version__  # noqa: E402
-from napari_denoise.engine import zoo  # noqa: E402
-from napari_denoise.engine.datasets import (  # noqa: E402
+from napari_denoise.engine.denoise.pipeline import drain  # noqa: E402
+from napari_denoise.engine.metrics import psnr  # noqa: E402
+from napari_denoise.engine.models import build, count_parameters, inference, store  # noqa: E402
+from napari_denoise.engine.training.datasets import (  # noqa: E402
     MixedDataset,
     NoiseRecipe,
     PairedDataset,
@@ -55,10 +57,7 @@ from napari_denoise.engine.datasets import (  # noqa: E402
     align_affine,
     load_image,
 )
-from napari_denoise.engine.metrics import psnr  # noqa: E402
-from napari_denoise.engine.models import build, count_parameters  # noqa: E402
-from napari_denoise.engine.pipeline import drain  # noqa: E402
-from napari_denoise.engine.train import train_iter, validate  # noqa: E402
+from napari_denoise.engine.training.loop import train_iter, validate  # noqa: E402
 
 TRAIN_FOVS = range(1, 9)
 VAL_RECIPE = NoiseRecipe(
@@ -403,7 +402,7 @@ def train_one(spec: Spec, args) -> dict:
         resume=args.resume,
     )
 
-    inference = zoo.choose_cpu_precision(model, val_real[:3])
+    precision = inference.choose_cpu_precision(model, val_real[:3])
     metrics = {
         "w2s_fov009_010_real_psnr": round(validate(model, val_real), 3),
         "w2s_fov009_010_real_noisy_psnr": round(noisy_psnr(val_real), 3),
@@ -428,7 +427,7 @@ def train_one(spec: Spec, args) -> dict:
                 "levels, partly spatially correlated"
                 if spec.config.get("noise_map")
                 else "told the noise level: one standard deviation per image, estimated "
-                "(zoo._noise_level); trained at random levels, partly spatially correlated"
+                "(inference.noise_level_of); trained at random levels, partly spatially correlated"
                 if spec.architecture == "drunet"
                 else "blind: Poisson-Gaussian at random levels, partly spatially correlated"
             ),
@@ -481,13 +480,13 @@ def train_one(spec: Spec, args) -> dict:
             "napari_denoise": __version__,
         },
         "validation": metrics,
-        "inference": inference,
+        "inference": precision,
         "default_rank": None,
     }
-    card = zoo.save_model(model, card, args.out / spec.name)
+    card = store.save_model(model, card, args.out / spec.name)
     print(f"  saved {args.out / spec.name}.safetensors ({count_parameters(model):,} parameters)")
     print(f"  validation: {metrics}")
-    print(f"  inference: {inference}")
+    print(f"  inference: {precision}")
     print(f"  reproduce: {command}", flush=True)
     return card
 

@@ -63,10 +63,10 @@ def w2s_noise_pair(shared_data) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture
 def user_dir(tmp_path, monkeypatch):
     """An empty user model folder; the models' registrations are restored afterwards."""
-    from napari_denoise.engine import zoo
+    from napari_denoise.engine.models import registry
 
     folder = tmp_path / "models"
     monkeypatch.setenv("NAPARI_DENOISE_MODEL_DIR", str(folder))
     yield folder
     monkeypatch.delenv("NAPARI_DENOISE_MODEL_DIR")
-    zoo.register_models()
+    registry.register_models()

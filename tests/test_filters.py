@@ -5,10 +5,10 @@ import pytest
 from scipy import ndimage as ndi
 
 import napari_denoise as nd
-from napari_denoise.engine.filters import noise_correlated_in
+from napari_denoise.engine.denoise.filters import noise_correlated_in
+from napari_denoise.engine.denoise.noise import add_poisson_gaussian
 from napari_denoise.engine.methods import get_method, list_methods
 from napari_denoise.engine.metrics import psnr
-from napari_denoise.engine.noise import add_poisson_gaussian
 
 FILTERS_2D = [
     m.name for m in list_methods(kind="classical", include_unavailable=False) if m.ndim == 2
@@ -103,14 +103,14 @@ def test_explicit_parameters_are_used_as_given(crop):
 def test_noise_correlation_is_detected_on_real_captures(shared_data, name, correlated):
     from PIL import Image
 
-    from napari_denoise.engine.calibrate import noise_correlation_ratio
+    from napari_denoise.engine.denoise.calibrate import noise_correlation_ratio
 
     raw = np.array(Image.open(shared_data / "FMD_test_mix" / "raw" / f"{name}.png"))
     assert (noise_correlation_ratio(raw) > 2.0) is correlated
 
 
 def test_correlated_noise_covariance_is_measured_in_flat_regions(fmd_pair):
-    from napari_denoise.engine.calibrate import noise_covariance
+    from napari_denoise.engine.denoise.calibrate import noise_covariance
 
     gt = fmd_pair[1].astype(np.float32)
     rng = np.random.default_rng(5)

@@ -13,11 +13,15 @@ import tifffile
 torch = pytest.importorskip("torch")
 
 import napari_denoise as nd  # noqa: E402
-from napari_denoise.engine import zoo  # noqa: E402
-from napari_denoise.engine.finetune import FinetuneSpec, finetune_iter, prepare  # noqa: E402
-from napari_denoise.engine.models import build  # noqa: E402
-from napari_denoise.engine.pipeline import drain  # noqa: E402
-from napari_denoise.engine.train import validate  # noqa: E402
+from napari_denoise.engine.denoise.pipeline import drain  # noqa: E402
+from napari_denoise.engine.models import (  # noqa: E402
+    build,
+    inference,
+    registry,
+    store,
+)
+from napari_denoise.engine.training.finetune import FinetuneSpec, finetune_iter, prepare  # noqa: E402
+from napari_denoise.engine.training.loop import validate  # noqa: E402
 from napari_denoise.errors import (  # noqa: E402
     Cancelled,
     InputError,
@@ -83,7 +87,7 @@ def test_supervised_fine_tuning_on_a_real_pair_raises_the_validation_psnr(user_d
 
 
 def test_noise2void_from_the_shipped_model_lowers_the_masked_loss(user_dir, shared_data):
-    from napari_denoise.engine import selfsup
+    from napari_denoise.engine.training import blindspot as selfsup
 
     frame = tifffile.imread(
         shared_data
@@ -139,7 +143,7 @@ def test_stop_keeps_the_best_checkpoint_and_still_saves_the_model(user_dir, w2s)
     resumed, ticks = _run(prepare(spec, noisy, clean), resume=True)
     assert ticks[0].step == 8 and ticks[-1].step == 40
     assert resumed.name == "stopped" and not resumed.stopped
-    assert zoo.read_card(user_dir / "stopped.json")["training"]["steps"] == 40
+    assert store.read_card(user_dir / "stopped.json")["training"]["steps"] == 40
     assert not ckpt.with_suffix(".json").exists() and not ckpt.parent.exists()
 
 
@@ -182,8 +186,8 @@ def test_the_trained_model_is_a_method_at_once_with_a_complete_card(user_dir, w2
     assert method.kind == "model"
     assert nd.denoise(noisy, "unet-fluo-ft").shape == noisy.shape
 
-    start = zoo.read_card(zoo.SHIPPED_DIR / "unet-fluo.json")
-    card = zoo.read_card(result.path)
+    start = store.read_card(store.SHIPPED_DIR / "unet-fluo.json")
+    card = store.read_card(result.path)
     assert card["started_from"] == {
         "name": "unet-fluo",
         "architecture": "unet",
@@ -198,7 +202,7 @@ def test_the_trained_model_is_a_method_at_once_with_a_complete_card(user_dir, w2
     assert training["data"][0].startswith("noisy layer: 1 slice(s) of 128x128")
     assert training["data_details"]["pairs"] == 1 and training["command"] is None
     assert card["validation"]["kind"] == "psnr" and card["validation"]["psnr"] > 0
-    assert card["weights"]["sha256"] == zoo.sha256_file(user_dir / "unet-fluo-ft.safetensors")
+    assert card["weights"]["sha256"] == store.sha256_file(user_dir / "unet-fluo-ft.safetensors")
     # A second run gets a new name instead of overwriting the first.
     again, _ = _run(prepare(spec, noisy, clean))
     assert again.name == "unet-fluo-ft-2"
@@ -223,7 +227,7 @@ def test_n2v_psf_returns_the_denoised_image_and_a_deconvolved_twin(user_dir, mem
     assert card["architecture"] == "psf-wrap" and card["config"]["output"] == "denoised"
     assert card["psf"]["sigma"] == 1.5 and card["psf"]["positivity"] == 0.5
     assert card["config"]["config"].get("residual", False) is False  # no pass-through wanted
-    twin = zoo.read_card(result.deconvolved_path)
+    twin = store.read_card(result.deconvolved_path)
     assert twin["name"] == "unet-n2v-psf-deconvolved" and twin["config"]["output"] == "deconvolved"
     assert twin["weights"]["sha256"] == card["weights"]["sha256"]
 
@@ -248,7 +252,7 @@ def test_a_stack_is_trained_slice_by_slice_with_one_stripe_per_slice(user_dir, m
 
 
 def test_a_long_stack_trains_on_evenly_spaced_slices(membrane, monkeypatch):
-    from napari_denoise.engine import split
+    from napari_denoise.engine.training import split
 
     monkeypatch.setattr(split, "MAX_TRAIN_PIXELS", 2 * 96 * 80)  # two slices' worth
     prepared = prepare(FinetuneSpec(mode="n2v", **TINY), membrane, axes="TYX")
@@ -385,8 +389,8 @@ def test_colour_and_multichannel_images_must_pick_one_channel(shared_data):
 
 def test_a_model_for_other_dimensionality_is_refused(user_dir, w2s):
     model = build("unet", {"base": 8, "depth": 2})
-    zoo.save_model(model, {"name": "volume-net", "ndim": 3}, user_dir / "volume-net")
-    zoo.register_models()
+    store.save_model(model, {"name": "volume-net", "ndim": 3}, user_dir / "volume-net")
+    registry.register_models()
     with pytest.raises(InputError, match="'volume-net' is a 3-D network"):
         prepare(FinetuneSpec(start="volume-net", patch=32), *w2s)
 
@@ -457,7 +461,7 @@ def test_a_network_told_the_noise_gets_the_inference_time_estimate(user_dir, w2s
     prepared = prepare(spec, *w2s)
     _, _, coeffs = prepared.sampler.batch(3, 32, torch.Generator(), with_noise=True)
     lo, hi = prepared.data["normalisation"]["low"], prepared.data["normalisation"]["high"]
-    expected = zoo.noise_for(prepared.model, (w2s[0].astype(np.float32) - lo) / (hi - lo))
+    expected = inference.noise_for(prepared.model, (w2s[0].astype(np.float32) - lo) / (hi - lo))
     torch.testing.assert_close(coeffs, torch.tensor([expected] * 3, dtype=torch.float32))
     result, _ = _run(prepared)
     assert nd.denoise(w2s[0], result.name).shape == w2s[0].shape

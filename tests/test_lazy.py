@@ -9,8 +9,8 @@ da = pytest.importorskip("dask.array")
 
 import napari_denoise as nd  # noqa: E402
 from napari_denoise.cli import main  # noqa: E402
-from napari_denoise.engine.lazy import check_scheduler, compute, denoise_dask  # noqa: E402
-from napari_denoise.engine.pipeline import SAMPLES_FOR_AUTO  # noqa: E402
+from napari_denoise.engine.denoise.lazy import check_scheduler, compute, denoise_dask  # noqa: E402
+from napari_denoise.engine.denoise.pipeline import SAMPLES_FOR_AUTO  # noqa: E402
 
 
 @pytest.fixture
@@ -122,7 +122,7 @@ def test_an_array_in_memory_is_cut_into_planes_where_it_lies(stack):
 def test_worker_processes_use_one_thread_each_unless_told_otherwise(monkeypatch):
     import os
 
-    from napari_denoise.engine.lazy import scheduler_context
+    from napari_denoise.engine.denoise.lazy import scheduler_context
 
     monkeypatch.delenv("NAPARI_DENOISE_THREADS", raising=False)
     with scheduler_context("processes"):

@@ -8,9 +8,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from napari_denoise.engine import models  # noqa: E402
-from napari_denoise.engine.datasets import PairedDataset, load_image  # noqa: E402
 from napari_denoise.engine.models import build, count_parameters, list_architectures  # noqa: E402
-from napari_denoise.engine.zoo import run_model  # noqa: E402
+from napari_denoise.engine.models.inference import run_model  # noqa: E402
+from napari_denoise.engine.training.datasets import PairedDataset, load_image  # noqa: E402
 
 ARCHITECTURES = ["dncnn", "drunet", "msred", "restormer_lite", "ridnet", "unet"]
 # Small configs keep the learning test fast; the documented sizes are the defaults.
@@ -86,7 +86,7 @@ def real_pair(shared_data):
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
 def test_a_few_training_steps_lower_the_loss_on_a_real_crop(name, real_pair):
-    from napari_denoise.engine.train import train_iter
+    from napari_denoise.engine.training.loop import train_iter
 
     torch.manual_seed(0)
     model = build(name, SMALL[name])

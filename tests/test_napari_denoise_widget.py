@@ -383,13 +383,13 @@ def test_a_model_method_gets_the_device_from_the_device_setting(make_napari_view
 def test_auto_tile_shows_the_method_default_and_slow_methods_are_flagged(make_napari_viewer, qtbot):
     from qtpy.QtCore import Qt
 
-    from napari_denoise.engine.pipeline import DEFAULT_TILE
+    from napari_denoise.engine.denoise.pipeline import DEFAULT_TILE
 
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((64, 64), np.float32))
     widget = DenoiseWidget(viewer)
     widget.picker.set_method("unet-fluo")
-    model_tile = nd.get_method("unet-fluo").extra["tile"]
+    model_tile = nd.get_method("unet-fluo").tile
     assert widget.settings.tile.box.value() == model_tile and widget.settings.tile_size() is None
     # Choosing a model checks the device in a worker; let it finish before tear-down.
     qtbot.waitUntil(lambda: "checking" not in widget.settings.device_note.text(), timeout=30000)

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.gui
 from napari_denoise._qt import DenoiseWidget, TrainWidget  # noqa: E402
 from napari_denoise._qt import _train_job as job_module  # noqa: E402
 from napari_denoise._qt import _train_widget as widget_module  # noqa: E402
-from napari_denoise.engine import zoo  # noqa: E402
+from napari_denoise.engine.models import registry, store  # noqa: E402
 
 PLUGIN = "napari-denoise"
 WAIT = 120_000  # ms: a generous bound on a busy machine, never a hang
@@ -27,13 +27,13 @@ def model_dir(tmp_path):
     folder = tmp_path / "models"
     old = os.environ.get("NAPARI_DENOISE_MODEL_DIR")
     os.environ["NAPARI_DENOISE_MODEL_DIR"] = str(folder)
-    zoo.register_models()
+    registry.register_models()
     yield folder
     if old is None:
         os.environ.pop("NAPARI_DENOISE_MODEL_DIR")
     else:
         os.environ["NAPARI_DENOISE_MODEL_DIR"] = old
-    zoo.register_models()
+    registry.register_models()
 
 
 @pytest.fixture
@@ -184,7 +184,7 @@ def test_layers_of_different_shapes_give_the_engine_sentence(
 def test_regions_come_from_rectangles_and_other_shapes_are_ignored(
     make_napari_viewer, qtbot, model_dir, notes, monkeypatch
 ):
-    from napari_denoise.engine import finetune
+    from napari_denoise.engine.training import finetune
     from napari_denoise.errors import InputError
 
     seen = {}
@@ -292,7 +292,7 @@ def test_stop_ends_training_within_one_step_and_keeps_the_model(
     assert len(started) <= before + 1
     qtbot.wait(200)
     assert len(started) <= before + 1  # nothing runs on in the background
-    card = zoo.read_card(model_dir / "tiny-stopped.json")
+    card = store.read_card(model_dir / "tiny-stopped.json")
     assert card["training"]["stopped_early"] and card["training"]["steps"] <= before + 1
     assert "stopped early and saved" in notes["info"][0]
     assert widget.name.text() == "tiny-stopped"  # ready to resume
@@ -310,14 +310,14 @@ def test_resume_continues_a_stopped_run_to_its_planned_steps(
     qtbot.waitUntil(lambda: len(started) >= 3, timeout=WAIT)
     widget.stop()
     wait_idle(qtbot, widget)
-    stopped_at = zoo.read_card(model_dir / "tiny-resumed.json")["training"]["steps"]
+    stopped_at = store.read_card(model_dir / "tiny-resumed.json")["training"]["steps"]
     assert stopped_at < 200
 
     widget.resume.setChecked(True)
     assert widget.start()
     wait_idle(qtbot, widget)
     assert notes["error"] == []
-    card = zoo.read_card(model_dir / "tiny-resumed.json")
+    card = store.read_card(model_dir / "tiny-resumed.json")
     assert card["training"]["steps"] == 200 and not card["training"]["stopped_early"]
     assert widget.runner.ticks == 200 - stopped_at  # it went on from where it stopped
     assert "'tiny-resumed' trained after 200 steps" in notes["info"][-1]

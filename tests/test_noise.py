@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_denoise.engine import noise as N
-from napari_denoise.engine.noise import NoiseModel
+from napari_denoise.engine.denoise import noise as N
+from napari_denoise.engine.denoise.noise import NoiseModel
 from napari_denoise.errors import InputError
 
 LEVELS = [0.5, 1, 2, 5, 20, 100]  # photons

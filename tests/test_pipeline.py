@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import napari_denoise as nd
-from napari_denoise.engine.pipeline import denoise_iter, drain
+from napari_denoise.engine.denoise.pipeline import denoise_iter, drain
 from napari_denoise.errors import InputError, ParameterError
 
 

@@ -5,12 +5,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_denoise.engine import selfsup  # noqa: E402
-from napari_denoise.engine.datasets import NoisyOnlyDataset, load_image  # noqa: E402
+from napari_denoise.engine.denoise.pipeline import drain  # noqa: E402
 from napari_denoise.engine.models import build, config_dict  # noqa: E402
 from napari_denoise.engine.models.psf_wrap import PsfWrap, gaussian_psf, wrap  # noqa: E402
-from napari_denoise.engine.pipeline import drain  # noqa: E402
-from napari_denoise.engine.train import train_iter  # noqa: E402
+from napari_denoise.engine.training import blindspot as selfsup  # noqa: E402
+from napari_denoise.engine.training.datasets import NoisyOnlyDataset, load_image  # noqa: E402
+from napari_denoise.engine.training.loop import train_iter  # noqa: E402
 
 SMALL = {"base": 8, "depth": 2}
 

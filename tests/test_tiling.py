@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_denoise.engine.pipeline import drain
-from napari_denoise.engine.tiling import plan_tiles, run_tiled
+from napari_denoise.engine.denoise.pipeline import drain
+from napari_denoise.engine.denoise.tiling import plan_tiles, run_tiled
 from napari_denoise.errors import ParameterError
 
 

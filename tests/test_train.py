@@ -5,7 +5,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_denoise.engine.datasets import (  # noqa: E402
+from napari_denoise.engine.denoise.pipeline import drain  # noqa: E402
+from napari_denoise.engine.models import build  # noqa: E402
+from napari_denoise.engine.training.datasets import (  # noqa: E402
     MixedDataset,
     NoiseRecipe,
     NoisyOnlyDataset,
@@ -14,9 +16,7 @@ from napari_denoise.engine.datasets import (  # noqa: E402
     align_affine,
     load_image,
 )
-from napari_denoise.engine.models import build  # noqa: E402
-from napari_denoise.engine.pipeline import drain  # noqa: E402
-from napari_denoise.engine.train import TrainProgress, augment, train_iter  # noqa: E402
+from napari_denoise.engine.training.loop import TrainProgress, augment, train_iter  # noqa: E402
 
 SMALL = {"base": 8, "depth": 2}
 
@@ -195,7 +195,7 @@ def test_synthetic_noise_coefficients_match_the_noise_they_describe():
 
 
 def test_real_pairs_get_the_inference_time_noise_estimate(pairs):
-    from napari_denoise.engine.calibrate import noise_coefficients
+    from napari_denoise.engine.denoise.calibrate import noise_coefficients
 
     ds = PairedDataset(pairs[:1])
     *_, coeffs = ds.batch(3, 32, torch.Generator().manual_seed(0), with_noise=True)
@@ -208,7 +208,7 @@ def test_real_pairs_get_the_inference_time_noise_estimate(pairs):
 
 def test_blind_spot_training_tells_noise_level_networks_an_estimated_level():
     """In blind-spot modes the target is the noisy patch: the level comes from its finest scale."""
-    from napari_denoise.engine.train import haar_sigma
+    from napari_denoise.engine.training.loop import haar_sigma
 
     x = 0.5 + 0.1 * torch.randn(3, 1, 64, 64, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(haar_sigma(x), torch.full((3,), 0.1), rtol=0.1)

@@ -11,8 +11,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import napari_denoise as nd  # noqa: E402
-from napari_denoise.engine import zoo  # noqa: E402
-from napari_denoise.engine.models import build  # noqa: E402
+from napari_denoise.engine.models import (  # noqa: E402
+    build,
+    inference,
+    registry,
+    store,
+)
 from napari_denoise.errors import ModelFileError  # noqa: E402
 
 CARD = {
@@ -32,8 +36,8 @@ def _model(seed=0, **config):
 
 @pytest.fixture
 def saved(user_dir):
-    card = zoo.save_model(_model(), CARD, user_dir / "tiny-unet.safetensors")
-    zoo.register_models()
+    card = store.save_model(_model(), CARD, user_dir / "tiny-unet.safetensors")
+    registry.register_models()
     return user_dir / "tiny-unet", card
 
 
@@ -41,14 +45,14 @@ def test_user_model_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("NAPARI_DENOISE_MODEL_DIR", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     if sys.platform.startswith("linux"):
-        assert zoo.user_model_dir() == tmp_path / "napari-denoise" / "models"
+        assert store.user_model_dir() == tmp_path / "napari-denoise" / "models"
     monkeypatch.setenv("NAPARI_DENOISE_MODEL_DIR", str(tmp_path / "mine"))
-    assert zoo.user_model_dir() == tmp_path / "mine"
+    assert store.user_model_dir() == tmp_path / "mine"
 
 
 def test_round_trip_is_bit_exact_and_the_card_is_complete(saved):
     stem, _ = saved
-    model, loaded_card = zoo.load_model("tiny-unet")
+    model, loaded_card = store.load_model("tiny-unet")
     original = _model()
     for key, value in original.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
@@ -58,11 +62,11 @@ def test_round_trip_is_bit_exact_and_the_card_is_complete(saved):
         assert torch.equal(model(x), original.to(memory_format=torch.channels_last)(x))
     for field in ("architecture", "config", "normalisation", "parameters", "weights", "training"):
         assert field in loaded_card
-    assert loaded_card["weights"]["sha256"] == zoo.sha256_file(stem.with_suffix(".safetensors"))
+    assert loaded_card["weights"]["sha256"] == store.sha256_file(stem.with_suffix(".safetensors"))
     assert loaded_card["parameters"] == sum(p.numel() for p in original.parameters())
     # The same model by path (card or weights file) as by name.
-    assert zoo.load_model(stem.with_suffix(".json"))[1]["name"] == "tiny-unet"
-    assert zoo.load_model(str(stem.with_suffix(".safetensors")))[1]["name"] == "tiny-unet"
+    assert store.load_model(stem.with_suffix(".json"))[1]["name"] == "tiny-unet"
+    assert store.load_model(str(stem.with_suffix(".safetensors")))[1]["name"] == "tiny-unet"
 
 
 def test_save_leaves_no_temporary_files(saved):
@@ -75,7 +79,7 @@ def test_save_leaves_no_temporary_files(saved):
 
 def test_unknown_name_is_a_clear_model_file_error(user_dir):
     with pytest.raises(ModelFileError, match="There is no model named 'nope'"):
-        zoo.load_model("nope")
+        store.load_model("nope")
 
 
 def test_changed_weights_do_not_match_their_card(saved):
@@ -85,24 +89,24 @@ def test_changed_weights_do_not_match_their_card(saved):
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
     with pytest.raises(ModelFileError, match="does not match its card"):
-        zoo.load_model("tiny-unet")
+        store.load_model("tiny-unet")
 
 
 def test_weights_that_are_not_safetensors(saved):
     stem, card = saved
     weights = stem.with_suffix(".safetensors")
     weights.write_bytes(b"\x80\x04this is a pickle, not safetensors")
-    card["weights"]["sha256"] = zoo.sha256_file(weights)  # even with a matching hash
+    card["weights"]["sha256"] = store.sha256_file(weights)  # even with a matching hash
     stem.with_suffix(".json").write_text(json.dumps(card))
     with pytest.raises(ModelFileError, match="not a readable safetensors file"):
-        zoo.load_model("tiny-unet")
+        store.load_model("tiny-unet")
 
 
 def test_missing_weights(saved):
     stem, _ = saved
     stem.with_suffix(".safetensors").unlink()
     with pytest.raises(ModelFileError, match="weights of model 'tiny-unet' are missing"):
-        zoo.load_model("tiny-unet")
+        store.load_model("tiny-unet")
 
 
 @pytest.mark.parametrize(
@@ -122,15 +126,15 @@ def test_card_and_weights_that_do_not_fit(saved, change, words):
     card.update(change)
     stem.with_suffix(".json").write_text(json.dumps(card))
     with pytest.raises(ModelFileError, match=words):
-        zoo.load_model("tiny-unet")
+        store.load_model("tiny-unet")
 
 
 def test_corrupt_card_is_an_unavailable_method_not_a_crash(saved):
     stem, _ = saved
     stem.with_suffix(".json").write_text('{"architecture": "unet", ')
     with pytest.raises(ModelFileError, match="not valid JSON"):
-        zoo.load_model("tiny-unet")
-    zoo.register_models()
+        store.load_model("tiny-unet")
+    registry.register_models()
     method = next(m for m in nd.list_methods() if m.name == "tiny-unet")
     assert not method.available and "not valid JSON" in method.unavailable_reason
     assert any(m.name == "gaussian" for m in nd.list_methods())
@@ -148,13 +152,13 @@ def test_user_model_is_listed_as_a_model_method(saved):
         "ensemble",
         "device",
     }
-    assert method.default_rank is None and method.extra["tile"] == 512
+    assert method.default_rank is None and method.tile == 512
 
 
 def test_a_model_never_shadows_a_classical_filter(user_dir):
-    zoo.save_model(_model(), {**CARD, "name": "gaussian"}, user_dir / "gaussian.safetensors")
+    store.save_model(_model(), {**CARD, "name": "gaussian"}, user_dir / "gaussian.safetensors")
     with pytest.warns(UserWarning, match="a method named 'gaussian' exists"):
-        zoo.register_models()
+        registry.register_models()
     assert nd.get_method("gaussian").kind == "classical"
 
 
@@ -165,8 +169,8 @@ def test_tiled_inference_matches_untiled(user_dir, fmd_pair):
     model = build("dncnn", {"depth": 6, "features": 8})
     with torch.no_grad():
         model.body[-1].weight.normal_(0.0, 0.5)
-    zoo.save_model(model, {**CARD, "name": "tiny-dncnn"}, user_dir / "tiny-dncnn")
-    zoo.register_models()
+    store.save_model(model, {**CARD, "name": "tiny-dncnn"}, user_dir / "tiny-dncnn")
+    registry.register_models()
     image = fmd_pair[0][:200, :168].astype(np.float32)
     whole = nd.denoise(image, "tiny-dncnn", tile=256, output_dtype="float32")
     tiled = nd.denoise(image, "tiny-dncnn", tile=64, output_dtype="float32")
@@ -184,7 +188,7 @@ def test_tiled_unet_matches_untiled(saved, fmd_pair):
 
 
 def test_self_ensemble_is_a_model_parameter_recorded_and_tiled_like_one_pass(saved, fmd_pair):
-    from napari_denoise.engine.pipeline import denoise_iter, drain
+    from napari_denoise.engine.denoise.pipeline import denoise_iter, drain
 
     param = {p.name: p for p in nd.get_method("tiny-unet").params}["ensemble"]
     assert param.default == 1 and param.choices == (1, 2, 4, 8)
@@ -205,7 +209,7 @@ def test_self_ensemble_is_a_model_parameter_recorded_and_tiled_like_one_pass(sav
 def test_batched_tiles_match_single_tiles(saved, fmd_pair, monkeypatch):
     """Tiles batched into one forward pass (as on a GPU; forced here on the CPU) give the
     same image as tiles run one at a time, with a shipped network told the noise too."""
-    from napari_denoise.engine.pipeline import denoise_iter, drain
+    from napari_denoise.engine.denoise.pipeline import denoise_iter, drain
 
     image = fmd_pair[0][:300, :260].astype(np.float32)
     for name in ("tiny-unet", "unet-fluo-nm"):
@@ -217,13 +221,13 @@ def test_batched_tiles_match_single_tiles(saved, fmd_pair, monkeypatch):
         span = float(image.max() - image.min())
         assert np.abs(batched.data - single).max() < 1e-4 * span
         assert len(ticks) < ticks[-1].total + 1  # fewer progress ticks than tiles (plus set-up)
-    assert zoo.tile_batch({"device": "cpu"}) == 4  # the override
+    assert inference.tile_batch({"device": "cpu"}) == 4  # the override
     monkeypatch.delenv("NAPARI_DENOISE_TILE_BATCH")
-    assert zoo.tile_batch({"device": "cpu"}) == 1  # the CPU runs tiles one at a time
+    assert inference.tile_batch({"device": "cpu"}) == 1  # the CPU runs tiles one at a time
 
 
 def test_denoise_uses_one_normalisation_per_image_and_records_the_model(saved, fmd_pair):
-    from napari_denoise.engine.pipeline import denoise_iter, drain
+    from napari_denoise.engine.denoise.pipeline import denoise_iter, drain
 
     image = fmd_pair[0][:96, :96]
     result = drain(denoise_iter(image, "tiny-unet"))
@@ -239,8 +243,8 @@ def test_strength_parameter_for_noise_level_networks(user_dir, fmd_pair):
     model = build("drunet", {"channels": (8, 16), "blocks": 1})
     with torch.no_grad():
         model.tail.weight.normal_(0.0, 0.1)
-    zoo.save_model(model, {**CARD, "name": "tiny-drunet"}, user_dir / "tiny-drunet")
-    zoo.register_models()
+    store.save_model(model, {**CARD, "name": "tiny-drunet"}, user_dir / "tiny-drunet")
+    registry.register_models()
     method = nd.get_method("tiny-drunet")
     assert "strength" in {p.name for p in method.params}
     image = fmd_pair[0][:64, :64].astype(np.float32)
@@ -266,7 +270,7 @@ def test_importing_the_package_and_listing_models_does_not_import_torch(saved):
 
 def test_bf16_decision_is_measured_and_recorded(fmd_pair):
     noisy, gt = fmd_pair
-    record = zoo.choose_cpu_precision(
+    record = inference.choose_cpu_precision(
         _model(), [(noisy[:64, :64].astype(np.float32), gt[:64, :64].astype(np.float32))], repeats=1
     )
     assert {"fp32_ms_per_mp", "bf16_ms_per_mp", "bf16_psnr_change_db", "cpu_bf16"} <= set(record)
@@ -275,7 +279,7 @@ def test_bf16_decision_is_measured_and_recorded(fmd_pair):
         assert abs(record["bf16_psnr_change_db"]) < 0.05
 
 
-SHIPPED = sorted(p.stem for p in zoo.SHIPPED_DIR.glob("*.json"))
+SHIPPED = sorted(p.stem for p in store.SHIPPED_DIR.glob("*.json"))
 
 
 def test_the_shipped_models_are_listed():
@@ -288,8 +292,10 @@ def test_the_shipped_models_are_listed():
 def test_shipped_model_raises_psnr_on_a_real_fmd_pair(name, fmd_pair):
     from napari_denoise.engine.metrics import psnr
 
-    card = zoo.read_card(zoo.SHIPPED_DIR / f"{name}.json")
-    assert card["weights"]["sha256"] == zoo.sha256_file(zoo.SHIPPED_DIR / card["weights"]["file"])
+    card = store.read_card(store.SHIPPED_DIR / f"{name}.json")
+    assert card["weights"]["sha256"] == store.sha256_file(
+        store.SHIPPED_DIR / card["weights"]["file"]
+    )
     noisy, gt = fmd_pair[0][:256, :256], fmd_pair[1][:256, :256]
     out = nd.denoise(noisy, name)
     assert out.shape == noisy.shape and out.dtype == noisy.dtype
@@ -301,9 +307,9 @@ def test_noise_map_network_is_told_the_estimated_noise_and_strength_scales_it(us
     model = build("unet", {"base": 8, "depth": 2, "noise_map": True})
     with torch.no_grad():
         model.head.weight.normal_(0.0, 0.1)
-    card = zoo.save_model(model, {**CARD, "name": "tiny-nm"}, user_dir / "tiny-nm")
+    card = store.save_model(model, {**CARD, "name": "tiny-nm"}, user_dir / "tiny-nm")
     assert card["noise_input"] == "poisson-gaussian" and card["takes_noise_level"]
-    zoo.register_models()
+    registry.register_models()
     method = nd.get_method("tiny-nm")
     names = {p.name for p in method.params}
     assert {"strength", "noise_gain", "noise_floor"} <= names

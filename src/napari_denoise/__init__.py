@@ -91,8 +91,8 @@ def denoise(
     >>> bool(clean.std() < noisy.std())
     True
     """
-    from .engine.pipeline import denoise_iter as _iter
-    from .engine.pipeline import drain
+    from .engine.denoise.pipeline import denoise_iter as _iter
+    from .engine.denoise.pipeline import drain
 
     result = drain(
         _iter(image, method, axes=axes, tile=tile, output_dtype=output_dtype, params=params)
@@ -121,14 +121,14 @@ def denoise_dask(
         clean = nd.denoise_dask(da.from_zarr("stack.zarr"), axes="TYX")
         clean.to_zarr("stack_denoised.zarr")
     """
-    from .engine.lazy import denoise_dask as _lazy
+    from .engine.denoise.lazy import denoise_dask as _lazy
 
     return _lazy(image, method, axes=axes, tile=tile, output_dtype=output_dtype, params=params).data
 
 
 def denoise_iter(image: Any, method: str | None = None, axes: str | None = None, **kwargs: Any):
     """Generator form of :func:`denoise`: yields progress, returns a ``DenoiseResult``."""
-    from .engine.pipeline import denoise_iter as _iter
+    from .engine.denoise.pipeline import denoise_iter as _iter
 
     params = kwargs.pop("params", {})
     return _iter(image, method, axes=axes, params=params, **kwargs)
@@ -188,12 +188,12 @@ def finetune(
 
     ``spec`` holds the fields of :class:`FinetuneSpec` (``mode``, ``start``, ``name``,
     ``steps`` or ``minutes``, ``loss``, ``seed`` ...). ``on_progress`` receives every
-    :class:`~napari_denoise.engine.train.TrainProgress`. Returns a ``FinetuneResult``
+    :class:`~napari_denoise.engine.training.loop.TrainProgress`. Returns a ``FinetuneResult``
     (``name``, ``card``, ``path``, ``model``); the generator form is
-    :func:`napari_denoise.engine.finetune.finetune_iter`.
+    :func:`napari_denoise.engine.training.finetune.finetune_iter`.
     """
-    from .engine.finetune import FinetuneSpec, finetune_iter, prepare
-    from .engine.pipeline import drain
+    from .engine.denoise.pipeline import drain
+    from .engine.training.finetune import FinetuneSpec, finetune_iter, prepare
 
     prepared = prepare(FinetuneSpec(**spec), noisy, clean, regions, axes=axes)
     gen = finetune_iter(prepared, stop=stop, checkpoint=checkpoint, resume=resume, out_dir=out_dir)
@@ -202,7 +202,7 @@ def finetune(
 
 def __getattr__(name: str):
     if name == "FinetuneSpec":  # its module imports no torch, but is loaded only when asked
-        from .engine.finetune import FinetuneSpec
+        from .engine.training.finetune import FinetuneSpec
 
         return FinetuneSpec
     raise AttributeError(f"module 'napari_denoise' has no attribute {name!r}")

@@ -140,7 +140,7 @@ def fmd_brightness(pairs) -> dict:
 
 
 def _run(variant: Variant, noisy: np.ndarray) -> tuple[np.ndarray, float]:
-    from .engine.pipeline import denoise_iter, drain
+    from .engine.denoise.pipeline import denoise_iter, drain
 
     t = time.perf_counter()
     result = drain(denoise_iter(noisy, variant.method, params=dict(variant.params)))
@@ -245,9 +245,9 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
     """This machine's float32 matrix-multiply rate (GFLOP/s, best of ``repeats``), torch."""
     import torch
 
-    from .engine.zoo import _set_threads
+    from .engine.models.inference import set_threads
 
-    _set_threads()
+    set_threads()
     a = torch.randn(size, size)
     b = torch.randn(size, size)
     torch.mm(a, b)  # warm-up
@@ -273,10 +273,10 @@ def model_speed(
     """
     from .engine.methods import get_method
     from .engine.models import macs_per_pixel
-    from .engine.zoo import _loaded
+    from .engine.models.inference import loaded
 
     method = get_method(variant.method)
-    model, _ = _loaded(method.extra["model"]["card"], "cpu")
+    model, _ = loaded(method.model.card, "cpu")
     macs = macs_per_pixel(model) * int(dict(variant.params).get("ensemble", 1))
     rng = np.random.default_rng(0)
     frame = rng.poisson(50.0 + 40.0 * np.sin(np.arange(side) / 9.0)[:, None], (side, side))

@@ -93,7 +93,7 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     params: dict[str, Any] = _parse_params(args.param)
     method.resolve_params(params)  # fail early on unknown or bad parameters
     if args.scheduler:
-        from .engine.lazy import check_scheduler
+        from .engine.denoise.lazy import check_scheduler
 
         check_scheduler(args.scheduler)
         device = args.device  # on a dask cluster each worker resolves it for itself
@@ -178,8 +178,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import threading
     import time
 
-    from .engine.finetune import FinetuneSpec, finetune_iter, prepare
-    from .engine.pipeline import drain
+    from .engine.denoise.pipeline import drain
+    from .engine.training.finetune import FinetuneSpec, finetune_iter, prepare
     from .io import read_image
 
     config = None

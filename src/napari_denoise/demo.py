@@ -51,9 +51,9 @@ def run_demo(out: Path, *, method: str | None = None, stream=None) -> dict:
 
     Returns the metrics table as a dict (row name -> metrics).
     """
+    from .engine.denoise.pipeline import denoise_iter, drain
     from .engine.methods import default_method, get_method
     from .engine.metrics import compare
-    from .engine.pipeline import denoise_iter, drain
     from .files import denoise_file, save_result
     from .io import read_image
 

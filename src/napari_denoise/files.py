@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .engine.pipeline import DenoiseResult, denoise_iter, drain
+from .engine.denoise.pipeline import DenoiseResult, denoise_iter, drain
 from .io import Image, is_zarr, read_image, write_image, write_json
 from .provenance import make_provenance
 
@@ -66,7 +66,7 @@ def denoise_file(
     image = read_image(source, axes=axes)
     kw = {"axes": image.axes, "tile": tile, "output_dtype": output_dtype, "params": params}
     if scheduler:
-        from .engine.lazy import denoise_dask, scheduler_context
+        from .engine.denoise.lazy import denoise_dask, scheduler_context
 
         extra = {**(extra or {}), "scheduler": scheduler}
         with scheduler_context(scheduler, progress=on_progress is not None):

@@ -66,7 +66,7 @@ class MethodPicker(QComboBox):
             model.appendRow(header)
             for m in group:
                 default = "  (default)" if m.available and m.is_default else ""
-                slow = "  (slow on large images)" if m.extra.get("slow") else ""
+                slow = "  (slow on large images)" if m.slow else ""
                 item = QStandardItem("    " + (m.title or m.name) + default + slow)
                 item.setData(m.name, Qt.ItemDataRole.UserRole)
                 item.setToolTip(m.description if m.available else m.unavailable_reason)

@@ -1,6 +1,6 @@
 """Run one denoising job at a time in a napari worker thread, with progress and Cancel.
 
-The job is the engine's :func:`~napari_denoise.engine.pipeline.denoise_iter` generator,
+The job is the engine's :func:`~napari_denoise.engine.denoise.pipeline.denoise_iter` generator,
 run by napari's ``create_worker``: each tile is a ``yield``, hence a progress tick in
 napari's activity dock and a point where ``quit()`` (Cancel) takes effect, so the
 computation itself stops within one tile. The provenance record (which hashes the input
@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from napari.qt.threading import create_worker
 
-from ..engine.pipeline import DenoiseResult, denoise_iter
-from ..engine.tiling import Progress
+from ..engine.denoise.pipeline import DenoiseResult, denoise_iter
+from ..engine.denoise.tiling import Progress
 from ..errors import DenoiseError
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engine.denoise.tiling import Progress
 from ..engine.metrics import compare
-from ..engine.tiling import Progress
 
 COLUMNS = (  # (key in compare's result and in the CSV, column title on screen)
     ("layer", "Layer"),

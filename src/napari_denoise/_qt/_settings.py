@@ -6,9 +6,9 @@ from napari.qt.threading import create_worker
 from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QWidget
 
 from .._napari import layer_axes
+from ..engine.denoise.pipeline import DEFAULT_TILE
 from ..engine.device import DEVICES, resolve_device
 from ..engine.methods import Param
-from ..engine.pipeline import DEFAULT_TILE
 from ..errors import DenoiseError
 from ..io import infer_axes, normalize_axes
 from ._params import AutoNumber
@@ -94,7 +94,7 @@ class ComputeSettings(QWidget):
         """Devices matter only for models; classical filters always run on the CPU."""
         is_model = method.kind == "model"
         if self.tile.value() is None:  # on auto: show the size this method will use
-            self.tile.box.setValue(int(method.extra.get("tile", DEFAULT_TILE)))
+            self.tile.box.setValue(int(method.tile or DEFAULT_TILE))
         self.device.setEnabled(is_model)
         self.device.setToolTip("" if is_model else "Classical filters run on the CPU.")
         if is_model:

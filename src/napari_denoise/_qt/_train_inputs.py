@@ -6,7 +6,7 @@ from napari.layers import Shapes
 from qtpy.QtWidgets import QComboBox
 
 from ..engine.methods import list_methods
-from ..engine.selfsup import passes_input_through
+from ..engine.training.blindspot import passes_input_through
 from ._layer_combo import NONE_TEXT, _disconnect
 from ._method_picker import watch_models
 
@@ -73,11 +73,11 @@ class StartModelCombo(QComboBox):
         self.blockSignals(True)
         self.clear()
         for m in list_methods(kind="model", include_unavailable=False):
-            psf = m.extra.get("model", {}).get("architecture") == "psf-wrap"
+            psf = m.model is not None and m.model.architecture == "psf-wrap"
             if (psf and not self._psf) or m.name.endswith("-deconvolved"):
                 continue
             self.addItem(f"{m.title or m.name}  [{m.name}]", m.name)
-            config = m.extra.get("model", {}).get("config", {})
+            config = m.model.config if m.model is not None else {}
             if self._mode == "n2v2" and passes_input_through(config):
                 item = self.model().item(self.count() - 1)
                 item.setEnabled(False)

@@ -1,6 +1,6 @@
 """Run one fine-tuning job at a time in a napari worker thread, with a Stop that keeps the model.
 
-The job is the engine's :func:`~napari_denoise.engine.finetune.finetune_iter` generator,
+The job is the engine's :func:`~napari_denoise.engine.training.finetune.finetune_iter` generator,
 run by napari's ``create_worker`` (a sibling of :class:`~._runner.Runner`): every
 optimisation step is a ``yield``, hence a progress tick (shown in the widget itself, not
 in napari's activity dock, whose animated bar would cost repaints). **Stop** does not abort the
@@ -51,7 +51,7 @@ def train_steps(job: TrainJob, stop: Callable[[], bool]) -> Generator[Any, None,
     Returns the engine's FinetuneResult; the engine has saved the model and registered
     it as a method.
     """
-    from ..engine import finetune
+    from ..engine.training import finetune
 
     spec = finetune.FinetuneSpec(**job.spec)
     noisy = np.asarray(job.noisy)  # a dask or zarr layer is read here, not on the GUI thread
@@ -81,7 +81,7 @@ def warm_up() -> None:
         try:
             import torch
 
-            from ..engine import finetune, train  # noqa: F401
+            from ..engine.training import finetune, loop  # noqa: F401
 
             torch.optim.Adam([torch.zeros(1, requires_grad=True)])
         except Exception:  # only a warm-up: a real run reports any error

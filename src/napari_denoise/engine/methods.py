@@ -6,8 +6,11 @@ parameters it declares (from which the CLI parses ``--param`` and the GUI builds
 controls), how far its output at a pixel reaches into its input (``halo``, used for
 tiling), and an optional ``auto`` hook that picks unset parameters from the image.
 
-Methods register themselves with :func:`register`; callers look them up with
-:func:`get_method` and :func:`list_methods`.
+Registration is explicit: :func:`load_builtin` is the one place that knows the
+built-in methods (the classical filters of :mod:`.denoise.filters`, then every model card
+in the model folders, :mod:`.models.registry`); :func:`get_method`, :func:`list_methods`
+and :func:`default_method` call it once, lazily, so ``import napari_denoise`` stays light.
+Nothing registers itself as a side effect of being imported.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from ..errors import ParameterError, UnknownMethodError
 
 __all__ = [
     "Method",
+    "ModelInfo",
     "Param",
     "default_method",
     "get_method",
     "is_registered",
     "list_methods",
+    "load_builtin",
     "register",
     "unregister",
 ]
@@ -104,7 +109,31 @@ class Param:
 
 
 BlockFn = Callable[..., np.ndarray]
+BatchFn = Callable[..., list[np.ndarray]]
 AutoFn = Callable[[Sequence[np.ndarray], dict], dict]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model-backed method runs: its card's identity (recorded in provenance)."""
+
+    name: str
+    architecture: str
+    sha256: str
+    card: str
+    parameters: int | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able record (as written in provenance and ``list --json``)."""
+        return {
+            "name": self.name,
+            "architecture": self.architecture,
+            "sha256": self.sha256,
+            "parameters": self.parameters,
+            "config": dict(self.config),
+            "card": self.card,
+        }
 
 
 @dataclass(frozen=True)
@@ -129,6 +158,18 @@ class Method:
     auto : callable, optional
         ``auto(samples, params) -> params`` fills parameters left as ``None`` from a
         few sample blocks of the image (all of the same channel).
+    tile : int, optional
+        Default tile size in pixels (Y and X) when the caller gives none.
+    multiple : int
+        Tiles start at multiples of this (a network's downsampling factor: a U-Net is
+        only equivariant to such shifts).
+    batch_fn, tile_batch : callable, optional
+        ``batch_fn(blocks, **params)`` runs several same-sized blocks at once;
+        ``tile_batch(params)`` says how many (e.g. more on a GPU).
+    model : ModelInfo, optional
+        The model behind a method of kind ``"model"``.
+    slow : bool
+        Much slower than the others (the GUI says so; the benchmark may skip it).
     """
 
     name: str
@@ -143,7 +184,12 @@ class Method:
     default_rank: int | None = None
     available: bool = True
     unavailable_reason: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    tile: int | None = None
+    multiple: int = 1
+    batch_fn: BatchFn | None = None
+    tile_batch: Callable[[Mapping[str, Any]], int] | None = None
+    model: ModelInfo | None = None
+    slow: bool = False
 
     @property
     def is_default(self) -> bool:
@@ -181,7 +227,7 @@ class Method:
             "available": self.available,
             "unavailable_reason": self.unavailable_reason,
             "params": [p.describe() for p in self.params],
-            **({"model": self.extra["model"]} if "model" in self.extra else {}),
+            **({"model": self.model.as_dict()} if self.model is not None else {}),
         }
 
 
@@ -206,21 +252,29 @@ def unregister(name: str) -> None:
     _REGISTRY.pop(name, None)
 
 
-def _ensure_loaded() -> None:
-    # Importing these modules registers their methods; done lazily so that
-    # `import napari_denoise` stays light.
-    from . import filters  # noqa: F401
+_builtin_loaded = False
 
-    try:
-        from . import zoo  # noqa: F401  (deep models, when available)
-    except ImportError:
-        pass
+
+def load_builtin() -> None:
+    """Register the built-in methods once: the classical filters first (a model never
+    shadows one), then every model card in the shipped and user model folders."""
+    global _builtin_loaded
+    if _builtin_loaded:
+        return
+    _builtin_loaded = True
+    from .denoise.filters import FILTERS
+
+    for method in FILTERS:
+        register(method, replace=True)
+    from .models.registry import register_models
+
+    register_models()
 
 
 def list_methods(*, kind: str | None = None, include_unavailable: bool = True) -> list[Method]:
     """All registered methods: models first, then classical filters; within each, those
     with a ``default_rank`` first (highest first, so the default leads), then by name."""
-    _ensure_loaded()
+    load_builtin()
     methods = [
         m
         for m in _REGISTRY.values()
@@ -234,7 +288,7 @@ def list_methods(*, kind: str | None = None, include_unavailable: bool = True) -
 
 def get_method(name: str) -> Method:
     """The method registered as ``name``, or UnknownMethodError listing close matches."""
-    _ensure_loaded()
+    load_builtin()
     if isinstance(name, Method):
         return name
     try:
@@ -257,7 +311,7 @@ def default_method() -> Method:
     """The method :func:`napari_denoise.denoise` uses when none is given."""
     # Every method may claim a rank; the available one with the highest rank wins, so a
     # shipped model takes over from the best classical filter as soon as it is registered.
-    _ensure_loaded()
+    load_builtin()
     ranked = [m for m in _REGISTRY.values() if m.available and m.default_rank is not None]
     if not ranked:
         raise RuntimeError("no default method is registered")

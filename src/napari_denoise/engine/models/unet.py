@@ -25,7 +25,7 @@ deviation map (from a 5x5 local mean of ``x``) concatenated to the input, as DRU
 the noise from the image; on shot-noise-limited images (a dark background with a few
 bright, very noisy structures) it guesses too low where the signal is bright. The map
 costs one extra input channel; the zoo estimates ``(a, b)`` from the image
-(:func:`napari_denoise.engine.noise.estimate_noise_model`), and scaling it is a strength
+(:func:`napari_denoise.engine.denoise.noise.estimate_noise_model`), and scaling it is a strength
 control.
 """
 

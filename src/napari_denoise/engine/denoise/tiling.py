@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ParameterError
+from ...errors import ParameterError
 
 __all__ = ["Progress", "Tile", "plan_tiles", "run_tiled", "tile_iter"]
 

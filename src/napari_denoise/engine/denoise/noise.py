@@ -27,7 +27,7 @@ import pywt
 from scipy import ndimage, stats
 from scipy.interpolate import PchipInterpolator
 
-from ..errors import InputError
+from ...errors import InputError
 
 __all__ = [
     "NoiseModel",

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, ParameterError
-from .methods import Method, default_method, get_method
+from ...errors import InputError, ParameterError
+from ..methods import Method, default_method, get_method
 from .tiling import Progress, plan_tiles, run_tiled
 
 __all__ = ["DenoiseResult", "check_image", "denoise_iter", "drain"]
@@ -53,8 +53,8 @@ class DenoiseResult:
         if len(self.channel_params) > 1:
             info["channel_params"] = self.channel_params
         method = get_method(self.method)
-        if "model" in method.extra:
-            info["model"] = method.extra["model"]
+        if method.model is not None:
+            info["model"] = method.model.as_dict()
         return info
 
 
@@ -76,7 +76,7 @@ def check_layout(shape: tuple[int, ...], dtype: Any, axes: str | None = None) ->
 
     For lazy (dask) arrays: the values are checked block by block as they are computed.
     """
-    from ..io import infer_axes, normalize_axes
+    from ...axes import infer_axes, normalize_axes
 
     dtype = np.dtype(dtype)
     shape = tuple(int(n) for n in shape)
@@ -142,7 +142,7 @@ def _layout(axes: str, method: Method) -> tuple[str, str]:
 
 
 def _resolve_tile(tile: Any, method: Method, block_shape: tuple[int, ...]) -> tuple[int, ...]:
-    default = int(method.extra.get("tile", DEFAULT_TILE))
+    default = int(method.tile or DEFAULT_TILE)
     if tile is None:
         size = default
     else:
@@ -197,7 +197,7 @@ def denoise_iter(
     >>> result.data.shape
     (64, 64)
     """
-    from ..io import cast_to_dtype
+    from ...axes import cast_to_dtype
 
     start = time.perf_counter()
     m = default_method() if method is None else get_method(method)
@@ -272,7 +272,7 @@ def _geometry(m: Method, params: dict[str, Any], block_shape: tuple[int, ...]) -
     return {
         "overlap": _spatial(2 * halo + RAMP, block_shape),
         "halo": _spatial(halo, block_shape),
-        "multiple": int(m.extra.get("multiple", 1)),
+        "multiple": int(m.multiple),
     }
 
 
@@ -316,8 +316,8 @@ def denoise_block(
         return m.fn(anscombe(x, stabiliser) if stabiliser is not None else x, **fn_params)
 
     # Networks on a GPU take several tiles per pass (never with a VST: models have none).
-    batch_fn = m.extra.get("batch_fn")
-    batch = int(m.extra["tile_batch"](fn_params)) if batch_fn is not None else 1
+    batch_fn = m.batch_fn
+    batch = int(m.tile_batch(fn_params)) if batch_fn is not None and m.tile_batch else 1
 
     def run_batch(tiles):
         return batch_fn([np.asarray(t, np.float32) for t in tiles], **fn_params)

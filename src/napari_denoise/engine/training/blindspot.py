@@ -265,7 +265,7 @@ def blind_radius_for(images: Sequence[np.ndarray], threshold: float = 0.1) -> in
     (:func:`~.calibrate.noise_covariance`) stays below ``threshold`` in magnitude, at
     least 1 and at most :data:`MAX_BLIND_RADIUS`. The median over the images is taken.
     """
-    from .calibrate import center_crop, noise_covariance, noise_is_correlated
+    from ..denoise.calibrate import center_crop, noise_covariance, noise_is_correlated
 
     radii = []
     for img in images:
@@ -333,7 +333,7 @@ def masked_validation_loss(model, triples, *, loss: str = "l1") -> float:
     For a PSF-wrapped network this is the loss of the denoised (re-blurred) output, the
     same data term the training minimises (without the positivity penalty).
     """
-    from .zoo import noise_for
+    from ..models.inference import noise_for
 
     was_training = model.training
     model.eval()
@@ -365,7 +365,7 @@ def blind_config(mode: str, architecture: str, config: dict | None = None) -> tu
     """
     import dataclasses
 
-    from .models import get_model_class
+    from ..models import get_model_class
 
     fields = {f.name for f in dataclasses.fields(get_model_class(architecture).config_class)}
     config = dict(config or {})

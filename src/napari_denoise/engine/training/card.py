@@ -1,7 +1,7 @@
 """The model card of a model trained by :mod:`.finetune`: what it started from, the data,
 the recipe, the validation numbers and the command that reproduces it.
 
-The zoo (:func:`~.zoo.save_model`) adds the architecture, config, parameter count and the
+The zoo (:func:`~..models.store.save_model`) adds the architecture, config, parameter count and the
 SHA-256 of the weights; everything about how the model came to be is written here.
 """
 
@@ -12,7 +12,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from ... import __version__
 from .split import MIN_VAL_STRIPE
 
 __all__ = ["MODE_LABELS", "reproduce_command", "training_card"]
@@ -75,7 +75,7 @@ def training_card(
     checkpoint: Path,
     threads: int,
 ) -> dict[str, Any]:
-    from .models import count_parameters
+    from ..models import count_parameters
 
     spec, data = prepared.spec, prepared.data
     start = prepared.start_card or {}

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ...errors import InputError
 
 __all__ = [
     "CropSampler",
@@ -38,8 +38,8 @@ MAX_TRAIN_PIXELS = 64 * 2**20  # per array (256 MB of float32)
 
 def as_slices(image: Any, axes: str | None, what: str) -> tuple[np.ndarray, str]:
     """``image`` as ``(slices, Y, X)`` (a view where possible) and its checked axes."""
-    from ..io import infer_axes
-    from .pipeline import check_image
+    from ...axes import infer_axes
+    from ..denoise.pipeline import check_image
 
     arr = image if isinstance(image, np.ndarray) else np.asarray(image)
     if axes is None and arr.ndim >= 2:
@@ -221,8 +221,8 @@ def split_images(
     outside, smaller than ``patch`` or overlapping, and when a validation stripe would
     leave less than one patch to train on.
     """
+    from ..denoise.pipeline import SAMPLES_FOR_AUTO
     from .datasets import percentile_range
-    from .pipeline import SAMPLES_FOR_AUTO
 
     n_slices, ny, nx = noisy_s.shape
     whole = regions is None or len(regions) == 0

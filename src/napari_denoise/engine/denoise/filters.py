@@ -1,4 +1,4 @@
-"""Classical denoising filters, registered as methods.
+"""Classical denoising filters as methods (:data:`FILTERS`, registered by ``load_builtin``).
 
 Each filter works on one float32 block (``YX``, or ``ZYX`` for ``box3d``) in the image's
 own intensity units and declares its parameters. A parameter left unset (``None``) is
@@ -6,7 +6,7 @@ chosen from the image by the filter's ``auto`` hook (see :mod:`.calibrate`): by 
 the linear filters (Gaussian, box, box 3D), by masked J-invariant calibration for median
 and TV, otherwise from the estimated noise level. Every filter also accepts ``vst=True``: the pipeline then applies
 the generalised Anscombe transform for Poisson-Gaussian noise first and its exact
-unbiased inverse afterwards (see :mod:`napari_denoise.engine.noise`).
+unbiased inverse afterwards (see :mod:`napari_denoise.engine.denoise.noise`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..methods import Method, Param
 from .calibrate import (
     best_candidate,
     center_crop,
@@ -27,9 +28,8 @@ from .calibrate import (
     sure_correlated,
     sure_linear,
 )
-from .methods import Method, Param, register
 
-__all__ = ["gaussian_kernel1d", "noise_correlated_in"]
+__all__ = ["FILTERS", "gaussian_kernel1d", "noise_correlated_in"]
 
 VST = Param(
     "vst",
@@ -42,6 +42,7 @@ VST = Param(
 # everywhere, which Poisson-Gaussian noise is only after stabilisation: VST on by default.
 VST_ON = Param("vst", bool, True, VST.help)
 CALIBRATION_CROP = 512  # calibrate on the central crop: representative, and bounded cost
+FILTERS: list[Method] = []  # in the order they are offered
 
 
 def _samples(samples: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -126,7 +127,7 @@ def _gaussian_auto(samples, params):
     return params
 
 
-register(
+FILTERS.append(
     Method(
         "gaussian",
         _gaussian,
@@ -168,7 +169,7 @@ def _box_auto(samples, params):
     return params
 
 
-register(
+FILTERS.append(
     Method(
         "box",
         _box,
@@ -204,7 +205,7 @@ def _box3d_auto(samples, params):
     return params
 
 
-register(
+FILTERS.append(
     Method(
         "box3d",
         _box3d,
@@ -237,14 +238,14 @@ def _median_auto(samples, params):
     return params
 
 
-register(
+FILTERS.append(
     Method(
         "median",
         _median,
         (Param("size", int, None, "Width of the square window (pixels)", 3, 15), VST),
         halo=lambda p: (p["size"] or 7) // 2,
         auto=_median_auto,
-        extra={"slow": True},
+        slow=True,
         title="Median",
         description="Median over a square window, width chosen by masked J-invariant calibration.",
     )
@@ -276,7 +277,7 @@ def _nlm_auto(samples, params):
     return params
 
 
-register(
+FILTERS.append(
     Method(
         "nlm",
         _nlm,
@@ -323,7 +324,7 @@ def _tv_auto(samples, params):
     return params
 
 
-register(
+FILTERS.append(
     Method(
         "tv",
         _tv,
@@ -331,7 +332,7 @@ register(
         # TV is not strictly local; this margin makes tile borders invisible in practice.
         halo=lambda p: 16,
         auto=_tv_auto,
-        extra={"slow": True},
+        slow=True,
         title="Total variation",
         description="Chambolle's total-variation denoising, weight chosen by masked J-invariant calibration.",
     )
@@ -355,7 +356,7 @@ def _wavelet_auto(samples, params):
     return params
 
 
-register(
+FILTERS.append(
     Method(
         "wavelet",
         _wavelet,
@@ -395,7 +396,7 @@ def _bilateral_auto(samples, params):
     return params
 
 
-register(
+FILTERS.append(
     Method(
         "bilateral",
         _bilateral,
@@ -439,7 +440,7 @@ def _bm3d_available() -> tuple[bool, str]:
 
 
 _ok, _why = _bm3d_available()
-register(
+FILTERS.append(
     Method(
         "bm3d",
         _bm3d,
@@ -456,7 +457,7 @@ register(
         ),
         halo=lambda p: 24,
         auto=_bm3d_auto,
-        extra={"slow": True},
+        slow=True,
         title="BM3D",
         description="Block-matching and 3D collaborative filtering (Dabov et al. 2007), bm3d package.",
         available=_ok,

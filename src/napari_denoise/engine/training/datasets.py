@@ -263,7 +263,7 @@ class PairedDataset:
     def noise_coefficients(self) -> torch.Tensor:
         """(a, b) of each pair's noisy image, estimated as at inference (computed once)."""
         if self._coeffs is None:
-            from .calibrate import noise_coefficients
+            from ..denoise.calibrate import noise_coefficients
 
             self._coeffs = [noise_coefficients(pair[0]) for pair in self.pairs]
         return torch.tensor(self._coeffs, dtype=torch.float32)
@@ -302,7 +302,7 @@ class NoisyOnlyDataset:
             x = _random_crops(self.images, n, patch, generator)
             return x, x.clone()
         if self._coeffs is None:
-            from .calibrate import noise_coefficients
+            from ..denoise.calibrate import noise_coefficients
 
             self._coeffs = [noise_coefficients(img) for img in self.images]
         picks = torch.randint(len(self.images), (n,), generator=generator)

@@ -44,12 +44,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import Cancelled, InputError, ParameterError, UnknownMethodError
+from ...errors import Cancelled, InputError, ParameterError, UnknownMethodError
+from .card import MODE_LABELS, training_card
 from .split import CropSampler, as_slices, split_images
-from .training_card import MODE_LABELS, training_card
 
 if TYPE_CHECKING:
-    from .train import TrainProgress
+    from .loop import TrainProgress
 
 __all__ = ["FinetuneResult", "FinetuneSpec", "Prepared", "finetune_iter", "prepare"]
 
@@ -149,8 +149,8 @@ class FinetuneResult:
 
 
 def _check_spec(spec: FinetuneSpec) -> None:
-    from .selfsup import BLIND_MODES, MAX_BLIND_RADIUS, MAX_FRACTION, MIN_FRACTION, MODES
-    from .train import LOSSES
+    from .blindspot import BLIND_MODES, MAX_BLIND_RADIUS, MAX_FRACTION, MIN_FRACTION, MODES
+    from .loop import LOSSES
 
     if spec.mode not in MODES:
         raise ParameterError(
@@ -216,9 +216,8 @@ def _load_start(spec: FinetuneSpec):
     """(model, card or None, started_from record, notes) for ``spec.start``."""
     import torch
 
-    from . import zoo
-    from .models import build, config_dict, list_architectures
-    from .selfsup import BLIND_MODES, blind_config, passes_input_through
+    from ..models import build, config_dict, list_architectures, store
+    from .blindspot import BLIND_MODES, blind_config, passes_input_through
 
     notes: list[str] = []
     if spec.start.startswith("new:"):
@@ -245,7 +244,7 @@ def _load_start(spec: FinetuneSpec):
                 raise ParameterError(f"Invalid config for a new '{arch}' network: {err}") from None
         return model, None, {"name": spec.start, "architecture": arch, "sha256": None}, notes
 
-    model, card = zoo.load_model(spec.start)  # ModelFileError naming the installed models
+    model, card = store.load_model(spec.start)  # ModelFileError naming the installed models
     started = {
         "name": card["name"],
         "architecture": card["architecture"],
@@ -293,7 +292,7 @@ def _check_model_fits(model, card: dict | None, label: str) -> None:
 
 
 def _taken(name: str, folder: Path) -> bool:
-    from .methods import is_registered, list_methods
+    from ..methods import is_registered, list_methods
 
     list_methods()  # loads filters and models
     return is_registered(name) or (folder / f"{name}.json").exists()
@@ -301,11 +300,11 @@ def _taken(name: str, folder: Path) -> bool:
 
 def _owner(name: str, folder: Path) -> str | None:
     """What else holds ``name``: None (free, or a model of ``folder``), "model" or "method"."""
-    from .methods import list_methods
+    from ..methods import list_methods
 
     for method in list_methods():
         if method.name == name:
-            card = (method.extra.get("model") or {}).get("card")
+            card = method.model.card if method.model is not None else None
             if card and Path(card).parent.resolve() == folder.resolve():
                 return None
             return "model" if card else "method"
@@ -390,7 +389,7 @@ def prepare(
     >>> p.data["validation"]["stripes"], p.data["train_pixels"]
     (1, 7680)
     """
-    from . import zoo
+    from ..models import inference, store
 
     _check_spec(spec)
     if spec.mode == "supervised" and clean is None:
@@ -432,10 +431,12 @@ def prepare(
     )
     noise = None
     if getattr(model, "noise_input", None) == "poisson-gaussian":  # as the zoo estimates it
-        found = [zoo.noise_for(model, parts.normalised(noisy_s[k])) for k in parts.sample_slices]
+        found = [
+            inference.noise_for(model, parts.normalised(noisy_s[k])) for k in parts.sample_slices
+        ]
         noise = tuple(float(v) for v in np.median(np.asarray(found), axis=0))
 
-    folder = zoo.user_model_dir()
+    folder = store.user_model_dir()
     name, given = _resolve_name(spec, started, folder)
     if spec.lr is not None:
         lr = float(spec.lr)
@@ -450,7 +451,7 @@ def prepare(
         **parts.info,
         "pairs": len(parts.crops) if spec.mode == "supervised" else 0,
     }
-    from .selfsup import BLIND_MODES, blind_radius_for, grid_spacing
+    from .blindspot import BLIND_MODES, blind_radius_for, grid_spacing
 
     radius = 0
     if spec.mode in BLIND_MODES:
@@ -518,7 +519,7 @@ def _start_network(prepared: Prepared):
     """A fresh copy of the start network, wrapped with the PSF for "n2v-psf"."""
     model = copy.deepcopy(prepared.model)
     if prepared.spec.mode == "n2v-psf":
-        from .models.psf_wrap import PsfWrap, PsfWrapConfig, wrap
+        from ..models.psf_wrap import PsfWrap, PsfWrapConfig, wrap
 
         if getattr(model, "architecture", None) == "psf-wrap":  # re-trained: new sigma, denoised
             cfg = PsfWrapConfig(
@@ -532,8 +533,8 @@ def _start_network(prepared: Prepared):
 
 def _probe_seconds(prepared: Prepared, stop: Callable[[], bool]) -> tuple[float, float]:
     """Seconds per training step and per validation, measured on a throw-away copy."""
-    from .selfsup import masked_validation_loss, masked_validation_set
-    from .train import train_iter, validate
+    from .blindspot import masked_validation_loss, masked_validation_set
+    from .loop import train_iter, validate
 
     model = _start_network(prepared)
     times = []
@@ -580,7 +581,7 @@ def finetune_iter(
     resume : bool
         Continue from the checkpoint (its step count replaces ``steps``/``minutes``).
     out_dir : path, optional
-        Where the model is saved; default :func:`~.zoo.user_model_dir`, whose models are
+        Where the model is saved; default :func:`~.store.user_model_dir`, whose models are
         registered as methods at once.
 
     Yields
@@ -594,11 +595,11 @@ def finetune_iter(
     """
     import torch
 
-    from . import zoo
-    from .train import train_iter
+    from ..models import registry, store
+    from .loop import train_iter
 
     spec = prepared.spec
-    folder = Path(out_dir) if out_dir is not None else zoo.user_model_dir()
+    folder = Path(out_dir) if out_dir is not None else store.user_model_dir()
     name = _free_name(prepared, folder, checkpoint, resume)
     ckpt = Path(checkpoint) if checkpoint is not None else folder / ".checkpoints" / name
     default_ckpt = checkpoint is None
@@ -670,7 +671,7 @@ def finetune_iter(
         threads=_threads(spec) or torch.get_num_threads(),
     )
     path = folder / f"{name}.json"
-    saved = zoo.save_model(model, card, path)
+    saved = store.save_model(model, card, path)
     deconvolved_path = None
     if spec.mode == "n2v-psf":
         twin = f"{name}-deconvolved"
@@ -681,7 +682,7 @@ def finetune_iter(
             twin_card["description"] = (
                 "The deconvolved estimate (network output before the PSF) of " + card["description"]
             )
-            zoo.save_model(model, twin_card, folder / f"{twin}.json")
+            store.save_model(model, twin_card, folder / f"{twin}.json")
         finally:
             model.config.output = "denoised"
         deconvolved_path = folder / f"{twin}.json"
@@ -693,9 +694,9 @@ def finetune_iter(
         except OSError:  # other runs' checkpoints are still there
             pass
     registered = False
-    if folder.resolve() == zoo.user_model_dir().resolve():
-        zoo.register_models()
-        from .methods import is_registered
+    if folder.resolve() == store.user_model_dir().resolve():
+        registry.register_models()
+        from ..methods import is_registered
 
         registered = is_registered(name)
     return FinetuneResult(

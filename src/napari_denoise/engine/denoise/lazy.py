@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ParameterError
-from .methods import default_method, get_method
+from ...errors import ParameterError
+from ..methods import default_method, get_method
 from .pipeline import (
     DenoiseResult,
     _layout,
@@ -126,7 +126,7 @@ def _plane(
     block_info=None,
 ) -> np.ndarray:
     """One task: one plane (or volume) of the transposed image, denoised tile by tile."""
-    from ..io import cast_to_dtype
+    from ...axes import cast_to_dtype
 
     n_loop = len(loop_axes)
     where = (block_info or {}).get(0, {}).get("chunk-location", (0,) * block.ndim)[:n_loop]

@@ -39,9 +39,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ModelFileError
-from .models import config_dict
-from .selfsup import BLIND_MODES, DEFAULT_MASK_FRACTION, MODES
+from ...errors import ModelFileError
+from ..models import config_dict
+from .blindspot import BLIND_MODES, DEFAULT_MASK_FRACTION, MODES
 
 __all__ = ["LOSSES", "MODES", "TrainProgress", "augment", "train_iter", "validate"]
 
@@ -142,8 +142,8 @@ def validate(model, pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, bf16: boo
     Each noisy image is normalised by its own 0.1/99.9 percentiles; the PSNR uses the
     clean image's span as data range.
     """
-    from .metrics import psnr
-    from .zoo import noise_for, run_model
+    from ..metrics import psnr
+    from ..models.inference import noise_for, run_model
 
     was_training = model.training
     model.eval()
@@ -163,9 +163,9 @@ def validate(model, pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, bf16: boo
 
 
 def _save_checkpoint(path: Path, model, best_state, optimizer, generator, info: dict) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    from .zoo import _atomic_write
+    from ...atomic import atomic_write
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors.update({f"best.{k}": v.detach().cpu().contiguous() for k, v in best_state.items()})
@@ -174,10 +174,10 @@ def _save_checkpoint(path: Path, model, best_state, optimizer, generator, info: 
             tensors[f"optim.{i}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
     tensors["rng"] = generator.get_state()
     weights = path.with_suffix(".safetensors")
-    _atomic_write(weights, lambda tmp: save_file(tensors, tmp))
+    atomic_write(weights, lambda fh: fh.write(save(tensors)), make_parents=True)
     text = json.dumps(info, indent=2) + "\n"
-    _atomic_write(
-        path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(text, encoding="utf-8")
+    atomic_write(
+        path.with_suffix(".json"), lambda fh: fh.write(text.encode("utf-8")), make_parents=True
     )
 
 
@@ -317,13 +317,13 @@ def train_iter(
     Examples
     --------
     >>> from napari_denoise.engine.models import build
-    >>> from napari_denoise.engine.datasets import SyntheticNoiseDataset
+    >>> from napari_denoise.engine.training.datasets import SyntheticNoiseDataset
     >>> ds = SyntheticNoiseDataset([np.random.default_rng(0).random((64, 64))], region=32)
     >>> gen = train_iter(build("msred"), ds, steps=2, batch_size=2, patch=32)
     >>> [p.step for p in gen]
     [1, 2]
     """
-    from . import selfsup
+    from . import blindspot as selfsup
 
     if mode not in MODES:
         raise ValueError(f"Unknown training mode '{mode}'; choose one of {', '.join(MODES)}.")
@@ -341,7 +341,7 @@ def train_iter(
     torch.set_num_threads(threads or os.cpu_count() or 1)
     generator = torch.Generator().manual_seed(int(seed))
     if mode == "n2v-psf" and getattr(model, "architecture", None) != "psf-wrap":
-        from .models.psf_wrap import wrap
+        from ..models.psf_wrap import wrap
 
         model = wrap(model, psf_sigma)
     model = model.to("cpu").to(memory_format=torch.channels_last).train()

@@ -74,7 +74,7 @@ def noise_correlation_ratio(image: np.ndarray, *, block: int = 16) -> float:
 def noise_coefficients(image: np.ndarray) -> tuple[float, float]:
     """``(a, b)`` of ``Var = a * x + b`` for one image, counting correlated noise in full.
 
-    The Poisson-Gaussian fit (:func:`~napari_denoise.engine.noise.estimate_noise_model`)
+    The Poisson-Gaussian fit (:func:`~napari_denoise.engine.denoise.noise.estimate_noise_model`)
     measures the variance at the finest scale; when the noise is spatially correlated
     (:func:`noise_is_correlated`) each pixel holds more noise than that, by the ratio
     :func:`noise_correlation_ratio` measures (capped at 9), and both coefficients are
@@ -165,7 +165,7 @@ def noise_is_correlated(image: np.ndarray) -> bool:
 
 def mean_noise_variance(block: np.ndarray) -> float:
     """Average noise variance over ``block`` from its Poisson-Gaussian noise model."""
-    from ..errors import InputError
+    from ...errors import InputError
     from .noise import estimate_noise_model, estimate_sigma
 
     block = np.asarray(block, np.float32)

@@ -1,0 +1,1 @@
+"""Denoising an image: filters, calibration, noise models, the pipeline, tiling, dask."""

@@ -1,0 +1,266 @@
+"""Running a network on an image: normalisation, padding, precision, self-ensemble.
+
+:func:`run_model` normalises a tile with the image's 0.1/99.9 percentiles (chosen once
+per image by the method's ``auto`` hook, so all tiles share them), pads it by reflection
+to a multiple of the network's downsampling factor, runs the network in
+``torch.inference_mode`` with channels-last memory (and bf16 autocast on the CPU only
+where that was measured faster and within 0.05 dB), and maps the result back to the
+image's units. Loaded models are cached per card and device.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .store import load_model
+
+__all__ = [
+    "ENSEMBLE_CHOICES",
+    "choose_cpu_precision",
+    "loaded",
+    "noise_coefficients_of",
+    "noise_for",
+    "noise_level_of",
+    "run_model",
+    "tile_batch",
+]
+
+GPU_TILE_BATCH = 8  # tiles per forward pass on a GPU (8 x 512^2 x 16 channels: ~130 MB a map)
+BF16_MAX_PSNR_LOSS_DB = 0.05
+
+
+# --- inference ------------------------------------------------------------------------------
+
+_threads_set = False
+
+
+def set_threads() -> None:
+    """Give torch every core once per process (``NAPARI_DENOISE_THREADS`` overrides it)."""
+    # All cores by default. On a machine shared with other busy processes, threads that
+    # wait for each other can be several times slower than one: NAPARI_DENOISE_THREADS=1.
+    global _threads_set
+    if not _threads_set:
+        import torch
+
+        torch.set_num_threads(int(os.environ.get("NAPARI_DENOISE_THREADS") or os.cpu_count() or 1))
+        _threads_set = True
+
+
+def run_model(
+    model,
+    image: np.ndarray,
+    *,
+    low: float,
+    high: float,
+    bf16: bool = False,
+    noise_level: float | tuple[float, float] | None = None,
+    device: str | None = None,
+    ensemble: int = 1,
+) -> np.ndarray:
+    """Denoise a 2-D float image in its own units with a network from :mod:`.models`.
+
+    ``(image - low) / (high - low)`` is what the network sees; the output is mapped back.
+    The image is reflect-padded to a multiple of ``model.multiple``. Networks told the
+    noise get ``noise_level`` in those normalised units: a standard deviation, or the
+    ``(a, b)`` of ``Var = a * x + b`` for those with ``noise_input == "poisson-gaussian"``.
+    A 3-D ``image`` is a batch of same-sized 2-D images (tiles) run in one forward pass,
+    all with the same normalisation and noise.
+
+    ``ensemble`` > 1 averages the outputs for that many flips and 90-degree rotations
+    of the input (:data:`ENSEMBLE_CHOICES`; each output turned back first): a
+    "self-ensemble" that costs ``ensemble`` forward passes.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if ensemble not in ENSEMBLE_CHOICES:
+        raise ValueError(f"ensemble must be one of {ENSEMBLE_CHOICES}, not {ensemble!r}")
+
+    if device is None:
+        device = next(model.parameters()).device.type
+    span = float(high - low) if high > low else 1.0
+    x = torch.from_numpy((np.asarray(image, np.float32) - np.float32(low)) / np.float32(span))
+    batched = x.dim() == 3
+    ny, nx = x.shape[-2:]
+    n = x.shape[0] if batched else 1
+    m = int(getattr(model, "multiple", 1))
+    py, px = (-ny) % m, (-nx) % m
+    x = x[:, None] if batched else x[None, None]
+    if py or px:
+        mode = "reflect" if py < ny and px < nx else "replicate"
+        x = F.pad(x, (0, px, 0, py), mode=mode)
+    x = x.to(device)
+    if device != "mps":
+        x = x.contiguous(memory_format=torch.channels_last)
+    # Mixed precision: bf16 on the CPU only where measured faster (the card says); on a
+    # CUDA GPU always (bf16 where supported, else fp16), as inference there is memory bound.
+    if device == "cuda":
+        gpu_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        precision = torch.autocast("cuda", gpu_dtype)
+    else:
+        precision = torch.autocast("cpu", torch.bfloat16, enabled=bf16 and device == "cpu")
+    if getattr(model, "noise_input", None) == "poisson-gaussian":
+        if noise_level is None:
+            raise ValueError("this network needs the noise coefficients (a, b)")
+        extra = (torch.tensor([list(noise_level)] * n, dtype=torch.float32, device=device),)
+    elif getattr(model, "takes_noise_level", False):
+        extra = (
+            torch.tensor([noise_level if noise_level is not None else 0.05] * n, device=device),
+        )
+    else:
+        extra = ()
+    with torch.inference_mode(), precision:
+        y = None
+        for transpose, flips in _ENSEMBLE_ORDER[:ensemble]:
+            t = x.transpose(-2, -1) if transpose else x
+            t = t.flip(flips) if flips else t
+            if t is not x and device != "mps":
+                t = t.contiguous(memory_format=torch.channels_last)
+            out = model(t, *extra).float()
+            out = out.flip(flips) if flips else out
+            out = out.transpose(-2, -1) if transpose else out
+            y = out if y is None else y + out
+        y = y / ensemble if ensemble > 1 else y
+    y = y[:, 0, :ny, :nx].cpu().numpy()
+    y = y if batched else y[0]
+    return (y * np.float32(span) + np.float32(low)).astype(np.float32)
+
+
+# The self-ensemble's transforms, in the order they are added: (transpose, flipped axes).
+# The first four keep a tile's shape; 2 = a mirror image, 4 = all flips, 8 = all eight
+# symmetries of the square.
+_ENSEMBLE_ORDER = (
+    (False, ()),
+    (False, (-1,)),
+    (False, (-2,)),
+    (False, (-2, -1)),
+    (True, ()),
+    (True, (-1,)),
+    (True, (-2,)),
+    (True, (-2, -1)),
+)
+ENSEMBLE_CHOICES = (1, 2, 4, 8)
+
+
+def noise_for(model, normalised: np.ndarray):
+    """What a network told the noise gets for one normalised image (None for blind ones):
+    the ``(a, b)`` coefficients or the noise standard deviation, estimated from it."""
+    if getattr(model, "noise_input", None) == "poisson-gaussian":
+        return noise_coefficients_of([normalised])
+    if getattr(model, "takes_noise_level", False):
+        return noise_level_of([normalised])
+    return None
+
+
+def choose_cpu_precision(
+    model, pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, repeats: int = 3
+) -> dict:
+    """Measure bf16 autocast against fp32 on the CPU; use it only if faster and harmless.
+
+    ``pairs`` are (noisy, clean) images in the same units. Returns the record stored in a
+    card's ``inference`` field: ms per megapixel both ways, the mean PSNR change bf16
+    makes, and the decision (bf16 only if faster and within 0.05 dB).
+    """
+    from ..metrics import psnr
+
+    model = model.to("cpu")
+    result: dict[str, Any] = {}
+    outputs: dict[str, list[np.ndarray]] = {}
+    pixels = sum(z.size for z, _ in pairs)
+    for label, bf16 in (("fp32", False), ("bf16", True)):
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            outs = []
+            for noisy, _ in pairs:
+                lo, hi = np.percentile(noisy, [0.1, 99.9])
+                level = noise_for(model, (noisy - lo) / max(hi - lo, 1e-12))
+                outs.append(run_model(model, noisy, low=lo, high=hi, bf16=bf16, noise_level=level))
+            best = min(best, time.perf_counter() - start)
+        outputs[label] = outs
+        result[f"{label}_ms_per_mp"] = round(1e3 * best / (pixels / 1e6), 1)
+    deltas = []
+    for (_, clean), a, b in zip(pairs, outputs["fp32"], outputs["bf16"], strict=True):
+        rng = float(clean.max() - clean.min()) or 1.0
+        deltas.append(psnr(clean, b, data_range=rng) - psnr(clean, a, data_range=rng))
+    result["bf16_psnr_change_db"] = round(float(np.mean(deltas)), 4)
+    result["cpu_bf16"] = bool(
+        result["bf16_ms_per_mp"] < result["fp32_ms_per_mp"]
+        and abs(result["bf16_psnr_change_db"]) < BF16_MAX_PSNR_LOSS_DB
+    )
+    return result
+
+
+# --- loaded models, cached -----------------------------------------------------------------
+
+_cache: dict[tuple[str, str], tuple[Any, dict]] = {}
+_cache_lock = threading.Lock()
+
+
+def loaded(card_path: str, device: str):
+    from ..device import resolve_device
+
+    device = resolve_device(device)
+    key = (card_path, device)
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = load_model(card_path, device=device)
+        return _cache[key]
+
+
+def clear_cache() -> None:
+    """Forget the loaded models (after the model folders changed)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def tile_batch(params: dict) -> int:
+    """How many tiles to run in one forward pass: :data:`GPU_TILE_BATCH` on a GPU (where
+    one tile leaves most of it idle), 1 on the CPU (measured: batches of 2-4 tiles of
+    448 pixels were no faster per pixel than one at a time; ``NAPARI_DENOISE_TILE_BATCH``
+    overrides both)."""
+    from ..device import resolve_device
+
+    env = os.environ.get("NAPARI_DENOISE_TILE_BATCH", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return 1 if resolve_device(params.get("device", "auto")) == "cpu" else GPU_TILE_BATCH
+
+
+# --- noise the networks are told --------------------------------------------------------
+
+
+def noise_coefficients_of(samples: Sequence[np.ndarray]) -> tuple[float, float]:
+    """Median ``(a, b)`` noise coefficients of normalised samples (planes of an image)."""
+    from ..denoise.calibrate import noise_coefficients
+
+    found = [noise_coefficients(s) for s in samples if min(s.shape[-2:]) >= 32]
+    if not found:
+        return 1e-4, 1e-4
+    a, b = np.median(np.asarray(found), axis=0)
+    return float(a), float(b)
+
+
+def noise_level_of(samples: Sequence[np.ndarray]) -> float:
+    """Noise standard deviation of normalised samples, counting correlated noise in full.
+
+    The wavelet estimate sees only the finest scale; noise shared between neighbours
+    holds more energy than that, by the ratio :func:`noise_correlation_ratio` measures.
+    """
+    from ..denoise.calibrate import center_crop, noise_correlation_ratio
+    from ..denoise.noise import estimate_sigma
+
+    levels = []
+    for s in samples:
+        s = center_crop(s, 512)
+        if min(s.shape) < 16:
+            continue
+        ratio = min(max(noise_correlation_ratio(s), 1.0), 9.0)
+        levels.append(estimate_sigma(s) * np.sqrt(ratio))
+    return float(np.median(levels)) if levels else 0.05

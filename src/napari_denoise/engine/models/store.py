@@ -1,0 +1,248 @@
+"""Where models live and what they are: the model folders, cards, and safetensors I/O.
+
+A model is two files side by side: ``<name>.safetensors`` (the weights; never a pickle)
+and ``<name>.json`` (its card: architecture and config, normalisation, the training
+data, recipe, seed, steps and time, the parameter count, validation metrics, the
+inference precision decision and the SHA-256 of the weights). Shipped models live in
+the package's ``zoo/`` folder; user models in :func:`user_model_dir`.
+
+Running a model is :mod:`.inference`; making the cards methods is :mod:`.registry`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ...atomic import atomic_write
+from ...errors import ModelFileError
+
+__all__ = [
+    "CARD_FORMAT",
+    "SHIPPED_DIR",
+    "find_model_files",
+    "load_model",
+    "read_card",
+    "save_model",
+    "sha256_file",
+    "user_model_dir",
+]
+
+CARD_FORMAT = "napari-denoise-model/1"
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "zoo"
+
+
+# --- where models live ----------------------------------------------------------------------
+
+
+def user_model_dir() -> Path:
+    """The per-user model folder (``NAPARI_DENOISE_MODEL_DIR`` overrides it).
+
+    Linux: ``$XDG_DATA_HOME/napari-denoise/models`` (``~/.local/share/...``); macOS:
+    ``~/Library/Application Support/napari-denoise/models``; Windows:
+    ``%LOCALAPPDATA%\\napari-denoise\\models``.
+    """
+    env = os.environ.get("NAPARI_DENOISE_MODEL_DIR")
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "napari-denoise" / "models"
+
+
+def find_model_files() -> list[Path]:
+    """Card files of the shipped models, then of the user's models, each sorted by name."""
+    cards: list[Path] = []
+    for folder in (SHIPPED_DIR, user_model_dir()):
+        if folder.is_dir():
+            cards += sorted(folder.glob("*.json"))
+    return cards
+
+
+def _paths(name_or_path: str | os.PathLike) -> tuple[Path, Path]:
+    """(card, weights) for a registered name, a card, a weights file or a path stem."""
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    looks_like_path = path.suffix in (".json", ".safetensors") or os.sep in text or "/" in text
+    if not looks_like_path:
+        for card in find_model_files():
+            if card.stem == text:
+                return card, card.with_suffix(".safetensors")
+        known = ", ".join(sorted({c.stem for c in find_model_files()})) or "none installed"
+        raise ModelFileError(
+            f"There is no model named '{text}'. Installed models: {known}. "
+            f"User models go in {user_model_dir()}."
+        )
+    stem = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
+    return stem.with_suffix(".json"), stem.with_suffix(".safetensors")
+
+
+# --- cards ----------------------------------------------------------------------------------
+
+
+def read_card(path: str | os.PathLike) -> dict[str, Any]:
+    """A model card, checked for the fields inference needs (ModelFileError otherwise)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ModelFileError(f"The model card {path} does not exist.") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ModelFileError(f"The model card {path} cannot be read ({err}).") from None
+    try:
+        card = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ModelFileError(
+            f"The model card {path} is not valid JSON (line {err.lineno}: {err.msg}); "
+            "the file is corrupt or was not written by napari-denoise."
+        ) from None
+    if not isinstance(card, dict):
+        raise ModelFileError(f"The model card {path} does not hold a JSON object.")
+    missing = [k for k in ("architecture", "config", "weights") if k not in card]
+    weights = card.get("weights")
+    if "weights" in card and not (isinstance(weights, dict) and "sha256" in weights):
+        missing.append("weights.sha256")
+    if missing:
+        raise ModelFileError(
+            f"The model card {path} lacks {', '.join(missing)}; it is incomplete or not a "
+            "napari-denoise model card."
+        )
+    card.setdefault("name", path.stem)
+    return card
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- loading and saving ---------------------------------------------------------------------
+
+
+def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu"):
+    """A model in eval mode and its card, from a registered name or a card/weights path.
+
+    Every way a model file can be wrong ends in :class:`ModelFileError` with a sentence
+    saying which file and what is wrong: unknown name, missing or corrupt card, weights
+    that are not safetensors, weights whose SHA-256 differs from the card's, an unknown
+    architecture, tensors of the wrong name or shape.
+    """
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .. import models
+
+    card_path, weights_path = _paths(name_or_path)
+    card = read_card(card_path)
+    if not weights_path.exists():
+        raise ModelFileError(
+            f"The weights of model '{card['name']}' are missing: {weights_path} does not exist."
+        )
+    digest = sha256_file(weights_path)
+    if digest != card["weights"]["sha256"]:
+        raise ModelFileError(
+            f"The weights file {weights_path} does not match its card: its SHA-256 is "
+            f"{digest[:12]}..., the card expects {card['weights']['sha256'][:12]}.... "
+            "The file is corrupt or was replaced; reinstall or retrain the model."
+        )
+    try:
+        state = load_file(weights_path)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelFileError(
+            f"The weights file {weights_path} is not a readable safetensors file ({err})."
+        ) from None
+    try:
+        model = models.build(card["architecture"], card["config"])
+    except KeyError as err:
+        raise ModelFileError(
+            f"Model '{card['name']}' needs architecture '{card['architecture']}', which this "
+            f"version of napari-denoise does not have. {err.args[0]}"
+        ) from None
+    except (TypeError, ValueError) as err:
+        raise ModelFileError(
+            f"The card of model '{card['name']}' has an invalid config for "
+            f"'{card['architecture']}': {err}"
+        ) from None
+    _check_state(model, state, card["name"], weights_path)
+    model.load_state_dict(state, strict=True)
+    model.eval().to(device)
+    if device != "mps":  # channels-last is the fast layout for oneDNN and cuDNN
+        model = model.to(memory_format=torch.channels_last)
+    return model, card
+
+
+def _check_state(model, state: Mapping[str, Any], name: str, path: Path) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensor(s) (e.g. '{missing[0]}')")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected tensor(s) (e.g. '{unexpected[0]}')")
+        raise ModelFileError(
+            f"The weights file {path} does not fit model '{name}': {' and '.join(parts)}. "
+            "Card and weights belong to different networks."
+        )
+    for key, tensor in expected.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise ModelFileError(
+                f"The weights file {path} does not fit model '{name}': tensor '{key}' has "
+                f"shape {tuple(state[key].shape)}, the architecture expects {tuple(tensor.shape)}."
+            )
+
+
+def save_model(module, card: Mapping[str, Any], path: str | os.PathLike) -> dict[str, Any]:
+    """Write ``module``'s weights and its completed card atomically; return the card.
+
+    ``path`` is the weights file, the card file or their common stem. The card gets the
+    architecture, config, parameter count, receptive field, format and the SHA-256 of
+    the weights as written; other fields (training record, metrics) are kept as given.
+    """
+    import torch
+    from safetensors.torch import save
+
+    from . import config_dict, count_parameters
+
+    card_path, weights_path = _paths(Path(path))
+    state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+    atomic_write(weights_path, lambda fh: fh.write(save(state)), make_parents=True)
+    out = dict(card)
+    out.update(
+        format=CARD_FORMAT,
+        name=out.get("name") or card_path.stem,
+        architecture=module.architecture,
+        config=config_dict(module),
+        parameters=count_parameters(module),
+        multiple=int(module.multiple),
+        reach=int(module.reach),
+        takes_noise_level=bool(getattr(module, "takes_noise_level", False)),
+        noise_input=getattr(module, "noise_input", None),
+        weights={
+            "file": weights_path.name,
+            "sha256": sha256_file(weights_path),
+            "bytes": weights_path.stat().st_size,
+        },
+    )
+    out.setdefault("normalisation", {"kind": "percentile", "low": 0.1, "high": 99.9})
+    out.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    out.setdefault("torch", torch.__version__)
+    text = json.dumps(out, indent=2, sort_keys=False) + "\n"
+    atomic_write(card_path, lambda fh: fh.write(text.encode("utf-8")), make_parents=True)
+    return out
