@@ -372,7 +372,7 @@ def train_one(spec: Spec, args) -> dict:
     torch.manual_seed(args.seed)
     model = build(spec.architecture, spec.config)
     ckpt_dir = args.checkpoints
-    model, seconds_a = run_phase(
+    outcome, seconds_a = run_phase(
         "pre-train",
         model,
         pretrain,
@@ -386,8 +386,8 @@ def train_one(spec: Spec, args) -> dict:
         ckpt=ckpt_dir / f"{spec.name}-pretrain",
         resume=args.resume,
     )
-    best_a = model.best_val_psnr
-    model, seconds_b = run_phase(
+    model, best_a = outcome.model, outcome.best_val_psnr
+    outcome, seconds_b = run_phase(
         "fine-tune",
         model,
         finetune,
@@ -402,6 +402,7 @@ def train_one(spec: Spec, args) -> dict:
         resume=args.resume,
     )
 
+    model = outcome.model
     precision = inference.choose_cpu_precision(model, val_real[:3])
     metrics = {
         "w2s_fov009_010_real_psnr": round(validate(model, val_real), 3),
@@ -409,7 +410,7 @@ def train_one(spec: Spec, args) -> dict:
         "w2s_fov009_010_synthetic_correlated_psnr": round(validate(model, val_synthetic), 3),
         "w2s_fov009_010_synthetic_correlated_noisy_psnr": round(noisy_psnr(val_synthetic), 3),
         "selection_psnr_after_pretraining": round(best_a, 3) if best_a is not None else None,
-        "best_step_of_finetuning": model.best_step,
+        "best_step_of_finetuning": outcome.best_step,
         "data_range": "span of each clean image (W2S: about 255)",
     }
     command = "python scripts/train_shipped.py --model {} --steps {} --seed {} --bf16 {} --threads {}".format(

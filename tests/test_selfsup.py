@@ -274,12 +274,13 @@ def test_blind_spot_training_lowers_the_masked_loss_on_a_real_frame(convallaria,
     torch.manual_seed(0)
     model = build("unet", SMALL)
     before = _held_out_loss(wrap(model, 1.0) if mode == "n2v-psf" else model, val)
-    trained, ticks = _run(model, data, steps=100, lr=2e-3, loss="l2", mode=mode, val_images=val)
+    outcome, ticks = _run(model, data, steps=100, lr=2e-3, loss="l2", mode=mode, val_images=val)
+    trained = outcome.model
     after = _held_out_loss(trained, val)
     assert after < 0.95 * before
     assert ticks[-1].val_loss is not None and ticks[-1].val_psnr is None
-    assert trained.best_val_loss == pytest.approx(
-        min(v["loss"] for v in trained.validations), abs=1e-6
+    assert outcome.best_val_loss == pytest.approx(
+        min(v["loss"] for v in outcome.validations), abs=1e-6
     )
     assert "validation loss" in ticks[-1].message
     if mode == "n2v-psf":
@@ -291,8 +292,8 @@ def test_blind_spot_training_is_deterministic(convallaria):
 
     def weights(seed):
         torch.manual_seed(0)
-        model, _ = _run(build("unet", SMALL), data, steps=4, mode="n2v2", seed=seed)
-        return model.state_dict()
+        outcome, _ = _run(build("unet", SMALL), data, steps=4, mode="n2v2", seed=seed)
+        return outcome.model.state_dict()
 
     a, b, c = weights(5), weights(5), weights(6)
     assert all(torch.equal(v, b[k]) for k, v in a.items())

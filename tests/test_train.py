@@ -58,7 +58,8 @@ def _train(data, *, seed=0, steps=6, **kwargs):
 
 
 def test_progress_records_and_eta(train_data):
-    model, ticks = _train(train_data, steps=4)
+    outcome, ticks = _train(train_data, steps=4)
+    model = outcome.model
     assert [t.step for t in ticks] == [1, 2, 3, 4]
     assert all(isinstance(t, TrainProgress) for t in ticks)
     assert ticks[-1].eta_s == 0 and ticks[0].eta_s > 0
@@ -74,6 +75,7 @@ def test_stop_ends_within_one_step_and_returns_the_best_so_far(train_data, val_p
         return len(calls) > 3  # asked before step 4: stop there
 
     model, ticks = _train(train_data, steps=50, val_pairs=val_pairs, val_every=2, stop=stop)
+    assert model.stop_reason == "stopped"
     assert [t.step for t in ticks] == [1, 2, 3]
     assert model.steps_done == 3
     # The best of the validations at steps 2 and 3 (the stop validates the last step).
@@ -84,23 +86,21 @@ def test_stop_ends_within_one_step_and_returns_the_best_so_far(train_data, val_p
 def test_stop_before_the_first_step_returns_the_untrained_model(train_data):
     torch.manual_seed(0)
     untrained = _weights(build("unet", SMALL))
-    model, ticks = _train(train_data, stop=lambda: True)
-    assert ticks == []
+    outcome, ticks = _train(train_data, stop=lambda: True)
+    assert ticks == [] and outcome.steps_done == 0
     for key, value in untrained.items():
-        assert torch.equal(model.state_dict()[key], value)
+        assert torch.equal(outcome.model.state_dict()[key], value)
 
 
 def test_same_seed_same_weights_other_seed_other_weights(train_data):
-    a, _ = _train(train_data, seed=3)
-    b, _ = _train(train_data, seed=3)
-    c, _ = _train(train_data, seed=4)
+    a, b, c = (_train(train_data, seed=s)[0].model for s in (3, 3, 4))
     for key, value in a.state_dict().items():
         assert torch.equal(value, b.state_dict()[key]), key
     assert any(not torch.equal(v, c.state_dict()[k]) for k, v in a.state_dict().items())
 
 
 def test_resuming_a_checkpoint_gives_the_uninterrupted_result(train_data, tmp_path):
-    straight, _ = _train(train_data, steps=6)
+    straight = _train(train_data, steps=6)[0].model
     calls = []
     ckpt = tmp_path / "ckpt"
     _train(
@@ -112,7 +112,8 @@ def test_resuming_a_checkpoint_gives_the_uninterrupted_result(train_data, tmp_pa
     )
     assert ckpt.with_suffix(".json").exists() and ckpt.with_suffix(".safetensors").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
-    resumed, ticks = _train(train_data, steps=6, checkpoint=ckpt, resume=True)
+    outcome, ticks = _train(train_data, steps=6, checkpoint=ckpt, resume=True)
+    resumed = outcome.model
     assert [t.step for t in ticks] == [4, 5, 6]
     for key, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
@@ -220,3 +221,28 @@ def test_blind_spot_training_tells_noise_level_networks_an_estimated_level():
     for _ in train_iter(model, data, steps=2, batch_size=2, patch=32, mode="n2v", threads=1):
         pass
     assert seen and all(float(level.min()) > 0.02 for level in seen)
+
+
+def test_training_gives_back_the_thread_count_and_returns_an_outcome(train_data):
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    gen = train_iter(
+        build("unet", SMALL), train_data, steps=2, batch_size=2, patch=32, threads=wanted
+    )
+    seen = [torch.get_num_threads() for _ in gen]  # while training: the count asked for
+    assert seen == [wanted, wanted]
+    assert torch.get_num_threads() == before  # afterwards: the process's own setting
+    outcome = drain(train_iter(build("unet", SMALL), train_data, steps=2, batch_size=2, patch=32))
+    assert outcome.stop_reason == "completed" and outcome.steps_done == 2
+    assert [v["step"] for v in outcome.validations] == [] and not outcome.model.training
+
+
+def test_learning_rate_follows_warm_up_then_cosine_decay(train_data):
+    ticks = list(
+        train_iter(
+            build("unet", SMALL), train_data, steps=6, batch_size=2, patch=32, lr=1e-2, warmup=2
+        )
+    )
+    lrs = [t.lr for t in ticks]
+    assert lrs[0] == pytest.approx(0.5e-2) and lrs[1] == pytest.approx(1e-2)
+    assert lrs[2:] == sorted(lrs[2:], reverse=True) and lrs[-1] > 1e-4

@@ -65,7 +65,7 @@ def reproduce_command(prepared, name: str, steps: int, threads: int | None) -> s
 
 def training_card(
     prepared,
-    model,
+    outcome,
     *,
     name: str,
     steps: int,
@@ -92,7 +92,7 @@ def training_card(
     description = (
         f"{'Fine-tuned' if spec.mode == 'supervised' else 'Trained with ' + label} from "
         f"{origin} on {what} of {source} ({'x'.join(map(str, data['shape']))}, axes "
-        f"{data['axes']}): {model.steps_done} steps, seed {spec.seed}."
+        f"{data['axes']}): {outcome.steps_done} steps, seed {spec.seed}."
     )
     if spec.mode == "n2v-psf":
         description += f" Returns the denoised image (network output blurred by a Gaussian PSF of sigma {spec.psf_sigma:g} px)."
@@ -105,14 +105,14 @@ def training_card(
             if data["validation"]["kind"]
             else "none"
         ),
-        "best_step": int(model.best_step),
-        "history": list(model.validations),
+        "best_step": int(outcome.best_step),
+        "history": list(outcome.validations),
     }
-    if model.best_val_psnr is not None:
-        validation["psnr"] = round(float(model.best_val_psnr), 4)
+    if outcome.best_val_psnr is not None:
+        validation["psnr"] = round(float(outcome.best_val_psnr), 4)
         validation["data_range"] = "span of each clean stripe"
-    if model.best_val_loss is not None:
-        validation["masked_loss"] = round(float(model.best_val_loss), 6)
+    if outcome.best_val_loss is not None:
+        validation["masked_loss"] = round(float(outcome.best_val_loss), 6)
     training: dict[str, Any] = {
         "mode": spec.mode,
         "data": [
@@ -121,7 +121,7 @@ def training_card(
             + (", with a clean image" if data["clean"] else "")
         ],
         "data_details": data,
-        "steps": int(model.steps_done),
+        "steps": int(outcome.steps_done),
         "steps_planned": int(steps),
         "seconds": round(seconds, 1),
         "seed": spec.seed,
@@ -185,5 +185,5 @@ def training_card(
             "deconvolved_model": f"{name}-deconvolved",
             "reference": "Goncharova et al., Improving blind spot denoising for microscopy, ECCV-W 2020",
         }
-    card["training"]["parameters"] = count_parameters(model)
+    card["training"]["parameters"] = count_parameters(outcome.model)
     return card

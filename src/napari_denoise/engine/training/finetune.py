@@ -637,7 +637,7 @@ def finetune_iter(
 
     model = _start_network(prepared)
     kwargs = _train_kwargs(prepared)
-    model = yield from train_iter(
+    outcome = yield from train_iter(
         model,
         prepared.sampler,
         steps=steps,
@@ -652,16 +652,17 @@ def finetune_iter(
         **kwargs,
     )
     seconds = time.perf_counter() - t_start
-    if model.steps_done == 0:
+    model = outcome.model
+    if outcome.steps_done == 0:
         raise Cancelled("Training was stopped before its first step; no model was saved.")
 
-    reason = model.stop_reason
+    reason = outcome.stop_reason
     if reason == "stopped" and timed_out:
         reason = "time budget"
-    stopped = model.steps_done < steps
+    stopped = outcome.steps_done < steps
     card = training_card(
         prepared,
-        model,
+        outcome,
         name=name,
         steps=steps,
         seconds=seconds,
@@ -675,16 +676,14 @@ def finetune_iter(
     deconvolved_path = None
     if spec.mode == "n2v-psf":
         twin = f"{name}-deconvolved"
-        model.config.output = "deconvolved"
-        try:
-            twin_card = dict(card, name=twin, title=card["title"] + ", deconvolved estimate")
-            twin_card["psf"] = dict(card["psf"], output="deconvolved", denoised_model=name)
-            twin_card["description"] = (
-                "The deconvolved estimate (network output before the PSF) of " + card["description"]
-            )
-            store.save_model(model, twin_card, folder / f"{twin}.json")
-        finally:
-            model.config.output = "denoised"
+        twin_model = copy.deepcopy(model)  # the same weights, returning the estimate before the PSF
+        twin_model.config.output = "deconvolved"
+        twin_card = dict(card, name=twin, title=card["title"] + ", deconvolved estimate")
+        twin_card["psf"] = dict(card["psf"], output="deconvolved", denoised_model=name)
+        twin_card["description"] = (
+            "The deconvolved estimate (network output before the PSF) of " + card["description"]
+        )
+        store.save_model(twin_model, twin_card, folder / f"{twin}.json")
         deconvolved_path = folder / f"{twin}.json"
     if default_ckpt and not stopped:  # nothing left to resume
         for suffix in (".json", ".safetensors"):

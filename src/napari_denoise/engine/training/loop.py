@@ -25,6 +25,7 @@ rest in JSON) are written atomically and can be resumed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -43,7 +44,16 @@ from ...errors import ModelFileError
 from ..models import config_dict
 from .blindspot import BLIND_MODES, DEFAULT_MASK_FRACTION, MODES
 
-__all__ = ["LOSSES", "MODES", "TrainProgress", "augment", "train_iter", "validate"]
+__all__ = [
+    "LOSSES",
+    "MODES",
+    "TrainOutcome",
+    "TrainProgress",
+    "augment",
+    "lr_factor",
+    "train_iter",
+    "validate",
+]
 
 
 # --- losses ---------------------------------------------------------------------------------
@@ -228,11 +238,89 @@ def _load_checkpoint(path: Path, model, optimizer, generator) -> tuple[dict, dic
 # --- the loop -------------------------------------------------------------------------------
 
 
-def _lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
+def lr_factor(step: int, steps: int, warmup: int) -> float:
+    """The learning rate at 0-based ``step`` as a share of its peak: a linear warm-up over
+    ``warmup`` steps, then a cosine decay to 1% at ``steps``."""
     if step < warmup:
-        return peak * (step + 1) / warmup
+        return (step + 1) / warmup
     t = (step - warmup) / max(1, steps - warmup)
-    return peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t))
+
+
+@dataclass
+class TrainOutcome:
+    """What :func:`train_iter` returns: the model with its best weights, and how it went.
+
+    ``stop_reason`` is ``"completed"``, ``"stopped"`` (the consumer's ``stop``) or
+    ``"patience"`` (early stopping); ``validations`` lists ``{"step", "psnr" or "loss"}``.
+    """
+
+    model: Any
+    best_step: int
+    best_val_psnr: float | None
+    best_val_loss: float | None
+    steps_done: int
+    stop_reason: str
+    validations: list[dict]
+
+
+class _Validation:
+    """Keeps the best weights by validation: PSNR on (noisy, clean) pairs, else the masked
+    loss on held-out noisy images, else (no held-out data) the latest weights."""
+
+    def __init__(self, model, *, pairs, masked, loss: str, bf16: bool, masked_loss):
+        self.model, self.pairs, self.masked = model, pairs, masked
+        self.loss, self.bf16, self._masked_loss = loss, bf16, masked_loss
+        self.best_state = copy.deepcopy(model.state_dict())
+        self.best_psnr: float | None = None
+        self.best_loss: float | None = None
+        self.best_step = 0
+        self.psnr: float | None = None
+        self.value: float | None = None  # masked loss
+        self.stale = 0  # validations since the best one
+        self.history: list[dict] = []
+        self.last_step = -1
+
+    def restore(self, info: dict, best_state: dict) -> None:
+        """Continue from a checkpoint's record."""
+        self.best_state, self.best_step = best_state, info["best_step"]
+        self.best_psnr, self.best_loss = info["best_val_psnr"], info.get("best_val_loss")
+        self.stale, self.history = info.get("stale", 0), list(info.get("validations", []))
+
+    def check(self, step: int) -> None:
+        """Validate at ``step``; keep the weights when they are the best so far."""
+        self.last_step = step
+        if self.pairs:
+            self.psnr = validate(self.model, self.pairs, bf16=self.bf16)
+            better = self.best_psnr is None or self.psnr > self.best_psnr
+            self.history.append({"step": step, "psnr": round(self.psnr, 4)})
+        elif self.masked:
+            self.value = self._masked_loss(self.model, self.masked, loss=self.loss)
+            better = self.best_loss is None or self.value < self.best_loss
+            self.history.append({"step": step, "loss": round(self.value, 6)})
+        else:
+            self.best_state, self.best_step = copy.deepcopy(self.model.state_dict()), step
+            return
+        if better:
+            self.best_step, self.stale = step, 0
+            self.best_state = copy.deepcopy(self.model.state_dict())
+            if self.pairs:
+                self.best_psnr = self.psnr
+            else:
+                self.best_loss = self.value
+        else:
+            self.stale += 1
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None):
+    """Use ``threads`` torch threads while training, and give back the previous count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def train_iter(
@@ -262,22 +350,22 @@ def train_iter(
     positivity: float = 1.0,
     val_images: Sequence[np.ndarray] | None = None,
     patience: int | None = None,
-) -> Generator[TrainProgress, None, Any]:
-    """Train ``model`` on patches from ``dataset``; yield progress, return the best model.
+) -> Generator[TrainProgress, None, TrainOutcome]:
+    """Train ``model`` on patches from ``dataset``; yield progress, return a :class:`TrainOutcome`.
 
     Parameters
     ----------
     model : torch.nn.Module
         A network from :mod:`napari_denoise.engine.models` (trained in place). In mode
         ``"n2v-psf"`` a network that is not yet a :class:`~.models.psf_wrap.PsfWrap` is
-        wrapped in one (Gaussian PSF of ``psf_sigma``) and the wrapper is returned.
+        wrapped in one (Gaussian PSF of ``psf_sigma``) and the outcome holds the wrapper.
     dataset : sampler
         Anything with ``batch(n, patch, generator) -> (noisy, clean)`` (:mod:`.datasets`);
         the self-supervised modes use only the noisy patches.
     steps, batch_size, patch : int
         Optimisation steps, patches per step and patch side in pixels.
     lr : float
-        Peak learning rate (linear warm-up, then cosine decay to 1% of it).
+        Peak learning rate (linear warm-up, then cosine decay to 1% of it: :func:`lr_factor`).
     loss : {"l1", "l2", "l1+ssim"}
         ``"l1+ssim"`` only in supervised mode (the blind-spot loss sees single pixels).
     seed : int
@@ -298,21 +386,19 @@ def train_iter(
         Stem of ``.safetensors`` + ``.json`` checkpoint files written every
         ``checkpoint_every`` steps, at the end and when stopped; ``resume=True``
         continues from them (the same network and mode only).
+    threads : int, optional
+        Torch threads while training (the previous count is restored at the end).
     mode : {"supervised", "n2v", "n2v2", "n2v-psf"}
         Noise2Void masks pixels with a random neighbour, N2V2 with the median of the 5x5
         window without its centre; "n2v-psf" adds the PSF and the positivity penalty
-        ``positivity * mean(relu(-deconvolved))`` (:mod:`.selfsup`).
+        ``positivity * mean(relu(-deconvolved))`` (:mod:`.blindspot`).
     mask_fraction : float
         Share of blind-spot pixels per patch (self-supervised modes).
     blind_radius : int
         0: one-pixel blind spots; ``r``: hide the ``(2r+1)``-square around each one
-        (spatially correlated noise; :func:`.selfsup.blind_spot_batch`).
+        (spatially correlated noise; :func:`.blindspot.blind_spot_batch`).
     patience : int, optional
         Stop once this many validations in a row did not improve on the best.
-
-    The returned model carries ``best_step``, ``best_val_psnr``, ``best_val_loss``,
-    ``steps_done``, ``stop_reason`` (``"completed"``, ``"stopped"`` or ``"patience"``)
-    and ``validations`` (a list of ``{"step", "psnr" or "loss"}``).
 
     Examples
     --------
@@ -323,7 +409,7 @@ def train_iter(
     >>> [p.step for p in gen]
     [1, 2]
     """
-    from . import blindspot as selfsup
+    from . import blindspot
 
     if mode not in MODES:
         raise ValueError(f"Unknown training mode '{mode}'; choose one of {', '.join(MODES)}.")
@@ -335,10 +421,8 @@ def train_iter(
             f"Loss '{loss}' needs clean patches; blind-spot training ({mode}) uses 'l1' or 'l2'."
         )
     if blind:
-        selfsup.grid_spacing(mask_fraction, blind_radius)  # checks the fraction and radius
-    loss_fn = LOSSES[loss]
+        blindspot.grid_spacing(mask_fraction, blind_radius)  # checks the fraction and radius
     replace = "median" if mode == "n2v2" else "random"
-    torch.set_num_threads(threads or os.cpu_count() or 1)
     generator = torch.Generator().manual_seed(int(seed))
     if mode == "n2v-psf" and getattr(model, "architecture", None) != "psf-wrap":
         from ..models.psf_wrap import wrap
@@ -348,11 +432,9 @@ def train_iter(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     warmup = min(200, max(1, steps // 20)) if warmup is None else max(1, warmup)
     val_every = val_every or max(50, steps // 20)
-    takes_level = getattr(model, "takes_noise_level", False)
-    noise_input = getattr(model, "noise_input", "level" if takes_level else None)
-    val_masked = None
+    masked = None
     if blind and not val_pairs and val_images:
-        val_masked = selfsup.masked_validation_set(
+        masked = blindspot.masked_validation_set(
             val_images,
             multiple=int(getattr(model, "multiple", 1)),
             fraction=mask_fraction,
@@ -360,32 +442,39 @@ def train_iter(
             radius=blind_radius,
             seed=int(seed) + 7919,  # its own stream: validation never shifts the training's
         )
-    # The deconvolved image (before the PSF), for the positivity penalty.
-    deconvolved: dict[str, torch.Tensor] = {}
-    hook = None
-    if mode == "n2v-psf" and positivity:
-        hook = model.net.register_forward_hook(lambda m, i, out: deconvolved.update(d=out))
-
-    best_state = copy.deepcopy(model.state_dict())
-    best_psnr: float | None = None
-    best_loss: float | None = None
-    best_step = 0
-    val_psnr: float | None = None
-    val_loss: float | None = None
-    stale = 0  # validations since the best one
-    history: list[dict] = []
-    start_step = 0
-    running: float | None = None
+    val = _Validation(
+        model,
+        pairs=val_pairs,
+        masked=masked,
+        loss=loss,
+        bf16=bf16,
+        masked_loss=blindspot.masked_validation_loss,
+    )
+    start_step, running = 0, None
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if resume and ckpt is not None and ckpt.with_suffix(".json").exists():
         _check_checkpoint(ckpt, model, mode)
         info, best_state = _load_checkpoint(ckpt, model, optimizer, generator)
-        start_step, best_psnr, best_step = info["step"], info["best_val_psnr"], info["best_step"]
-        best_loss, stale = info.get("best_val_loss"), info.get("stale", 0)
-        history = list(info.get("validations", []))
-        running = info.get("loss")
+        val.restore(info, best_state)
+        start_step, running = info["step"], info.get("loss")
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda i: lr_factor(start_step + i, steps, warmup)
+    )
+    step_fn = _Step(
+        model,
+        optimizer,
+        loss,
+        mode,
+        blind,
+        replace,
+        mask_fraction,
+        blind_radius,
+        positivity,
+        bf16,
+        grad_clip,
+    )
 
-    def info_record(step):
+    def record(step):
         return {
             "step": step,
             "steps": steps,
@@ -397,101 +486,41 @@ def train_iter(
             "patch": patch,
             "mode": mode,
             "blind_radius": blind_radius,
-            "best_step": best_step,
-            "best_val_psnr": best_psnr,
-            "best_val_loss": best_loss,
-            "stale": stale,
-            "validations": history,
+            "best_step": val.best_step,
+            "best_val_psnr": val.best_psnr,
+            "best_val_loss": val.best_loss,
+            "stale": val.stale,
+            "validations": val.history,
             "architecture": model.architecture,
             "config": config_dict(model),
         }
 
-    last_val = -1
-
-    def check_validation(step):
-        nonlocal best_psnr, best_loss, best_step, best_state, val_psnr, val_loss, stale, last_val
-        last_val = step
-        if val_pairs:
-            val_psnr = validate(model, val_pairs, bf16=bf16)
-            better = best_psnr is None or val_psnr > best_psnr
-            history.append({"step": step, "psnr": round(val_psnr, 4)})
-        elif val_masked:
-            val_loss = selfsup.masked_validation_loss(model, val_masked, loss=loss)
-            better = best_loss is None or val_loss < best_loss
-            history.append({"step": step, "loss": round(val_loss, 6)})
-        else:
-            best_state, best_step = copy.deepcopy(model.state_dict()), step
-            return
-        if better:
-            best_step, stale = step, 0
-            best_state = copy.deepcopy(model.state_dict())
-            if val_pairs:
-                best_psnr = val_psnr
-            else:
-                best_loss = val_loss
-        else:
-            stale += 1
+    def save(step):
+        _save_checkpoint(ckpt, model, val.best_state, optimizer, generator, record(step))
 
     reason = "completed"
     last_ckpt = start_step
     t0 = time.perf_counter()
     step = start_step
-    try:
+    with _torch_threads(threads), step_fn:
         for step in range(start_step + 1, steps + 1):
             if stop is not None and stop():
                 reason = "stopped"
                 step -= 1
                 break
-            if patience and stale >= patience:
+            if patience and val.stale >= patience:
                 reason = "patience"
                 step -= 1
                 break
-            if noise_input == "poisson-gaussian":
-                noisy, clean, coeffs = dataset.batch(batch_size, patch, generator, with_noise=True)
-            else:
-                noisy, clean = dataset.batch(batch_size, patch, generator)
-            noisy, clean = augment(noisy, clean, generator)
-            mask = None
-            if blind:  # the input with blind spots, the noisy target, where the loss counts
-                noisy, clean, mask = selfsup.blind_spot_batch(
-                    noisy, generator, fraction=mask_fraction, replace=replace, radius=blind_radius
-                )
-            noisy = noisy.contiguous(memory_format=torch.channels_last)
-            clean = clean.contiguous(memory_format=torch.channels_last)
-            current_lr = _lr_at(step - 1, steps, lr, warmup)
-            for group in optimizer.param_groups:
-                group["lr"] = current_lr
-            with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-                if noise_input == "poisson-gaussian":
-                    pred = model(noisy, coeffs)
-                elif takes_level:
-                    # Supervised: the true noise std of each patch. Blind spot: the target
-                    # is the noisy patch itself; estimate it from the finest scale.
-                    level = haar_sigma(clean) if blind else (noisy - clean).flatten(1).std(dim=1)
-                    pred = model(noisy, level)
-                else:
-                    pred = model(noisy)
-            if mask is None:
-                value = loss_fn(pred.float(), clean)
-            else:
-                value = selfsup.masked_loss(pred.float(), clean, mask, loss)
-                if hook is not None:
-                    value = value + positivity * selfsup.positivity_penalty(
-                        deconvolved["d"].float()
-                    )
-            optimizer.zero_grad(set_to_none=True)
-            value.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-            v = float(value.detach())
+            current_lr = optimizer.param_groups[0]["lr"]
+            v = step_fn(dataset.batch, batch_size, patch, generator)
+            schedule.step()
             running = v if running is None else 0.98 * running + 0.02 * v
-
             validated = step % val_every == 0 or step == steps
             if validated:
-                check_validation(step)
+                val.check(step)
             if ckpt is not None and (step % checkpoint_every == 0 or step == steps):
-                _save_checkpoint(ckpt, model, best_state, optimizer, generator, info_record(step))
+                save(step)
                 last_ckpt = step
             elapsed = time.perf_counter() - t0
             done = step - start_step
@@ -500,28 +529,113 @@ def train_iter(
                 steps,
                 running,
                 current_lr,
-                val_psnr,
-                best_psnr,
-                best_step,
+                val.psnr,
+                val.best_psnr,
+                val.best_step,
                 elapsed,
                 elapsed / done * (steps - step),
-                val_loss,
-                best_loss,
+                val.value,
+                val.best_loss,
                 validated,
             )
         else:
             step = steps
 
-        if step < steps and step > start_step:  # stopped early: validate and keep the last step
-            if last_val != step:
-                check_validation(step)
+        if start_step < step < steps:  # stopped early: validate and keep the last step
+            if val.last_step != step:
+                val.check(step)
             if ckpt is not None and last_ckpt != step:
-                _save_checkpoint(ckpt, model, best_state, optimizer, generator, info_record(step))
-    finally:
-        if hook is not None:
-            hook.remove()
-    model.load_state_dict(best_state)
+                save(step)
+    model.load_state_dict(val.best_state)
     model.eval()
-    model.best_step, model.best_val_psnr, model.steps_done = best_step, best_psnr, step
-    model.best_val_loss, model.stop_reason, model.validations = best_loss, reason, history
-    return model
+    return TrainOutcome(
+        model=model,
+        best_step=val.best_step,
+        best_val_psnr=val.best_psnr,
+        best_val_loss=val.best_loss,
+        steps_done=step,
+        stop_reason=reason,
+        validations=val.history,
+    )
+
+
+class _Step:
+    """One optimisation step (sample, augment, blind spots, forward, loss, backward, clip,
+    update); a context manager that holds the positivity hook of ``"n2v-psf"``."""
+
+    def __init__(
+        self,
+        model,
+        optimizer,
+        loss,
+        mode,
+        blind,
+        replace,
+        mask_fraction,
+        blind_radius,
+        positivity,
+        bf16,
+        grad_clip,
+    ):
+        from . import blindspot
+
+        self.model, self.optimizer, self.loss, self.blind = model, optimizer, loss, blind
+        self.loss_fn, self.blindspot = LOSSES[loss], blindspot
+        self.replace, self.fraction, self.radius = replace, mask_fraction, blind_radius
+        self.positivity, self.bf16, self.grad_clip = positivity, bf16, grad_clip
+        self.takes_level = getattr(model, "takes_noise_level", False)
+        self.noise_input = getattr(model, "noise_input", "level" if self.takes_level else None)
+        self.deconvolved: dict[str, torch.Tensor] = {}  # before the PSF, for the positivity
+        self.use_hook = mode == "n2v-psf" and bool(positivity)
+        self.hook = None
+
+    def __enter__(self):
+        if self.use_hook:
+            self.hook = self.model.net.register_forward_hook(
+                lambda m, i, out: self.deconvolved.update(d=out)
+            )
+        return self
+
+    def __exit__(self, *exc):
+        if self.hook is not None:
+            self.hook.remove()
+            self.hook = None
+
+    def __call__(self, batch, batch_size, patch, generator) -> float:
+        model = self.model
+        if self.noise_input == "poisson-gaussian":
+            noisy, clean, coeffs = batch(batch_size, patch, generator, with_noise=True)
+        else:
+            noisy, clean = batch(batch_size, patch, generator)
+        noisy, clean = augment(noisy, clean, generator)
+        mask = None
+        if self.blind:  # the input with blind spots, the noisy target, where the loss counts
+            noisy, clean, mask = self.blindspot.blind_spot_batch(
+                noisy, generator, fraction=self.fraction, replace=self.replace, radius=self.radius
+            )
+        noisy = noisy.contiguous(memory_format=torch.channels_last)
+        clean = clean.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", torch.bfloat16, enabled=self.bf16):
+            if self.noise_input == "poisson-gaussian":
+                pred = model(noisy, coeffs)
+            elif self.takes_level:
+                # Supervised: the true noise std of each patch. Blind spot: the target
+                # is the noisy patch itself; estimate it from the finest scale.
+                level = haar_sigma(clean) if self.blind else (noisy - clean).flatten(1).std(dim=1)
+                pred = model(noisy, level)
+            else:
+                pred = model(noisy)
+        if mask is None:
+            value = self.loss_fn(pred.float(), clean)
+        else:
+            value = self.blindspot.masked_loss(pred.float(), clean, mask, self.loss)
+            if self.hook is not None:
+                value = value + self.positivity * self.blindspot.positivity_penalty(
+                    self.deconvolved["d"].float()
+                )
+        self.optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        return float(value.detach())
