@@ -55,6 +55,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .options import (
+    BLIND_MODES,
+    DEFAULT_MASK_FRACTION,
+    MAX_BLIND_RADIUS,
+    MAX_FRACTION,
+    MIN_FRACTION,
+    MODES,
+)
+
 __all__ = [
     "BLIND_FLAGS",
     "BLIND_MODES",
@@ -72,13 +81,7 @@ __all__ = [
     "positivity_penalty",
 ]
 
-MODES = ("supervised", "n2v", "n2v2", "n2v-psf")
-BLIND_MODES = ("n2v", "n2v2", "n2v-psf")
-# 1 pixel in 64: the N2V paper's 64 blind spots per 64 x 64 patch (a grid spacing of 8).
-DEFAULT_MASK_FRACTION = 1 / 64
-MIN_FRACTION, MAX_FRACTION = 0.002, 0.04  # grid spacings 22 ... 5
 RADIUS = 2  # the 5x5 neighbourhood
-MAX_BLIND_RADIUS = 3  # a 7x7 blind block at most
 # Network options for blind-spot training from scratch, applied where the architecture
 # has them. No residual (input added to the output) in any mode: with N2V2's median
 # replacement a residual network keeps the noisy centre pixel at inference, and without

@@ -13,16 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from ... import __version__
+from .options import MODE_LABELS
 from .split import MIN_VAL_STRIPE
 
 __all__ = ["MODE_LABELS", "reproduce_command", "training_card"]
-
-MODE_LABELS = {
-    "supervised": "fine-tuned on noisy/clean pairs",
-    "n2v": "Noise2Void",
-    "n2v2": "N2V2",
-    "n2v-psf": "Noise2Void with PSF",
-}
 
 
 def reproduce_command(prepared, name: str, steps: int, threads: int | None) -> str | None:

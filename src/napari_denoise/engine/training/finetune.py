@@ -149,8 +149,14 @@ class FinetuneResult:
 
 
 def _check_spec(spec: FinetuneSpec) -> None:
-    from .blindspot import BLIND_MODES, MAX_BLIND_RADIUS, MAX_FRACTION, MIN_FRACTION, MODES
-    from .loop import LOSSES
+    from .options import (
+        BLIND_MODES,
+        MAX_BLIND_RADIUS,
+        MAX_FRACTION,
+        MIN_FRACTION,
+        MODES,
+    )
+    from .options import LOSS_NAMES as LOSSES
 
     if spec.mode not in MODES:
         raise ParameterError(

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from ...errors import ModelFileError
 from ..models import config_dict
-from .blindspot import BLIND_MODES, DEFAULT_MASK_FRACTION, MODES
+from .options import BLIND_MODES, DEFAULT_MASK_FRACTION, LOSS_NAMES, MODES
 
 __all__ = [
     "LOSSES",
@@ -81,6 +81,7 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     # Zhao, Gallo, Frosio, Kautz, "Loss functions for image restoration with neural networks" (2017).
     "l1+ssim": lambda p, t: 0.84 * (1 - _ssim(p, t)) + 0.16 * F.l1_loss(p, t),
 }
+assert tuple(LOSSES) == LOSS_NAMES  # the widget offers the names from .options
 
 
 # --- progress -------------------------------------------------------------------------------

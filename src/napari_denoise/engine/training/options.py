@@ -1,0 +1,35 @@
+"""The choices a training run offers, without torch: modes, losses and their ranges.
+
+The Train widget builds its controls from these on the GUI thread, so this module imports
+nothing heavy; the training code (:mod:`.loop`, :mod:`.blindspot`, :mod:`.finetune`) takes
+its names from here too, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BLIND_MODES",
+    "DEFAULT_MASK_FRACTION",
+    "LOSS_NAMES",
+    "MAX_BLIND_RADIUS",
+    "MAX_FRACTION",
+    "MIN_FRACTION",
+    "MODES",
+    "MODE_LABELS",
+    "SELF_SUPERVISED_LOSSES",
+]
+
+MODES = ("supervised", "n2v", "n2v2", "n2v-psf")
+BLIND_MODES = ("n2v", "n2v2", "n2v-psf")
+MODE_LABELS = {
+    "supervised": "fine-tuned on noisy/clean pairs",
+    "n2v": "Noise2Void",
+    "n2v2": "N2V2",
+    "n2v-psf": "Noise2Void with PSF",
+}
+LOSS_NAMES = ("l1", "l2", "l1+ssim")
+SELF_SUPERVISED_LOSSES = ("l1", "l2")  # the blind-spot loss sees single pixels: no SSIM
+# 1 pixel in 64: the N2V paper's 64 blind spots per 64 x 64 patch (a grid spacing of 8).
+DEFAULT_MASK_FRACTION = 1 / 64
+MIN_FRACTION, MAX_FRACTION = 0.002, 0.04  # grid spacings 22 ... 5
+MAX_BLIND_RADIUS = 3  # a 7x7 blind block at most
