@@ -11,14 +11,14 @@ APT_PACKAGES := xvfb xauth libgl1 libgl1-mesa-dri libegl1 libglib2.0-0 libfontco
 	libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 \
 	libxcb-xfixes0 libxcb-xkb1 libxrender1 libxi6
 
-.PHONY: all venv system-deps demo test lint napari bench train clean
+.PHONY: all venv system-deps demo test test-core lint napari bench train clean
 
 all: test
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) torch==2.13.0
-	$(PIP_INSTALL) -e ".[testing,bm3d,qt,cluster]"
+	$(PIP_INSTALL) -e ".[testing,napari,qt,bm3d,cluster]"
 	touch $@
 
 venv: $(VENV)/.installed
@@ -37,8 +37,20 @@ system-deps:
 demo: venv
 	$(VENV)/bin/napari-denoise demo
 
-test: venv system-deps
+test: venv system-deps test-core
 	$(PY) -m pytest -q
+
+# The engine, API and CLI in a second venv without the napari extra (as a dask worker or
+# a headless server installs them): they must import and denoise there.
+CORE_VENV := .venv-core
+$(CORE_VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(CORE_VENV)/bin/python || $(PYTHON) -m venv $(CORE_VENV)
+	$(CORE_VENV)/bin/python -m pip install -q -c constraints.txt torch==2.13.0
+	$(CORE_VENV)/bin/python -m pip install -q -c constraints.txt -e .
+	touch $@
+
+test-core: $(CORE_VENV)/.installed
+	$(CORE_VENV)/bin/python scripts/check_core_install.py
 
 lint: venv
 	$(VENV)/bin/ruff check src tests benchmarks
@@ -55,4 +67,4 @@ train: venv
 	$(PY) scripts/train_shipped.py --minutes 25
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) $(CORE_VENV) build dist *.egg-info .pytest_cache
