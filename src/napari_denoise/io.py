@@ -179,6 +179,29 @@ def is_zarr(path: str | os.PathLike) -> bool:
     return _suffix(Path(path)) in ZARR_SUFFIXES
 
 
+def image_suffix(path: str | os.PathLike) -> str:
+    """The file type suffix of ``path``, lower case: the longest of
+    :data:`SUPPORTED_SUFFIXES` it ends with (``.ome.tif`` over ``.tif``), else its last one."""
+    return _suffix(Path(path))
+
+
+def image_stem(path: str | os.PathLike) -> str:
+    """``path``'s name without its type suffix (:func:`image_suffix`): ``run.1.tif`` ->
+    ``run.1``, ``cells.ome.tif`` -> ``cells``."""
+    name = Path(path).name
+    suffix = image_suffix(path)
+    return name[: len(name) - len(suffix)] if suffix and name.lower().endswith(suffix) else name
+
+
+def cannot_write(path: str | os.PathLike, dtype, axes: str) -> str | None:
+    """Why :func:`write_image` would refuse to write such an image to ``path``, or None."""
+    suffix = _suffix(Path(path))
+    if suffix in ZARR_SUFFIXES:
+        dtype = np.dtype(dtype)
+        return None if dtype.kind in "biuf" else f"{dtype} is not a numeric image dtype."
+    return _cannot_write(suffix, np.dtype(dtype), axes)
+
+
 def _unknown_type(suffix: str) -> str:
     return f"unknown file type {suffix or '(none)'!r}; use {', '.join(SUPPORTED_SUFFIXES)}."
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .atomic import commit_part, part_path
 from .errors import ReadError, WriteError
 
 __all__ = ["ZARR_SUFFIXES", "read_zarr", "write_zarr"]
@@ -124,7 +124,7 @@ def write_zarr(path: Path, data, axes: str, scale: dict[str, float], metadata: d
     lazy, axes = lazy.transpose(order), "".join(axes[i] for i in order)
     planes = tuple(n if a in "YX" else 1 for a, n in zip(axes, lazy.shape, strict=True))
     lazy = lazy.rechunk(planes)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+    tmp = part_path(path)
     try:
         group = zarr.open_group(store=str(tmp), mode="w", zarr_format=2)
         group.attrs["multiscales"] = [
@@ -152,13 +152,6 @@ def write_zarr(path: Path, data, axes: str, scale: dict[str, float], metadata: d
             "0", shape=lazy.shape, dtype=lazy.dtype, chunks=planes, fill_value=0
         )
         da.store(lazy, target, lock=False)
-        old = None
-        if path.exists():  # swap: the old folder goes only once the new one is complete
-            old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
-            path.rename(old)
-        tmp.rename(path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise WriteError(f"Cannot write {path}: {exc.strerror or exc}.") from exc
@@ -166,3 +159,5 @@ def write_zarr(path: Path, data, axes: str, scale: dict[str, float], metadata: d
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp, ignore_errors=True)
         raise
+    # The old folder goes only once the new one is complete (with its sidecar, in a batch).
+    commit_part(tmp, path)
