@@ -314,7 +314,8 @@ def _tv(block, *, weight):
 def _tv_auto(samples, params):
     if params["weight"] is None:
         blocks = [center_crop(b, 192) for b in _samples(samples)]
-        sigma = max(_sigma(blocks), 1e-6)
+        # A floor relative to the image's range, so that it scales with the intensities.
+        sigma = max(_sigma(blocks), 1e-6 * float(np.ptp(blocks[0])) or 1e-30)
         grid = [sigma * f for f in (0.25, 0.5, 1.0, 2.0, 4.0)]
 
         def loss(w):
