@@ -91,9 +91,13 @@ def denoise(
     >>> bool(clean.std() < noisy.std())
     True
     """
+    from .axes import as_image_array, check_computable, resolve_dtype
     from .engine.denoise.pipeline import denoise_iter as _iter
     from .engine.denoise.pipeline import drain
 
+    image = as_image_array(image)  # a ragged list: a sentence, not numpy's traceback
+    output_dtype = resolve_dtype(output_dtype)
+    check_computable(image)  # values float32 cannot hold: refused, never NaN or constant
     result = drain(
         _iter(image, method, axes=axes, tile=tile, output_dtype=output_dtype, params=params)
     )

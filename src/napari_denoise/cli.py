@@ -62,7 +62,7 @@ def _progress_printer():
 def _cmd_denoise(args: argparse.Namespace) -> int:
     from .engine.device import resolve_device
     from .engine.methods import default_method, get_method
-    from .files import check_outputs, denoise_file, plan_outputs, sidecar_path
+    from .files import check_outputs, denoise_file, plan_jobs, sidecar_path
 
     method = get_method(args.method) if args.method else default_method()
     params: dict[str, Any] = _parse_params(args.param)
@@ -77,13 +77,15 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     if "device" in {p.name for p in method.params}:
         params["device"] = device
     inputs = [Path(p) for p in args.inputs]
-    outputs = plan_outputs(inputs, args.output)
-    check_outputs(inputs, outputs, overwrite=args.overwrite)  # all of them, before computing
+    jobs = plan_jobs(inputs, args.output)  # one per input, or per series of a TIFF
+    # Every output, before anything is computed; every input is protected.
+    check_outputs([j.source for j in jobs], [j.output for j in jobs], overwrite=args.overwrite)
 
     failures = 0
-    for src, dst in zip(inputs, outputs, strict=True):
+    for src, series, dst in jobs:
         try:
-            print(f"{src} -> {dst} [{method.name}]", file=sys.stderr)
+            which = f" (series {series})" if series is not None else ""
+            print(f"{src}{which} -> {dst} [{method.name}]", file=sys.stderr)
             image, result, _ = denoise_file(
                 src,
                 dst,
@@ -96,6 +98,7 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
                 extra={"device": device},
                 scheduler=args.scheduler,
                 overwrite=args.overwrite,
+                series=series,
             )
             if not args.quiet:
                 print(file=sys.stderr)

@@ -19,15 +19,19 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from .atomic import atomic_batch, clean_stale_parts
+from .axes import check_computable, colour_picture_problem, resolve_dtype
 from .engine.denoise.pipeline import DenoiseResult, denoise_iter, drain
-from .errors import ParameterError, WriteError
+from .errors import InputError, ParameterError, WriteError
 from .io import (
     SUPPORTED_SUFFIXES,
     Image,
     cannot_write,
+    count_series,
     image_stem,
     image_suffix,
     is_zarr,
@@ -38,9 +42,11 @@ from .io import (
 from .provenance import make_provenance
 
 __all__ = [
+    "Job",
     "check_outputs",
     "denoise_file",
     "output_name",
+    "plan_jobs",
     "plan_outputs",
     "save_result",
     "sidecar_path",
@@ -59,13 +65,23 @@ def output_name(source: str | os.PathLike) -> str:
     return f"{image_stem(source)}_denoised{'.zarr' if is_zarr(source) else '.tif'}"
 
 
-def plan_outputs(inputs: list[Path], out: str | os.PathLike) -> list[Path]:
-    """One output path per input.
+class Job(NamedTuple):
+    """One image to denoise: a file (and which of its TIFF series, if it holds several)
+    and where its result goes."""
+
+    source: Path
+    series: int | None
+    output: Path
+
+
+def plan_jobs(inputs: list[Path], out: str | os.PathLike) -> list[Job]:
+    """One job per input, or per series of a TIFF input that holds several.
 
     ``out`` names one image file (by a supported suffix) for one input, or else a folder
     (an existing one, a name without a suffix, or one ending in ``/``) that receives
     :func:`output_name` of each input. A name with an unknown suffix (``out.jpg``) is
-    refused rather than made a folder.
+    refused rather than made a folder. Series ``k`` of a file goes to
+    ``<name>_series<k>_denoised.tif`` in a folder, or ``<out stem>_series<k><suffix>``.
     """
     text = os.fspath(out)
     out = Path(text)
@@ -82,8 +98,24 @@ def plan_outputs(inputs: list[Path], out: str | os.PathLike) -> list[Path]:
             raise ParameterError(
                 f"{len(inputs)} inputs need an output folder, but -o {text} names one image."
             )
-        return [out]
-    return [out / output_name(p) for p in inputs]
+    jobs: list[Job] = []
+    for source in inputs:
+        n = count_series(source)
+        for k in range(n) if n > 1 else [None]:
+            if folder or not out.suffix:
+                name = output_name(source)
+                if k is not None:
+                    name = f"{image_stem(source)}_series{k}_denoised.tif"
+                jobs.append(Job(source, k, out / name))
+            else:
+                tag = f"_series{k}" if k is not None else ""
+                jobs.append(Job(source, k, out.with_name(f"{image_stem(out)}{tag}{suffix}")))
+    return jobs
+
+
+def plan_outputs(inputs: list[Path], out: str | os.PathLike) -> list[Path]:
+    """The output paths of :func:`plan_jobs`."""
+    return [job.output for job in plan_jobs(inputs, out)]
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -174,6 +206,9 @@ def save_result(
         input_shape=image.data.shape,
         input_dtype=image.data.dtype,
         axes=image.axes,
+        series=image.metadata.get("series")
+        if image.metadata.get("source_format", "").endswith("tiff")
+        else None,
         extra={**result.provenance(), "output": str(output.resolve()), **(extra or {})},
     )
     try:
@@ -200,6 +235,7 @@ def denoise_file(
     extra: dict | None = None,
     scheduler: str | None = None,
     overwrite: bool = True,
+    series: int | None = None,
 ) -> tuple[Image, DenoiseResult, dict[str, Any]]:
     """Read ``source``, denoise it and write ``output`` + sidecar; nothing is written on error.
 
@@ -213,36 +249,51 @@ def denoise_file(
     """
     source, output = Path(source), Path(output)
     check_outputs([source], [output], overwrite=overwrite)
-    image = read_image(source, axes=axes)
+    image = read_image(source, axes=axes, series=series)
+    problem = colour_picture_problem(image.data.shape, image.data.dtype, axes, how="--axes YXC")
+    if problem:
+        raise InputError(f"{problem[0].upper()}{problem[1:]}.")
+    check_computable(image.data)
     _check_format(output, image, output_dtype)
+    # An alpha channel says where the picture is, not how bright: it is kept as it is.
+    alpha = image.metadata.get("alpha_channel") if image.axes.endswith("C") else None
+    data = image.data[..., :alpha] if alpha is not None else image.data
     kw = {"axes": image.axes, "tile": tile, "output_dtype": output_dtype, "params": params}
-    save = {"extra": extra, "overwrite": overwrite}
+    save = {"extra": {**(extra or {}), **({"alpha": "kept"} if alpha is not None else {})}}
+    save["overwrite"] = overwrite
     if scheduler:
         from .engine.denoise.lazy import denoise_dask, scheduler_context
 
-        save["extra"] = {**(extra or {}), "scheduler": scheduler}
+        save["extra"] = {**save["extra"], "scheduler": scheduler}
         with scheduler_context(scheduler, progress=on_progress is not None):
-            result = denoise_dask(image.data, method, **kw)
+            result = denoise_dask(data, method, **kw)
             start = time.perf_counter()
             if not is_zarr(output):  # a Zarr folder is written plane by plane as computed
                 result.data = result.data.compute()
+            _restore_alpha(result, image, alpha)
             prov = save_result(result, image, output, **save)
             result.seconds += time.perf_counter() - start
         return image, result, prov
-    result = drain(denoise_iter(image.data, method, **kw), on_progress)
+    result = drain(denoise_iter(data, method, **kw), on_progress)
+    _restore_alpha(result, image, alpha)
     prov = save_result(result, image, output, **save)
     return image, result, prov
 
 
-def _check_format(output: Path, image: Image, output_dtype: Any) -> None:
-    import numpy as np
+def _restore_alpha(result: DenoiseResult, image: Image, alpha: int | None) -> None:
+    if alpha is None:
+        return
+    kept = image.data[..., alpha:]
+    if hasattr(result.data, "dask"):
+        import dask.array as da
 
-    try:
-        dtype = np.dtype(output_dtype if output_dtype is not None else image.data.dtype)
-    except TypeError:
-        raise ParameterError(
-            f"output_dtype {output_dtype!r} is not a data type; use e.g. 'float32' or 'uint16'."
-        ) from None
-    problem = cannot_write(output, dtype, image.axes)
+        result.data = da.concatenate([result.data, da.asarray(kept).astype(result.data.dtype)], -1)
+    else:
+        result.data = np.concatenate([result.data, np.asarray(kept, result.data.dtype)], axis=-1)
+
+
+def _check_format(output: Path, image: Image, output_dtype: Any) -> None:
+    dtype = resolve_dtype(output_dtype)
+    problem = cannot_write(output, dtype or image.data.dtype, image.axes)
     if problem:
         raise WriteError(f"Cannot write {output}: {problem}")
