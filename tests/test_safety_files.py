@@ -229,3 +229,37 @@ def test_stale_part_files_of_ours_are_cleaned_at_the_next_write(tmp_path):
     assert main(["denoise", str(src), "-o", str(tmp_path / "y.tif"), *GAUSS]) == 0
     assert not stale.exists() and not stale_dir.exists()
     assert live.exists() and other.exists()
+
+
+def test_an_output_inside_an_input_folder_is_refused(tmp_path, capsys, no_compute):
+    import napari_denoise as nd
+
+    src = tmp_path / "in.zarr"
+    nd.write_image(src, np.zeros((2, 32, 32), np.uint16), axes="TYX")
+    before = sorted(p.relative_to(src) for p in src.rglob("*"))
+    assert main(["denoise", str(src), "-o", str(src / "clean.zarr"), *GAUSS]) == 2
+    assert "inside the input" in _one_line_error(capsys)
+    assert sorted(p.relative_to(src) for p in src.rglob("*")) == before
+
+
+def test_replacing_a_folder_that_holds_an_input_is_refused(tmp_path, capsys, no_compute):
+    import napari_denoise as nd
+
+    out = tmp_path / "out.zarr"
+    nd.write_image(out, np.zeros((2, 32, 32), np.uint16), axes="TYX")
+    src = out / "0"  # the array inside the folder that would be replaced
+    assert main(["denoise", str(src), "-o", str(out), "--overwrite", *GAUSS]) == 2
+    assert "holds the input" in _one_line_error(capsys)
+    assert (out / "0").is_dir()
+
+
+def test_every_atomic_write_cleans_stale_parts_of_its_folder(tmp_path):
+    from napari_denoise.io import write_json
+
+    dead = 2**22 + 54321
+    stale = tmp_path / part_path(tmp_path / "card.json").name.replace(
+        f".{os.getpid()}-", f".{dead}-"
+    )
+    stale.write_bytes(b"half a model card")
+    write_json(tmp_path / "other.json", {"a": 1})
+    assert not stale.exists()

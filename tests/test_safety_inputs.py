@@ -182,3 +182,10 @@ def test_large_uint64_values_with_real_spread_are_denoised(tmp_path):
     assert out.dtype == np.uint64
     err = np.abs(out.astype(np.float64) - data.astype(np.float64)).max() / data.max()
     assert err < 0.02  # a smooth ramp survives a Gaussian blur
+
+
+def test_an_animated_png_is_not_read_as_its_first_frame(tmp_path):
+    frames = [Image.fromarray(_noisy((32, 32), seed=s, dtype=np.uint8)) for s in range(3)]
+    frames[0].save(tmp_path / "anim.png", save_all=True, append_images=frames[1:])
+    with pytest.raises(InputError, match="3 frames"):
+        read_image(tmp_path / "anim.png")

@@ -161,11 +161,12 @@ def get_method(name: str):
     return _get(name)
 
 
-def read_image(path, *, axes: str | None = None):
-    """Read a TIFF, OME-TIFF, PNG or NPY file into an ``Image`` (data, axes, scale, metadata)."""
+def read_image(path, *, axes: str | None = None, series: int | None = None):
+    """Read a TIFF, OME-TIFF, PNG or NPY file into an ``Image`` (data, axes, scale, metadata);
+    ``series`` picks one image of a file (or OME-Zarr container) that holds several."""
     from .io import read_image as _read
 
-    return _read(path, axes=axes)
+    return _read(path, axes=axes, series=series)
 
 
 def write_image(path, data, *, axes: str, scale=None, metadata=None):

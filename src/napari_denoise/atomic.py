@@ -10,8 +10,8 @@ Files that belong together (an image and its provenance sidecar) are written ins
 :func:`atomic_batch`: every part is written first and they are renamed into place only when
 all are complete; if any step fails, none of them appears (an existing file they were to
 replace is put back). A process killed in the middle can leave a part file behind; it
-names the process that wrote it, and :func:`clean_stale_parts` (run before every result
-is written to a folder) removes those whose process no longer runs on this machine.
+names the process that wrote it, and :func:`clean_stale_parts` (run before every atomic
+write to a folder) removes those whose process no longer runs on this machine.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ def atomic_write(
         path.parent.mkdir(parents=True, exist_ok=True)
     if not path.parent.is_dir():
         raise WriteError(f"Cannot write {path}: the folder {path.parent} does not exist.")
+    clean_stale_parts(path.parent)
     tmp = part_path(path)
     try:
         fh = open(tmp, "xb")

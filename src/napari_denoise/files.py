@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .atomic import atomic_batch, clean_stale_parts
+from .atomic import atomic_batch
 from .axes import check_computable, colour_picture_problem, resolve_dtype
 from .engine.denoise.pipeline import DenoiseResult, denoise_iter, drain
 from .errors import InputError, ParameterError, WriteError
@@ -105,7 +105,8 @@ def plan_jobs(inputs: list[Path], out: str | os.PathLike) -> list[Job]:
             if folder or not out.suffix:
                 name = output_name(source)
                 if k is not None:
-                    name = f"{image_stem(source)}_series{k}_denoised.tif"
+                    kind = ".zarr" if is_zarr(source) else ".tif"
+                    name = f"{image_stem(source)}_series{k}_denoised{kind}"
                 jobs.append(Job(source, k, out / name))
             else:
                 tag = f"_series{k}" if k is not None else ""
@@ -123,6 +124,19 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:  # one of them does not exist
         return False
+
+
+def _nested(path: Path, inputs: list) -> str | None:
+    """Why writing ``path`` would touch an input folder (a Zarr image is a folder): it lies
+    inside one, or replacing it (a folder) would delete one inside it."""
+    target = path.resolve()
+    for source in inputs:
+        src = Path(source).resolve()
+        if src.is_dir() and target.is_relative_to(src):
+            return f"{path} is inside the input {source} (an input is never written into)"
+        if target.is_dir() and src.is_relative_to(target):
+            return f"{path} holds the input {source} (replacing it would delete the input)"
+    return None
 
 
 def _folder_problem(path: Path) -> str | None:
@@ -166,6 +180,10 @@ def check_outputs(inputs: list[Path], outputs: list[Path], *, overwrite: bool = 
             if clash is not None:
                 problems.append(f"{path} is the input {clash} (an input is never written over)")
                 continue
+            where = _nested(path, inputs)
+            if where:
+                problems.append(where)
+                continue
             if path.is_symlink() or path.exists():
                 zarr_ok = is_zarr(path) and path.is_dir()
                 if path.is_dir() and not zarr_ok:
@@ -206,17 +224,14 @@ def save_result(
         input_shape=image.data.shape,
         input_dtype=image.data.dtype,
         axes=image.axes,
-        series=image.metadata.get("series")
-        if image.metadata.get("source_format", "").endswith("tiff")
-        else None,
+        series=image.metadata.get("series"),  # TIFF: its number; OME-Zarr: its name
         extra={**result.provenance(), "output": str(output.resolve()), **(extra or {})},
     )
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise WriteError(f"Cannot write {output}: {exc.strerror or exc}.") from exc
-    clean_stale_parts(output.parent)
-    with atomic_batch():
+    with atomic_batch():  # (each atomic write first clears stale part files of its folder)
         write_image(output, result.data, axes=image.axes, scale=image.scale, metadata=prov)
         write_json(sidecar_path(output), prov)
     return prov

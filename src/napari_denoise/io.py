@@ -131,12 +131,16 @@ def read_image(
     suffix = _suffix(path)
     if not path.exists():
         raise ReadError(f"Cannot read {path}: the file does not exist.")
-    if series is not None and (suffix in ZARR_SUFFIXES or not suffix.endswith((".tif", ".tiff"))):
+    if (
+        series is not None
+        and suffix not in ZARR_SUFFIXES
+        and not suffix.endswith((".tif", ".tiff"))
+    ):
         if series != 0:
             raise InputError(f"Cannot read series {series} of {path}: it holds one image.")
         series = None
     if suffix in ZARR_SUFFIXES:
-        image = _read_zarr_image(path)
+        image = _read_zarr_image(path, series)
     else:
         image = _read_file(path, suffix, series)
     image.metadata["original_dtype"] = str(image.data.dtype)
@@ -152,10 +156,14 @@ def read_image(
 
 
 def count_series(path: str | os.PathLike) -> int:
-    """How many image series a TIFF file holds (reduced-resolution copies and pyramid
-    levels not counted); 1 for any other file, and for a file that cannot be opened
-    (reading it then says why)."""
+    """How many image series a TIFF file (reduced-resolution copies and pyramid levels not
+    counted) or an OME-Zarr container holds; 1 for any other file, and for a file that
+    cannot be opened (reading it then says why)."""
     path = Path(path)
+    if _suffix(path) in ZARR_SUFFIXES and path.is_dir():
+        from .io_zarr import count_zarr_series
+
+        return count_zarr_series(path)
     if not _suffix(path).endswith((".tif", ".tiff")) or not path.is_file():
         return 1
     try:
@@ -196,12 +204,12 @@ def _read_file(path: Path, suffix: str, series: int | None = None) -> Image:
     return image
 
 
-def _read_zarr_image(path: Path) -> Image:
+def _read_zarr_image(path: Path, series: int | None = None) -> Image:
     from .io_zarr import read_zarr
 
     if not path.is_dir():
         raise ReadError(f"Cannot read {path}: a Zarr image is a folder, and this is a file.")
-    data, found, scale, meta = read_zarr(path)
+    data, found, scale, meta = read_zarr(path, series)
     axes = (found and _checked_axes(found, data.shape)) or infer_axes(data.shape)
     return Image(data, axes, scale, path, meta)
 
@@ -392,6 +400,12 @@ def _ome_scale(xml: str, meta: dict) -> dict[str, float]:
 
 def _read_png(path: Path) -> Image:
     with PILImage.open(path) as im:
+        frames = int(getattr(im, "n_frames", 1) or 1)
+        if frames > 1:  # an animated PNG: reading it would keep only its first frame
+            raise InputError(
+                f"Cannot read {path}: it is an animated PNG of {frames} frames, and only "
+                "the first would be read; save the frames as a TIFF stack instead."
+            )
         if im.mode == "1":
             im = im.convert("L")
         data = np.array(im)

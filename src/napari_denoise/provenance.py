@@ -53,7 +53,7 @@ def make_provenance(
     input_shape: tuple[int, ...] | None = None,
     input_dtype: Any = None,
     axes: str | None = None,
-    series: int | None = None,
+    series: int | str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A JSON-able provenance record for a denoised result.
@@ -91,7 +91,7 @@ def make_provenance(
     if axes is not None:
         source["axes"] = axes
     if series is not None:
-        source["series"] = int(series)
+        source["series"] = series
     if source:
         record["input"] = source
     if extra:
