@@ -159,3 +159,14 @@ def test_stabilised_results_move_with_the_image(crop, method, offset, scale):
     back = out.astype(np.float64) / scale - offset
     assert np.abs(back - base).max() < 0.02 * (crop.max() - crop.min())
     assert np.abs(back - base).mean() < 0.002 * (crop.max() - crop.min())
+
+
+@pytest.mark.parametrize("method", ["gaussian", "box"])
+@SETTINGS
+@given(offset=offsets, scale=scales)
+def test_correlated_noise_path_ignores_offset_and_scale(w2s_noise_pair, method, offset, scale):
+    """Spatially correlated noise (binned or interpolated cameras) takes its own SURE path."""
+    correlated = w2s_noise_pair[0][:128, :128].astype(np.float64)
+    base = _auto(method, correlated)
+    moved = _auto(method, correlated * scale + offset * scale)
+    _check(method, base, moved, scale, offset, vst=False)
