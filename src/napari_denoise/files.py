@@ -66,8 +66,8 @@ def output_name(source: str | os.PathLike) -> str:
 
 
 class Job(NamedTuple):
-    """One image to denoise: a file (and which of its TIFF series, if it holds several)
-    and where its result goes."""
+    """One image to denoise: a file (and which of its series, if it holds several: TIFF
+    series or the images of an OME-Zarr container) and where its result goes."""
 
     source: Path
     series: int | None
@@ -75,13 +75,14 @@ class Job(NamedTuple):
 
 
 def plan_jobs(inputs: list[Path], out: str | os.PathLike) -> list[Job]:
-    """One job per input, or per series of a TIFF input that holds several.
+    """One job per input, or per series of an input that holds several (TIFF, OME-Zarr).
 
     ``out`` names one image file (by a supported suffix) for one input, or else a folder
     (an existing one, a name without a suffix, or one ending in ``/``) that receives
     :func:`output_name` of each input. A name with an unknown suffix (``out.jpg``) is
     refused rather than made a folder. Series ``k`` of a file goes to
-    ``<name>_series<k>_denoised.tif`` in a folder, or ``<out stem>_series<k><suffix>``.
+    ``<name>_series<k>_denoised.tif`` (``.zarr``) in a folder, or
+    ``<out stem>_series<k><suffix>``.
     """
     text = os.fspath(out)
     out = Path(text)
@@ -171,7 +172,7 @@ def check_outputs(inputs: list[Path], outputs: list[Path], *, overwrite: bool = 
     for i, dst in enumerate(outputs):
         src = inputs[i] if i < len(inputs) else "the result"
         for path in (dst, sidecar_path(dst)):
-            key = os.path.normcase(os.path.abspath(path))
+            key = os.path.normcase(str(Path(path).resolve()))  # any spelling of one path
             if key in seen:
                 problems.append(f"{path} would be written for both {seen[key]} and {src}")
                 continue
