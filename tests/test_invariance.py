@@ -36,6 +36,7 @@ SETTINGS = settings(
     max_examples=6,
     deadline=None,
     derandomize=True,
+    database=None,  # nothing written beside the checkout
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
