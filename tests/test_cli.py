@@ -54,7 +54,7 @@ def test_denoise_a_real_stack_writes_tiff_and_provenance(stack, tmp_path, capsys
     assert result.data.shape == original.shape and result.data.dtype == original.dtype
     assert result.axes == "TYX"
     assert result.data.std() < original.std()
-    prov = json.loads(out.with_suffix(".json").read_text())
+    prov = json.loads((out.parent / "clean.tif.json").read_text())
     assert prov["method"] == "gaussian" and prov["params"]["sigma"] == 1.2
     assert prov["input"]["sha256"] and prov["input"]["shape"] == list(original.shape)
     assert prov["versions"]["numpy"] and prov["created"]
@@ -67,12 +67,12 @@ def test_several_inputs_go_to_a_folder_with_automatic_parameters(shared_data, tm
     assert main(["denoise", *inputs, "-o", str(tmp_path / "res"), "-q"]) == 0
     written = sorted(p.name for p in (tmp_path / "res").iterdir())
     assert written == [
-        "Confocal_MICE_1_denoised.json",
         "Confocal_MICE_1_denoised.tif",
-        "TwoPhoton_MICE_1_denoised.json",
+        "Confocal_MICE_1_denoised.tif.json",
         "TwoPhoton_MICE_1_denoised.tif",
+        "TwoPhoton_MICE_1_denoised.tif.json",
     ]
-    prov = json.loads((tmp_path / "res" / "Confocal_MICE_1_denoised.json").read_text())
+    prov = json.loads((tmp_path / "res" / "Confocal_MICE_1_denoised.tif.json").read_text())
     default = default_method()
     assert prov["method"] == default.name
     automatic = [p.name for p in default.params if p.auto]
@@ -149,7 +149,7 @@ def test_demo_writes_result_figure_and_prints_the_table(tmp_path, capsys):
         "fmd_confocal_mice_denoised.tif",
         "fmd_confocal_mice_comparison.png",
         "membrane_timelapse_denoised.tif",
-        "membrane_timelapse_denoised.json",
+        "membrane_timelapse_denoised.tif.json",
     ):
         assert (tmp_path / name).stat().st_size > 0
 

@@ -10,7 +10,7 @@ da = pytest.importorskip("dask.array")
 
 import napari_denoise as nd  # noqa: E402
 from napari_denoise.cli import main  # noqa: E402
-from napari_denoise.errors import ReadError, WriteError  # noqa: E402
+from napari_denoise.errors import InputError, ReadError, WriteError  # noqa: E402
 from napari_denoise.io_zarr import write_zarr  # noqa: E402
 
 
@@ -121,13 +121,23 @@ def test_cli_zarr_in_zarr_out_on_dask_matches_the_tiff_run(tmp_path, stack):
     ]
 
 
-def test_a_container_of_ome_zarr_series_opens_its_first_series(tmp_path, stack):
+def test_a_container_of_ome_zarr_series_opens_each_series_never_only_the_first(tmp_path, stack):
     # bioformats2raw's layout: the root holds series 0, 1, ... each an OME-Zarr image.
     root = tmp_path / "plate.zarr"
     root.mkdir()
     write_zarr(root / "1", stack[:2], "TYX", {}, None)
     write_zarr(root / "0", stack, "TYX", {"X": 0.2, "Y": 0.2}, None)
     zarr.open_group(str(root), mode="a", zarr_format=2).attrs["bioformats2raw.layout"] = 3
-    image = nd.read_image(root)
+    with pytest.raises(InputError, match="2 image series"):
+        nd.read_image(root)
+    image = nd.read_image(root, series=0)
     assert image.metadata["series"] == "0" and image.axes == "TYX" and image.scale["X"] == 0.2
     np.testing.assert_array_equal(image.data.compute(), stack)
+    np.testing.assert_array_equal(nd.read_image(root, series=1).data.compute(), stack[:2])
+    out = tmp_path / "out"
+    assert main(["denoise", str(root), "-o", str(out), "--method", "gaussian", "-q"]) == 0
+    assert sorted(p.name for p in out.glob("*.zarr")) == [
+        "plate_series0_denoised.zarr",
+        "plate_series1_denoised.zarr",
+    ]
+    assert nd.read_image(out / "plate_series1_denoised.zarr").data.shape == stack[:2].shape

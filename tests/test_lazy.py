@@ -100,9 +100,11 @@ def test_the_cli_runs_on_a_dask_cluster_with_the_same_result(stack, tmp_path):
         assert main([*args, "--scheduler", cluster.scheduler_address, "-q"]) == 0
     np.testing.assert_array_equal(nd.read_image(remote).data, nd.read_image(plain).data)
     np.testing.assert_array_equal(nd.read_image(zarr_out).data.compute(), nd.read_image(plain).data)
-    sidecar = json.loads(remote.with_suffix(".json").read_text())
+    sidecar = json.loads(remote.with_name(remote.name + ".json").read_text())
     assert sidecar["scheduler"] == cluster.scheduler_address
-    assert sidecar["params"] == json.loads(plain.with_suffix(".json").read_text())["params"]
+    assert (
+        sidecar["params"] == json.loads(plain.with_name(plain.name + ".json").read_text())["params"]
+    )
 
 
 def test_the_public_lazy_api_returns_a_dask_array_of_the_input_shape(stack):

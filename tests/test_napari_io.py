@@ -65,8 +65,8 @@ def test_writer_round_trip_of_a_real_stack_with_provenance(
     layer.metadata[PROVENANCE_KEY] = provenance
     out = tmp_path / "denoised.tif"
     written = viewer.layers.save(str(out), selected=True, plugin=PLUGIN)
-    assert sorted(written) == sorted([str(out), str(tmp_path / "denoised.json")])
-    assert json.loads((tmp_path / "denoised.json").read_text()) == provenance
+    assert sorted(written) == sorted([str(out), str(tmp_path / "denoised.tif.json")])
+    assert json.loads((tmp_path / "denoised.tif.json").read_text()) == provenance
 
     (again,) = viewer.open(out, plugin=PLUGIN)
     np.testing.assert_array_equal(again.data, tifffile.imread(path))
@@ -99,8 +99,8 @@ def test_writer_error_is_a_sentence_and_leaves_no_file(tmp_path):
 
 
 def test_sidecar_names():
-    assert sidecar_path("/a/b/x.tif").name == "x.json"
-    assert sidecar_path("/a/b/x.ome.tiff").name == "x.ome.json"  # as the CLI names it
+    assert sidecar_path("/a/b/x.tif").name == "x.tif.json"
+    assert sidecar_path("/a/b/x.ome.tiff").name == "x.ome.tiff.json"  # as the CLI names it
 
 
 def test_sample_data_loads_real_images(make_napari_viewer):

@@ -67,9 +67,11 @@ def test_estimate_noise_model_on_simulated_real_gt(fmd_pair, gain, sigma):
     _, gt = fmd_pair
     z = N.add_poisson_gaussian(gt, gain=gain, sigma=sigma, rng=11)
     model = N.estimate_noise_model(z)
-    assert model.offset == 0.0
     assert model.gain == pytest.approx(gain, rel=0.25)
-    assert model.sigma == pytest.approx(sigma, rel=0.25)
+    # Only the variance line is identifiable; its intercept at 0 is the read noise here.
+    intercept = model.sigma**2 - model.gain * model.offset
+    assert np.sqrt(max(intercept, 0.0)) == pytest.approx(sigma, rel=0.25)
+    assert model.offset <= np.percentile(gt, 5)  # the black level is the darkest signal
 
 
 def test_estimate_noise_model_black_level_and_stack(fmd_pair):

@@ -91,9 +91,13 @@ def denoise(
     >>> bool(clean.std() < noisy.std())
     True
     """
+    from .axes import as_image_array, check_computable, resolve_dtype
     from .engine.denoise.pipeline import denoise_iter as _iter
     from .engine.denoise.pipeline import drain
 
+    image = as_image_array(image)  # a ragged list: a sentence, not numpy's traceback
+    output_dtype = resolve_dtype(output_dtype)
+    check_computable(image)  # values float32 cannot hold: refused, never NaN or constant
     result = drain(
         _iter(image, method, axes=axes, tile=tile, output_dtype=output_dtype, params=params)
     )
@@ -157,11 +161,12 @@ def get_method(name: str):
     return _get(name)
 
 
-def read_image(path, *, axes: str | None = None):
-    """Read a TIFF, OME-TIFF, PNG or NPY file into an ``Image`` (data, axes, scale, metadata)."""
+def read_image(path, *, axes: str | None = None, series: int | None = None):
+    """Read a TIFF, OME-TIFF, PNG or NPY file into an ``Image`` (data, axes, scale, metadata);
+    ``series`` picks one image of a file (or OME-Zarr container) that holds several."""
     from .io import read_image as _read
 
-    return _read(path, axes=axes)
+    return _read(path, axes=axes, series=series)
 
 
 def write_image(path, data, *, axes: str, scale=None, metadata=None):

@@ -11,7 +11,16 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["AXES_LETTERS", "cast_to_dtype", "infer_axes", "normalize_axes"]
+__all__ = [
+    "AXES_LETTERS",
+    "as_image_array",
+    "cast_to_dtype",
+    "check_computable",
+    "colour_picture_problem",
+    "infer_axes",
+    "normalize_axes",
+    "resolve_dtype",
+]
 
 AXES_LETTERS = "TZCYX"
 
@@ -118,3 +127,137 @@ def cast_to_dtype(result: np.ndarray, dtype) -> np.ndarray:
     src = np.iinfo(result.dtype)  # clip within bounds that both integer types can hold
     lo, hi = max(info.min, src.min), min(info.max, src.max)
     return np.clip(result, result.dtype.type(lo), result.dtype.type(hi)).astype(dtype)
+
+
+def as_image_array(image) -> np.ndarray:
+    """``image`` as an array (arrays, memory maps and dask arrays pass unchanged).
+
+    Raises
+    ------
+    InputError
+        For nested lists of unequal lengths, or values that are not numbers.
+    """
+    if hasattr(image, "shape") and hasattr(image, "dtype"):
+        return image
+    try:
+        arr = np.asarray(image)
+    except (ValueError, TypeError) as exc:
+        raise InputError(
+            "The image is a nested list whose rows have different lengths (or holds "
+            f"non-numbers); every row and plane must have the same size ({exc})."
+        ) from None
+    if arr.dtype.kind not in "biuf":
+        raise InputError(
+            f"The image holds {arr.dtype} values; an image needs numbers of one shape."
+        )
+    return arr
+
+
+def resolve_dtype(dtype):
+    """``dtype`` as a NumPy dtype for a result (None stays None: the input's).
+
+    Raises
+    ------
+    InputError
+        If it is not a data type, or not a real numeric one.
+    """
+    if dtype is None:
+        return None
+    try:
+        out = np.dtype(dtype)
+    except TypeError:
+        raise InputError(
+            f"output_dtype {dtype!r} is not a data type; use e.g. 'float32' or 'uint16', or "
+            "leave it unset for the input's."
+        ) from None
+    if out.kind not in "iuf":
+        raise InputError(
+            f"output_dtype {out} cannot hold intensities; use an integer or float type."
+        )
+    return out
+
+
+def colour_picture_problem(
+    shape, dtype, axes: str | None, *, how: str = "axes='YXC'"
+) -> str | None:
+    """The one RGB policy of the API, the command line and the GUI.
+
+    An 8-bit image of 3 or 4 samples per pixel (``YXC``) is an RGB(A) colour picture,
+    whose channels are colours, not the intensities fluorescence denoising models.
+    Without axes stated by the user it is refused (this says why); with ``YXC`` given
+    each colour channel is denoised on its own (an alpha channel, where a file marks
+    one, is kept as it is).
+    """
+    shape = tuple(shape)
+    if axes is None and len(shape) == 3 and shape[-1] in (3, 4) and np.dtype(dtype) == np.uint8:
+        return (
+            f"the image looks like an RGB colour picture (shape {shape}, uint8); "
+            "fluorescence denoising works on grayscale channels. Convert it to grayscale, "
+            f"or pass {how} to denoise each colour channel separately"
+        )
+    return None
+
+
+_F32 = np.finfo(np.float32)
+
+
+def check_computable(data, where: str = "The image") -> None:
+    """Refuse values that float32, in which every method computes, cannot hold.
+
+    Magnitudes beyond float32's range (about 3.4e38) would become infinite, magnitudes
+    all below about 1e-31 lose their precision, and values whose spread is tiny next to
+    their size (``2**62 + small``) cannot be told apart. NaN and infinite values are
+    left to the finiteness check, which says so in its own words.
+
+    Raises
+    ------
+    InputError
+        Saying which of these it is and what to do.
+    """
+    dtype = np.dtype(data.dtype)
+    if dtype.kind not in "iuf" or (dtype.kind in "iu" and dtype.itemsize <= 2):
+        return  # other dtypes get their own message where the image is checked
+    if dtype.kind == "f" and dtype.itemsize <= 4:
+        return
+    lo, hi = _finite_range(data)
+    if lo is None:
+        return
+    big = max(abs(lo), abs(hi))
+    if big > float(_F32.max):
+        raise InputError(
+            f"{where} has values up to {big:.3g}, beyond the range of float32 (about "
+            f"{float(_F32.max):.2g}) in which denoising computes; scale it down first (for "
+            "example divide by a power of ten) and scale the result back."
+        )
+    if 0 < big < float(_F32.tiny / _F32.eps):
+        raise InputError(
+            f"{where} has values no larger than {big:.3g}, too small for float32 (whose "
+            f"normal numbers start at {float(_F32.tiny):.2g}) in which denoising computes; "
+            "scale it up first (for example multiply by a power of ten)."
+        )
+    spread = float(int(hi) - int(lo)) if dtype.kind in "iu" else hi - lo
+    step = float(np.spacing(np.float32(big)))
+    if spread > 0 and step > spread / 1024:
+        raise InputError(
+            f"{where} has values around {big:.3g} that vary by only {spread:.3g}; float32, "
+            f"in which denoising computes, has steps of {step:.3g} there, so the image would "
+            f"be lost. Subtract its offset first (for example its minimum, {lo:.6g})."
+        )
+
+
+def _finite_range(data) -> tuple:
+    """(min, max) of the finite values, as Python numbers; (None, None) if there are none.
+    Read plane by plane for a large (memory-mapped) stack."""
+    arr = data
+    chunks = arr if arr.ndim > 2 and arr.nbytes > 256 * 2**20 else [arr]
+    lo = hi = None
+    for chunk in chunks:
+        a = np.asarray(chunk)
+        if a.dtype.kind == "f":
+            a = a[np.isfinite(a)]
+        if a.size == 0:
+            continue
+        cmin, cmax = a.min().item(), a.max().item()
+        lo = cmin if lo is None else min(lo, cmin)
+        hi = cmax if hi is None else max(hi, cmax)
+    return lo, hi

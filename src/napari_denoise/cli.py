@@ -16,8 +16,6 @@ from .errors import Cancelled, DenoiseError, ParameterError
 
 __all__ = ["main"]
 
-TIFF_SUFFIXES = (".tif", ".tiff")
-
 
 def _parse_params(pairs: list[str] | None) -> dict[str, str]:
     params: dict[str, str] = {}
@@ -49,29 +47,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _output_paths(inputs: list[Path], out: Path) -> list[Path]:
-    """One output per input: ``out`` itself for one input when it names a TIFF file or a
-    Zarr folder, else a folder of ``<name>_denoised.tif`` (``.zarr`` for Zarr inputs)."""
-    from .io import is_zarr
-
-    single = out.suffix.lower() in TIFF_SUFFIXES or is_zarr(out)
-    if len(inputs) == 1 and single and (is_zarr(out) or not out.is_dir()):
-        return [out]
-    if single:
-        raise ParameterError(
-            f"{len(inputs)} inputs need an output folder, but -o {out} names one image."
-        )
-    stems = [p.name.split(".")[0] for p in inputs]
-    if len(set(stems)) < len(stems):
-        raise ParameterError(
-            "Two inputs have the same name; their outputs would overwrite each other."
-        )
-    return [
-        out / f"{stem}_denoised{'.zarr' if is_zarr(p) else '.tif'}"
-        for stem, p in zip(stems, inputs, strict=True)
-    ]
-
-
 def _progress_printer():
     last = {"pct": -1}
 
@@ -87,7 +62,7 @@ def _progress_printer():
 def _cmd_denoise(args: argparse.Namespace) -> int:
     from .engine.device import resolve_device
     from .engine.methods import default_method, get_method
-    from .files import denoise_file, sidecar_path
+    from .files import check_outputs, denoise_file, plan_jobs, sidecar_path
 
     method = get_method(args.method) if args.method else default_method()
     params: dict[str, Any] = _parse_params(args.param)
@@ -102,12 +77,15 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     if "device" in {p.name for p in method.params}:
         params["device"] = device
     inputs = [Path(p) for p in args.inputs]
-    outputs = _output_paths(inputs, Path(args.output))
+    jobs = plan_jobs(inputs, args.output)  # one per input, or per series of a TIFF
+    # Every output, before anything is computed; every input is protected.
+    check_outputs([j.source for j in jobs], [j.output for j in jobs], overwrite=args.overwrite)
 
     failures = 0
-    for src, dst in zip(inputs, outputs, strict=True):
+    for src, series, dst in jobs:
         try:
-            print(f"{src} -> {dst} [{method.name}]", file=sys.stderr)
+            which = f" (series {series})" if series is not None else ""
+            print(f"{src}{which} -> {dst} [{method.name}]", file=sys.stderr)
             image, result, _ = denoise_file(
                 src,
                 dst,
@@ -119,6 +97,8 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
                 on_progress=None if args.quiet else _progress_printer(),
                 extra={"device": device},
                 scheduler=args.scheduler,
+                overwrite=args.overwrite,
+                series=series,
             )
             if not args.quiet:
                 print(file=sys.stderr)
@@ -335,7 +315,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("denoise", help="denoise one or more images")
     p.add_argument("inputs", nargs="+", help="TIFF, OME-TIFF, PNG or NPY files, or Zarr folders")
     p.add_argument(
-        "-o", "--output", required=True, help="output TIFF or .zarr (one input), or a folder"
+        "-o",
+        "--output",
+        required=True,
+        help="output file for one input (.tif, .ome.tif, .png, .npy or .zarr), or a folder "
+        "that receives NAME_denoised.tif per input; a .json provenance sidecar is written "
+        "beside each output, named after it (out.tif.json)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing outputs (an input is never written over)",
     )
     p.add_argument("--method", help="method name (default: the best shipped method)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter")
@@ -463,6 +453,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except DenoiseError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a file-system failure not foreseen by the checks: still one line
+        where = f" {err.filename}" if getattr(err, "filename", None) else ""
+        print(f"error:{where} {err.strerror or err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: nothing more was written", file=sys.stderr)

@@ -98,7 +98,9 @@ def _map_file_axes(letters: str, shape: tuple[int, ...]) -> str:
 
 
 # --------------------------------------------------------------------------- reading
-def read_image(path: str | os.PathLike, *, axes: str | None = None) -> Image:
+def read_image(
+    path: str | os.PathLike, *, axes: str | None = None, series: int | None = None
+) -> Image:
     """Read a TIFF (plain, ImageJ, OME), PNG or NPY file with its axes and pixel sizes.
 
     Parameters
@@ -107,6 +109,9 @@ def read_image(path: str | os.PathLike, *, axes: str | None = None) -> Image:
         The file; its suffix chooses the reader (see :data:`SUPPORTED_SUFFIXES`).
     axes : str, optional
         Replaces the axes found in the file; pixel sizes of axes it renames are dropped.
+    series : int, optional
+        Which image series of a TIFF file that holds several (:func:`count_series`);
+        such a file is refused without it rather than read in part.
 
     Returns
     -------
@@ -119,24 +124,63 @@ def read_image(path: str | os.PathLike, *, axes: str | None = None) -> Image:
     ReadError
         If the file is missing, a folder, of an unknown type, empty, truncated or corrupt.
     InputError
-        If ``axes`` does not fit the image.
+        If ``axes`` does not fit the image, the file holds several series and ``series``
+        is not given (or names none of them), or a palette PNG's colours are not a ramp.
     """
     path = Path(path)
     suffix = _suffix(path)
     if not path.exists():
         raise ReadError(f"Cannot read {path}: the file does not exist.")
-    image = _read_zarr_image(path) if suffix in ZARR_SUFFIXES else _read_file(path, suffix)
+    if (
+        series is not None
+        and suffix not in ZARR_SUFFIXES
+        and not suffix.endswith((".tif", ".tiff"))
+    ):
+        if series != 0:
+            raise InputError(f"Cannot read series {series} of {path}: it holds one image.")
+        series = None
+    if suffix in ZARR_SUFFIXES:
+        image = _read_zarr_image(path, series)
+    else:
+        image = _read_file(path, suffix, series)
     image.metadata["original_dtype"] = str(image.data.dtype)
     if axes is not None:
         new = normalize_axes(axes, image.data.ndim, shape=image.data.shape)
         # A pixel size stays valid only for an axis whose meaning the override keeps.
         image.scale = {a: v for a, v in image.scale.items() if new.find(a) == image.axes.find(a)}
+        if "alpha_channel" in image.metadata and new.find("C") != image.axes.find("C"):
+            del image.metadata["alpha_channel"]  # the override gives that axis a new meaning
         image.axes = new
     image.metadata["units"] = {k: ("s" if k == "T" else "µm") for k in image.scale}
     return image
 
 
-def _read_file(path: Path, suffix: str) -> Image:
+def count_series(path: str | os.PathLike) -> int:
+    """How many image series a TIFF file (reduced-resolution copies and pyramid levels not
+    counted) or an OME-Zarr container holds; 1 for any other file, and for a file that
+    cannot be opened (reading it then says why)."""
+    path = Path(path)
+    if _suffix(path) in ZARR_SUFFIXES and path.is_dir():
+        from .io_zarr import count_zarr_series
+
+        return count_zarr_series(path)
+    if not _suffix(path).endswith((".tif", ".tiff")) or not path.is_file():
+        return 1
+    try:
+        with _tifffile_errors(), tifffile.TiffFile(path) as tif:
+            return max(1, len(_image_series(tif)))
+    except Exception:  # reported properly when the file is read
+        return 1
+
+
+def _image_series(tif: tifffile.TiffFile) -> list:
+    """The series that are images of their own, not thumbnails of another."""
+    series = list(tif.series)
+    full = [s for s in series if not getattr(s.keyframe, "is_reduced", False)]
+    return full or series[:1]
+
+
+def _read_file(path: Path, suffix: str, series: int | None = None) -> Image:
     """A TIFF, PNG or NPY file as stored (axes and sizes from the file)."""
     if path.is_dir():
         raise ReadError(f"Cannot read {path}: it is a folder, not an image file.")
@@ -148,7 +192,10 @@ def _read_file(path: Path, suffix: str) -> Image:
         raise ReadError(f"Cannot read {path}: the file is empty.")
     kind = {".png": "PNG", ".npy": "NPY"}.get(suffix, "TIFF")
     try:
-        image = {"PNG": _read_png, "NPY": _read_npy, "TIFF": _read_tiff}[kind](path)
+        if kind == "TIFF":
+            image = _read_tiff(path, series)
+        else:
+            image = {"PNG": _read_png, "NPY": _read_npy}[kind](path)
     except DenoiseError:
         raise
     except Exception as exc:  # tifffile, codecs and Pillow raise many types on bad files
@@ -157,12 +204,12 @@ def _read_file(path: Path, suffix: str) -> Image:
     return image
 
 
-def _read_zarr_image(path: Path) -> Image:
+def _read_zarr_image(path: Path, series: int | None = None) -> Image:
     from .io_zarr import read_zarr
 
     if not path.is_dir():
         raise ReadError(f"Cannot read {path}: a Zarr image is a folder, and this is a file.")
-    data, found, scale, meta = read_zarr(path)
+    data, found, scale, meta = read_zarr(path, series)
     axes = (found and _checked_axes(found, data.shape)) or infer_axes(data.shape)
     return Image(data, axes, scale, path, meta)
 
@@ -177,6 +224,29 @@ def _checked_axes(axes: str, shape: tuple[int, ...]) -> str | None:
 def is_zarr(path: str | os.PathLike) -> bool:
     """Whether ``path`` names a Zarr folder (by its suffix)."""
     return _suffix(Path(path)) in ZARR_SUFFIXES
+
+
+def image_suffix(path: str | os.PathLike) -> str:
+    """The file type suffix of ``path``, lower case: the longest of
+    :data:`SUPPORTED_SUFFIXES` it ends with (``.ome.tif`` over ``.tif``), else its last one."""
+    return _suffix(Path(path))
+
+
+def image_stem(path: str | os.PathLike) -> str:
+    """``path``'s name without its type suffix (:func:`image_suffix`): ``run.1.tif`` ->
+    ``run.1``, ``cells.ome.tif`` -> ``cells``."""
+    name = Path(path).name
+    suffix = image_suffix(path)
+    return name[: len(name) - len(suffix)] if suffix and name.lower().endswith(suffix) else name
+
+
+def cannot_write(path: str | os.PathLike, dtype, axes: str) -> str | None:
+    """Why :func:`write_image` would refuse to write such an image to ``path``, or None."""
+    suffix = _suffix(Path(path))
+    if suffix in ZARR_SUFFIXES:
+        dtype = np.dtype(dtype)
+        return None if dtype.kind in "biuf" else f"{dtype} is not a numeric image dtype."
+    return _cannot_write(suffix, np.dtype(dtype), axes)
 
 
 def _unknown_type(suffix: str) -> str:
@@ -208,9 +278,35 @@ def _tifffile_errors():
         logging.getLogger("tifffile").removeHandler(handler)
 
 
-def _read_tiff(path: Path) -> Image:
+def _pick_series(path: Path, tif: tifffile.TiffFile, index: int | None):
+    """The series to read: the only one, or the one asked for; never one of several
+    silently (the others would be lost without a word)."""
+    found = _image_series(tif)
+    if index is None and len(found) > 1:
+        shapes = ", ".join("x".join(map(str, s.shape)) for s in found[:4])
+        more = ", ..." if len(found) > 4 else ""
+        raise InputError(
+            f"Cannot read {path} as one image: it holds {len(found)} image series "
+            f"({shapes}{more}); read one with series=K, 0 to {len(found) - 1} (the command "
+            "line denoises each into its own file)."
+        )
+    index = 0 if index is None else int(index)
+    if not 0 <= index < len(found):
+        raise InputError(
+            f"Cannot read series {index} of {path}: it holds {len(found)} (0 to {len(found) - 1})."
+        )
+    return found[index], index if len(found) > 1 else None
+
+
+def _alpha_samples(page) -> bool:
+    """Whether the last sample of a TIFF page is alpha (TIFF ExtraSamples 1 or 2)."""
+    extra = getattr(page, "extrasamples", ()) or ()
+    return bool(len(extra)) and int(extra[-1]) in (1, 2)
+
+
+def _read_tiff(path: Path, index: int | None = None) -> Image:
     with _tifffile_errors() as problems, tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
+        series, number = _pick_series(path, tif, index)
         data = _memmap_series(path, tif, series)
         if data is None and not problems:
             data = series.asarray()
@@ -218,6 +314,9 @@ def _read_tiff(path: Path) -> Image:
             why = f"the file is truncated or damaged ({problems[0]}); was it copied completely?"
             raise ReadError(f"Cannot read {path}: {why}")
         meta: dict = {"source_format": "tiff"}
+        if number is not None:
+            meta["series"] = number
+        alpha = _alpha_samples(series.keyframe) and series.axes.endswith("S")
         if series.kind == "ome" and tif.ome_metadata:
             meta["source_format"] = "ome-tiff"
             scale = _ome_scale(tif.ome_metadata, meta)
@@ -233,6 +332,8 @@ def _read_tiff(path: Path) -> Image:
             with contextlib.suppress(ValueError, TypeError):
                 meta["embedded"] = json.loads(tag.value)
     axes = _map_file_axes(series.axes, data.shape)
+    if alpha and axes.endswith("C"):
+        meta["alpha_channel"] = data.shape[-1] - 1
     scale = {
         k: float(v)
         for k, v in (scale.items() if isinstance(scale, dict) else ())
@@ -299,19 +400,51 @@ def _ome_scale(xml: str, meta: dict) -> dict[str, float]:
 
 def _read_png(path: Path) -> Image:
     with PILImage.open(path) as im:
+        frames = int(getattr(im, "n_frames", 1) or 1)
+        if frames > 1:  # an animated PNG: reading it would keep only its first frame
+            raise InputError(
+                f"Cannot read {path}: it is an animated PNG of {frames} frames, and only "
+                "the first would be read; save the frames as a TIFF stack instead."
+            )
         if im.mode == "1":
             im = im.convert("L")
-        elif im.mode in ("P", "PA"):  # palette indices mean nothing as intensities
-            im = im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB")
         data = np.array(im)
+        if im.mode in ("P", "PA"):
+            _check_palette_ramp(
+                path, im.getpalette() or [], data if im.mode == "P" else data[..., 0]
+            )
         text = getattr(im, "text", {}).get(_PNG_KEY)
+        alpha = im.mode in ("LA", "PA", "RGBA", "La", "RGBa")
     if data.dtype == np.int32:  # older Pillow opens 16-bit PNGs as 32-bit integers
         data = data.astype(np.uint16)
     meta: dict = {"source_format": "png"}
+    if alpha and data.ndim == 3:
+        meta["alpha_channel"] = data.shape[-1] - 1
     if text:
         with contextlib.suppress(ValueError):
             meta["embedded"] = json.loads(text)
     return Image(data, "YX" if data.ndim == 2 else "YXC", {}, path, meta)
+
+
+def _check_palette_ramp(path: Path, palette: list[int], index: np.ndarray) -> None:
+    """Accept a palette (indexed-colour) image whose index is its intensity: the colours
+    of the indices it uses lie on one ramp from black (grey, or a single colour as Fiji
+    saves an 8-bit image with a LUT); refuse any other palette, whose indices are not
+    intensities (converting it to RGB would hide the intensities in colours)."""
+    lut = np.asarray(palette, np.float64).reshape(-1, 3)
+    used = np.unique(index)
+    used = used[used < len(lut)]
+    colours = lut[used]
+    t = used.astype(np.float64)
+    colour = (t @ colours) / (t @ t) if t @ t > 0 else np.zeros(3)
+    error = np.abs(colours - t[:, None] * colour[None, :]).max() if used.size else 0.0
+    if used.size == len(np.unique(index)) and (colour.max() > 0 or t @ t == 0) and error <= 1.0:
+        return
+    raise InputError(
+        f"Cannot read {path}: it is an indexed-colour (palette) image whose colours are not "
+        "one grey or single-colour ramp, so its pixel values are not intensities; save it "
+        "as 8-bit grayscale (in Fiji: Image > Lookup Tables > Grays, then save) and try again."
+    )
 
 
 def _read_npy(path: Path) -> Image:

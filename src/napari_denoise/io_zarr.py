@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import ReadError, WriteError
+from .atomic import clean_stale_parts, commit_part, part_path
+from .errors import InputError, ReadError, WriteError
 
-__all__ = ["ZARR_SUFFIXES", "read_zarr", "write_zarr"]
+__all__ = ["ZARR_SUFFIXES", "count_zarr_series", "read_zarr", "write_zarr"]
 
 ZARR_SUFFIXES = (".zarr", ".ome.zarr")
 _NGFF_TYPES = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
@@ -32,9 +32,11 @@ _NGFF_UNITS = {"T": "second", "Z": "micrometer", "Y": "micrometer", "X": "microm
 _METADATA_KEY = "napari_denoise"
 
 
-def read_zarr(path: Path):
+def read_zarr(path: Path, series: int | None = None):
     """``(data, axes or None, scale, metadata)`` of the Zarr folder ``path``; ``data`` is a
-    dask array, ``axes`` None when the folder does not state them."""
+    dask array, ``axes`` None when the folder does not state them. A container of several
+    OME-Zarr images (bioformats2raw's series 0, 1, ...) needs ``series`` (an index in
+    their order), rather than silently giving its first."""
     import dask.array as da
     import zarr
 
@@ -50,10 +52,10 @@ def read_zarr(path: Path):
         axes = attrs.get("axes") if isinstance(attrs.get("axes"), str) else None
     else:
         root = dict(node.attrs)
-        node, series = _image_group(node)
+        node, name = _image_group(node, path, series)
         attrs = dict(node.attrs)
-        if series is not None:
-            meta["series"] = series
+        if name is not None:
+            meta["series"] = name
             if _METADATA_KEY in root:
                 attrs[_METADATA_KEY] = root[_METADATA_KEY]
         multiscales = _multiscales(node)
@@ -93,15 +95,48 @@ def _multiscales(group) -> list | None:
     return attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
 
 
-def _image_group(group):
-    """The group holding the image: ``group`` itself, or, for a container of several
-    OME-Zarr images (bioformats2raw's series 0, 1, ...), its first series."""
+def _series_groups(group) -> list:
+    """``(name, group)`` of the OME-Zarr images a container holds, in series order; empty
+    when ``group`` is an image (or a plain group) itself."""
     if _multiscales(group) or any(True for _ in group.arrays()):
-        return group, None
-    children = sorted(((name, g) for name, g in group.groups() if _multiscales(g)), key=_series_key)
+        return []
+    return sorted(((name, g) for name, g in group.groups() if _multiscales(g)), key=_series_key)
+
+
+def count_zarr_series(path: Path) -> int:
+    """How many OME-Zarr images the folder holds (1 for an image or a plain array)."""
+    import zarr
+
+    try:
+        node = zarr.open(store=str(path), mode="r")
+    except Exception:  # reported properly when the folder is read
+        return 1
+    if isinstance(node, zarr.Array):
+        return 1
+    return max(1, len(_series_groups(node)))
+
+
+def _image_group(group, path: Path, series: int | None):
+    """The group holding the image: ``group`` itself, or one series of a container of
+    several OME-Zarr images (bioformats2raw's layout): the only one, or the one asked."""
+    children = _series_groups(group)
     if not children:
+        if series not in (None, 0):
+            raise InputError(f"Cannot read series {series} of {path}: it holds one image.")
         return group, None
-    return children[0][1], children[0][0]
+    if series is None and len(children) > 1:
+        names = ", ".join(name for name, _ in children[:6]) + (", ..." if len(children) > 6 else "")
+        raise InputError(
+            f"Cannot read {path} as one image: it holds {len(children)} image series ({names}); "
+            f"read one with series=K, 0 to {len(children) - 1} (the command line denoises "
+            "each into its own folder)."
+        )
+    k = 0 if series is None else int(series)
+    if not 0 <= k < len(children):
+        raise InputError(
+            f"Cannot read series {k} of {path}: it holds {len(children)} (0 to {len(children) - 1})."
+        )
+    return children[k][1], children[k][0]
 
 
 def _series_key(item) -> tuple:
@@ -124,7 +159,8 @@ def write_zarr(path: Path, data, axes: str, scale: dict[str, float], metadata: d
     lazy, axes = lazy.transpose(order), "".join(axes[i] for i in order)
     planes = tuple(n if a in "YX" else 1 for a, n in zip(axes, lazy.shape, strict=True))
     lazy = lazy.rechunk(planes)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+    clean_stale_parts(path.parent)
+    tmp = part_path(path)
     try:
         group = zarr.open_group(store=str(tmp), mode="w", zarr_format=2)
         group.attrs["multiscales"] = [
@@ -152,13 +188,6 @@ def write_zarr(path: Path, data, axes: str, scale: dict[str, float], metadata: d
             "0", shape=lazy.shape, dtype=lazy.dtype, chunks=planes, fill_value=0
         )
         da.store(lazy, target, lock=False)
-        old = None
-        if path.exists():  # swap: the old folder goes only once the new one is complete
-            old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
-            path.rename(old)
-        tmp.rename(path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise WriteError(f"Cannot write {path}: {exc.strerror or exc}.") from exc
@@ -166,3 +195,5 @@ def write_zarr(path: Path, data, axes: str, scale: dict[str, float], metadata: d
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp, ignore_errors=True)
         raise
+    # The old folder goes only once the new one is complete (with its sidecar, in a batch).
+    commit_part(tmp, path)

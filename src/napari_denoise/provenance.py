@@ -53,6 +53,7 @@ def make_provenance(
     input_shape: tuple[int, ...] | None = None,
     input_dtype: Any = None,
     axes: str | None = None,
+    series: int | str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A JSON-able provenance record for a denoised result.
@@ -89,6 +90,8 @@ def make_provenance(
         source["dtype"] = str(input_dtype)
     if axes is not None:
         source["axes"] = axes
+    if series is not None:
+        source["series"] = series
     if source:
         record["input"] = source
     if extra:

@@ -53,6 +53,7 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[Any, ...] | None = None
+    odd: bool = False  # a window width: even widths have no centre pixel
 
     @property
     def auto(self) -> bool:
@@ -78,6 +79,8 @@ class Param:
                     value = bool(value)
             elif self.type is int:
                 as_float = float(value)
+                if not np.isfinite(as_float):
+                    raise ParameterError(f"{where} must be a finite number, got {value!r}.")
                 if as_float != int(as_float):
                     raise ValueError(value)
                 value = int(as_float)
@@ -87,6 +90,13 @@ class Param:
             raise ParameterError(
                 f"{where} must be of type {self.type.__name__}, got {value!r}."
             ) from None
+        if isinstance(value, float) and not np.isfinite(value):
+            raise ParameterError(f"{where} must be a finite number, got {value!r}.")
+        if self.odd and value % 2 == 0:
+            raise ParameterError(
+                f"{where} must be odd (a window centred on its pixel), got {value!r}; "
+                f"use {value - 1} or {value + 1}."
+            )
         if self.choices is not None and value not in self.choices:
             raise ParameterError(f"{where} must be one of {list(self.choices)}, got {value!r}.")
         if self.minimum is not None and value < self.minimum:
@@ -207,13 +217,16 @@ class Method:
         )
 
     def resolve_params(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Defaults overlaid with ``given``, each checked and converted; unknown names fail."""
+        """Defaults overlaid with ``given``, each checked and converted; unknown names fail,
+        and so do values that contradict each other (:func:`check_ranges`)."""
         given = dict(given or {})
         for name in given:
             self.param(name)  # raises for unknown names
-        return {
+        resolved = {
             p.name: p.coerce(given.get(p.name, p.default), method=self.name) for p in self.params
         }
+        check_ranges(self.name, resolved)
+        return resolved
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description of the method."""
@@ -229,6 +242,23 @@ class Method:
             "params": [p.describe() for p in self.params],
             **({"model": self.model.as_dict()} if self.model is not None else {}),
         }
+
+
+def check_ranges(method: str, params: Mapping[str, Any]) -> None:
+    """Refuse an inverted range: a ``<x>_low`` (or ``<x>_min``) parameter set at or above
+    its ``<x>_high`` (``<x>_max``) twin, e.g. ``norm_low >= norm_high``, which would
+    flip or divide by zero whatever it scales."""
+    for name, low in params.items():
+        for lo, hi in (("_low", "_high"), ("_min", "_max")):
+            if not name.endswith(lo) or low is None:
+                continue
+            twin = name[: -len(lo)] + hi
+            high = params.get(twin)
+            if isinstance(high, int | float) and isinstance(low, int | float) and low >= high:
+                raise ParameterError(
+                    f"parameter '{name}' of method '{method}' ({low!r}) must be below "
+                    f"'{twin}' ({high!r})."
+                )
 
 
 _REGISTRY: dict[str, Method] = {}

@@ -68,7 +68,9 @@ def noise_correlation_ratio(image: np.ndarray, *, block: int = 16) -> float:
     detail = (t[:, 0::2, 0::2] - t[:, 0::2, 1::2] - t[:, 1::2, 0::2] + t[:, 1::2, 1::2]) / 2
     fine = (detail**2).reshape(len(t), -1).mean(axis=1)
     flat = np.argsort(variance)[: max(8, len(variance) // 10)]
-    return float(np.median(variance[flat] / np.maximum(fine[flat], 1e-12)))
+    # A floor relative to the image's own detail energy: the ratio has no unit.
+    floor = 1e-12 * float(np.mean(fine)) or np.finfo(np.float64).tiny
+    return float(np.median(variance[flat] / np.maximum(fine[flat], floor)))
 
 
 def noise_coefficients(image: np.ndarray) -> tuple[float, float]:

@@ -173,7 +173,10 @@ FILTERS.append(
     Method(
         "box",
         _box,
-        (Param("size", int, None, "Width of the square window (pixels, odd)", 3, 31), VST),
+        (
+            Param("size", int, None, "Width of the square window (pixels, odd)", 3, 31, odd=True),
+            VST,
+        ),
         halo=lambda p: (p["size"] or 13) // 2,
         auto=_box_auto,
         title="Box (mean)",
@@ -191,7 +194,8 @@ def _box3d_auto(samples, params):
         blocks = [center_crop(np.asarray(s, np.float32), 256) for s in samples]
         sizes = (1, 3, 5, 7, 9) if params["size"] is None else (params["size"],)
         depths = (1, 3, 5) if params["size_z"] is None else (params["size_z"],)
-        grid = [(k, min(kz, blocks[0].shape[0])) for k in sizes for kz in depths if k * k * kz > 1]
+        deepest = blocks[0].shape[0] - (1 - blocks[0].shape[0] % 2)  # odd, within the stack
+        grid = [(k, min(kz, deepest)) for k in sizes for kz in depths if k * k * kz > 1]
         params["size"], params["size_z"] = _choose_linear(
             blocks,
             grid,
@@ -210,8 +214,10 @@ FILTERS.append(
         "box3d",
         _box3d,
         (
-            Param("size", int, None, "Width of the window in Y and X (pixels)", 1, 31),
-            Param("size_z", int, None, "Depth of the window along Z (or T)", 1, 15),
+            Param(
+                "size", int, None, "Width of the window in Y and X (pixels, odd)", 1, 31, odd=True
+            ),
+            Param("size_z", int, None, "Depth of the window along Z (or T, odd)", 1, 15, odd=True),
             VST,
         ),
         ndim=3,
@@ -242,7 +248,10 @@ FILTERS.append(
     Method(
         "median",
         _median,
-        (Param("size", int, None, "Width of the square window (pixels)", 3, 15), VST),
+        (
+            Param("size", int, None, "Width of the square window (pixels, odd)", 3, 15, odd=True),
+            VST,
+        ),
         halo=lambda p: (p["size"] or 7) // 2,
         auto=_median_auto,
         slow=True,
@@ -314,7 +323,8 @@ def _tv(block, *, weight):
 def _tv_auto(samples, params):
     if params["weight"] is None:
         blocks = [center_crop(b, 192) for b in _samples(samples)]
-        sigma = max(_sigma(blocks), 1e-6)
+        # A floor relative to the image's range, so that it scales with the intensities.
+        sigma = max(_sigma(blocks), 1e-6 * float(np.ptp(blocks[0])) or 1e-30)
         grid = [sigma * f for f in (0.25, 0.5, 1.0, 2.0, 4.0)]
 
         def loss(w):

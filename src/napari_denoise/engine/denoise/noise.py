@@ -248,12 +248,13 @@ def estimate_noise_model(image, *, offset=None) -> NoiseModel:
     extreme values (clipping) are ignored.
 
     The fit only identifies ``a`` and ``b = sigma**2 - gain * offset``.  The returned
-    model has ``gain = a`` and, unless ``offset`` is given, ``offset = 0`` and
-    ``sigma = sqrt(b)`` when ``b >= 0``; when ``b < 0`` (a black level above zero)
-    ``offset`` is the darkest local mean (1st percentile) and ``sigma =
-    sqrt(max(b + a * offset, 0))`` (if that is 0, ``offset = -b / a``).  With
-    ``offset`` given, ``sigma = sqrt(max(b + a * offset, 0))``.  So
-    ``model.variance(mu) == a * mu + b`` for ``mu >= offset`` wherever that is positive.
+    model has ``gain = a`` and, unless ``offset`` is given, ``offset`` is the darkest
+    local mean (1st percentile) but at least ``-b / a`` (where the fitted variance
+    vanishes), and ``sigma = sqrt(b + a * offset)``.  With ``offset`` given, ``sigma =
+    sqrt(max(b + a * offset, 0))``.  So ``model.variance(mu) == a * mu + b`` for
+    ``mu >= offset``.  The fit runs on the image normalised by its median and standard
+    deviation, so the model of ``k * image + c`` is the model of ``image`` with gain and
+    sigma times ``k`` and offset ``k * offset + c``: nothing assumes that zero is black.
 
     Parameters
     ----------
@@ -281,7 +282,12 @@ def estimate_noise_model(image, *, offset=None) -> NoiseModel:
             f"image is too small to estimate a noise model: shape {arr.shape} "
             "(need at least 32x32 pixels in the last two axes)."
         )
-    planes = [_plane_stats(p) for p in _yx_slices(arr, max_slices=8)]
+    # Fit in normalised units, (z - ref) / unit, so that no step (floors, convergence
+    # tests) depends on where zero is or on the unit of intensity: the model of
+    # k * z + c is exactly the model of z, scaled by k and moved by c.
+    ref = float(np.median(arr))
+    unit = float(np.std(arr)) or 1.0
+    planes = [_plane_stats((p - ref) / unit) for p in _yx_slices(arr, max_slices=8)]
     st = {k: np.concatenate([p[k] for p in planes]) for k in planes[0]}
     if st["mu"].size < 64:
         raise InputError("image has too few unclipped pixels to estimate a noise model.")
@@ -294,15 +300,19 @@ def estimate_noise_model(image, *, offset=None) -> NoiseModel:
         # claim there is no noise at all; fall back to signal-independent Gaussian noise of
         # the robust wavelet estimate rather than report a noiseless image.
         return NoiseModel(0.0, estimate_sigma(arr), 0.0 if offset is None else float(offset))
+    # Back to grey levels: var = a (mu - ref) / unit * unit**2 + b * unit**2.
+    a, b = a * unit, b * unit**2 - a * unit * ref
+    if a <= 0:
+        return NoiseModel(0.0, float(np.sqrt(max(b, 0.0))), 0.0 if offset is None else offset)
     if offset is not None:
         off = float(offset)
         return NoiseModel(a, float(np.sqrt(max(b + a * off, 0.0))), off)
-    if b >= 0 or a <= 0:
-        return NoiseModel(a, float(np.sqrt(max(b, 0.0))), 0.0)
-    off = float(np.percentile(st["mu"], 1))
-    if b + a * off <= 0:
-        return NoiseModel(a, 0.0, -b / a)
-    return NoiseModel(a, float(np.sqrt(b + a * off)), off)
+    # The black level: the darkest local mean (1st percentile), but never below the level
+    # where the fitted variance vanishes. Measured from the data, never assumed to be
+    # zero, so it moves with an offset; with an assumed zero, an image stored below zero
+    # (signed, or mean-subtracted) got the read noise of its brightest pixels everywhere.
+    off = max(ref + unit * float(np.percentile(st["mu"], 1)), -b / a)
+    return NoiseModel(a, float(np.sqrt(max(b + a * off, 0.0))), off)
 
 
 def _check_gaussian(model: NoiseModel) -> None:

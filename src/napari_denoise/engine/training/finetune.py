@@ -218,6 +218,68 @@ def _within(value, low: float, high: float, closed_low: bool = True) -> bool:
 # --- the start model ------------------------------------------------------------------------
 
 
+MAX_CONFIG_INT = 4096  # channels, blocks, depth: anything larger cannot be meant
+
+
+def _checked_config(arch: str, config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` for a new ``arch`` network, each value checked against the type of its
+    field's default (whole numbers 1 to 4096 (0 allowed where the default is 0 or a
+    depth), true/false, positive finite numbers, lists of whole numbers); lists become
+    tuples. Unknown keys are left to :func:`~..models.build`, which names the fields."""
+    import dataclasses
+
+    from ..models import get_model_class
+
+    fields = {f.name: f for f in dataclasses.fields(get_model_class(arch).config_class)}
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        field = fields.get(key)
+        default = field.default if field is not None else dataclasses.MISSING
+        where = f"Invalid config for a new '{arch}' network: '{key}'"
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ParameterError(f"{where} must be true or false, not {value!r}.")
+        elif isinstance(default, int):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+                raise ParameterError(f"{where} must be a whole number, not {value!r}.")
+            value = int(value)
+            if not (0 if key == "depth" else 1) <= value <= MAX_CONFIG_INT:
+                raise ParameterError(
+                    f"{where} must be between 1 and {MAX_CONFIG_INT}, not {value}."
+                )
+        elif isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ParameterError(f"{where} must be a number, not {value!r}.")
+            if not (math.isfinite(value) and 0 < value <= MAX_CONFIG_INT):
+                raise ParameterError(f"{where} must be a positive finite number, not {value!r}.")
+            value = float(value)
+        elif isinstance(default, tuple):
+            if not isinstance(value, list | tuple) or not value:
+                raise ParameterError(f"{where} must be a list of whole numbers, not {value!r}.")
+            for v in value:
+                if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_CONFIG_INT:
+                    raise ParameterError(
+                        f"{where} must hold whole numbers from 1 to {MAX_CONFIG_INT}, not {v!r}."
+                    )
+            value = tuple(value)
+        elif isinstance(default, str) and not isinstance(value, str):
+            raise ParameterError(f"{where} must be a text, not {value!r}.")
+        out[key] = value
+    return out
+
+
+def _check_not_constant(slices: np.ndarray, which: str) -> None:
+    """A constant image teaches nothing, and its PSNR (over a zero data range) would be
+    a meaningless large number: refuse it."""
+    arr = np.asarray(slices)
+    if arr.size and np.nanmax(arr) == np.nanmin(arr):
+        raise InputError(
+            f"The {which} image is constant (every pixel is {arr.flat[0]!r}): there is "
+            "nothing to learn from it and no meaningful validation score; choose an image "
+            "with structure and noise."
+        )
+
+
 def _load_start(spec: FinetuneSpec):
     """(model, card or None, started_from record, notes) for ``spec.start``."""
     import torch
@@ -233,7 +295,7 @@ def _load_start(spec: FinetuneSpec):
             raise UnknownMethodError(
                 f"Unknown architecture '{arch}' for a new network; choose one of {choices}."
             )
-        config = dict(spec.config or {})
+        config = _checked_config(arch, dict(spec.config or {}))
         if spec.mode in BLIND_MODES:
             config, missing = blind_config(spec.mode, arch, config)
             if missing:
@@ -246,7 +308,7 @@ def _load_start(spec: FinetuneSpec):
             torch.manual_seed(int(spec.seed))
             try:
                 model = build(arch, config)
-            except (TypeError, ValueError) as err:
+            except Exception as err:  # torch says it its own way (negative sizes, ...)
                 raise ParameterError(f"Invalid config for a new '{arch}' network: {err}") from None
         return model, None, {"name": spec.start, "architecture": arch, "sha256": None}, notes
 
@@ -404,6 +466,7 @@ def prepare(
             "noisy one; choose mode 'n2v' to train on the noisy image alone."
         )
     noisy_s, axes_n = as_slices(noisy, axes, "noisy")
+    _check_not_constant(noisy_s, "noisy")
     clean_s = None
     if clean is not None:
         shape_n = np.shape(noisy)
@@ -415,6 +478,7 @@ def prepare(
                 "(for stacks, slice by slice)."
             )
         clean_s, _ = as_slices(clean, axes, "clean")
+        _check_not_constant(clean_s, "clean")
 
     model, card, started, notes = _load_start(spec)
     label = started["name"]
