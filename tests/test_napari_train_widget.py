@@ -104,7 +104,7 @@ def test_widget_opens_through_the_plugin_manager(make_napari_viewer, model_dir):
     assert spec["minutes"] == 10 and spec["steps"] is None and spec["loss"] == "l1"
 
 
-def test_mode_switching_shows_and_hides_fields(make_napari_viewer, model_dir):
+def test_mode_switching_shows_and_hides_fields(make_napari_viewer, qtbot, model_dir):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((64, 64), np.float32), name="noisy")
     widget = TrainWidget(viewer)
@@ -130,8 +130,8 @@ def test_mode_switching_shows_and_hides_fields(make_napari_viewer, model_dir):
     # N2V2 cannot start from a network that passes its input through (the shipped U-Net):
     # it is greyed out and a new U-Net is chosen instead.
     widget.mode.setCurrentIndex(widget.mode.findData("n2v2"))
-    combo = widget.start_model
-    assert not combo.model().item(combo.findData("unet-fluo")).isEnabled()
+    combo = widget.start_model  # (the check imports torch: done in a worker)
+    qtbot.waitUntil(lambda: not combo.model().item(combo.findData("unet-fluo")).isEnabled())
     assert widget.spec()["start"] == "new:unet"
     widget.mode.setCurrentIndex(widget.mode.findData("n2v"))
     assert combo.model().item(combo.findData("unet-fluo")).isEnabled()

@@ -15,6 +15,9 @@ from .._napari import PROVENANCE_KEY
 from ._preview import current_index
 
 PREVIEW_SUFFIX = "preview"
+# Metadata keys marking layers this plugin made (never offered as an input or ground truth).
+RESULT_KEY = "result_of"
+PREVIEW_KEY = "preview_of"
 DIFFERENCE_KEY = "difference_of"
 
 
@@ -35,6 +38,7 @@ def result_kwargs(source, *, axes: str, provenance: dict | None = None) -> dict:
     """Layer keywords that place a result over ``source`` and look like it."""
     metadata = {k: v for k, v in source.metadata.items() if k != PROVENANCE_KEY}
     metadata["axes"] = axes
+    metadata[RESULT_KEY] = source.name
     if provenance is not None:
         metadata[PROVENANCE_KEY] = provenance
     return {

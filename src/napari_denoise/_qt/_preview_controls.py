@@ -10,7 +10,7 @@ from napari.layers import Shapes
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QWidget
 
-from ._layers import result_name
+from ._layers import PREVIEW_KEY, result_name
 from ._preview import Region, shapes_box
 
 VISIBLE, RECTANGLE = "visible area", "drawn rectangle"
@@ -77,7 +77,7 @@ class PreviewControls(QWidget):
         kwargs = {
             **kwargs,
             **placement,
-            "metadata": {"preview_of": source.name, "params": result.params},
+            "metadata": {PREVIEW_KEY: source.name, "params": result.params},
         }
         name = result_name(source.name, result.method, preview=True)
         if name in self.viewer.layers:

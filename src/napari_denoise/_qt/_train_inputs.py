@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from napari.layers import Shapes
+from napari.qt.threading import create_worker
 from qtpy.QtWidgets import QComboBox
 
 from ..engine.methods import list_methods
-from ..engine.selfsup import passes_input_through
 from ._layer_combo import NONE_TEXT, _disconnect
 from ._method_picker import watch_models
 
@@ -57,7 +57,8 @@ class StartModelCombo(QComboBox):
         )
         self._psf = False
         self._mode = "supervised"
-        self.reload()
+        self._residual: set[str] | None = None  # models that add their input (N2V2 cannot)
+        self._fill()
         watch_models(self)
 
     def set_mode(self, mode: str) -> None:
@@ -65,10 +66,40 @@ class StartModelCombo(QComboBox):
         N2V2 cannot start from a network that adds its input to its output (shown greyed)."""
         self._psf = mode == "n2v-psf"
         self._mode = mode
-        self.reload()
+        if mode == "n2v2" and self._residual is None:
+            self._find_residual()
+        self._fill()
+
+    def _find_residual(self) -> None:
+        """Which models add their input to their output, found in a worker (the rule lives
+        in the training engine, which imports torch: never on the GUI thread)."""
+
+        def work():
+            from ..engine.selfsup import passes_input_through
+
+            return {
+                m.name
+                for m in list_methods(kind="model", include_unavailable=False)
+                if passes_input_through(m.extra.get("model", {}).get("config", {}))
+            }
+
+        def done(names):
+            self._residual = names
+            try:
+                self._fill()
+            except RuntimeError:  # closed meanwhile
+                pass
+
+        create_worker(work, _connect={"returned": done}, _start_thread=True)
 
     def reload(self) -> None:
-        """Re-read the registry, keeping the current choice."""
+        """Re-read the registry (a model was added), keeping the current choice."""
+        self._residual = None  # the new model is checked again when N2V2 needs it
+        if self._mode == "n2v2":
+            self._find_residual()
+        self._fill()
+
+    def _fill(self) -> None:
         current = self.currentData()
         self.blockSignals(True)
         self.clear()
@@ -77,8 +108,7 @@ class StartModelCombo(QComboBox):
             if (psf and not self._psf) or m.name.endswith("-deconvolved"):
                 continue
             self.addItem(f"{m.title or m.name}  [{m.name}]", m.name)
-            config = m.extra.get("model", {}).get("config", {})
-            if self._mode == "n2v2" and passes_input_through(config):
+            if self._mode == "n2v2" and m.name in (self._residual or ()):
                 item = self.model().item(self.count() - 1)
                 item.setEnabled(False)
                 item.setToolTip(

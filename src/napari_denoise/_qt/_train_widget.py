@@ -32,9 +32,9 @@ from qtpy.QtWidgets import (
 from .._napari import layer_axes
 from ..errors import DenoiseError, InputError
 from ..io import infer_axes
-from ._compare_widget import GT_NAME, NOISY_NAME
 from ._curve_plot import CurvePlot
 from ._layer_combo import ImageLayerCombo
+from ._layer_roles import looks_like_ground_truth, looks_like_noisy
 from ._layers import result_kwargs, result_name
 from ._method_picker import notify_models_changed
 from ._runner import Job, Runner
@@ -135,8 +135,8 @@ class TrainWidget(QWidget):
         self.mode_help = QLabel()
         self.mode_help.setWordWrap(True)
         self.mode_help.setStyleSheet("color: gray")
-        self.noisy = ImageLayerCombo(viewer, prefer=lambda ly: bool(NOISY_NAME.search(ly.name)))
-        self.clean = ImageLayerCombo(viewer, prefer=lambda ly: bool(GT_NAME.search(ly.name)))
+        self.noisy = ImageLayerCombo(viewer, prefer=looks_like_noisy)
+        self.clean = ImageLayerCombo(viewer, prefer=looks_like_ground_truth)
         self.regions = ShapesLayerCombo(viewer)
         self.regions.setToolTip(
             "Optional: train only inside the rectangles drawn in this Shapes layer (other "
