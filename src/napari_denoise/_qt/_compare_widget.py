@@ -28,6 +28,7 @@ from qtpy.QtWidgets import (
 
 from .._napari import PROVENANCE_KEY
 from ..engine.methods import Param
+from ._compact import Collapsible, DockTabs, scrolling
 from ._layer_combo import ImageLayerChecklist, ImageLayerCombo
 from ._layers import DIFFERENCE_KEY, add_difference
 from ._params import AutoNumber
@@ -45,7 +46,7 @@ EXPLAIN = (
 )
 
 
-class CompareWidget(QWidget):
+class CompareWidget(DockTabs, QWidget):
     """Pick a ground truth, a baseline and results; compute; export; inspect differences."""
 
     def __init__(self, napari_viewer):
@@ -56,7 +57,7 @@ class CompareWidget(QWidget):
             napari_viewer, allow_none=True, prefer=lambda ly: bool(NOISY_NAME.search(ly.name))
         )
         self.results = ImageLayerChecklist(napari_viewer)
-        self.data_range = AutoNumber(RANGE, waiting_text="from the ground truth")
+        self.data_range = AutoNumber(RANGE)
         self.per_slice = QCheckBox("One row per plane")
         self.compute_button = QPushButton("Compute")
         self.export_button = QPushButton("Export CSV…")
@@ -90,18 +91,28 @@ class CompareWidget(QWidget):
     def _layout(self) -> None:
         form = QFormLayout()
         form.addRow("Ground truth", self.gt)
-        form.addRow("Noisy input (baseline)", self.baseline)
+        form.addRow("Noisy input", self.baseline)
         form.addRow("Results", self.results)
-        form.addRow("Data range", self.data_range)
+        rare = QWidget()
+        rare_form = QFormLayout(rare)
+        rare_form.setContentsMargins(0, 0, 0, 0)
+        rare_form.addRow("Data range", self.data_range)
+        self.advanced = Collapsible(
+            "Advanced", rare, tooltip="The data range used by PSNR and SSIM (automatic by default)."
+        )
         buttons = QHBoxLayout()
         for w in (self.compute_button, self.export_button, self.diff_button):
             buttons.addWidget(w)
-        layout = QVBoxLayout(self)
+        body = QWidget()
+        layout = QVBoxLayout(body)
         layout.addLayout(form)
         layout.addWidget(self.per_slice)
+        layout.addWidget(self.advanced)
         layout.addLayout(buttons)
-        layout.addWidget(self.table, 1)
+        layout.addWidget(self.table)
         layout.addWidget(self.note)
+        layout.addStretch(1)
+        self.scroll_area = scrolling(self, body)
 
     def _on_gt(self, gt) -> None:
         def comparable(layer):

@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import DenoiseError, InputError
+from ._compact import Collapsible, DockTabs, narrow, scrolling
 from ._layer_combo import ImageLayerCombo
 from ._layers import result_kwargs, result_name
 from ._method_picker import MethodPicker
@@ -46,7 +47,7 @@ def _chosen(params: dict, form: ParamForm) -> str:
     return f"{', '.join(parts)} (chosen automatically)" if parts else ""
 
 
-class DenoiseWidget(QWidget):
+class DenoiseWidget(DockTabs, QWidget):
     """Denoise an image layer into a new layer; the input is never modified."""
 
     def __init__(self, napari_viewer):
@@ -96,17 +97,23 @@ class DenoiseWidget(QWidget):
         run_row = QHBoxLayout()
         run_row.addWidget(self.run_button, 1)
         run_row.addWidget(self.cancel_button)
-        layout = QVBoxLayout(self)
+        narrow(self.picker, 18)
+        self.advanced = Collapsible(
+            "Advanced", self.settings, tooltip="Tile size (memory per step) and compute device."
+        )
+        body = QWidget()
+        layout = QVBoxLayout(body)
         layout.addWidget(QLabel("Image layer"))
         layout.addWidget(self.layer_combo)
         layout.addWidget(self.input)
         layout.addWidget(method_box)
-        layout.addWidget(self.settings)
         layout.addWidget(self.previewer)
         layout.addLayout(run_row)
         layout.addWidget(self.status)
         layout.addWidget(self.compare)
+        layout.addWidget(self.advanced)
         layout.addStretch(1)
+        self.scroll_area = scrolling(self, body)
 
     # ------------------------------------------------------------------ actions
     def preview(self) -> bool:

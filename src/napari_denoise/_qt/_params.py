@@ -53,13 +53,15 @@ def _number_box(param) -> QSpinBox | QDoubleSpinBox:
         box.setRange(float(param.minimum if param.minimum is not None else 0), param.maximum or BIG)
         box.setSingleStep(0.1)
     box.setToolTip(param.help)
+    # Width for a few digits, not for the largest value allowed (which can be 1e6).
+    box.setMinimumWidth(box.fontMetrics().horizontalAdvance("00000.000") + 40)
     return box
 
 
 class AutoNumber(QWidget):
     """A number that can be left to the method: [x] auto  [spin box]."""
 
-    def __init__(self, param, *, auto_text: str = "auto", waiting_text: str = "from the image"):
+    def __init__(self, param, *, auto_text: str = "auto", waiting_text: str = "auto"):
         super().__init__()
         self.param = param
         self.waiting_text = waiting_text

@@ -10,6 +10,7 @@ from napari.layers import Shapes
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QWidget
 
+from ._compact import narrow
 from ._layers import PREVIEW_KEY, result_name
 from ._preview import Region, shapes_box
 
@@ -26,6 +27,7 @@ class PreviewControls(QWidget):
         self._current_layer = current_layer  # callable: the layer being denoised
         self.source = QComboBox()
         self.source.addItems([VISIBLE, RECTANGLE])
+        narrow(self.source, 6)
         self.source.setToolTip(
             "Preview the current plane: what is on screen, or a rectangle you draw."
         )

@@ -11,6 +11,7 @@ from ..engine.methods import Param
 from ..engine.pipeline import DEFAULT_TILE
 from ..errors import DenoiseError
 from ..io import infer_axes, normalize_axes
+from ._compact import narrow
 from ._params import AutoNumber
 
 AXIS_NAMES = {"T": "time", "Z": "Z", "C": "channel", "Y": "Y", "X": "X"}
@@ -75,6 +76,7 @@ class ComputeSettings(QWidget):
         self.tile.box.setSuffix(" px")
         self.device = QComboBox()
         self.device.addItems(list(DEVICES))
+        narrow(self.device, 6)
         self.device_note = QLabel("")
         self.device.currentTextChanged.connect(self._resolve_device)
         device_row = QHBoxLayout()

@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
 from .._napari import layer_axes
 from ..errors import DenoiseError, InputError
 from ..io import infer_axes
+from ._compact import Collapsible, DockTabs, narrow, scrolling
 from ._curve_plot import CurvePlot
 from ._layer_combo import ImageLayerCombo
 from ._layer_roles import looks_like_ground_truth, looks_like_noisy
@@ -82,7 +83,7 @@ def _axes(layer) -> str:
     return layer_axes(layer.data.shape, layer.metadata) or infer_axes(layer.data.shape)
 
 
-class TrainWidget(QWidget):
+class TrainWidget(DockTabs, QWidget):
     """Train or fine-tune a denoising model on image layers; it joins the list of methods.
 
     ``extra_spec`` holds FinetuneSpec keywords that the form does not show (``patch``,
@@ -179,11 +180,11 @@ class TrainWidget(QWidget):
             "independent noise; camera noise that is spatially correlated (widefield, binned "
             "or interpolated pixels) needs a block. Automatic measures the noise first."
         )
-        self.resume = QCheckBox("Resume the stopped run of this name")
+        self.resume = QCheckBox("Resume a stopped run")
         self.resume.setToolTip("Continue from the checkpoint a stopped run left behind.")
-        self.apply = QCheckBox("Denoise the noisy layer with it when done")
+        self.apply = QCheckBox("Then denoise the noisy layer")
         self.apply.setChecked(True)
-        self.add_deconvolved = QCheckBox("Also add the deconvolved estimate")
+        self.add_deconvolved = QCheckBox("Also add the deconvolved image")
         self.start_button = QPushButton("Start")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("End after the current step and keep the best model so far.")
@@ -216,13 +217,8 @@ class TrainWidget(QWidget):
         budget.addWidget(self.budget, 1)
         budget.addWidget(self.budget_unit)
         form.addRow("Train for", budget)
-        form.addRow("Loss", self.loss)
-        form.addRow("Seed", self.seed)
-        form.addRow("Blind spot", self.blind)
-        self._blind_widgets = [self.blind, form.labelForField(self.blind)]
         form.addRow("PSF sigma", self.psf_sigma)
         form.addRow("Positivity", self.positivity)
-        form.addRow(self.resume)
         form.addRow(self.apply)
         form.addRow(self.add_deconvolved)
         self._psf_widgets = [
@@ -232,20 +228,36 @@ class TrainWidget(QWidget):
             form.labelForField(self.positivity),
             self.add_deconvolved,
         ]
+        rare = QWidget()
+        form = QFormLayout(rare)
+        form.addRow("Loss", self.loss)
+        form.addRow("Seed", self.seed)
+        form.addRow("Blind spot", self.blind)
+        self._blind_widgets = [self.blind, form.labelForField(self.blind)]
+        form.addRow(self.resume)
+        self.advanced = Collapsible(
+            "Advanced", rare, tooltip="Loss, random seed, blind spot size, resuming a stopped run."
+        )
+        for combo, chars in ((self.mode, 12), (self.start_model, 12), (self.loss, 8)):
+            narrow(combo, chars)
+        narrow(self.blind, 12)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button, 1)
         buttons.addWidget(self.stop_button)
         progress = QHBoxLayout()
         progress.addWidget(self.progress, 1)
         progress.addWidget(self.eta)
-        layout = QVBoxLayout(self)
+        body = QWidget()
+        layout = QVBoxLayout(body)
         layout.addWidget(data)
         layout.addWidget(training)
+        layout.addWidget(self.advanced)
         layout.addLayout(buttons)
         layout.addLayout(progress)
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.status)
         layout.addWidget(self.denoise_button)
+        self.scroll_area = scrolling(self, body)
 
     def mode_key(self) -> str:
         """The engine's name of the chosen mode: supervised, n2v, n2v2 or n2v-psf."""
