@@ -9,10 +9,14 @@ and no time until a plane is shown.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from .._napari import PROVENANCE_KEY
+from ..errors import InputError
 from ._preview import current_index
+from ._words import short_settings
 
 PREVIEW_SUFFIX = "preview"
 # Metadata keys marking layers this plugin made (never offered as an input or ground truth).
@@ -29,9 +33,36 @@ def difference_colormap():
     return Colormap(colors, name="difference (blue − / orange +)")
 
 
-def result_name(input_name: str, method: str, *, preview: bool = False) -> str:
-    """'noisy [gaussian]' or 'noisy [gaussian preview]'."""
-    return f"{input_name} [{method}{' ' + PREVIEW_SUFFIX if preview else ''}]"
+def result_name(
+    input_name: str, method: str, *, preview: bool = False, settings: dict | None = None
+) -> str:
+    """'noisy [gaussian]', 'noisy [gaussian sigma=1.5]' or 'noisy [gaussian preview]'.
+
+    ``settings``: the parameters set away from their defaults, so that two results of one
+    method with different settings have names that say how they differ.
+    """
+    words = [method, short_settings(settings or {}), PREVIEW_SUFFIX if preview else ""]
+    return f"{input_name} [{' '.join(w for w in words if w)}]"
+
+
+def previews_of(viewer, source) -> list:
+    """The preview layers made from ``source``."""
+    return [ly for ly in viewer.layers if ly.metadata.get(PREVIEW_KEY) == source.name]
+
+
+def save_layer(layer, path) -> list[Path]:
+    """Write ``layer`` with napari-denoise's TIFF writer: the image, its pixel sizes and (for
+    a result) its provenance, embedded and as a ``.json`` sidecar. Refuses to write over
+    the file the layer's input was read from."""
+    from .._napari import write_tiff
+
+    path = Path(path)
+    sources = {layer.metadata.get("source_path"), layer.source.path}
+    sources |= {(layer.metadata.get(PROVENANCE_KEY) or {}).get("input", {}).get("path")}
+    if any(s and Path(s).resolve() == path.resolve() for s in sources):
+        raise InputError(f"{path.name} is the input image; choose another file name.")
+    meta = {"metadata": layer.metadata, "scale": list(layer.scale)}
+    return [Path(p) for p in write_tiff(str(path), np.asarray(layer.data), meta)]
 
 
 def result_kwargs(source, *, axes: str, provenance: dict | None = None) -> dict:

@@ -133,11 +133,20 @@ class TrainWidget(DockTabs, QWidget):
         self.mode = QComboBox()
         for key, text in MODES:
             self.mode.addItem(text, key)
+        self.mode.setToolTip(
+            "How the model learns: from noisy + clean pairs of the same field, or from the "
+            "noisy images alone (Noise2Void and variants)."
+        )
         self.mode_help = QLabel()
         self.mode_help.setWordWrap(True)
         self.mode_help.setStyleSheet("color: gray")
         self.noisy = ImageLayerCombo(viewer, prefer=looks_like_noisy)
+        self.noisy.setToolTip("The noisy images to learn from (they are never changed).")
         self.clean = ImageLayerCombo(viewer, prefer=looks_like_ground_truth)
+        self.clean.setToolTip(
+            "The same field with little noise (e.g. a long exposure or an average of many "
+            "frames), the same size as the noisy layer."
+        )
         self.regions = ShapesLayerCombo(viewer)
         self.regions.setToolTip(
             "Optional: train only inside the rectangles drawn in this Shapes layer (other "
@@ -150,11 +159,16 @@ class TrainWidget(DockTabs, QWidget):
         self.budget = QSpinBox()
         self.budget.setRange(1, 1_000_000)
         self.budget.setValue(10)
+        self.budget.setToolTip("How long to train: a time, or a number of optimisation steps.")
         self.budget_unit = QComboBox()
         self.budget_unit.addItems(["minutes", "steps"])
+        self.budget_unit.setToolTip("Count the training budget in minutes or in steps.")
         self.loss = QComboBox()
         for key, text in LOSSES:
             self.loss.addItem(text, key)
+        self.loss.setToolTip(
+            "How the difference to the target is measured while learning; L1 is a safe default."
+        )
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
         self.seed.setToolTip("The same seed, data and settings give the same model (on the CPU).")
@@ -184,8 +198,16 @@ class TrainWidget(DockTabs, QWidget):
         self.resume.setToolTip("Continue from the checkpoint a stopped run left behind.")
         self.apply = QCheckBox("Then denoise the noisy layer")
         self.apply.setChecked(True)
+        self.apply.setToolTip("When training ends, denoise the noisy layer with the new model.")
         self.add_deconvolved = QCheckBox("Also add the deconvolved image")
+        self.add_deconvolved.setToolTip(
+            "Blind spot + PSF training also gives a sharpened (deconvolved) image: add it too."
+        )
         self.start_button = QPushButton("Start")
+        self.start_button.setToolTip(
+            "Train in the background; the model is saved in your model folder and appears in "
+            "the Denoise widget's list."
+        )
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("End after the current step and keep the best model so far.")
         self.progress = QProgressBar()
@@ -198,6 +220,7 @@ class TrainWidget(DockTabs, QWidget):
         # Two lines reserved: a longer message does not make the dock jump (and relayout).
         self.status.setMinimumHeight(2 * self.status.fontMetrics().lineSpacing())
         self.denoise_button = QPushButton("Denoise with the new model")
+        self.denoise_button.setToolTip("Denoise the noisy layer with the model just trained.")
         self.denoise_button.setVisible(False)
 
     def _layout(self) -> None:
