@@ -108,6 +108,7 @@ def test_mode_switching_shows_and_hides_fields(make_napari_viewer, qtbot, model_
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((64, 64), np.float32), name="noisy")
     widget = TrainWidget(viewer)
+    widget.advanced.set_open(True)  # the blind spot choice lives under Advanced
 
     def shown(w):
         return w.isVisibleTo(widget)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from napari.layers import Shapes
 from napari.qt.threading import create_worker
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox
 
 from ..engine.methods import list_methods
 from ._layer_combo import NONE_TEXT, _disconnect
-from ._method_picker import watch_models
+from ._method_picker import display_name, grouped, tooltip, watch_models
 
 NEW_UNET = "new:unet"
 
@@ -103,11 +104,14 @@ class StartModelCombo(QComboBox):
         current = self.currentData()
         self.blockSignals(True)
         self.clear()
-        for m in list_methods(kind="model", include_unavailable=False):
+        models = list_methods(kind="model", include_unavailable=False)
+        for m in [m for _, group in grouped(models) for m in group]:  # your models first
             psf = m.extra.get("model", {}).get("architecture") == "psf-wrap"
             if (psf and not self._psf) or m.name.endswith("-deconvolved"):
                 continue
-            self.addItem(f"{m.title or m.name}  [{m.name}]", m.name)
+            name = display_name(m)
+            self.addItem(name if name == m.name else f"{name}  [{m.name}]", m.name)
+            self.setItemData(self.count() - 1, tooltip(m), Qt.ItemDataRole.ToolTipRole)
             if self._mode == "n2v2" and m.name in (self._residual or ()):
                 item = self.model().item(self.count() - 1)
                 item.setEnabled(False)

@@ -424,7 +424,8 @@ class TrainWidget(DockTabs, QWidget):
 
     def _on_done(self, result) -> None:
         self.model_name = result.name
-        notify_models_changed()  # the engine registered it: show it in every model list
+        # The engine registered it: list it everywhere, chosen in the Denoise widget.
+        notify_models_changed(select=result.name)
         last = self.runner.last
         validation = result.card.get("validation", {})
         score = (
