@@ -132,7 +132,9 @@ def test_mode_switching_shows_and_hides_fields(make_napari_viewer, qtbot, model_
     # it is greyed out and a new U-Net is chosen instead.
     widget.mode.setCurrentIndex(widget.mode.findData("n2v2"))
     combo = widget.start_model  # (the check imports torch: done in a worker)
-    qtbot.waitUntil(lambda: not combo.model().item(combo.findData("unet-fluo")).isEnabled())
+    qtbot.waitUntil(
+        lambda: not combo.model().item(combo.findData("unet-fluo")).isEnabled(), timeout=30_000
+    )
     assert widget.spec()["start"] == "new:unet"
     widget.mode.setCurrentIndex(widget.mode.findData("n2v"))
     assert combo.model().item(combo.findData("unet-fluo")).isEnabled()
