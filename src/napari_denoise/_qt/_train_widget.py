@@ -99,6 +99,7 @@ class TrainWidget(DockTabs, QWidget):
         self._pending: list[str] = []  # models still to run on the noisy layer
         self._closed = False  # taken out of its dock by napari's close button
         self._saved = ""  # what the last run saved (for the status line)
+        self._stopping = False  # Stop pressed: no more time-left estimates
         self._build()
         self._layout()
         self.runner = TrainRunner(
@@ -121,7 +122,10 @@ class TrainWidget(DockTabs, QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.denoise_button.clicked.connect(self.denoise_with_model)
         runners = (self.runner, self.denoiser)  # not self: used while the widget is destroyed
+        removed, on_removed = napari_viewer.layers.events.removed, self._on_layer_removed
+        removed.connect(on_removed)
         self.destroyed.connect(lambda *_: [r.shutdown() for r in runners])
+        self.destroyed.connect(lambda *_: removed.disconnect(on_removed))
         self._on_noisy(self.noisy.layer())
         self._on_mode()
         self._on_busy(False)
@@ -367,6 +371,7 @@ class TrainWidget(DockTabs, QWidget):
         if not self.runner.start(job):
             return False
         self._task = {"noisy": noisy, "mode": job.spec["mode"]}
+        self._stopping = False
         self.model_name = None
         self.denoise_button.setVisible(False)
         self.plot.clear(job.spec.get("steps") or 1)
@@ -398,6 +403,7 @@ class TrainWidget(DockTabs, QWidget):
     def stop(self) -> None:
         """End training after the current step (the best model so far is saved)."""
         if self.runner.busy:
+            self._stopping = True
             self.runner.stop()
             self.stop_button.setEnabled(False)
             self.status.setText("Stopping after this step; saving the best model so far…")
@@ -418,7 +424,10 @@ class TrainWidget(DockTabs, QWidget):
         if self.progress.maximum() != tick.steps:
             self.progress.setRange(0, tick.steps)
         self.progress.setValue(tick.step)
-        left = f" · {_duration(tick.eta_s)} left" if tick.step < tick.steps else ""
+        if self._stopping:
+            left = " · stopping" if self.runner.busy else " · stopped"
+        else:
+            left = f" · {_duration(tick.eta_s)} left" if tick.step < tick.steps else ""
         self.eta.setText(f"step {tick.step} of {tick.steps}{left}")
         self.plot.update()
 
@@ -441,6 +450,9 @@ class TrainWidget(DockTabs, QWidget):
         self._saved = f"{message} It is in the Denoise widget's list; files: {result.path}."
         if notes:  # choices made from the data, e.g. a blind block for correlated noise
             self._saved = f"{self._saved} {notes}"
+        noisy = self._task["noisy"]
+        if noisy not in self.viewer.layers:
+            self._saved = f"Layer '{noisy.name}' was deleted, so training stopped. {self._saved}"
         self.status.setText(self._saved)
         if result.stopped:
             self.name.setText(result.name)  # ready to resume
@@ -500,6 +512,19 @@ class TrainWidget(DockTabs, QWidget):
         layer = self.viewer.add_image(result.data, name=name, **kwargs)
         self.status.setText(f"{self._saved} Denoised → layer '{layer.name}'.")
         self._denoise_next()
+
+    def _on_layer_removed(self, event) -> None:
+        if event.value is not self._task.get("noisy"):
+            return
+        if self.runner.busy:  # nothing left to train on: stop now, keep what was learnt
+            self.stop()
+            self.status.setText(
+                f"Layer '{event.value.name}' was deleted: training stops after this step and "
+                "the best model so far is saved."
+            )
+        elif self.denoiser.busy:
+            self._pending = []
+            self.denoiser.cancel()
 
     # ------------------------------------------------------------------ lifetime
     def event(self, event) -> bool:
