@@ -125,3 +125,41 @@ def test_every_control_has_a_tooltip(make_napari_viewer, name):
         if not control.toolTip().strip():
             missing.append(f"{type(control).__name__} {getattr(control, 'text', lambda: '')()}")
     assert not missing, missing
+
+
+def test_copy_as_command_repeats_the_run_headless(make_napari_viewer, qtbot, tmp_path):
+    import shlex
+    import shutil
+    import subprocess
+    import sys
+
+    import tifffile
+
+    source = tmp_path / "cells.tif"
+    rng = np.random.default_rng(3)
+    tifffile.imwrite(source, (rng.random((2, 48, 48)) * 1000).astype(np.uint16))
+    viewer = make_napari_viewer()
+    viewer.open(str(source), plugin=PLUGIN)
+    widget = DenoiseWidget(viewer)
+    widget.layer_combo.set_layer(viewer.layers["cells"])
+    assert not widget.copy_button.isEnabled()
+    widget.picker.set_method("gaussian")
+    widget.params.set_values({"sigma": 1.25, "vst": True})
+    assert widget.run()
+    wait_idle(qtbot, widget)
+    text = widget.copy_command()
+    command, python = text.split("\n\n")
+    words = shlex.split(command)
+    assert words[:3] == ["napari-denoise", "denoise", str(source)]
+    assert "napari_denoise.denoise(image, method='gaussian'" in python
+    # The copied command, run by the real CLI, gives the same image as the widget.
+    cli = shutil.which(
+        "napari-denoise", path=str(__import__("pathlib").Path(sys.executable).parent)
+    )
+    out = subprocess.run([cli, *words[1:]], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    written = tifffile.imread(tmp_path / "cells_denoised.tif")
+    np.testing.assert_array_equal(written, np.asarray(viewer.layers[-1].data))
+    namespace: dict = {}
+    exec(python, namespace)  # the Python call too
+    np.testing.assert_array_equal(namespace["result"], written)

@@ -8,14 +8,14 @@ import pytest
 pytest.importorskip("napari")
 pytestmark = pytest.mark.gui
 
-from test_napari_train_widget import (  # noqa: E402
-    counting_stops,
-    model_dir,  # noqa: F401  (fixture)
-    notes,  # noqa: F401  (fixture)
-    pair,  # noqa: F401  (fixture)
-    tiny_widget,
-    wait_idle,
+import test_napari_train_widget as trainer  # noqa: E402
+
+counting_stops, tiny_widget, wait_idle = (
+    trainer.counting_stops,
+    trainer.tiny_widget,
+    trainer.wait_idle,
 )
+model_dir, notes, pair = trainer.model_dir, trainer.notes, trainer.pair  # fixtures
 
 WAIT = 120_000
 
@@ -26,7 +26,7 @@ def test_deleting_the_noisy_layer_stops_training(
     model_dir,
     notes,
     pair,
-    monkeypatch,  # noqa: F811
+    monkeypatch,
 ):
     started = counting_stops(monkeypatch)
     viewer = make_napari_viewer()
@@ -47,7 +47,7 @@ def test_the_time_left_stops_counting_after_stop(
     model_dir,
     notes,
     pair,
-    monkeypatch,  # noqa: F811
+    monkeypatch,
 ):
     started = counting_stops(monkeypatch)
     viewer = make_napari_viewer()

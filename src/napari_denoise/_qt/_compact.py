@@ -131,6 +131,8 @@ class DockTabs:
         window = dock.parent() if isinstance(dock, QDockWidget) else None
         if not isinstance(window, QMainWindow) or dock.isFloating():
             return
+        if any(isinstance(other.widget(), DockTabs) for other in window.tabifiedDockWidgets(dock)):
+            return  # already a tab beside one of ours (e.g. docked with tabify=True)
         area = window.dockWidgetArea(dock)
         earlier = [
             other

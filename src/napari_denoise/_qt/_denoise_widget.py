@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import DenoiseError, InputError
+from ._command import as_command, as_python
 from ._compact import Collapsible, DockTabs, narrow, scrolling
 from ._layer_combo import ImageLayerCombo
 from ._layers import previews_of, result_kwargs, result_name, save_layer
@@ -93,7 +94,14 @@ class DenoiseWidget(DockTabs, QWidget):
             "it was made (method, settings, input file, versions)."
         )
         self.save_button.setEnabled(False)
+        self.copy_button = QPushButton("Copy as command")
+        self.copy_button.setToolTip(
+            "Copy the command line (napari-denoise denoise ...) and the Python call that "
+            "repeat the last run, e.g. on a whole folder without napari."
+        )
+        self.copy_button.setEnabled(False)
         self.last_result = None
+        self._last_run: dict = {}
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.compare = ComparisonToggle(napari_viewer)
@@ -109,6 +117,7 @@ class DenoiseWidget(DockTabs, QWidget):
         self.layer_combo.layerChanged.connect(self.input.set_layer)
         self.input.split.connect(lambda layers: self.layer_combo.set_layer(layers[0]))
         self.save_button.clicked.connect(self._ask_save)
+        self.copy_button.clicked.connect(self.copy_command)
         self.picker.methodChanged.connect(self._on_method)
         self.preview_button.clicked.connect(self.preview)
         self.run_button.clicked.connect(self.run)
@@ -141,7 +150,10 @@ class DenoiseWidget(DockTabs, QWidget):
         layout.addLayout(run_row)
         layout.addWidget(self.status)
         layout.addWidget(self.compare)
-        layout.addWidget(self.save_button)
+        result_row = QHBoxLayout()
+        result_row.addWidget(self.save_button)
+        result_row.addWidget(self.copy_button)
+        layout.addLayout(result_row)
         layout.addWidget(self.advanced)
         layout.addStretch(1)
         self.scroll_area = scrolling(self, body)
@@ -200,6 +212,10 @@ class DenoiseWidget(DockTabs, QWidget):
             "axes": axes,
             "region": region,
             "settings": non_default(method, params),
+            "params": params,
+            "tile": tile,
+            "device": self.settings.device.currentText() if method.kind == "model" else None,
+            "path": layer.source.path or layer.metadata.get("source_path"),
             "planes": _planes(np.shape(data), axes),
         }
         self.status.setText(f"Denoising {what}…")
@@ -222,6 +238,9 @@ class DenoiseWidget(DockTabs, QWidget):
             new = self.viewer.add_image(result.data, name=name, **kwargs)
             self.last_result = new
             self.save_button.setEnabled(True)
+            self.copy_button.setEnabled(True)
+            self._last_run = {k: task[k] for k in ("method", "params", "axes", "tile", "device")}
+            self._last_run["input_path"] = task["path"]
             self.compare.set_pair(layer, new)
             done = f"Done in {result.seconds:.1f} s → layer '{new.name}'. {chosen}"
             self.status.setText(done.strip())
@@ -235,6 +254,24 @@ class DenoiseWidget(DockTabs, QWidget):
         if self.last_result is None or self.last_result not in self.viewer.layers:
             raise InputError("There is no result to save yet: press Run first.")
         return save_layer(self.last_result, path)
+
+    def command_text(self) -> str:
+        """The command line and the Python call that repeat the last run."""
+        run = self._last_run
+        if not run:
+            return ""
+        python = {k: run[k] for k in ("method", "params", "axes", "input_path")}
+        return f"{as_command(**run)}\n\n{as_python(**python)}"
+
+    def copy_command(self) -> str:
+        """Put :meth:`command_text` on the clipboard (and return it)."""
+        from qtpy.QtWidgets import QApplication
+
+        text = self.command_text()
+        if text:
+            QApplication.clipboard().setText(text)
+            self.status.setText("Copied the command line and the Python call to the clipboard.")
+        return text
 
     def _ask_save(self) -> None:
         layer = self.last_result
