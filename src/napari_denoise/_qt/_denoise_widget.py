@@ -27,6 +27,7 @@ from ._compact import Collapsible, DockTabs, narrow, scrolling
 from ._layer_combo import ImageLayerCombo
 from ._layers import previews_of, result_kwargs, result_name, save_layer
 from ._method_picker import MethodPicker
+from ._model_files import ModelFiles
 from ._params import ParamForm
 from ._preview import preview_region
 from ._preview_controls import RECTANGLE, REGION_LAYER, VISIBLE, PreviewControls
@@ -105,6 +106,7 @@ class DenoiseWidget(DockTabs, QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.compare = ComparisonToggle(napari_viewer)
+        self.model_files = ModelFiles(self.picker, self.status)
         self.runner = Runner(
             on_done=self._on_done,
             on_failed=self._on_failed,
@@ -131,7 +133,7 @@ class DenoiseWidget(DockTabs, QWidget):
     def _layout(self) -> None:
         method_box = QGroupBox("Method")
         method_layout = QVBoxLayout(method_box)
-        for w in (self.picker, self.about, self.params):
+        for w in (self.picker, self.model_files, self.about, self.params):
             method_layout.addWidget(w)
         run_row = QHBoxLayout()
         run_row.addWidget(self.run_button, 1)
