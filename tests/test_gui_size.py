@@ -50,3 +50,14 @@ def test_all_three_docked_fit_a_laptop_screen_and_leave_half_to_the_canvas(
     assert window.width() <= 1366 and window.height() <= 768
     canvas = viewer.window._qt_viewer.canvas.native
     assert canvas.width() >= window.width() / 2
+    # A difference layer (its colormap joins napari's list, shown in the layer controls)
+    # must not widen napari's own dock either.
+    from napari_denoise._qt._layers import add_difference
+
+    layers = viewer.layers
+    add_difference(viewer, layers["noisy"], layers["ground truth"], name="noisy − ground truth")
+    layers.selection.active = layers["noisy − ground truth"]
+    for _ in range(5):
+        QApplication.processEvents()
+        qtbot.wait(50)
+    assert canvas.width() >= window.width() / 2

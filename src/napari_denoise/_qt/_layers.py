@@ -30,7 +30,9 @@ def difference_colormap():
     from napari.utils.colormaps import Colormap
 
     colors = [[0.2, 0.6, 1.0, 1.0], [0.0, 0.0, 0.0, 1.0], [1.0, 0.6, 0.1, 1.0]]
-    return Colormap(colors, name="difference (blue − / orange +)")
+    # A short name: napari lists every colormap in its layer controls, which widen to
+    # fit the longest one (taking the width from the canvas).
+    return Colormap(colors, name="difference")
 
 
 def result_name(
