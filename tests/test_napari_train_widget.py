@@ -243,10 +243,9 @@ def test_a_real_short_run_adds_the_model_to_the_denoise_picker(
     assert "'tiny-pairs' trained after 3 steps, validation PSNR" in notes["info"][0]
     assert (model_dir / "tiny-pairs.json").exists()
     assert (model_dir / "tiny-pairs.safetensors").exists()
-    # At once in the Denoise widget's list, without losing what was chosen there.
+    # At once in the Denoise widget's list, and chosen there (issue 14, finding 6).
     assert denoise.picker.findData("tiny-pairs") >= 0
-    assert denoise.picker.method().name == "gaussian"
-    assert denoise.params.values()["sigma"] == 1.7
+    assert denoise.picker.method().name == "tiny-pairs"
     assert widget.start_model.findData("tiny-pairs") >= 0  # and as a start for the next run
     # The curves: a loss and a validation PSNR for each of the 3 steps.
     assert [x for x, _ in widget.plot.loss.points] == [1, 2, 3]
