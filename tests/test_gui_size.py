@@ -31,6 +31,7 @@ def test_each_widget_is_at_most_420_px_wide_and_nothing_inside_is_wider(make_nap
     body = widget.scroll_area.widget()
     bar = widget.scroll_area.verticalScrollBar().sizeHint().width()
     assert body.minimumSizeHint().width() + bar <= MAX_WIDTH
+    assert body.minimumSizeHint().width() + bar <= widget.minimumSizeHint().width()
     # A long form scrolls: the widget itself asks for little height.
     assert widget.minimumSizeHint().height() <= 300
 
@@ -41,13 +42,21 @@ def test_all_three_docked_fit_a_laptop_screen_and_leave_half_to_the_canvas(
     viewer = make_napari_viewer(show=True)
     window = viewer.window._qt_window
     window.resize(1366, 768)
-    _open_all(viewer)
+    widgets = _open_all(viewer)
     for _ in range(5):
         QApplication.processEvents()
         qtbot.wait(50)
     window.resize(1366, 768)
     qtbot.wait(100)
     assert window.width() <= 1366 and window.height() <= 768
+    # Each tab, brought to the front, shows its whole form: nothing cut off on the right.
+    for widget in widgets.values():
+        widget.parent().raise_()
+        for _ in range(3):
+            QApplication.processEvents()
+            qtbot.wait(50)
+        body = widget.scroll_area.widget()
+        assert body.width() <= widget.scroll_area.viewport().width(), type(widget).__name__
     canvas = viewer.window._qt_viewer.canvas.native
     assert canvas.width() >= window.width() / 2
     # A difference layer (its colormap joins napari's list, shown in the layer controls)
@@ -61,3 +70,14 @@ def test_all_three_docked_fit_a_laptop_screen_and_leave_half_to_the_canvas(
         QApplication.processEvents()
         qtbot.wait(50)
     assert canvas.width() >= window.width() / 2
+
+
+def test_progress_texts_do_not_widen_the_train_form(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = _open_all(viewer)["Train"]
+    body = widget.scroll_area.widget()
+    before = body.minimumSizeHint().width()
+    widget.eta.setText("step 150000 of 300000 · 1 h 05 min left")
+    widget.status.setText("Training on 'a rather long layer name', starting from a model " * 3)
+    QApplication.processEvents()  # the layouts take the new texts into account
+    assert body.minimumSizeHint().width() <= before

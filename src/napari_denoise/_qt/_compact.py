@@ -30,6 +30,9 @@ class FormScroll(QScrollArea):
     asking for little height: the dock decides how tall it is, the form scrolls."""
 
     MIN_HEIGHT = 160
+    # One minimum width for all three widgets: as tabs of one dock they share its width,
+    # and a tab raised later would otherwise be cut on the right.
+    SHARED_WIDTH = 330
 
     def _bar(self) -> int:
         return self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
@@ -37,7 +40,7 @@ class FormScroll(QScrollArea):
     def minimumSizeHint(self) -> QSize:
         body = self.widget()
         width = body.minimumSizeHint().width() if body is not None else 0
-        return QSize(width + self._bar(), self.MIN_HEIGHT)
+        return QSize(max(width + self._bar(), self.SHARED_WIDTH), self.MIN_HEIGHT)
 
     def sizeHint(self) -> QSize:
         body = self.widget()
@@ -49,6 +52,9 @@ class FormScroll(QScrollArea):
 
 def scrolling(owner: QWidget, body: QWidget) -> QScrollArea:
     """Put ``body`` in a vertical scroll area filling ``owner``; returns the area."""
+    if body.layout() is not None:  # narrow side margins: the dock has its own frame
+        margins = body.layout().contentsMargins()
+        body.layout().setContentsMargins(4, margins.top(), 4, margins.bottom())
     area = FormScroll()
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)

@@ -62,6 +62,7 @@ class CompareWidget(DockTabs, QWidget):
         self.gt.setToolTip("The clean reference every other layer is scored against.")
         self.gt_hint = QLabel(ASK_GT)
         self.gt_hint.setWordWrap(True)
+        self.gt_hint.setMinimumWidth(120)  # wraps: no wider than the dock
         self.gt_hint.setStyleSheet("color: orange")
         self.baseline = ImageLayerCombo(napari_viewer, allow_none=True, prefer=looks_like_noisy)
         self.baseline.setToolTip(
@@ -69,6 +70,7 @@ class CompareWidget(DockTabs, QWidget):
         )
         self.left_out = QLabel("")
         self.left_out.setWordWrap(True)
+        self.left_out.setMinimumWidth(120)  # wraps: no wider than the dock
         self.left_out.setStyleSheet("color: gray")
         self.results = ImageLayerChecklist(napari_viewer)
         self.results.setToolTip("Tick the layers to score (results of the same size).")
@@ -96,6 +98,7 @@ class CompareWidget(DockTabs, QWidget):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.note = QLabel(EXPLAIN)
         self.note.setWordWrap(True)
+        self.note.setMinimumWidth(120)  # wraps: no wider than the dock
         self.results_by_name: dict = {}
         self.rows: list[dict] = []
         self.worker = None

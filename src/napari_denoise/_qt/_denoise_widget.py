@@ -76,6 +76,7 @@ class DenoiseWidget(DockTabs, QWidget):
         self.picker.setToolTip("How to denoise: a trained network or a classical filter.")
         self.about = QLabel()
         self.about.setWordWrap(True)
+        self.about.setMinimumWidth(120)  # wraps: no wider than the dock
         self.about.setStyleSheet("color: gray")
         self.params = ParamForm()
         self.input = InputAxes(napari_viewer)
@@ -105,6 +106,7 @@ class DenoiseWidget(DockTabs, QWidget):
         self._last_run: dict = {}
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.status.setMinimumWidth(120)  # wraps: no wider than the dock
         self.compare = ComparisonToggle(napari_viewer)
         self.model_files = ModelFiles(self.picker, self.status)
         self.runner = Runner(

@@ -65,6 +65,7 @@ class InputAxes(QWidget):
         self.viewer = viewer
         self.info = QLabel(NO_LAYER)
         self.info.setWordWrap(True)
+        self.info.setMinimumWidth(120)  # wraps: no wider than the dock
         self.split_button = QPushButton("Split channels")
         self.split_button.setToolTip(
             "Make one grayscale layer per colour channel (the RGB layer is kept, hidden)."

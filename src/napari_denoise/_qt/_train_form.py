@@ -72,6 +72,7 @@ class TrainForm(QWidget):
         )
         self.mode_help = QLabel()
         self.mode_help.setWordWrap(True)
+        self.mode_help.setMinimumWidth(120)  # wraps: no wider than the dock
         self.mode_help.setStyleSheet("color: gray")
         self.noisy = ImageLayerCombo(viewer, prefer=looks_like_noisy)
         self.noisy.setToolTip("The noisy images to learn from (they are never changed).")
@@ -92,6 +93,8 @@ class TrainForm(QWidget):
         self.budget = QSpinBox()
         self.budget.setRange(1, 1_000_000)
         self.budget.setValue(10)
+        # As wide as six digits, not as the largest budget allowed (a million steps).
+        self.budget.setMinimumWidth(self.budget.fontMetrics().horizontalAdvance("000000") + 40)
         self.budget.setToolTip("How long to train: a time, or a number of optimisation steps.")
         self.budget_unit = QComboBox()
         self.budget_unit.addItems(["minutes", "steps"])
@@ -176,9 +179,10 @@ class TrainForm(QWidget):
         self.advanced = Collapsible(
             "Advanced", rare, tooltip="Loss, random seed, blind spot size, resuming a stopped run."
         )
-        for combo, chars in ((self.mode, 12), (self.start_model, 12), (self.loss, 8)):
+        for combo, chars in ((self.mode, 10), (self.start_model, 10), (self.loss, 8)):
             narrow(combo, chars)
         narrow(self.blind, 12)
+        narrow(self.regions, 10)
         return [data, training, self.advanced]
 
     def mode_key(self) -> str:

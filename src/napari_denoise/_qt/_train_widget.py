@@ -112,9 +112,12 @@ class TrainWidget(DockTabs, TrainForm):
         self.progress.setTextVisible(False)
         self.progress.setMaximumHeight(14)
         self.eta = QLabel("")
+        self.eta.setWordWrap(True)
+        self.eta.setMinimumWidth(120)  # wraps: no wider than the dock
         self.plot = CurvePlot()
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.status.setMinimumWidth(120)  # wraps: no wider than the dock
         # Two lines reserved: a longer message does not make the dock jump (and relayout).
         self.status.setMinimumHeight(2 * self.status.fontMetrics().lineSpacing())
         self.denoise_button = QPushButton("Denoise with the new model")
@@ -125,15 +128,15 @@ class TrainWidget(DockTabs, TrainForm):
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button, 1)
         buttons.addWidget(self.stop_button)
-        progress = QHBoxLayout()
-        progress.addWidget(self.progress, 1)
-        progress.addWidget(self.eta)
         body = QWidget()
         layout = QVBoxLayout(body)
         for group in self.input_groups:
             layout.addWidget(group)
         layout.addLayout(buttons)
-        layout.addLayout(progress)
+        # The bar, and under it the step and time left: on one row the text would widen
+        # the form past the dock as it grows (and be cut off on the right).
+        layout.addWidget(self.progress)
+        layout.addWidget(self.eta)
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.status)
         layout.addWidget(self.denoise_button)
