@@ -41,7 +41,7 @@ def _number_box(param) -> QSpinBox | QDoubleSpinBox:
         box.setSingleStep(0.1)
     box.setToolTip(param.help)
     # Width for a few digits, not for the largest value allowed (which can be 1e6).
-    box.setMinimumWidth(box.fontMetrics().horizontalAdvance("00000.000") + 40)
+    box.setMinimumWidth(box.fontMetrics().horizontalAdvance("00000.000") + 64)
     return box
 
 
