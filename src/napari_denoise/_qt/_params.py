@@ -40,8 +40,9 @@ def _number_box(param) -> QSpinBox | QDoubleSpinBox:
         box.setRange(float(param.minimum if param.minimum is not None else 0), param.maximum or BIG)
         box.setSingleStep(0.1)
     box.setToolTip(param.help)
-    # Width for a few digits, not for the largest value allowed (which can be 1e6).
-    box.setMinimumWidth(box.fontMetrics().horizontalAdvance("00000.000") + 64)
+    # napari's style lets spin boxes shrink to 70 px, too narrow for "221.000" between
+    # its +/- buttons; a little more, through the same style mechanism.
+    box.setStyleSheet("QAbstractSpinBox { min-width: 92px; }")
     return box
 
 
