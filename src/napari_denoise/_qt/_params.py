@@ -103,6 +103,8 @@ class ParamForm(QWidget):
     def __init__(self):
         super().__init__()
         self._layout = QFormLayout(self)
+        # Each label above its control: in a narrow dock both then get the full width.
+        self._layout.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapAllRows)
         self._layout.setContentsMargins(0, 0, 0, 0)
         self._controls: dict[str, QWidget] = {}
         self.method = None
