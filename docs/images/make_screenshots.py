@@ -1,6 +1,6 @@
 """Regenerate the user-guide screenshots on the bundled real data.
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/images/make_screenshots.py [NAME ...]
+    xvfb-run -a -s "-screen 0 1366x768x24" .venv/bin/python docs/images/make_screenshots.py [NAME ...]
 
 Writes the PNG files next to this script (NAME: only those pictures: menu, denoise,
 timelapse, train). Every picture is napari's real window, with the napari-denoise
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-SIZE = (1500, 950)
+SIZE = (1366, 768)  # a laptop screen: what the widgets are designed for
 
 
 def pump(app, seconds: float) -> None:
@@ -48,13 +48,20 @@ def camera(viewer):
 
 
 def open_docked(sample: str):
-    from napari_denoise._launch import open_viewer
-
-    viewer, widget = open_viewer(sample)
-    viewer.window._qt_window.resize(*SIZE)
-    viewer.window._qt_window.move(0, 0)
+    """napari at laptop size (as a maximised window on a 1366 x 768 screen), the sample
+    open, then Compare, Train and Denoise docked as tabs (Denoise in front)."""
+    import napari
     from qtpy.QtWidgets import QApplication
 
+    viewer = napari.Viewer(title="napari-denoise")
+    window = viewer.window._qt_window
+    window.resize(*SIZE)
+    window.move(0, 0)
+    pump(QApplication.instance(), 0.3)
+    viewer.open_sample("napari-denoise", sample)
+    for name in ("Compare", "Train"):
+        viewer.window.add_plugin_dock_widget("napari-denoise", name, tabify=True)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-denoise", "Denoise", tabify=True)
     pump(QApplication.instance(), 0.5)
     viewer.reset_view()
     return viewer, widget

@@ -7,11 +7,11 @@ shown as a difference layer. The scoring runs in a worker thread.
 
 from __future__ import annotations
 
-import re
-
+from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
+from qtpy.QtGui import QColor, QFont
 from qtpy.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -28,50 +28,77 @@ from qtpy.QtWidgets import (
 
 from .._napari import PROVENANCE_KEY
 from ..engine.methods import Param
+from ._compact import Collapsible, DockTabs, scrolling
 from ._layer_combo import ImageLayerChecklist, ImageLayerCombo
+from ._layer_roles import looks_like_ground_truth, looks_like_noisy
 from ._layers import DIFFERENCE_KEY, add_difference
 from ._params import AutoNumber
 from ._runner import guarded
-from ._scores import BASELINE, COLUMNS, score_layers, table_rows, write_csv
+from ._scores import BASELINE, COLUMN_HELP, COLUMNS, score_layers, table_rows, write_csv
 
 RANGE = Param(
     "data_range", float, None, "Span of possible intensities; auto: from the ground truth", 1e-9
 )
-GT_NAME = re.compile(r"ground.?truth|\bgt\b|clean|target", re.IGNORECASE)
-NOISY_NAME = re.compile(r"noisy|raw|input", re.IGNORECASE)
+ASK_GT = (
+    "Which layer is the ground truth (e.g. the average of many frames)? None is clearly one, "
+    "so none was chosen: pick it above. Results of napari-denoise are never chosen by themselves."
+)
+BEST = QColor(60, 130, 80)
 EXPLAIN = (
     "Higher is better. Range-invariant: each image is first rescaled to the ground truth "
     "(least-squares gain and offset, as in CARE), so a change of brightness is not penalised."
 )
 
 
-class CompareWidget(QWidget):
+class CompareWidget(DockTabs, QWidget):
     """Pick a ground truth, a baseline and results; compute; export; inspect differences."""
 
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
-        self.gt = ImageLayerCombo(napari_viewer, prefer=lambda ly: bool(GT_NAME.search(ly.name)))
-        self.baseline = ImageLayerCombo(
-            napari_viewer, allow_none=True, prefer=lambda ly: bool(NOISY_NAME.search(ly.name))
+        # No default unless a layer is clearly a ground truth: a wrong one gives plausible,
+        # wrong numbers.
+        self.gt = ImageLayerCombo(napari_viewer, allow_none=True, prefer=looks_like_ground_truth)
+        self.gt.setToolTip("The clean reference every other layer is scored against.")
+        self.gt_hint = QLabel(ASK_GT)
+        self.gt_hint.setWordWrap(True)
+        self.gt_hint.setMinimumWidth(120)  # wraps: no wider than the dock
+        self.gt_hint.setStyleSheet("color: orange")
+        self.baseline = ImageLayerCombo(napari_viewer, allow_none=True, prefer=looks_like_noisy)
+        self.baseline.setToolTip(
+            "The raw noisy image, scored too as the first row: the number to beat."
         )
+        self.left_out = QLabel("")
+        self.left_out.setWordWrap(True)
+        self.left_out.setMinimumWidth(120)  # wraps: no wider than the dock
+        self.left_out.setStyleSheet("color: gray")
         self.results = ImageLayerChecklist(napari_viewer)
-        self.data_range = AutoNumber(RANGE, waiting_text="from the ground truth")
+        self.results.setToolTip("Tick the layers to score (results of the same size).")
+        self.data_range = AutoNumber(RANGE)
         self.per_slice = QCheckBox("One row per plane")
+        self.per_slice.setToolTip("For stacks: a row for every plane instead of the average.")
         self.compute_button = QPushButton("Compute")
+        self.compute_button.setToolTip("Score the ticked layers against the ground truth.")
         self.export_button = QPushButton("Export CSV…")
+        self.export_button.setToolTip("Save the table as a CSV file (full precision).")
         self.diff_button = QPushButton("Difference layer")
         self.diff_button.setToolTip("Add the selected row's layer minus the ground truth.")
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels([title for _, title in COLUMNS])
+        for c, (key, _) in enumerate(COLUMNS):
+            self.table.horizontalHeaderItem(c).setToolTip(COLUMN_HELP[key])
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.note = QLabel(EXPLAIN)
         self.note.setWordWrap(True)
+        self.note.setMinimumWidth(120)  # wraps: no wider than the dock
         self.results_by_name: dict = {}
         self.rows: list[dict] = []
         self.worker = None
@@ -85,23 +112,36 @@ class CompareWidget(QWidget):
         self.export_button.clicked.connect(self._ask_export)
         self.diff_button.clicked.connect(self.add_difference)
         self._on_gt(self.gt.layer())
+        self._fit_table()
         self._set_ready()
 
     def _layout(self) -> None:
         form = QFormLayout()
         form.addRow("Ground truth", self.gt)
-        form.addRow("Noisy input (baseline)", self.baseline)
+        form.addRow(self.gt_hint)
+        form.addRow("Noisy input", self.baseline)
         form.addRow("Results", self.results)
-        form.addRow("Data range", self.data_range)
+        form.addRow(self.left_out)
+        rare = QWidget()
+        rare_form = QFormLayout(rare)
+        rare_form.setContentsMargins(0, 0, 0, 0)
+        rare_form.addRow("Data range", self.data_range)
+        self.advanced = Collapsible(
+            "Advanced", rare, tooltip="The data range used by PSNR and SSIM (automatic by default)."
+        )
         buttons = QHBoxLayout()
         for w in (self.compute_button, self.export_button, self.diff_button):
             buttons.addWidget(w)
-        layout = QVBoxLayout(self)
+        body = QWidget()
+        layout = QVBoxLayout(body)
         layout.addLayout(form)
         layout.addWidget(self.per_slice)
+        layout.addWidget(self.advanced)
         layout.addLayout(buttons)
-        layout.addWidget(self.table, 1)
+        layout.addWidget(self.table)
         layout.addWidget(self.note)
+        layout.addStretch(1)
+        self.scroll_area = scrolling(self, body)
 
     def _on_gt(self, gt) -> None:
         def comparable(layer):
@@ -112,6 +152,8 @@ class CompareWidget(QWidget):
                 and DIFFERENCE_KEY not in layer.metadata
             )
 
+        self.gt_hint.setVisible(gt is None)
+        self._say_left_out(gt)
         self.baseline.set_filter(comparable)
         # The input of a denoised result is the natural baseline.
         inputs = [
@@ -122,6 +164,28 @@ class CompareWidget(QWidget):
                 self.baseline.set_layer(self.viewer.layers[name])
                 break
         self._on_baseline(self.baseline.layer())
+
+    def _say_left_out(self, gt) -> None:
+        """Name the image layers not offered because their size differs from the GT's."""
+        if gt is None:
+            self.left_out.setText("")
+            return
+        shape = gt.data.shape
+        other = [
+            f"'{ly.name}' ({' × '.join(map(str, ly.data.shape))})"
+            for ly in self.viewer.layers
+            if isinstance(ly, Image)
+            and ly is not gt
+            and ly.data.shape != shape
+            and DIFFERENCE_KEY not in ly.metadata
+        ]
+        size = " × ".join(map(str, shape))
+        self.left_out.setText(
+            f"Left out, not the size of the ground truth ({size}): {', '.join(other)}."
+            if other
+            else ""
+        )
+        self.left_out.setVisible(bool(other))
 
     def _on_baseline(self, base) -> None:
         gt_filter = self.baseline._accept
@@ -142,7 +206,8 @@ class CompareWidget(QWidget):
             tests.insert(0, base)
         if gt is None or not tests:
             show_info(
-                "Choose a ground-truth layer and at least one layer of the same shape to score."
+                "Choose the ground-truth layer, and tick at least one layer of the same size "
+                "to score."
             )
             return False
         if self.worker is not None:
@@ -202,8 +267,36 @@ class CompareWidget(QWidget):
         self.table.setColumnHidden(
             1, all(row["slice"] == "" for row in self.rows)
         )  # 2-D: no planes
+        self._mark_best()
+        self._fit_table()
         self.note.setText(f"{EXPLAIN} Computed with {self._range_note}.")
         self._set_ready()
+
+    def _mark_best(self) -> None:
+        """Bold on a green ground: the highest value of each score column (per plane)."""
+        bold = QFont(self.table.font())
+        bold.setBold(True)
+        for c in range(2, len(COLUMNS)):
+            best: dict = {}
+            for r, row in enumerate(self.rows):
+                value = row[COLUMNS[c][0]]
+                if row["slice"] not in best or value > best[row["slice"]][0]:
+                    best[row["slice"]] = (value, r)
+            for _, r in best.values():
+                item = self.table.item(r, c)
+                item.setFont(bold)
+                item.setBackground(BEST)
+                item.setToolTip("Best in this column")
+
+    def _fit_table(self) -> None:
+        """As tall as its rows (the widget scrolls, the table does not hide any row)."""
+        self.table.resizeRowsToContents()
+        rows = sum(self.table.rowHeight(r) for r in range(self.table.rowCount()))
+        empty = 0 if self.table.rowCount() else self.table.verticalHeader().defaultSectionSize()
+        frame = 2 * self.table.frameWidth()
+        self.table.setFixedHeight(
+            self.table.horizontalHeader().sizeHint().height() + rows + empty + frame
+        )
 
     # ------------------------------------------------------------------ outputs
     def export_csv(self, path) -> None:

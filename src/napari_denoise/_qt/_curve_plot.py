@@ -10,6 +10,8 @@ from qtpy.QtCore import QPointF, QRectF, Qt
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
+from ._words import plain
+
 LOSS_COLOR = QColor(255, 170, 60)  # orange
 VALIDATION_COLOR = QColor(90, 170, 255)  # blue
 MAX_POINTS = 2000  # longer series are thinned (every other point); the shape stays
@@ -40,7 +42,7 @@ class Series:
 
 
 def _number(v: float, digits: int = 3) -> str:
-    return f"{v:.{digits}g}" if abs(v) < 10**digits else f"{v:.0f}"
+    return plain(float(v), digits) if abs(v) < 10**digits else f"{v:.0f}"
 
 
 def axis_labels(lo: float, hi: float) -> tuple[str, str]:
@@ -105,7 +107,9 @@ class CurvePlot(QWidget):
         }
         left = widths.get(id(self.loss), metrics.horizontalAdvance("0.000")) + 8
         right = widths.get(id(self.validation), metrics.horizontalAdvance("00.00")) + 8
-        frame = QRectF(left, 2 * line, self.width() - left - right, self.height() - 3 * line - 4)
+        entries = self._legend_entries(metrics)
+        top = (max(y for *_, y in entries) + 1) * line if entries else 2 * line
+        frame = QRectF(left, top, self.width() - left - right, self.height() - top - line - 4)
         if frame.width() < 20 or frame.height() < 20:
             return
         faint = QColor(text)
@@ -115,7 +119,7 @@ class CurvePlot(QWidget):
         painter.setPen(text)
         below = QRectF(frame.left(), frame.bottom() + 2, frame.width(), line)
         painter.drawText(below, Qt.AlignmentFlag.AlignCenter, f"step (of {self.steps})")
-        self._legend(painter, line)
+        self._legend(painter, line, entries)
         for series, color, (lo, hi) in curves:
             on_left = series is self.loss
             self._curve(painter, frame, series, color, lo, hi)
@@ -131,18 +135,29 @@ class CurvePlot(QWidget):
             painter.drawText(frame, Qt.AlignmentFlag.AlignCenter, note)
         painter.end()
 
-    def _legend(self, painter: QPainter, line: int) -> None:
-        """One line at the top: each curve's name and its latest value."""
-        x = 4.0
+    def _legend_entries(self, metrics) -> list[tuple[str, QColor, float, int]]:
+        """Each curve's name and latest value, placed at (x, line): a second line when
+        the two do not fit side by side (a narrow dock)."""
+        entries, x, row = [], 4.0, 1
         for name, color, series in (
             ("training loss", LOSS_COLOR, self.loss),
             (self.validation_label, VALIDATION_COLOR, self.validation),
         ):
             label = f"{name}: {_number(series.points[-1][1], 4)}" if series.points else name
+            width = 20 + metrics.horizontalAdvance(label)
+            if entries and x + width > self.width():
+                x, row = 4.0, row + 1
+            entries.append((label, color, x, row))
+            x += width + 16
+        return entries
+
+    def _legend(self, painter: QPainter, line: int, entries) -> None:
+        """At the top: each curve's name and its latest value."""
+        for label, color, x, row in entries:
+            y = row * line
             painter.setPen(QPen(color, 2))
-            painter.drawLine(QPointF(x, line * 0.6), QPointF(x + 16, line * 0.6))
-            painter.drawText(QPointF(x + 20, line), label)
-            x += 36 + painter.fontMetrics().horizontalAdvance(label)
+            painter.drawLine(QPointF(x, y - line * 0.4), QPointF(x + 16, y - line * 0.4))
+            painter.drawText(QPointF(x + 20, y), label)
 
     def _curve(self, painter, frame: QRectF, series: Series, color, lo: float, hi: float) -> None:
         def at(x: float, y: float) -> QPointF:

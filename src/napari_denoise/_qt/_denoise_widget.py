@@ -7,9 +7,12 @@ them together and turns results into layers.
 
 from __future__ import annotations
 
+import numpy as np
+from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import (
+    QFileDialog,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -19,65 +22,106 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import DenoiseError, InputError
+from ._command import as_command, as_python
+from ._compact import Collapsible, DockTabs, narrow, scrolling
 from ._layer_combo import ImageLayerCombo
-from ._layers import result_kwargs, result_name
+from ._layers import previews_of, result_kwargs, result_name, save_layer
 from ._method_picker import MethodPicker
+from ._model_files import ModelFiles
 from ._params import ParamForm
 from ._preview import preview_region
 from ._preview_controls import RECTANGLE, REGION_LAYER, VISIBLE, PreviewControls
 from ._runner import Job, Runner
 from ._settings import ComputeSettings, InputAxes
 from ._view_mode import ComparisonToggle
+from ._words import non_default, param_label, plain
 
 __all__ = ["RECTANGLE", "REGION_LAYER", "VISIBLE", "DenoiseWidget"]
 
 
-def _progress_text(tick) -> str:
-    """'gaussian T=3: tile 12 of 40' (the first ticks only say what is being prepared)."""
-    return f"{tick.message}: tile {tick.done} of {tick.total}" if tick.total > 1 else tick.message
+def _progress_text(tick, planes: int | None = None) -> str:
+    """'gaussian T=3: plane 3 of 10' when each plane is one tile, else 'tile 12 of 40'
+    (the first ticks only say what is being prepared)."""
+    if tick.total <= 1:
+        return tick.message
+    unit = "plane" if planes is not None and tick.total == planes else "tile"
+    return f"{tick.message}: {unit} {tick.done} of {tick.total}"
 
 
 def _chosen(params: dict, form: ParamForm) -> str:
-    """'sigma = 1.27 (chosen automatically)' for the parameters left on auto."""
-    auto = [p.name for p in form.method.params if p.auto and p.name not in form.values()]
+    """'Noise standard deviation = 1.27 (chosen automatically)': labels as on screen."""
+    auto = [p for p in form.method.params if p.auto and p.name not in form.values()]
     parts = [
-        f"{name} = {params[name]:.3g}" for name in auto if isinstance(params.get(name), int | float)
+        f"{param_label(p)} = {plain(params[p.name])}"
+        for p in auto
+        if isinstance(params.get(p.name), int | float)
     ]
     return f"{', '.join(parts)} (chosen automatically)" if parts else ""
 
 
-class DenoiseWidget(QWidget):
+def _planes(shape, axes: str) -> int:
+    """How many Y/X planes an image of ``shape`` and ``axes`` holds."""
+    return int(np.prod([n for n, a in zip(shape, axes, strict=False) if a not in "YX"]))
+
+
+class DenoiseWidget(DockTabs, QWidget):
     """Denoise an image layer into a new layer; the input is never modified."""
 
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
         self.layer_combo = ImageLayerCombo(napari_viewer)
+        self.layer_combo.setToolTip("The image to denoise (it is never changed).")
         self.picker = MethodPicker()
+        self.picker.setToolTip("How to denoise: a trained network or a classical filter.")
         self.about = QLabel()
         self.about.setWordWrap(True)
+        self.about.setMinimumWidth(120)  # wraps: no wider than the dock
         self.about.setStyleSheet("color: gray")
         self.params = ParamForm()
-        self.input = InputAxes()
+        self.input = InputAxes(napari_viewer)
         self.settings = ComputeSettings()
         self.previewer = PreviewControls(napari_viewer, self.layer_combo.layer)
         self.preview_on, self.preview_button = self.previewer.source, self.previewer.button
         self.run_button = QPushButton("Run on whole image")
+        self.run_button.setToolTip(
+            "Denoise the whole layer (every plane) into a new layer, in the background."
+        )
         self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the running job; nothing is added.")
         self.cancel_button.setEnabled(False)
+        self.save_button = QPushButton("Save result…")
+        self.save_button.setToolTip(
+            "Save the last result as TIFF with its pixel size, plus a .json file saying how "
+            "it was made (method, settings, input file, versions)."
+        )
+        self.save_button.setEnabled(False)
+        self.copy_button = QPushButton("Copy as command")
+        self.copy_button.setToolTip(
+            "Copy the command line (napari-denoise denoise ...) and the Python call that "
+            "repeat the last run, e.g. on a whole folder without napari."
+        )
+        self.copy_button.setEnabled(False)
+        self.last_result = None
+        self._last_run: dict = {}
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.status.setMinimumWidth(120)  # wraps: no wider than the dock
         self.compare = ComparisonToggle(napari_viewer)
+        self.model_files = ModelFiles(self.picker, self.status)
         self.runner = Runner(
             on_done=self._on_done,
             on_failed=self._on_failed,
             on_cancelled=self._on_cancelled,
-            on_progress=lambda p: self.status.setText(_progress_text(p)),
+            on_progress=lambda p: self.status.setText(_progress_text(p, self._task.get("planes"))),
             on_busy=self._on_busy,
         )
         self._task: dict = {}
         self._layout()
         self.layer_combo.layerChanged.connect(self.input.set_layer)
+        self.input.split.connect(lambda layers: self.layer_combo.set_layer(layers[0]))
+        self.save_button.clicked.connect(self._ask_save)
+        self.copy_button.clicked.connect(self.copy_command)
         self.picker.methodChanged.connect(self._on_method)
         self.preview_button.clicked.connect(self.preview)
         self.run_button.clicked.connect(self.run)
@@ -91,22 +135,32 @@ class DenoiseWidget(QWidget):
     def _layout(self) -> None:
         method_box = QGroupBox("Method")
         method_layout = QVBoxLayout(method_box)
-        for w in (self.picker, self.about, self.params):
+        for w in (self.picker, self.model_files, self.about, self.params):
             method_layout.addWidget(w)
         run_row = QHBoxLayout()
         run_row.addWidget(self.run_button, 1)
         run_row.addWidget(self.cancel_button)
-        layout = QVBoxLayout(self)
+        narrow(self.picker, 18)
+        self.advanced = Collapsible(
+            "Advanced", self.settings, tooltip="Tile size (memory per step) and compute device."
+        )
+        body = QWidget()
+        layout = QVBoxLayout(body)
         layout.addWidget(QLabel("Image layer"))
         layout.addWidget(self.layer_combo)
         layout.addWidget(self.input)
         layout.addWidget(method_box)
-        layout.addWidget(self.settings)
         layout.addWidget(self.previewer)
         layout.addLayout(run_row)
         layout.addWidget(self.status)
         layout.addWidget(self.compare)
+        result_row = QHBoxLayout()
+        result_row.addWidget(self.save_button)
+        result_row.addWidget(self.copy_button)
+        layout.addLayout(result_row)
+        layout.addWidget(self.advanced)
         layout.addStretch(1)
+        self.scroll_area = scrolling(self, body)
 
     # ------------------------------------------------------------------ actions
     def preview(self) -> bool:
@@ -156,7 +210,18 @@ class DenoiseWidget(QWidget):
         )
         if not self.runner.start(job):
             return False
-        self._task = {"layer": layer, "method": method.name, "axes": axes, "region": region}
+        self._task = {
+            "layer": layer,
+            "method": method.name,
+            "axes": axes,
+            "region": region,
+            "settings": non_default(method, params),
+            "params": params,
+            "tile": tile,
+            "device": self.settings.device.currentText() if method.kind == "model" else None,
+            "path": layer.source.path or layer.metadata.get("source_path"),
+            "planes": _planes(np.shape(data), axes),
+        }
         self.status.setText(f"Denoising {what}…")
         return True
 
@@ -171,9 +236,15 @@ class DenoiseWidget(QWidget):
         chosen = _chosen(result.params, self.params)
         self.params.show_chosen(result.params)
         if region is None:
-            new = self.viewer.add_image(
-                result.data, name=result_name(layer.name, result.method), **kwargs
-            )
+            for preview in previews_of(self.viewer, layer):  # it would hide the input
+                self.viewer.layers.remove(preview)
+            name = result_name(layer.name, result.method, settings=task["settings"])
+            new = self.viewer.add_image(result.data, name=name, **kwargs)
+            self.last_result = new
+            self.save_button.setEnabled(True)
+            self.copy_button.setEnabled(True)
+            self._last_run = {k: task[k] for k in ("method", "params", "axes", "tile", "device")}
+            self._last_run["input_path"] = task["path"]
             self.compare.set_pair(layer, new)
             done = f"Done in {result.seconds:.1f} s → layer '{new.name}'. {chosen}"
             self.status.setText(done.strip())
@@ -182,12 +253,61 @@ class DenoiseWidget(QWidget):
         done = f"Preview ({region.description}) in {result.seconds:.1f} s. {chosen}"
         self.status.setText(done.strip())
 
+    def save_result(self, path) -> list:
+        """Write the last result (TIFF + provenance sidecar) to ``path``; the written paths."""
+        if self.last_result is None or self.last_result not in self.viewer.layers:
+            raise InputError("There is no result to save yet: press Run first.")
+        return save_layer(self.last_result, path)
+
+    def command_text(self) -> str:
+        """The command line and the Python call that repeat the last run."""
+        run = self._last_run
+        if not run:
+            return ""
+        python = {k: run[k] for k in ("method", "params", "axes", "input_path")}
+        return f"{as_command(**run)}\n\n{as_python(**python)}"
+
+    def copy_command(self) -> str:
+        """Put :meth:`command_text` on the clipboard (and return it)."""
+        from qtpy.QtWidgets import QApplication
+
+        text = self.command_text()
+        if text:
+            QApplication.clipboard().setText(text)
+            self.status.setText("Copied the command line and the Python call to the clipboard.")
+        return text
+
+    def _ask_save(self) -> None:
+        layer = self.last_result
+        if layer is None or layer not in self.viewer.layers:
+            self._on_failed("There is no result to save yet: press Run first.")
+            return
+        start = f"{layer.name}.tif".replace("/", "-")
+        path, _ = QFileDialog.getSaveFileName(self, "Save result", start, "TIFF (*.tif *.tiff)")
+        if not path:
+            return
+        self.status.setText(f"Saving '{layer.name}'…")
+
+        def done(written):
+            self.status.setText("Saved " + " and ".join(str(p) for p in written) + ".")
+
+        def failed(err):
+            self._on_failed(f"Could not save: {err}")
+
+        create_worker(
+            self.save_result,
+            path,
+            _connect={"returned": done, "errored": failed},
+            _start_thread=True,
+        )
+
     def _on_failed(self, message: str) -> None:
         self.status.setText(message)
         show_error(message)
 
     def _on_cancelled(self, last) -> None:
-        done = f" after {last.done} of {last.total} tiles" if last and last.total > 1 else ""
+        unit = "planes" if last and last.total == self._task.get("planes") else "tiles"
+        done = f" after {last.done} of {last.total} {unit}" if last and last.total > 1 else ""
         self.status.setText(f"Cancelled{done}; nothing was added.")
 
     def _on_busy(self, busy: bool) -> None:

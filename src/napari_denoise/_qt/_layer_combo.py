@@ -36,7 +36,7 @@ class ImageLayerCombo(QComboBox):
         self._prefer = prefer or (lambda layer: layer is viewer.layers.selection.active)
         self._layers: list = []
         self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.setMinimumContentsLength(12)
+        self.setMinimumContentsLength(10)
         events = viewer.layers.events
         for event in (events.inserted, events.removed, events.moved, events.reordered):
             event.connect(self.refresh)

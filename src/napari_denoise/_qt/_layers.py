@@ -9,12 +9,19 @@ and no time until a plane is shown.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from .._napari import PROVENANCE_KEY
+from ..errors import InputError
 from ._preview import current_index
+from ._words import short_settings
 
 PREVIEW_SUFFIX = "preview"
+# Metadata keys marking layers this plugin made (never offered as an input or ground truth).
+RESULT_KEY = "result_of"
+PREVIEW_KEY = "preview_of"
 DIFFERENCE_KEY = "difference_of"
 
 
@@ -23,18 +30,48 @@ def difference_colormap():
     from napari.utils.colormaps import Colormap
 
     colors = [[0.2, 0.6, 1.0, 1.0], [0.0, 0.0, 0.0, 1.0], [1.0, 0.6, 0.1, 1.0]]
-    return Colormap(colors, name="difference (blue − / orange +)")
+    # A short name: napari lists every colormap in its layer controls, which widen to
+    # fit the longest one (taking the width from the canvas).
+    return Colormap(colors, name="difference")
 
 
-def result_name(input_name: str, method: str, *, preview: bool = False) -> str:
-    """'noisy [gaussian]' or 'noisy [gaussian preview]'."""
-    return f"{input_name} [{method}{' ' + PREVIEW_SUFFIX if preview else ''}]"
+def result_name(
+    input_name: str, method: str, *, preview: bool = False, settings: dict | None = None
+) -> str:
+    """'noisy [gaussian]', 'noisy [gaussian sigma=1.5]' or 'noisy [gaussian preview]'.
+
+    ``settings``: the parameters set away from their defaults, so that two results of one
+    method with different settings have names that say how they differ.
+    """
+    words = [method, short_settings(settings or {}), PREVIEW_SUFFIX if preview else ""]
+    return f"{input_name} [{' '.join(w for w in words if w)}]"
+
+
+def previews_of(viewer, source) -> list:
+    """The preview layers made from ``source``."""
+    return [ly for ly in viewer.layers if ly.metadata.get(PREVIEW_KEY) == source.name]
+
+
+def save_layer(layer, path) -> list[Path]:
+    """Write ``layer`` with napari-denoise's TIFF writer: the image, its pixel sizes and (for
+    a result) its provenance, embedded and as a ``.json`` sidecar. Refuses to write over
+    the file the layer's input was read from."""
+    from .._napari import write_tiff
+
+    path = Path(path)
+    sources = {layer.metadata.get("source_path"), layer.source.path}
+    sources |= {(layer.metadata.get(PROVENANCE_KEY) or {}).get("input", {}).get("path")}
+    if any(s and Path(s).resolve() == path.resolve() for s in sources):
+        raise InputError(f"{path.name} is the input image; choose another file name.")
+    meta = {"metadata": layer.metadata, "scale": list(layer.scale)}
+    return [Path(p) for p in write_tiff(str(path), np.asarray(layer.data), meta)]
 
 
 def result_kwargs(source, *, axes: str, provenance: dict | None = None) -> dict:
     """Layer keywords that place a result over ``source`` and look like it."""
     metadata = {k: v for k, v in source.metadata.items() if k != PROVENANCE_KEY}
     metadata["axes"] = axes
+    metadata[RESULT_KEY] = source.name
     if provenance is not None:
         metadata[PROVENANCE_KEY] = provenance
     return {

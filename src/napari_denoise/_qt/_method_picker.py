@@ -1,16 +1,64 @@
-"""A drop-down of the registered methods, grouped: deep-learning models, then classical filters."""
+"""A drop-down of the registered methods, grouped: your models (by the names you gave
+them), the shipped deep-learning models, classical filters, then "More models" (the
+experimental networks)."""
 
 from __future__ import annotations
 
 import weakref
+from pathlib import Path
 
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QFont, QStandardItem, QStandardItemModel
 from qtpy.QtWidgets import QComboBox
 
 from ..engine.methods import default_method, list_methods
+from ..engine.models.store import SHIPPED_DIR
 
-GROUPS = (("model", "Deep-learning models"), ("classical", "Classical filters"))
+YOURS, SHIPPED, CLASSICAL, MORE = (
+    "Your models",
+    "Deep-learning models",
+    "Classical filters",
+    "More models (experimental, short training)",
+)
+
+
+def is_user_model(method) -> bool:
+    """A model whose card lives outside the shipped folder (trained, fine-tuned or imported)."""
+    card = method.model.card if method.model is not None else None
+    return bool(card) and Path(card).resolve().parent != SHIPPED_DIR.resolve()
+
+
+def is_experimental(method) -> bool:
+    """A shipped network its card calls experimental (short training, not for real work)."""
+    return method.experimental or "experimental" in method.title.lower()
+
+
+def display_name(method) -> str:
+    """Your models by the name you gave them; shipped ones by their title."""
+    return method.name if is_user_model(method) else (method.title or method.name)
+
+
+def grouped(methods) -> list[tuple[str, list]]:
+    """``[(group title, methods)]`` in the order shown; empty groups left out."""
+    models = [m for m in methods if m.kind == "model"]
+    yours = sorted((m for m in models if is_user_model(m)), key=lambda m: m.name.lower())
+    shipped = [m for m in models if not is_user_model(m)]
+    groups = [
+        (YOURS, yours),
+        (SHIPPED, [m for m in shipped if not is_experimental(m)]),
+        (CLASSICAL, [m for m in methods if m.kind == "classical"]),
+        (MORE, [m for m in shipped if is_experimental(m)]),
+    ]
+    return [(title, group) for title, group in groups if group]
+
+
+def tooltip(method) -> str:
+    """What the entry is: the title (for your models), the description or why unavailable."""
+    if not method.available:
+        return method.unavailable_reason
+    head = f"{method.title}\n" if is_user_model(method) and method.title else ""
+    return head + method.description
+
 
 # Open widgets listing models (anything with ``reload()``), refreshed when one is added.
 _watchers: weakref.WeakSet = weakref.WeakSet()
@@ -21,11 +69,14 @@ def watch_models(widget) -> None:
     _watchers.add(widget)
 
 
-def notify_models_changed() -> None:
-    """Re-read the registry in every open model list (call after a model was added)."""
+def notify_models_changed(select: str | None = None) -> None:
+    """Re-read the registry in every open model list (call after a model was added);
+    ``select``: the new model's name, chosen in every method picker."""
     for widget in list(_watchers):
         try:
             widget.reload()
+            if select is not None and isinstance(widget, MethodPicker):
+                widget.set_method(select)
         except RuntimeError:  # its Qt object was deleted: forget it
             _watchers.discard(widget)
 
@@ -54,10 +105,7 @@ class MethodPicker(QComboBox):
         model.clear()
         methods = list_methods()
         self._methods = {m.name: m for m in methods}
-        for kind, title in GROUPS:
-            group = [m for m in methods if m.kind == kind]
-            if not group:
-                continue
+        for title, group in grouped(methods):
             header = QStandardItem(title)
             header.setFlags(Qt.ItemFlag.NoItemFlags)
             font = QFont()
@@ -67,9 +115,9 @@ class MethodPicker(QComboBox):
             for m in group:
                 default = "  (default)" if m.available and m.is_default else ""
                 slow = "  (slow on large images)" if m.slow else ""
-                item = QStandardItem("    " + (m.title or m.name) + default + slow)
+                item = QStandardItem("    " + display_name(m) + default + slow)
                 item.setData(m.name, Qt.ItemDataRole.UserRole)
-                item.setToolTip(m.description if m.available else m.unavailable_reason)
+                item.setToolTip(tooltip(m))
                 if not m.available:
                     item.setFlags(Qt.ItemFlag.NoItemFlags)
                 model.appendRow(item)

@@ -8,7 +8,6 @@ and after a run or preview the spin box shows (greyed) the value that was chosen
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from qtpy.QtWidgets import (
@@ -22,23 +21,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ._words import param_label, plain
+
 BIG = 1e6  # upper bound for parameters the method leaves open
-HANDLED_ELSEWHERE = {"device"}
-LABEL_CHARS = 30  # a model's device is chosen in the run settings
 
-
-def _label(param) -> str:
-    """A short label from the declaration: the help's opening words when short, else the name.
-
-    'Noise standard deviation (auto = estimated)' -> 'Noise standard deviation';
-    'sigma' with a long help -> 'Sigma'; ' (px)' is added when the help says pixels.
-    """
-    head = param.help.split("(")[0].strip()
-    text = head if 0 < len(head) <= LABEL_CHARS else param.name.replace("_", " ")
-    text = text[0].upper() + text[1:]
-    if re.search(r"\(pixels", param.help):
-        text += " (px)"
-    return text
+HANDLED_ELSEWHERE = {"device"}  # a model's device is chosen in the run settings
 
 
 def _number_box(param) -> QSpinBox | QDoubleSpinBox:
@@ -53,13 +40,16 @@ def _number_box(param) -> QSpinBox | QDoubleSpinBox:
         box.setRange(float(param.minimum if param.minimum is not None else 0), param.maximum or BIG)
         box.setSingleStep(0.1)
     box.setToolTip(param.help)
+    # napari's style lets spin boxes shrink to 70 px, too narrow for "221.000" between
+    # its +/- buttons; a little more, through the same style mechanism.
+    box.setStyleSheet("QAbstractSpinBox { min-width: 92px; }")
     return box
 
 
 class AutoNumber(QWidget):
     """A number that can be left to the method: [x] auto  [spin box]."""
 
-    def __init__(self, param, *, auto_text: str = "auto", waiting_text: str = "from the image"):
+    def __init__(self, param, *, auto_text: str = "auto", waiting_text: str = "auto"):
         super().__init__()
         self.param = param
         self.waiting_text = waiting_text
@@ -104,7 +94,7 @@ class AutoNumber(QWidget):
             self._chosen = value
             self.box.setSpecialValueText("")
             self.box.setValue(value)
-            self.box.setToolTip(f"{self.param.help}\nLast chosen automatically: {value:g}")
+            self.box.setToolTip(f"{self.param.help}\nLast chosen automatically: {plain(value)}")
 
 
 class ParamForm(QWidget):
@@ -113,6 +103,8 @@ class ParamForm(QWidget):
     def __init__(self):
         super().__init__()
         self._layout = QFormLayout(self)
+        # Each label above its control: in a narrow dock both then get the full width.
+        self._layout.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapAllRows)
         self._layout.setContentsMargins(0, 0, 0, 0)
         self._controls: dict[str, QWidget] = {}
         self.method = None
@@ -129,7 +121,7 @@ class ParamForm(QWidget):
             if isinstance(control, QCheckBox):
                 self._layout.addRow(control)
             else:
-                label = QLabel(_label(param))
+                label = QLabel(param_label(param))
                 label.setToolTip(param.help)
                 label.setWordWrap(True)
                 self._layout.addRow(label, control)
@@ -202,4 +194,4 @@ class ParamForm(QWidget):
 
 def _bool_text(param) -> str:
     # The first clause of the help is the label; the rest is the tooltip.
-    return param.help.split(":")[0] if param.help else param.name.replace("_", " ")
+    return param_label(param) if param.help else param.name.replace("_", " ")

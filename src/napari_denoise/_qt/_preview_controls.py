@@ -10,7 +10,8 @@ from napari.layers import Shapes
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QWidget
 
-from ._layers import result_name
+from ._compact import narrow
+from ._layers import PREVIEW_KEY, result_name
 from ._preview import Region, shapes_box
 
 VISIBLE, RECTANGLE = "visible area", "drawn rectangle"
@@ -26,6 +27,7 @@ class PreviewControls(QWidget):
         self._current_layer = current_layer  # callable: the layer being denoised
         self.source = QComboBox()
         self.source.addItems([VISIBLE, RECTANGLE])
+        narrow(self.source, 6)
         self.source.setToolTip(
             "Preview the current plane: what is on screen, or a rectangle you draw."
         )
@@ -77,7 +79,7 @@ class PreviewControls(QWidget):
         kwargs = {
             **kwargs,
             **placement,
-            "metadata": {"preview_of": source.name, "params": result.params},
+            "metadata": {PREVIEW_KEY: source.name, "params": result.params},
         }
         name = result_name(source.name, result.method, preview=True)
         if name in self.viewer.layers:

@@ -47,6 +47,17 @@ class Job:
 
 
 @dataclass
+class Callbacks:
+    """What a :class:`Runner` calls on the GUI thread."""
+
+    done: Callable[[Outcome], None]
+    failed: Callable[[str], None]
+    cancelled: Callable[[Progress | None], None]
+    progress: Callable[[Progress], None] = lambda p: None
+    busy: Callable[[bool], None] = lambda b: None
+
+
+@dataclass
 class Outcome:
     """A finished job: the engine's result and, for full runs, the provenance record."""
 
@@ -122,7 +133,7 @@ class Runner:
         on_progress: Callable[[Progress], None] = lambda p: None,
         on_busy: Callable[[bool], None] = lambda b: None,
     ):
-        self._callbacks = (on_progress, on_done, on_failed, on_cancelled, on_busy)
+        self.calls = Callbacks(on_done, on_failed, on_cancelled, on_progress, on_busy)
         self.worker = None
         self.last: Progress | None = None
         self.ticks = 0
@@ -154,7 +165,7 @@ class Runner:
         worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
         self.worker = worker
-        self._callbacks[4](True)
+        self.calls.busy(True)
         worker.start()
         return True
 
@@ -180,7 +191,7 @@ class Runner:
             return
         self._shown = now
         if not self._silent:
-            self._callbacks[0](tick)
+            self.calls.progress(tick)
         # Updating napari's progress bar may process pending events (even the end of
         # this job), so it comes last and only while the job is still running.
         pbar = getattr(worker, "pbar", None)
@@ -201,7 +212,7 @@ class Runner:
         self._error = error
 
     def _on_finished(self) -> None:
-        on_done, on_failed, on_cancelled, on_busy = self._callbacks[1:]
+        calls = self.calls
         outcome, error, cancelled = self._outcome, self._error, self._cancel
         self.worker, self._outcome, self._error = None, None, None
         if self._gen is not None:
@@ -209,10 +220,10 @@ class Runner:
             self._gen = None
         if self._silent:
             return
-        on_busy(False)
+        calls.busy(False)
         if error is not None:
-            on_failed(str(error) or type(error).__name__)
+            calls.failed(str(error) or type(error).__name__)
         elif outcome is not None and not cancelled:
-            on_done(outcome)
+            calls.done(outcome)
         else:
-            on_cancelled(self.last)
+            calls.cancelled(self.last)

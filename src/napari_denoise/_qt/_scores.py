@@ -21,9 +21,22 @@ COLUMNS = (  # (key in compare's result and in the CSV, column title on screen)
     ("slice", "Plane"),
     ("psnr", "PSNR\n(dB)"),
     ("ssim", "SSIM"),
-    ("psnr_ri", "PSNR (dB)\nrange-inv."),
-    ("ssim_ri", "SSIM\nrange-inv."),
+    ("psnr_ri", "PSNR RI\n(dB)"),
+    ("ssim_ri", "SSIM\nRI"),
 )
+COLUMN_HELP = {
+    "layer": "The layer scored against the ground truth.",
+    "slice": "Which plane of the stack ('mean': the average over all planes).",
+    "psnr": "Peak signal-to-noise ratio in decibels: higher is closer to the ground truth.",
+    "ssim": "Structural similarity, from 0 to 1: higher is closer to the ground truth.",
+    "psnr_ri": "PSNR after rescaling the layer's brightness to the ground truth "
+    "(RI: range-invariant), so a change of brightness is not penalised.",
+    "ssim_ri": "SSIM after rescaling the layer's brightness to the ground truth "
+    "(RI: range-invariant).",
+}
+# Unsigned data often fills only part of its type (12-bit cameras write uint16): the range
+# then comes from the smallest of these bit depths that holds the ground truth.
+BIT_DEPTHS = (10, 12, 14)
 BASELINE = "baseline"
 
 
@@ -34,6 +47,15 @@ def data_range_for(gt: np.ndarray, given: float | None) -> tuple[float | None, s
     dtype = np.dtype(gt.dtype)
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
+        top = int(np.max(gt)) if gt.size else 0
+        if dtype.kind == "u" and int(np.min(gt)) >= 0:
+            for bits in BIT_DEPTHS:
+                if bits < info.bits and top < 2**bits:
+                    value = 2**bits - 1
+                    return float(value), (
+                        f"data range {value} ({bits}-bit data in {dtype}: the ground truth's "
+                        f"brightest pixel is {top})"
+                    )
         return None, f"data range {info.max - info.min} (full range of {dtype})"
     span = float(np.max(gt) - np.min(gt))
     return span, f"data range {span:g} (max − min of the ground truth, {dtype})"

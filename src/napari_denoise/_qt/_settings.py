@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+from napari.layers import Image
 from napari.qt.threading import create_worker
-from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QWidget
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QWidget,
+)
 
 from .._napari import layer_axes
 from ..engine.denoise.pipeline import DEFAULT_TILE
@@ -11,10 +21,24 @@ from ..engine.device import DEVICES, resolve_device
 from ..engine.methods import Param
 from ..errors import DenoiseError
 from ..io import infer_axes, normalize_axes
+from ._compact import narrow
 from ._params import AutoNumber
 
+DEVICE_HELP = (
+    "Where a deep-learning model runs: auto picks the graphics card when there is one, "
+    "else the processor (CPU)."
+)
 AXIS_NAMES = {"T": "time", "Z": "Z", "C": "channel", "Y": "Y", "X": "X"}
 NO_LAYER = "No image layer: open an image or a sample (File > Open Sample)."
+RGB_LAYER = (
+    "Layer '{name}' holds {n} colour channels in one RGB layer, and each channel is denoised "
+    "on its own: press Split channels. (For a TIFF, opening it with File > Open with "
+    "Plugin > napari-denoise splits the channels and keeps the axes and pixel size.)"
+)
+GUESSED = (
+    "Axes guessed from the shape: if wrong, correct them below, or reopen the file with "
+    "File > Open with Plugin > napari-denoise (reads axes and pixel size)."
+)
 TILE = Param(
     "tile", int, None, "Tile size in Y and X (pixels); auto = the method's default", 16, 8192
 )
@@ -28,12 +52,26 @@ def describe(shape, dtype, axes: str | None) -> str:
 
 
 class InputAxes(QWidget):
-    """What the chosen layer is (size, axes, type), with its axes letters editable."""
+    """What the chosen layer is (size, axes, type), with its axes letters editable.
 
-    def __init__(self):
+    When no layer fits (e.g. an RGB layer from napari's own reader), it says what to do and
+    offers to split the colour channels into layers; emits ``split`` with the new layers.
+    """
+
+    split = Signal(list)
+
+    def __init__(self, viewer=None):
         super().__init__()
+        self.viewer = viewer
         self.info = QLabel(NO_LAYER)
         self.info.setWordWrap(True)
+        self.info.setMinimumWidth(120)  # wraps: no wider than the dock
+        self.split_button = QPushButton("Split channels")
+        self.split_button.setToolTip(
+            "Make one grayscale layer per colour channel (the RGB layer is kept, hidden)."
+        )
+        self.split_button.setVisible(False)
+        self.split_button.clicked.connect(self.split_rgb)
         self.axes = QLineEdit()
         self.axes.setToolTip(
             "One letter per dimension: T time, Z depth, C channel, Y and X the image plane.\n"
@@ -42,21 +80,53 @@ class InputAxes(QWidget):
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow(self.info)
+        form.addRow(self.split_button)
         form.addRow("Axes", self.axes)
+
+    def _rgb(self):
+        layers = self.viewer.layers if self.viewer is not None else []
+        return next((ly for ly in layers if isinstance(ly, Image) and ly.rgb), None)
 
     def set_layer(self, layer) -> None:
         """Describe ``layer`` and guess its axes (stored ones first)."""
+        self.split_button.setVisible(False)
         if layer is None:
-            self.info.setText(NO_LAYER)
+            rgb = self._rgb()
+            if rgb is not None:
+                n = rgb.data.shape[-1]
+                self.info.setText(RGB_LAYER.format(name=rgb.name, n=n))
+                self.split_button.setVisible(True)
+            else:
+                self.info.setText(NO_LAYER)
             self.axes.setText("")
             return
         shape = layer.data.shape
+        stored = layer_axes(shape, layer.metadata)
         try:
-            axes = layer_axes(shape, layer.metadata) or infer_axes(shape)
+            axes = stored or infer_axes(shape)
         except DenoiseError:
             axes = ""
         self.axes.setText(axes)
-        self.info.setText(describe(shape, layer.data.dtype, axes or None))
+        text = describe(shape, layer.data.dtype, axes or None)
+        if not stored and len(shape) > 2:
+            text = f"{text}. {GUESSED}"
+        self.info.setText(text)
+
+    def split_rgb(self) -> list:
+        """Add one grayscale layer per channel of the first RGB layer; hides the RGB one."""
+        from napari.layers.utils.stack_utils import split_rgb
+
+        rgb = self._rgb()
+        if rgb is None:
+            return []
+        names = ("red", "green", "blue", "alpha")
+        added = []
+        for i, layer in enumerate(split_rgb(rgb, with_alpha=rgb.data.shape[-1] == 4)):
+            layer.name = f"{rgb.name} [{names[i]}]"
+            added.append(self.viewer.add_layer(layer))
+        rgb.visible = False
+        self.split.emit(added)
+        return added
 
     def axes_for(self, ndim: int) -> str:
         """The axes typed in, checked (InputError with a sentence if they do not fit)."""
@@ -70,11 +140,14 @@ class ComputeSettings(QWidget):
         super().__init__()
         self.tile = AutoNumber(TILE, waiting_text="")
         self.tile.setToolTip("Large images are processed in tiles of this size (less memory).")
+        self.tile.box.setToolTip("Tile size in pixels (Y and X). Smaller tiles use less memory.")
         self.tile.box.setValue(DEFAULT_TILE)
         self.tile.box.setSingleStep(128)
         self.tile.box.setSuffix(" px")
         self.device = QComboBox()
         self.device.addItems(list(DEVICES))
+        narrow(self.device, 6)
+        self.device.setToolTip(DEVICE_HELP)
         self.device_note = QLabel("")
         self.device.currentTextChanged.connect(self._resolve_device)
         device_row = QHBoxLayout()
@@ -96,7 +169,7 @@ class ComputeSettings(QWidget):
         if self.tile.value() is None:  # on auto: show the size this method will use
             self.tile.box.setValue(int(method.tile or DEFAULT_TILE))
         self.device.setEnabled(is_model)
-        self.device.setToolTip("" if is_model else "Classical filters run on the CPU.")
+        self.device.setToolTip(DEVICE_HELP if is_model else "Classical filters run on the CPU.")
         if is_model:
             self._resolve_device(self.device.currentText())
         else:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from napari.layers import Shapes
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox
 
 from ..engine.methods import list_methods
-from ..engine.training.blindspot import passes_input_through
+from ..engine.training.options import passes_input_through
 from ._layer_combo import NONE_TEXT, _disconnect
-from ._method_picker import watch_models
+from ._method_picker import display_name, grouped, tooltip, watch_models
 
 NEW_UNET = "new:unet"
 
@@ -57,7 +58,8 @@ class StartModelCombo(QComboBox):
         )
         self._psf = False
         self._mode = "supervised"
-        self.reload()
+        self._residual: set[str] | None = None  # models that add their input (N2V2 cannot)
+        self._fill()
         watch_models(self)
 
     def set_mode(self, mode: str) -> None:
@@ -65,20 +67,38 @@ class StartModelCombo(QComboBox):
         N2V2 cannot start from a network that adds its input to its output (shown greyed)."""
         self._psf = mode == "n2v-psf"
         self._mode = mode
-        self.reload()
+        if mode == "n2v2" and self._residual is None:
+            self._find_residual()
+        self._fill()
+
+    def _find_residual(self) -> None:
+        """Which models add their input to their output (N2V2 cannot start from them)."""
+        self._residual = {
+            m.name
+            for m in list_methods(kind="model", include_unavailable=False)
+            if passes_input_through(m.model.config if m.model is not None else {})
+        }
 
     def reload(self) -> None:
-        """Re-read the registry, keeping the current choice."""
+        """Re-read the registry (a model was added), keeping the current choice."""
+        self._residual = None  # the new model is checked again when N2V2 needs it
+        if self._mode == "n2v2":
+            self._find_residual()
+        self._fill()
+
+    def _fill(self) -> None:
         current = self.currentData()
         self.blockSignals(True)
         self.clear()
-        for m in list_methods(kind="model", include_unavailable=False):
+        models = list_methods(kind="model", include_unavailable=False)
+        for m in [m for _, group in grouped(models) for m in group]:  # your models first
             psf = m.model is not None and m.model.architecture == "psf-wrap"
             if (psf and not self._psf) or m.name.endswith("-deconvolved"):
                 continue
-            self.addItem(f"{m.title or m.name}  [{m.name}]", m.name)
-            config = m.model.config if m.model is not None else {}
-            if self._mode == "n2v2" and passes_input_through(config):
+            name = display_name(m)
+            self.addItem(name if name == m.name else f"{name}  [{m.name}]", m.name)
+            self.setItemData(self.count() - 1, tooltip(m), Qt.ItemDataRole.ToolTipRole)
+            if self._mode == "n2v2" and m.name in (self._residual or ()):
                 item = self.model().item(self.count() - 1)
                 item.setEnabled(False)
                 item.setToolTip(

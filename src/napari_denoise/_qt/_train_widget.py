@@ -6,7 +6,8 @@ generator in a worker thread while a live plot shows the training loss and the
 validation score. Stop ends training within one step and keeps the best model so far.
 The engine saves the model with its card in the user model folder; it then appears at
 once in every open Denoise widget's method list, and (optionally) the noisy layer is
-denoised with it. This file only builds the form and wires it up.
+denoised with it. The form itself is in :mod:`._train_form`; this file adds the run
+controls and wires them up.
 """
 
 from __future__ import annotations
@@ -14,17 +15,10 @@ from __future__ import annotations
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -32,35 +26,16 @@ from qtpy.QtWidgets import (
 from .._napari import layer_axes
 from ..errors import DenoiseError, InputError
 from ..io import infer_axes
-from ._compare_widget import GT_NAME, NOISY_NAME
+from ._compact import DockTabs, scrolling
 from ._curve_plot import CurvePlot
-from ._layer_combo import ImageLayerCombo
 from ._layers import result_kwargs, result_name
 from ._method_picker import notify_models_changed
 from ._runner import Job, Runner
-from ._train_inputs import NEW_UNET, ShapesLayerCombo, StartModelCombo
+from ._train_form import TrainForm
+from ._train_inputs import NEW_UNET
 from ._train_job import TrainJob, TrainRunner, rectangles, warm_up
 
 __all__ = ["NEW_UNET", "TrainWidget"]
-
-MODES = (
-    ("supervised", "Supervised: noisy + clean pairs"),
-    ("n2v", "Noise2Void: noisy images only"),
-    ("n2v2", "N2V2: noisy only, fewer grid artefacts"),
-    ("n2v-psf", "Blind spot + PSF: denoise and deconvolve"),
-)
-BLIND = ("n2v", "n2v2", "n2v-psf")
-LOSSES = (("l1", "L1 (default)"), ("l2", "L2 (mean squared error)"), ("l1+ssim", "L1 + SSIM"))
-MODE_HELP = {
-    "supervised": "Learns to turn the noisy layer into the clean one (e.g. a short and a "
-    "long exposure of the same field). In stacks every plane is a pair.",
-    "n2v": "Learns from the noisy layer alone; assumes that neighbouring pixels have "
-    "independent noise (Noise2Void).",
-    "n2v2": "Noise2Void with a median blind spot and a U-Net without its top skip "
-    "connection, against checkerboard artefacts (N2V2).",
-    "n2v-psf": "Blind spot training through a Gaussian PSF with a positivity penalty: gives "
-    "a denoised and a deconvolved image (Goncharova et al. 2020).",
-}
 
 
 def _duration(seconds: float) -> str:
@@ -82,22 +57,21 @@ def _axes(layer) -> str:
     return layer_axes(layer.data.shape, layer.metadata) or infer_axes(layer.data.shape)
 
 
-class TrainWidget(QWidget):
+class TrainWidget(DockTabs, TrainForm):
     """Train or fine-tune a denoising model on image layers; it joins the list of methods.
 
-    ``extra_spec`` holds FinetuneSpec keywords that the form does not show (``patch``,
-    ``batch_size``, ``lr``, ``config`` ...), for scripts and tests.
+    The inputs and :meth:`spec` come from :class:`~._train_form.TrainForm`; this class
+    adds Start/Stop, the progress and plot, and what happens with the new model.
     """
 
     def __init__(self, napari_viewer):
-        super().__init__()
-        self.viewer = napari_viewer
-        self.extra_spec: dict = {}
+        super().__init__(napari_viewer)  # the form: inputs, mode logic, spec()
         self.model_name: str | None = None
         self._task: dict = {}
         self._pending: list[str] = []  # models still to run on the noisy layer
         self._closed = False  # taken out of its dock by napari's close button
         self._saved = ""  # what the last run saved (for the status line)
+        self._stopping = False  # Stop pressed: no more time-left estimates
         self._build()
         self._layout()
         self.runner = TrainRunner(
@@ -113,185 +87,62 @@ class TrainWidget(QWidget):
             on_cancelled=lambda last: self.status.setText("Denoising cancelled; nothing added."),
             on_busy=self._on_busy,
         )
-        self.mode.currentIndexChanged.connect(self._on_mode)
-        self.noisy.layerChanged.connect(self._on_noisy)
-        self.budget_unit.currentTextChanged.connect(self._on_unit)
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
         self.denoise_button.clicked.connect(self.denoise_with_model)
         runners = (self.runner, self.denoiser)  # not self: used while the widget is destroyed
+        removed, on_removed = napari_viewer.layers.events.removed, self._on_layer_removed
+        removed.connect(on_removed)
         self.destroyed.connect(lambda *_: [r.shutdown() for r in runners])
-        self._on_noisy(self.noisy.layer())
-        self._on_mode()
+        self.destroyed.connect(lambda *_: removed.disconnect(on_removed))
         self._on_busy(False)
         warm_up()
 
-    # ------------------------------------------------------------------ the form
+    # ------------------------------------------------------------------ run controls
     def _build(self) -> None:
-        viewer = self.viewer
-        self.mode = QComboBox()
-        for key, text in MODES:
-            self.mode.addItem(text, key)
-        self.mode_help = QLabel()
-        self.mode_help.setWordWrap(True)
-        self.mode_help.setStyleSheet("color: gray")
-        self.noisy = ImageLayerCombo(viewer, prefer=lambda ly: bool(NOISY_NAME.search(ly.name)))
-        self.clean = ImageLayerCombo(viewer, prefer=lambda ly: bool(GT_NAME.search(ly.name)))
-        self.regions = ShapesLayerCombo(viewer)
-        self.regions.setToolTip(
-            "Optional: train only inside the rectangles drawn in this Shapes layer (other "
-            "shapes are ignored). (none): the whole image."
-        )
-        self.start_model = StartModelCombo()
-        self.name = QLineEdit()
-        self.name.setPlaceholderText("automatic")
-        self.name.setToolTip("Name of the new model (its files in your model folder).")
-        self.budget = QSpinBox()
-        self.budget.setRange(1, 1_000_000)
-        self.budget.setValue(10)
-        self.budget_unit = QComboBox()
-        self.budget_unit.addItems(["minutes", "steps"])
-        self.loss = QComboBox()
-        for key, text in LOSSES:
-            self.loss.addItem(text, key)
-        self.seed = QSpinBox()
-        self.seed.setRange(0, 2**31 - 1)
-        self.seed.setToolTip("The same seed, data and settings give the same model (on the CPU).")
-        self.psf_sigma = QDoubleSpinBox()
-        self.psf_sigma.setRange(0.1, 10.0)
-        self.psf_sigma.setSingleStep(0.1)
-        self.psf_sigma.setValue(1.0)
-        self.psf_sigma.setSuffix(" px")
-        self.psf_sigma.setToolTip("Standard deviation of the microscope's Gaussian PSF.")
-        self.positivity = QDoubleSpinBox()
-        self.positivity.setRange(0.0, 100.0)
-        self.positivity.setSingleStep(0.5)
-        self.positivity.setValue(1.0)
-        self.positivity.setToolTip("Weight of the penalty on negative deconvolved values.")
-        self.blind = QComboBox()
-        self.blind.addItem("automatic (from the noise)", None)
-        self.blind.addItem("1 pixel (independent noise)", 0)
-        for r in (1, 2, 3):
-            side = 2 * r + 1
-            self.blind.addItem(f"{side} x {side} block (correlated noise)", r)
-        self.blind.setToolTip(
-            "What each blind spot hides. Noise2Void assumes neighbouring pixels have "
-            "independent noise; camera noise that is spatially correlated (widefield, binned "
-            "or interpolated pixels) needs a block. Automatic measures the noise first."
-        )
-        self.resume = QCheckBox("Resume the stopped run of this name")
-        self.resume.setToolTip("Continue from the checkpoint a stopped run left behind.")
-        self.apply = QCheckBox("Denoise the noisy layer with it when done")
-        self.apply.setChecked(True)
-        self.add_deconvolved = QCheckBox("Also add the deconvolved estimate")
+        """Start/Stop, progress, plot, status (the form builds its own inputs)."""
         self.start_button = QPushButton("Start")
+        self.start_button.setToolTip(
+            "Train in the background; the model is saved in your model folder and appears in "
+            "the Denoise widget's list."
+        )
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("End after the current step and keep the best model so far.")
         self.progress = QProgressBar()
         self.progress.setTextVisible(False)
         self.progress.setMaximumHeight(14)
         self.eta = QLabel("")
+        self.eta.setWordWrap(True)
+        self.eta.setMinimumWidth(120)  # wraps: no wider than the dock
         self.plot = CurvePlot()
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.status.setMinimumWidth(120)  # wraps: no wider than the dock
         # Two lines reserved: a longer message does not make the dock jump (and relayout).
         self.status.setMinimumHeight(2 * self.status.fontMetrics().lineSpacing())
         self.denoise_button = QPushButton("Denoise with the new model")
+        self.denoise_button.setToolTip("Denoise the noisy layer with the model just trained.")
         self.denoise_button.setVisible(False)
 
     def _layout(self) -> None:
-        data = QGroupBox("Data")
-        form = QFormLayout(data)
-        form.addRow("Mode", self.mode)
-        form.addRow(self.mode_help)
-        form.addRow("Noisy layer", self.noisy)
-        form.addRow("Clean layer", self.clean)
-        self._clean_label = form.labelForField(self.clean)
-        form.addRow("Regions", self.regions)
-        training = QGroupBox("Model and training")
-        form = QFormLayout(training)
-        form.addRow("Start from", self.start_model)
-        form.addRow("New name", self.name)
-        budget = QHBoxLayout()
-        budget.addWidget(self.budget, 1)
-        budget.addWidget(self.budget_unit)
-        form.addRow("Train for", budget)
-        form.addRow("Loss", self.loss)
-        form.addRow("Seed", self.seed)
-        form.addRow("Blind spot", self.blind)
-        self._blind_widgets = [self.blind, form.labelForField(self.blind)]
-        form.addRow("PSF sigma", self.psf_sigma)
-        form.addRow("Positivity", self.positivity)
-        form.addRow(self.resume)
-        form.addRow(self.apply)
-        form.addRow(self.add_deconvolved)
-        self._psf_widgets = [
-            self.psf_sigma,
-            form.labelForField(self.psf_sigma),
-            self.positivity,
-            form.labelForField(self.positivity),
-            self.add_deconvolved,
-        ]
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button, 1)
         buttons.addWidget(self.stop_button)
-        progress = QHBoxLayout()
-        progress.addWidget(self.progress, 1)
-        progress.addWidget(self.eta)
-        layout = QVBoxLayout(self)
-        layout.addWidget(data)
-        layout.addWidget(training)
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        for group in self.input_groups:
+            layout.addWidget(group)
         layout.addLayout(buttons)
-        layout.addLayout(progress)
+        # The bar, and under it the step and time left: on one row the text would widen
+        # the form past the dock as it grows (and be cut off on the right).
+        layout.addWidget(self.progress)
+        layout.addWidget(self.eta)
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.status)
         layout.addWidget(self.denoise_button)
-
-    def mode_key(self) -> str:
-        """The engine's name of the chosen mode: supervised, n2v, n2v2 or n2v-psf."""
-        return self.mode.currentData()
-
-    def _on_mode(self, *_) -> None:
-        mode = self.mode_key()
-        blind = mode in BLIND
-        self.clean.setVisible(not blind)
-        self._clean_label.setVisible(not blind)
-        for widget in self._psf_widgets:
-            widget.setVisible(mode == "n2v-psf")
-        for widget in self._blind_widgets:
-            widget.setVisible(blind)
-        self.mode_help.setText(MODE_HELP[mode])
-        self.start_model.set_mode(mode)
-        # Blind-spot training compares single pixels: SSIM needs whole clean patches.
-        self.loss.model().item(self.loss.findData("l1+ssim")).setEnabled(not blind)
-        if blind and self.loss.currentData() == "l1+ssim":
-            self.loss.setCurrentIndex(self.loss.findData("l1"))
-
-    def _on_noisy(self, noisy) -> None:
-        self.clean.set_filter(lambda layer: layer is not noisy)
-
-    def _on_unit(self, unit: str) -> None:
-        self.budget.setValue(10 if unit == "minutes" else 2000)
+        self.scroll_area = scrolling(self, body)
 
     # ------------------------------------------------------------------ starting and stopping
-    def spec(self) -> dict:
-        """The FinetuneSpec keywords the form describes (plus :attr:`extra_spec`)."""
-        minutes = self.budget_unit.currentText() == "minutes"
-        spec = {
-            "mode": self.mode_key(),
-            "start": self.start_model.start(),
-            "name": self.name.text().strip() or None,
-            "steps": None if minutes else self.budget.value(),
-            "minutes": float(self.budget.value()) if minutes else None,
-            "loss": self.loss.currentData(),
-            "seed": self.seed.value(),
-        }
-        if spec["mode"] == "n2v-psf":
-            spec.update(psf_sigma=self.psf_sigma.value(), positivity=self.positivity.value())
-        if spec["mode"] in BLIND:
-            spec["blind_radius"] = self.blind.currentData()
-        return {**spec, **self.extra_spec}
-
     def start(self) -> bool:
         """Start training in the background; False (with a message) when it cannot start."""
         if self.runner.busy or self.denoiser.busy:
@@ -332,6 +183,7 @@ class TrainWidget(QWidget):
         if not self.runner.start(job):
             return False
         self._task = {"noisy": noisy, "mode": job.spec["mode"]}
+        self._stopping = False
         self.model_name = None
         self.denoise_button.setVisible(False)
         self.plot.clear(job.spec.get("steps") or 1)
@@ -363,6 +215,7 @@ class TrainWidget(QWidget):
     def stop(self) -> None:
         """End training after the current step (the best model so far is saved)."""
         if self.runner.busy:
+            self._stopping = True
             self.runner.stop()
             self.stop_button.setEnabled(False)
             self.status.setText("Stopping after this step; saving the best model so far…")
@@ -383,13 +236,17 @@ class TrainWidget(QWidget):
         if self.progress.maximum() != tick.steps:
             self.progress.setRange(0, tick.steps)
         self.progress.setValue(tick.step)
-        left = f" · {_duration(tick.eta_s)} left" if tick.step < tick.steps else ""
+        if self._stopping:
+            left = " · stopping" if self.runner.busy else " · stopped"
+        else:
+            left = f" · {_duration(tick.eta_s)} left" if tick.step < tick.steps else ""
         self.eta.setText(f"step {tick.step} of {tick.steps}{left}")
         self.plot.update()
 
     def _on_done(self, result) -> None:
         self.model_name = result.name
-        notify_models_changed()  # the engine registered it: show it in every model list
+        # The engine registered it: list it everywhere, chosen in the Denoise widget.
+        notify_models_changed(select=result.name)
         last = self.runner.last
         validation = result.card.get("validation", {})
         score = (
@@ -405,6 +262,9 @@ class TrainWidget(QWidget):
         self._saved = f"{message} It is in the Denoise widget's list; files: {result.path}."
         if notes:  # choices made from the data, e.g. a blind block for correlated noise
             self._saved = f"{self._saved} {notes}"
+        noisy = self._task["noisy"]
+        if noisy not in self.viewer.layers:
+            self._saved = f"Layer '{noisy.name}' was deleted, so training stopped. {self._saved}"
         self.status.setText(self._saved)
         if result.stopped:
             self.name.setText(result.name)  # ready to resume
@@ -464,6 +324,19 @@ class TrainWidget(QWidget):
         layer = self.viewer.add_image(result.data, name=name, **kwargs)
         self.status.setText(f"{self._saved} Denoised → layer '{layer.name}'.")
         self._denoise_next()
+
+    def _on_layer_removed(self, event) -> None:
+        if event.value is not self._task.get("noisy"):
+            return
+        if self.runner.busy:  # nothing left to train on: stop now, keep what was learnt
+            self.stop()
+            self.status.setText(
+                f"Layer '{event.value.name}' was deleted: training stops after this step and "
+                "the best model so far is saved."
+            )
+        elif self.denoiser.busy:
+            self._pending = []
+            self.denoiser.cancel()
 
     # ------------------------------------------------------------------ lifetime
     def event(self, event) -> bool:

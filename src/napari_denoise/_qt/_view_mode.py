@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QWidget
 
+from ._compact import narrow
 from ._layers import add_difference
 
 OFF, SIDE_BY_SIDE, OVERLAY = "Off", "Side by side", "Overlay + difference"
@@ -27,6 +28,7 @@ class ComparisonToggle(QWidget):
         self._grid = False
         self.combo = QComboBox()
         self.combo.addItems([OFF, SIDE_BY_SIDE, OVERLAY])
+        narrow(self.combo, 8)
         self.combo.setToolTip("Compare the input with the last result.")
         self.combo.setEnabled(False)
         self.combo.currentTextChanged.connect(self._apply)

@@ -180,6 +180,8 @@ class Method:
         The model behind a method of kind ``"model"``.
     slow : bool
         Much slower than the others (the GUI says so; the benchmark may skip it).
+    experimental : bool
+        A shipped model its card calls experimental (the GUI folds it under "More models").
     """
 
     name: str
@@ -200,6 +202,7 @@ class Method:
     tile_batch: Callable[[Mapping[str, Any]], int] | None = None
     model: ModelInfo | None = None
     slow: bool = False
+    experimental: bool = False
 
     @property
     def is_default(self) -> bool:

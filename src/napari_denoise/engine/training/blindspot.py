@@ -62,6 +62,7 @@ from .options import (
     MAX_FRACTION,
     MIN_FRACTION,
     MODES,
+    passes_input_through,
 )
 
 __all__ = [
@@ -379,14 +380,6 @@ def blind_config(mode: str, architecture: str, config: dict | None = None) -> tu
         else:
             config.setdefault(key, value)
     return config, missing
-
-
-def passes_input_through(config: dict) -> bool:
-    """Whether a network built from ``config`` adds its input to its output.
-
-    Every network of :mod:`.models` does unless its config says ``residual=False``.
-    """
-    return config.get("residual", True) is not False
 
 
 def positivity_penalty(deconvolved: torch.Tensor) -> torch.Tensor:

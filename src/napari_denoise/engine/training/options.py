@@ -17,6 +17,7 @@ __all__ = [
     "MODES",
     "MODE_LABELS",
     "SELF_SUPERVISED_LOSSES",
+    "passes_input_through",
 ]
 
 MODES = ("supervised", "n2v", "n2v2", "n2v-psf")
@@ -33,3 +34,10 @@ SELF_SUPERVISED_LOSSES = ("l1", "l2")  # the blind-spot loss sees single pixels:
 DEFAULT_MASK_FRACTION = 1 / 64
 MIN_FRACTION, MAX_FRACTION = 0.002, 0.04  # grid spacings 22 ... 5
 MAX_BLIND_RADIUS = 3  # a 7x7 blind block at most
+
+
+def passes_input_through(config) -> bool:
+    """Whether a network built from ``config`` adds its input to its output (N2V2 cannot
+    start from such a network). Every network of :mod:`..models` does unless its config
+    says ``residual=False``."""
+    return dict(config).get("residual", True) is not False

@@ -1,0 +1,51 @@
+"""The command line and Python call that repeat a run made in the Denoise widget (no Qt).
+
+Only the settings the user fixed are written out: parameters left on auto stay automatic,
+so that the same command, run on a folder, chooses them again for each image.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+
+def _value(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def as_command(
+    *,
+    method: str,
+    params: dict,
+    axes: str,
+    input_path: str | None,
+    tile: int | None = None,
+    device: str | None = None,
+) -> str:
+    """``napari-denoise denoise INPUT -o OUTPUT --method ... --param k=v ... --axes ...``."""
+    source = Path(input_path) if input_path else Path("INPUT.tif")
+    output = source.with_name(f"{source.name.split('.')[0]}_denoised.tif")
+    words = ["napari-denoise", "denoise", str(source), "-o", str(output), "--method", method]
+    for key, value in params.items():
+        words += ["--param", f"{key}={_value(value)}"]
+    words += ["--axes", axes]
+    if tile is not None:
+        words += ["--tile", str(tile)]
+    if device and device != "auto":
+        words += ["--device", device]
+    return shlex.join(words)
+
+
+def as_python(*, method: str, params: dict, axes: str, input_path: str | None) -> str:
+    """The same run as a few lines of Python on an array read from the file."""
+    path = input_path or "INPUT.tif"
+    args = [f"method={method!r}", f"axes={axes!r}"] + [f"{k}={v!r}" for k, v in params.items()]
+    return (
+        "import napari_denoise\n"
+        "from napari_denoise.io import read_image\n"
+        f"image = read_image({str(path)!r}).data\n"
+        f"result = napari_denoise.denoise(image, {', '.join(args)})\n"
+    )

@@ -1,0 +1,156 @@
+"""Small layout pieces that keep the dock widgets narrow enough for a laptop screen.
+
+A widget's form goes inside a vertical scroll area (a long form scrolls instead of
+stretching napari's window), drop-downs take their width from a few characters rather
+than from their longest entry (the open list is as wide as it needs), and rarely used
+options fold away under an "Advanced" header. Three napari-denoise docks in the same
+area share it as tabs instead of stacking.
+"""
+
+from __future__ import annotations
+
+from qtpy.QtCore import QSize, Qt, QTimer
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QFrame,
+    QMainWindow,
+    QScrollArea,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+MAX_WIDTH = 420  # px: every widget's minimum width stays at or under this
+COMBO_CHARS = 16
+
+
+class FormScroll(QScrollArea):
+    """A vertical scroll area as wide as its form needs (never clipping it on the right),
+    asking for little height: the dock decides how tall it is, the form scrolls."""
+
+    MIN_HEIGHT = 160
+    # One minimum width for all three widgets: as tabs of one dock they share its width,
+    # and a tab raised later would otherwise be cut on the right.
+    SHARED_WIDTH = 330
+
+    def _bar(self) -> int:
+        return self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+
+    def minimumSizeHint(self) -> QSize:
+        body = self.widget()
+        width = body.minimumSizeHint().width() if body is not None else 0
+        return QSize(max(width + self._bar(), self.SHARED_WIDTH), self.MIN_HEIGHT)
+
+    def sizeHint(self) -> QSize:
+        body = self.widget()
+        height = body.sizeHint().height() if body is not None else 0
+        # As wide as needed, no wider: napari gives the dock its hinted width, and the
+        # rest of the window goes to the canvas.
+        return QSize(self.minimumSizeHint().width(), height)
+
+
+def scrolling(owner: QWidget, body: QWidget) -> QScrollArea:
+    """Put ``body`` in a vertical scroll area filling ``owner``; returns the area."""
+    if body.layout() is not None:  # narrow side margins: the dock has its own frame
+        margins = body.layout().contentsMargins()
+        body.layout().setContentsMargins(4, margins.top(), 4, margins.bottom())
+    area = FormScroll()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(body)
+    layout = QVBoxLayout(owner)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(area)
+    return area
+
+
+def narrow(combo: QComboBox, chars: int = COMBO_CHARS) -> QComboBox:
+    """A drop-down as wide as ``chars`` characters; its open list shows whole entries."""
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(chars)
+    view = combo.view()
+    view.setTextElideMode(Qt.TextElideMode.ElideNone)
+    view.setMinimumWidth(view.sizeHintForColumn(0) + 24)
+    combo.model().rowsInserted.connect(
+        lambda *_: view.setMinimumWidth(view.sizeHintForColumn(0) + 24)
+    )
+    return combo
+
+
+class Collapsible(QWidget):
+    """A header button ("▸ Advanced") that shows or hides the widget below it."""
+
+    def __init__(self, title: str, body: QWidget, *, tooltip: str = ""):
+        super().__init__()
+        self.body = body
+        self.button = QToolButton()
+        self.button.setText(title)
+        self.button.setCheckable(True)
+        self.button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.button.setArrowType(Qt.ArrowType.RightArrow)
+        self.button.setStyleSheet("QToolButton { border: none; }")
+        self.button.setToolTip(tooltip or f"Show or hide the {title.lower()} options.")
+        self.button.toggled.connect(self.set_open)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.button)
+        layout.addWidget(body)
+        self.set_open(False)
+
+    def set_open(self, shown: bool) -> None:
+        """Unfold (True) or fold (False) the section."""
+        self.button.blockSignals(True)
+        self.button.setChecked(shown)
+        self.button.blockSignals(False)
+        self.button.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+        self.body.setVisible(shown)
+
+    def is_open(self) -> bool:
+        """Whether the section is unfolded."""
+        return self.button.isChecked()
+
+
+class DockTabs:
+    """Mixin for a dock widget: on first show, join a dock of another such widget as a tab.
+
+    napari's Plugins menu stacks docks in one column, which leaves each too short on a
+    laptop screen; as tabs each gets the whole height.
+    """
+
+    _shown = 0  # widgets shown so far (class-wide)
+    _order = 0  # when this widget was first shown (1, 2 ...); 0: not yet
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self._order:
+            DockTabs._shown += 1
+            self._order = DockTabs._shown
+            QTimer.singleShot(0, self._join_tabs)
+
+    def _join_tabs(self) -> None:
+        try:
+            dock = self.parent()
+        except RuntimeError:  # deleted meanwhile
+            return
+        window = dock.parent() if isinstance(dock, QDockWidget) else None
+        if not isinstance(window, QMainWindow) or dock.isFloating():
+            return
+        if any(isinstance(other.widget(), DockTabs) for other in window.tabifiedDockWidgets(dock)):
+            return  # already a tab beside one of ours (e.g. docked with tabify=True)
+        area = window.dockWidgetArea(dock)
+        earlier = [
+            other
+            for other in window.findChildren(QDockWidget)
+            if other is not dock
+            and window.dockWidgetArea(other) == area
+            and not other.isFloating()
+            and isinstance(other.widget(), DockTabs)
+            and 0 < other.widget()._order < self._order
+        ]
+        if earlier:  # join the first one opened (the others already joined it)
+            first = min(earlier, key=lambda other: other.widget()._order)
+            window.tabifyDockWidget(first, dock)
+            dock.show()
+            dock.raise_()

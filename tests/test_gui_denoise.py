@@ -1,0 +1,165 @@
+"""Issue 14: the Denoise widget's findings 7, 8, 9, 10 and 11."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytestmark = pytest.mark.gui
+
+from napari_denoise.engine.tiling import Progress  # noqa: E402
+from qtpy.QtWidgets import (  # noqa: E402
+    QAbstractButton,
+    QAbstractItemView,
+    QAbstractSpinBox,
+    QComboBox,
+    QLineEdit,
+    QListWidget,
+)
+
+from napari_denoise._qt._denoise_widget import DenoiseWidget, _progress_text  # noqa: E402
+
+PLUGIN = "napari-denoise"
+WAIT = 30_000
+
+
+def wait_idle(qtbot, widget):
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
+
+
+def _noisy(viewer, shape=(64, 64)):
+    rng = np.random.default_rng(0)
+    return viewer.add_image((rng.random(shape) * 200).astype(np.float32), name="noisy")
+
+
+def test_the_preview_goes_when_the_full_result_lands(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    _noisy(viewer)
+    widget = DenoiseWidget(viewer)
+    widget.picker.set_method("gaussian")
+    assert widget.preview()
+    wait_idle(qtbot, widget)
+    assert any("preview_of" in ly.metadata for ly in viewer.layers)
+    assert widget.run()
+    wait_idle(qtbot, widget)
+    assert not any("preview_of" in ly.metadata for ly in viewer.layers)
+    assert [ly.name for ly in viewer.layers] == ["noisy", "noisy [gaussian]"]
+
+
+def test_a_result_name_says_its_non_default_parameters(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    _noisy(viewer)
+    widget = DenoiseWidget(viewer)
+    widget.picker.set_method("gaussian")
+    widget.params.set_values({"sigma": 1.5, "vst": True})
+    assert widget.run()
+    wait_idle(qtbot, widget)
+    assert viewer.layers[-1].name == "noisy [gaussian sigma=1.5 vst=on]"
+
+
+def test_status_lines_use_the_labels_on_screen_and_plain_numbers(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((64, 64)).astype(np.float32) * 1e5)
+    widget = DenoiseWidget(viewer)
+    widget.picker.set_method("nlm")
+    assert widget.run()
+    wait_idle(qtbot, widget)
+    text = widget.status.text()
+    assert "Filtering strength" in text and not re.search(r"\bh =", text)
+    assert "e+" not in text and "e-" not in text
+
+
+def test_progress_counts_planes_when_each_plane_is_one_tile():
+    assert _progress_text(Progress(3, 10, "gaussian T=2"), planes=10) == (
+        "gaussian T=2: plane 3 of 10"
+    )
+    assert _progress_text(Progress(3, 40, "gaussian T=0"), planes=10) == (
+        "gaussian T=0: tile 3 of 40"
+    )
+
+
+def test_save_result_writes_tiff_and_provenance(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    _noisy(viewer)
+    widget = DenoiseWidget(viewer)
+    assert not widget.save_button.isEnabled()  # nothing to save yet
+    widget.picker.set_method("gaussian")
+    assert widget.run()
+    wait_idle(qtbot, widget)
+    assert widget.save_button.isEnabled()
+    written = widget.save_result(tmp_path / "clean.tif")
+    assert [p.name for p in written] == ["clean.tif", "clean.json"]
+    sidecar = json.loads((tmp_path / "clean.json").read_text())
+    assert sidecar["method"] == "gaussian"
+
+
+def test_an_rgb_layer_is_explained_and_can_be_split(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((32, 32, 3), np.uint16), name="three channels", rgb=True)
+    widget = DenoiseWidget(viewer)
+    assert widget.layer_combo.layer() is None
+    text = widget.input.info.text()
+    assert "three channels" in text and "Split channels" in text
+    assert widget.input.split_button.isVisibleTo(widget)
+    widget.input.split_button.click()
+    grey = [ly for ly in viewer.layers if not ly.rgb]
+    assert len(grey) == 3 and all(ly.data.shape == (32, 32) for ly in grey)
+    assert widget.layer_combo.layer() in grey
+    assert not widget.input.split_button.isVisibleTo(widget)
+
+
+@pytest.mark.parametrize("name", ["Denoise", "Compare", "Train"])
+def test_every_control_has_a_tooltip(make_napari_viewer, name):
+    viewer = make_napari_viewer()
+    _noisy(viewer)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    kinds = (QAbstractButton, QComboBox, QAbstractSpinBox, QLineEdit, QListWidget)
+    missing = []
+    for control in widget.findChildren(kinds):
+        if isinstance(control.parent(), QAbstractSpinBox | QComboBox | QAbstractItemView):
+            continue  # the inner parts of a spin box, a combo or a table
+        if not control.toolTip().strip():
+            missing.append(f"{type(control).__name__} {getattr(control, 'text', lambda: '')()}")
+    assert not missing, missing
+
+
+def test_copy_as_command_repeats_the_run_headless(make_napari_viewer, qtbot, tmp_path):
+    import shlex
+    import shutil
+    import subprocess
+    import sys
+
+    import tifffile
+
+    source = tmp_path / "cells.tif"
+    rng = np.random.default_rng(3)
+    tifffile.imwrite(source, (rng.random((2, 48, 48)) * 1000).astype(np.uint16))
+    viewer = make_napari_viewer()
+    viewer.open(str(source), plugin=PLUGIN)
+    widget = DenoiseWidget(viewer)
+    widget.layer_combo.set_layer(viewer.layers["cells"])
+    assert not widget.copy_button.isEnabled()
+    widget.picker.set_method("gaussian")
+    widget.params.set_values({"sigma": 1.25, "vst": True})
+    assert widget.run()
+    wait_idle(qtbot, widget)
+    text = widget.copy_command()
+    command, python = text.split("\n\n")
+    words = shlex.split(command)
+    assert words[:3] == ["napari-denoise", "denoise", str(source)]
+    assert "napari_denoise.denoise(image, method='gaussian'" in python
+    # The copied command, run by the real CLI, gives the same image as the widget.
+    cli = shutil.which(
+        "napari-denoise", path=str(__import__("pathlib").Path(sys.executable).parent)
+    )
+    out = subprocess.run([cli, *words[1:]], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    written = tifffile.imread(tmp_path / "cells_denoised.tif")
+    np.testing.assert_array_equal(written, np.asarray(viewer.layers[-1].data))
+    namespace: dict = {}
+    exec(python, namespace)  # the Python call too
+    np.testing.assert_array_equal(namespace["result"], written)
