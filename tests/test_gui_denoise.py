@@ -92,8 +92,8 @@ def test_save_result_writes_tiff_and_provenance(make_napari_viewer, qtbot, tmp_p
     wait_idle(qtbot, widget)
     assert widget.save_button.isEnabled()
     written = widget.save_result(tmp_path / "clean.tif")
-    assert [p.name for p in written] == ["clean.tif", "clean.json"]
-    sidecar = json.loads((tmp_path / "clean.json").read_text())
+    assert [p.name for p in written] == ["clean.tif", "clean.tif.json"]
+    sidecar = json.loads((tmp_path / "clean.tif.json").read_text())
     assert sidecar["method"] == "gaussian"
 
 

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.gui
 
 import napari_denoise  # noqa: E402
 from napari_denoise._qt._denoise_widget import DenoiseWidget  # noqa: E402
-from napari_denoise.engine.methods import Method, register, unregister  # noqa: E402
+from napari_denoise.engine.methods import Method, ModelInfo, register, unregister  # noqa: E402
 
 WAIT = 30_000
 
@@ -47,7 +47,9 @@ def test_a_loaded_model_is_listed_and_chosen_and_can_be_exported(
             lambda block: block,
             kind="model",
             title="an imported model",
-            extra={"model": {"name": "imported-cells", "card": str(card), "config": {}}},
+            model=ModelInfo(
+                name="imported-cells", architecture="unet", sha256="0" * 64, card=str(card)
+            ),
         )
         register(method, replace=True)
         return "imported-cells"

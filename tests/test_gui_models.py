@@ -12,7 +12,7 @@ from qtpy.QtCore import Qt  # noqa: E402
 
 from napari_denoise._qt._method_picker import MethodPicker, notify_models_changed  # noqa: E402
 from napari_denoise._qt._train_inputs import StartModelCombo  # noqa: E402
-from napari_denoise.engine.methods import Method, register, unregister  # noqa: E402
+from napari_denoise.engine.methods import Method, ModelInfo, register, unregister  # noqa: E402
 
 TITLE = "U-Net (fluorescence, blind), fine-tuned on noisy/clean pairs"
 
@@ -28,7 +28,7 @@ def user_models(tmp_path):
                 lambda block: block,
                 kind="model",
                 title=TITLE,
-                extra={"model": {"name": name, "card": str(card), "config": {}}},
+                model=ModelInfo(name=name, architecture="unet", sha256="0" * 64, card=str(card)),
             ),
             replace=True,
         )
