@@ -152,7 +152,7 @@ def test_user_model_is_listed_as_a_model_method(saved):
         "ensemble",
         "device",
     }
-    assert method.default_rank is None and method.tile == 512
+    assert method.default_rank is None and method.tile == registry.MODEL_TILE
 
 
 def test_a_model_never_shadows_a_classical_filter(user_dir):

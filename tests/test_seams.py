@@ -1,0 +1,91 @@
+"""Tiles never show: every shipped model, cut by many seams, equals one whole-image pass.
+
+The criterion is the largest error anywhere (an average hides a seam): on a real uint8
+capture, tiled and whole outputs differ by at most half a grey level, for the smallest
+tile the CLI accepts (16, which grows to what the model's overlap needs) and for a tile
+that does not divide the image.
+"""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+import napari_denoise as nd
+from napari_denoise.engine.denoise import tiling
+from napari_denoise.engine.denoise.pipeline import _geometry
+from napari_denoise.engine.methods import get_method
+from napari_denoise.engine.models import registry, store
+
+SHIPPED = sorted(p.stem for p in store.SHIPPED_DIR.glob("*.json"))
+MAX_ERROR = 0.5  # grey levels (uint8 input); the target is 1
+CROP = 384
+
+
+@pytest.fixture
+def many_seams(monkeypatch):
+    """Tiles down to 1.5 overlaps (the default, 4, would put a 384-pixel crop in one tile
+    for the long-reaching networks), so that several seams cross the crop."""
+    monkeypatch.setattr(tiling, "MIN_TILE_PER_OVERLAP", 1.5, raising=False)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_tiled_equals_whole_for_every_shipped_model(name, fmd_pair, many_seams):
+    image = fmd_pair[0][:CROP, :CROP]
+    method = get_method(name)
+    whole = nd.denoise(image, name, tile=4096, output_dtype="float32")
+    for tile in (200, 16):
+        n_tiles = len(
+            tiling.plan_tiles(image.shape, (tile, tile), **_geometry(method, {}, image.shape))
+        )
+        if method.tile is not None:  # tileable: the seams are really there
+            assert n_tiles >= 4
+        tiled = nd.denoise(image, name, tile=tile, output_dtype="float32")
+        error = np.abs(tiled.astype(np.float64) - whole)
+        assert error.max() <= MAX_ERROR, (name, tile, n_tiles, float(error.max()))
+
+
+def test_a_small_tile_grows_to_several_overlaps():
+    # unet-fluo's reach (51) needs an overlap of 110: a 64-pixel tile would compute every
+    # pixel about ten times; it grows to 4 overlaps instead.
+    tiles = tiling.plan_tiles((2000, 2000), (64, 64), (110, 110), (51, 51), multiple=8)
+    sizes = {t.region[0].stop - t.region[0].start for t in tiles}
+    assert min(sizes) >= 330 and max(sizes) <= tiling.MIN_TILE_PER_OVERLAP * 110 + 8
+    assert tiling.effective_tile(300, 64, 110, 8) == 300  # the whole axis: one tile
+
+
+def test_tileable_models_default_to_tiles_several_overlaps_wide():
+    for name in SHIPPED:
+        method = get_method(name)
+        if method.tile is None:
+            continue
+        overlap = _geometry(method, {}, (1, 1))["overlap"][0]
+        assert method.tile >= registry.TILE_PER_OVERLAP * overlap >= 4 * overlap
+
+
+def test_models_with_global_attention_are_marked_and_run_whole_planes(fmd_pair):
+    for name in ("ridnet-fluo", "restormer-fluo"):
+        method = get_method(name)
+        card = store.read_card(store.SHIPPED_DIR / f"{name}.json")
+        assert card["tileable"] is False and method.tile is None
+        assert "whole planes" in method.title and "Not tileable" in method.description
+        tiles = tiling.plan_tiles((8192, 8192), (16, 16), **_geometry(method, {}, (8192, 8192)))
+        assert len(tiles) == 1
+
+
+def test_a_plane_too_large_for_a_whole_plane_model_is_refused(user_dir, fmd_pair):
+    import json
+    import shutil
+
+    card = json.loads((store.SHIPPED_DIR / "ridnet-fluo.json").read_text())
+    card.update(name="ridnet-small", whole_plane_max_pixels=1000, default_rank=None)
+    card["weights"]["file"] = "ridnet-small.safetensors"
+    user_dir.mkdir(parents=True)
+    shutil.copy(
+        store.SHIPPED_DIR / "ridnet-fluo.safetensors", user_dir / "ridnet-small.safetensors"
+    )
+    (user_dir / "ridnet-small.json").write_text(json.dumps(card))
+    registry.register_models()
+    with pytest.raises(nd.ParameterError, match=r"cannot be tiled.*64x64"):
+        nd.denoise(fmd_pair[0][:64, :64], "ridnet-small")
+    assert nd.denoise(fmd_pair[0][:30, :30], "ridnet-small").shape == (30, 30)
