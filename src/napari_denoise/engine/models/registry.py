@@ -60,7 +60,7 @@ MAX_HALO = 32  # halo of a card that states neither its halo nor its reach
 # The halo of a network that must see the whole plane: far more than any plane, so the
 # tiling (which makes a tile several times its overlap) always puts a plane in one tile.
 WHOLE_PLANE = 1 << 24
-WHOLE_PLANE_MAX_PIXELS = 4096 * 4096  # a non-tileable card without its own limit
+WHOLE_PLANE_MAX_PIXELS = 2048 * 2048  # a non-tileable card without its own limit
 DEFAULT_MODEL_ENV = "NAPARI_DENOISE_DEFAULT_MODEL"
 USER_DEFAULT_RANK = 1_000_000  # the model the user names in DEFAULT_MODEL_ENV
 
