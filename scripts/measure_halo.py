@@ -10,7 +10,7 @@ criterion once hid seams of 28 grey levels):
 
 For each model, every W2S held-out field of view (009-010, the noisy inputs: data the
 models were never trained on; FMD is test only) is denoised whole and then cut by many
-seams (128-pixel tiles, allowed down to 1.5 overlaps) for increasing halos up to the
+seams (128-pixel tiles, down to 1.5 discarded margins) for increasing halos up to the
 reach; the smallest halo whose tiled result differs from the whole one by at most
 ``--max-error`` grey levels (default 0.1, a tenth of the 1-level target; in units of
 1/255 of the whole result's range) on every pixel of every image is written into the
@@ -57,7 +57,7 @@ def max_error(name: str, images, wholes, halo: int) -> float:
     method = methods.get_method(name)
     patched = dataclasses.replace(method, halo=lambda p, _h=halo: _h, tile=TILE)
     methods.register(patched, replace=True)
-    tiling.MIN_TILE_PER_OVERLAP, saved = 1.5, tiling.MIN_TILE_PER_OVERLAP
+    tiling.MIN_TILE_PER_MARGIN, saved = 1.5, tiling.MIN_TILE_PER_MARGIN
     try:
         worst = 0.0
         for img, whole in zip(images, wholes, strict=True):
@@ -66,7 +66,7 @@ def max_error(name: str, images, wholes, halo: int) -> float:
             worst = max(worst, float(np.abs(tiled - whole).max()) * 255.0 / span)
         return worst
     finally:
-        tiling.MIN_TILE_PER_OVERLAP = saved
+        tiling.MIN_TILE_PER_MARGIN = saved
         methods.register(method, replace=True)
 
 
@@ -117,7 +117,7 @@ def main(argv=None) -> int:
             card.pop(key, None)
         measured = {
             "criterion": f"max |tiled - whole| <= {args.max_error:g} grey levels (of 255), "
-            f"{TILE}-pixel tiles down to 1.5 overlaps",
+            f"{TILE}-pixel tiles down to 1.5 discarded margins",
             "data": f"W2S noisy inputs, FOVs {', '.join(FOVS)} (held out from training)",
             "trail": trail,
             "date": time.strftime("%Y-%m-%d"),

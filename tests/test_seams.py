@@ -20,23 +20,24 @@ from napari_denoise.engine.models import registry, store
 
 SHIPPED = sorted(p.stem for p in store.SHIPPED_DIR.glob("*.json"))
 MAX_ERROR = 0.5  # grey levels (uint8 input); the target is 1
-FACTOR = 1.25  # tiles down to 1.25 overlaps in these tests (4 by default)
+FACTOR = 1.5  # tiles down to 1.5 discarded margins in these tests (4 by default)
 
 
 @pytest.fixture
 def small_tiles(monkeypatch):
-    """Tiles down to 1.25 overlaps, so that a small crop is cut by seams for every
-    network (the default, 4 overlaps, would need crops of some 1000 pixels)."""
-    monkeypatch.setattr(tiling, "MIN_TILE_PER_OVERLAP", FACTOR, raising=False)
+    """Tiles down to 1.5 discarded margins, so that a small crop is cut by seams for
+    every network (the default, 4, would need crops of some 1000 pixels)."""
+    monkeypatch.setattr(tiling, "MIN_TILE_PER_MARGIN", FACTOR, raising=False)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_tiled_equals_whole_for_every_shipped_model(name, fmd_pair, small_tiles):
     method = get_method(name)
-    overlap = _geometry(method, {}, (1, 1))["overlap"][0]
+    geometry = _geometry(method, {}, (1, 1))
+    overlap, halo = geometry["overlap"][0], geometry["halo"][0]
     # Two tiles a side (four, crossing seams) of the smallest tile the CLI accepts (16,
     # grown); a network that must see the whole plane gets one tile whatever is asked.
-    least = tiling.effective_tile(10**6, 16, overlap, method.multiple)
+    least = tiling.effective_tile(10**6, 16, overlap, halo, method.multiple)
     crop = 96 if method.tile is None else min(512, 2 * least - overlap)
     image = fmd_pair[0][:crop, :crop]
     whole = nd.denoise(image, name, tile=4096, output_dtype="float32")
@@ -50,13 +51,15 @@ def test_tiled_equals_whole_for_every_shipped_model(name, fmd_pair, small_tiles)
     assert error <= MAX_ERROR, (name, crop, len(plan), error)
 
 
-def test_a_small_tile_grows_to_several_overlaps():
-    # unet-fluo's reach (51) needs an overlap of 110: a 64-pixel tile would compute every
-    # pixel about ten times; it grows to 4 overlaps instead.
+def test_a_small_tile_grows_to_several_margins():
+    # unet-fluo's reach (51) is a margin of 102 pixels discarded per tile: a 64-pixel tile
+    # would compute every pixel about ten times; it grows to 4 margins instead.
     tiles = tiling.plan_tiles((2000, 2000), (64, 64), (110, 110), (51, 51), multiple=8)
     sizes = {t.region[0].stop - t.region[0].start for t in tiles}
-    assert min(sizes) >= 330 and max(sizes) <= tiling.MIN_TILE_PER_OVERLAP * 110 + 8
-    assert tiling.effective_tile(300, 64, 110, 8) == 300  # the whole axis: one tile
+    per_axis = -(-(2000 - 110) // (4 * 102 - 110))  # as many as 408-pixel tiles need
+    assert len(tiles) == per_axis**2 and max(sizes) <= 4 * 102
+    assert tiling.effective_tile(300, 64, 110, 51, 8) == 300  # the whole axis: one tile
+    assert tiling.effective_tile(300, 16, 8, 0) == 16  # nothing discarded: no need to grow
 
 
 def test_tileable_models_default_to_tiles_several_overlaps_wide():
@@ -74,7 +77,7 @@ def test_models_with_global_attention_are_marked_and_run_whole_planes(fmd_pair):
         card = store.read_card(store.SHIPPED_DIR / f"{name}.json")
         assert card["tileable"] is False and method.tile is None
         assert "whole planes" in method.title and "Not tileable" in method.description
-        tiles = tiling.plan_tiles((8192, 8192), (16, 16), **_geometry(method, {}, (8192, 8192)))
+        tiles = tiling.plan_tiles((2048, 2048), (16, 16), **_geometry(method, {}, (2048, 2048)))
         assert len(tiles) == 1
 
 

@@ -8,11 +8,12 @@ across the rest of the overlap. Outputs are accumulated with their weights and n
 so there are no seams; and for a filter whose output at a pixel depends only on inputs
 within ``halo`` pixels, the tiled result equals the untiled one to float precision.
 
-A tile is never smaller than :data:`MIN_TILE_PER_OVERLAP` times its overlap (it grows
-to that, rounded up to the ``multiple``): with a long-reaching network (an overlap of
-100+ pixels) a small tile would compute most pixels several times over, so a larger
-tile is cheaper and has fewer seams. A method whose output depends on the whole image
-(``halo`` larger than any image) therefore always gets the whole plane in one tile.
+A tile is never smaller than :data:`MIN_TILE_PER_MARGIN` times the margin it discards
+(twice the halo; it grows to that, rounded up to the ``multiple``): with a long-reaching
+network (a halo of 50+ pixels) a small tile would compute most pixels several times
+over, so a larger tile is cheaper and has fewer seams. A method whose output depends on
+the whole image (a ``halo`` larger than any image) therefore always gets the whole plane
+in one tile.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 from ...errors import ParameterError
 
 __all__ = [
-    "MIN_TILE_PER_OVERLAP",
+    "MIN_TILE_PER_MARGIN",
     "Progress",
     "Tile",
     "effective_tile",
@@ -34,9 +35,9 @@ __all__ = [
     "tile_iter",
 ]
 
-# A split axis has tiles of at least this many times the overlap: at 4, at most a quarter
-# of a tile is shared with each neighbour (2D: under 1.8 times the pixels computed).
-MIN_TILE_PER_OVERLAP = 4
+# A split axis has tiles of at least this many times the margin they discard (2 * halo):
+# at 4, at most a quarter of a tile is thrown away (2D: under 1.8 times the pixels).
+MIN_TILE_PER_MARGIN = 4
 
 
 @dataclass(frozen=True)
@@ -87,16 +88,17 @@ def _spans(length: int, tile: int, overlap: int, multiple: int = 1) -> list[tupl
     ]
 
 
-def effective_tile(length: int, tile: int, overlap: int, multiple: int = 1) -> int:
+def effective_tile(length: int, tile: int, overlap: int, halo: int, multiple: int = 1) -> int:
     """The tile size used along an axis of ``length`` asked to be cut in ``tile`` pixels.
 
-    ``tile`` grows to :data:`MIN_TILE_PER_OVERLAP` times ``overlap`` (rounded up to a
-    multiple of ``multiple``) when the axis is split, and to ``length`` when that is
-    larger than the axis (one tile, nothing shared).
+    When the axis is split, ``tile`` grows to :data:`MIN_TILE_PER_MARGIN` times the
+    discarded margin ``2 * halo`` (and past the overlap by a ``multiple``), rounded up to a multiple of
+    ``multiple``; it becomes ``length`` when that is larger than the axis (one tile).
     """
     if length <= tile:
         return tile
-    least = -(-int(MIN_TILE_PER_OVERLAP * overlap) // multiple) * multiple
+    least = max(MIN_TILE_PER_MARGIN * 2 * halo, overlap + multiple)
+    least = -(-int(np.ceil(least)) // multiple) * multiple
     return min(max(tile, least), max(length, tile))
 
 
@@ -125,7 +127,7 @@ def plan_tiles(
     shape, tile, overlap, halo : sequence of int
         Per axis: image size, tile size, overlap between neighbouring tiles, and the
         margin discarded at a tile's inner edges. Needs ``overlap > 2 * halo`` wherever an
-        axis is split; a tile smaller than :data:`MIN_TILE_PER_OVERLAP` times the overlap
+        axis is split; a tile smaller than :data:`MIN_TILE_PER_MARGIN` times ``2 * halo``
         grows to that size (:func:`effective_tile`).
     multiple : int
         Tile starts are multiples of this (a network's downsampling factor).
@@ -138,7 +140,7 @@ def plan_tiles(
     """
     per_axis: list[list[tuple[slice, np.ndarray]]] = []
     for n, t, o, h in zip(shape, tile, overlap, halo, strict=True):
-        t = effective_tile(n, t, o, multiple)
+        t = effective_tile(n, t, o, h, multiple)
         if n > t and o <= 2 * h:
             raise ParameterError(
                 f"An overlap of {o} pixels is too small for a reach of {h} pixels: "
