@@ -97,3 +97,15 @@ def test_a_plane_too_large_for_a_whole_plane_model_is_refused(user_dir, fmd_pair
     with pytest.raises(nd.ParameterError, match=r"cannot be tiled.*64x64"):
         nd.denoise(fmd_pair[0][:64, :64], "ridnet-small")
     assert nd.denoise(fmd_pair[0][:30, :30], "ridnet-small").shape == (30, 30)
+
+
+@pytest.mark.parametrize("architecture", ["restormer_lite", "ridnet"])
+def test_a_user_model_with_global_attention_is_saved_as_not_tileable(user_dir, architecture):
+    from napari_denoise.engine.models import build
+
+    model = build(architecture, {})
+    card = store.save_model(model, {"name": "mine"}, user_dir / "mine.safetensors")
+    assert card["tileable"] is False
+    registry.register_models()
+    method = get_method("mine")
+    assert method.tile is None and "whole planes" in method.title

@@ -143,6 +143,8 @@ class RestormerLite(nn.Module):
 
     config_class = RestormerLiteConfig
     takes_noise_level = False
+    # Attention over the whole image: no overlap makes tiles exact (a card says so).
+    tileable = False
 
     def __init__(self, config: RestormerLiteConfig):
         super().__init__()

@@ -113,6 +113,8 @@ class RIDNet(nn.Module):
     config_class = RIDNetConfig
     takes_noise_level = False
     multiple = 1
+    # Attention over the whole image: no overlap makes tiles exact (a card says so).
+    tileable = False
 
     def __init__(self, config: RIDNetConfig):
         super().__init__()

@@ -294,7 +294,8 @@ def save_model(module, card: Mapping[str, Any], path: str | os.PathLike) -> dict
 
     ``path`` is the weights file, the card file or their common stem. The card gets the
     architecture, config, parameter count, receptive field, format and the SHA-256 of
-    the weights as written; other fields (training record, metrics) are kept as given.
+    the weights as written, and whether it can be tiled; other fields (training record,
+    metrics) are kept as given.
     """
     import torch
     from safetensors.torch import save
@@ -314,6 +315,8 @@ def save_model(module, card: Mapping[str, Any], path: str | os.PathLike) -> dict
         multiple=int(module.multiple),
         reach=int(module.reach),
         takes_noise_level=bool(getattr(module, "takes_noise_level", False)),
+        # False for a network with an operation over the whole image: it runs whole planes.
+        tileable=bool(getattr(module, "tileable", True)),
         noise_input=getattr(module, "noise_input", None),
         weights={
             "file": weights_path.name,
