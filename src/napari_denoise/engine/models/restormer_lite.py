@@ -22,7 +22,7 @@ heads=(1, 2, 4, 8), refinement=4, ffn_expansion=2.66`` has 25,435,492 parameters
 blocks, one refinement block: 251,715 parameters, about 0.041 M multiply-accumulates per
 pixel in convolutions plus about 0.003 M in the attention products; sides must be
 multiples of 4. The attention sums over the whole input, so no overlap makes tiles exact
-(measured on FMD: 10% of pixels off by more than a grey level): ``tileable = False``, and
+(issue 13 found 10% of pixels off by more than a grey level): ``tileable = False``, and
 the zoo runs each plane whole.
 """
 

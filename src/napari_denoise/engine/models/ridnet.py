@@ -16,7 +16,7 @@ resolution), which is slow on a CPU; the default here is ``features=32``:
 375,793 parameters, about 0.37 M multiply-accumulates per pixel.
 ``features=64, reduction=16`` gives the paper's size: 1,497,041 parameters.
 The channel attention averages over the whole input, so no overlap makes tiles exact
-(measured on FMD: 2% of pixels off by more than a grey level): ``tileable = False``, and
+(issue 13 found 2% of pixels off by more than a grey level): ``tileable = False``, and
 the zoo runs each plane whole.
 """
 
