@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from napari_denoise.engine.denoise.pipeline import drain
-from napari_denoise.engine.denoise.tiling import plan_tiles, run_tiled
+from napari_denoise.engine.denoise.tiling import effective_tile, plan_tiles, run_tiled
 from napari_denoise.errors import ParameterError
 
 
@@ -58,9 +58,11 @@ def test_consumer_stopping_stops_the_work():
     assert len(calls) == 2 < first.total
 
 
-def test_too_small_tile_is_refused_with_a_clear_message():
+def test_too_small_tile_grows_and_too_small_overlap_is_refused():
+    tiles = plan_tiles((500, 500), (20, 20), (24, 24), (8, 8))
+    assert min(t.weight.shape[0] for t in tiles) >= 4 * 16 - 8  # grown to four margins
     with pytest.raises(ParameterError, match="too small"):
-        plan_tiles((500, 500), (20, 20), (24, 24), (8, 8))
+        plan_tiles((500, 500), (200, 200), (16, 16), (8, 8))
 
 
 def test_3d_method_tiles_along_depth_too_and_stays_exact():
@@ -90,6 +92,7 @@ def test_tiles_are_no_bigger_than_needed(length, tile, overlap, multiple):
     """Every pixel computed twice is one the blending needs: neighbours share exactly the
     overlap, no tile exceeds the tile size, and together they cover the axis."""
     tiles = plan_tiles((length,), (tile,), (overlap,), (overlap // 2 - 2,), multiple=multiple)
+    tile = effective_tile(length, tile, overlap, overlap // 2 - 2, multiple)  # grown
     spans = [(t.region[0].start, t.region[0].stop) for t in tiles]
     assert spans[0][0] == 0 and spans[-1][1] == length
     assert all(b - a <= tile for a, b in spans)

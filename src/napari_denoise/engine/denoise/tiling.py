@@ -7,6 +7,13 @@ whose receptive field would leave the tile, are never used), then ramps linearly
 across the rest of the overlap. Outputs are accumulated with their weights and normalised,
 so there are no seams; and for a filter whose output at a pixel depends only on inputs
 within ``halo`` pixels, the tiled result equals the untiled one to float precision.
+
+A tile is never smaller than :data:`MIN_TILE_PER_MARGIN` times the margin it discards
+(twice the halo; it grows to that, rounded up to the ``multiple``): with a long-reaching
+network (a halo of 50+ pixels) a small tile would compute most pixels several times
+over, so a larger tile is cheaper and has fewer seams. A method whose output depends on
+the whole image (a ``halo`` larger than any image) therefore always gets the whole plane
+in one tile.
 """
 
 from __future__ import annotations
@@ -18,7 +25,19 @@ import numpy as np
 
 from ...errors import ParameterError
 
-__all__ = ["Progress", "Tile", "plan_tiles", "run_tiled", "tile_iter"]
+__all__ = [
+    "MIN_TILE_PER_MARGIN",
+    "Progress",
+    "Tile",
+    "effective_tile",
+    "plan_tiles",
+    "run_tiled",
+    "tile_iter",
+]
+
+# A split axis has tiles of at least this many times the margin they discard (2 * halo):
+# at 4, at most a quarter of a tile is thrown away (2D: under 1.8 times the pixels).
+MIN_TILE_PER_MARGIN = 4
 
 
 @dataclass(frozen=True)
@@ -69,6 +88,20 @@ def _spans(length: int, tile: int, overlap: int, multiple: int = 1) -> list[tupl
     ]
 
 
+def effective_tile(length: int, tile: int, overlap: int, halo: int, multiple: int = 1) -> int:
+    """The tile size used along an axis of ``length`` asked to be cut in ``tile`` pixels.
+
+    When the axis is split, ``tile`` grows to :data:`MIN_TILE_PER_MARGIN` times the
+    discarded margin ``2 * halo`` (and past the overlap by a ``multiple``), rounded up to a multiple of
+    ``multiple``; it becomes ``length`` when that is larger than the axis (one tile).
+    """
+    if length <= tile:
+        return tile
+    least = max(MIN_TILE_PER_MARGIN * 2 * halo, overlap + multiple)
+    least = -(-int(np.ceil(least)) // multiple) * multiple
+    return min(max(tile, least), max(length, tile))
+
+
 def _rising_edge(shared: int, halo: int) -> np.ndarray:
     """Weights over a region shared with the previous tile: ``halo`` zeros, a ramp, ``halo`` ones.
 
@@ -92,24 +125,26 @@ def plan_tiles(
     Parameters
     ----------
     shape, tile, overlap, halo : sequence of int
-        Per axis: image size, maximum tile size, overlap between neighbouring tiles, and
-        the margin discarded at a tile's inner edges. Needs ``overlap > 2 * halo`` and
-        ``tile > overlap`` wherever an axis is split.
+        Per axis: image size, tile size, overlap between neighbouring tiles, and the
+        margin discarded at a tile's inner edges. Needs ``overlap > 2 * halo`` wherever an
+        axis is split; a tile smaller than :data:`MIN_TILE_PER_MARGIN` times ``2 * halo``
+        grows to that size (:func:`effective_tile`).
     multiple : int
         Tile starts are multiples of this (a network's downsampling factor).
 
     Examples
     --------
-    >>> tiles = plan_tiles((100, 100), (64, 64), (16, 16), (4, 4))
+    >>> tiles = plan_tiles((150, 150), (64, 64), (16, 16), (4, 4))
     >>> len(tiles)
-    4
+    9
     """
     per_axis: list[list[tuple[slice, np.ndarray]]] = []
     for n, t, o, h in zip(shape, tile, overlap, halo, strict=True):
-        if n > t and (t <= o or o <= 2 * h):
+        t = effective_tile(n, t, o, h, multiple)
+        if n > t and o <= 2 * h:
             raise ParameterError(
-                f"Tile size {t} is too small: this method needs an overlap of {o} pixels "
-                f"(more than twice its reach of {h} pixels). Use a tile of at least {max(2 * o, 2 * h + 2)}."
+                f"An overlap of {o} pixels is too small for a reach of {h} pixels: "
+                f"it must be more than {2 * h}."
             )
         spans = _spans(n, t, o, multiple)
         axis_tiles = []

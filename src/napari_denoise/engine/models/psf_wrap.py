@@ -73,6 +73,7 @@ class PsfWrap(nn.Module):
         self.takes_noise_level = bool(getattr(self.net, "takes_noise_level", False))
         self.noise_input = getattr(self.net, "noise_input", None)
         self.multiple = int(self.net.multiple)
+        self.tileable = bool(getattr(self.net, "tileable", True))
         self.reach = int(self.net.reach) + len(self.psf) // 2
 
     def blur(self, image: torch.Tensor) -> torch.Tensor:

@@ -1,19 +1,32 @@
 """Every model card found becomes a :class:`~..methods.Method` of kind ``"model"``.
 
 Registration reads the JSON cards alone: torch is imported only when a model first
-runs. A card that cannot be read is registered as unavailable, with the reason, so one
+runs. A card that cannot be read, or whose fields have the wrong type or range
+(:func:`.store.card_problems`), is registered as unavailable, with the reason, so one
 bad file never hides the other methods.
+
+Which model is the default: only the shipped cards' ``default_rank`` counts (a user
+card's is ignored), unless the user names one with the environment variable
+``NAPARI_DENOISE_DEFAULT_MODEL`` (a shipped or user model).
+
+Tiling: a network whose output depends only on inputs within ``halo`` pixels (the card's
+measured ``halo``, else its receptive ``reach``) tiles exactly with that halo. A network
+with operations over the whole image (channel attention, transposed attention) cannot be
+tiled exactly: its card says ``"tileable": false`` and it runs each plane whole, up to
+``whole_plane_max_pixels``; larger planes are refused with a message.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import warnings
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from ...errors import ModelFileError
+from ...errors import ModelFileError, ParameterError
 from ..device import DEVICES
 from ..methods import (
     Method,
@@ -34,12 +47,22 @@ from .inference import (
     set_threads,
     tile_batch,
 )
-from .store import find_model_files, read_card
+from .store import SHIPPED_DIR, find_model_files, read_card
 
-__all__ = ["MAX_HALO", "MODEL_TILE", "register_models"]
+__all__ = ["DEFAULT_MODEL_ENV", "MAX_HALO", "MODEL_TILE", "WHOLE_PLANE", "register_models"]
 
-MODEL_TILE = 512  # default tile: fits any machine's memory, large enough to amortise the halo
-MAX_HALO = 32  # measured: a trained U-Net's output changes < 0.05 grey levels beyond it
+# Default tile: large enough that the overlap two tiles share is a small part of each
+# (fewer seams, less work computed twice), small enough for any machine's memory; a
+# network with a long reach gets a tile of at least TILE_PER_OVERLAP times its overlap.
+MODEL_TILE = 1024
+TILE_PER_OVERLAP = 6
+MAX_HALO = 32  # halo of a card that states neither its halo nor its reach
+# The halo of a network that must see the whole plane: far more than any plane, so the
+# tiling (which makes a tile several times its overlap) always puts a plane in one tile.
+WHOLE_PLANE = 1 << 24
+WHOLE_PLANE_MAX_PIXELS = 2048 * 2048  # a non-tileable card without its own limit
+DEFAULT_MODEL_ENV = "NAPARI_DENOISE_DEFAULT_MODEL"
+USER_DEFAULT_RANK = 1_000_000  # the model the user names in DEFAULT_MODEL_ENV
 
 
 def _infer_batch(blocks: list[np.ndarray], **params) -> list[np.ndarray]:
@@ -51,6 +74,8 @@ def _infer(
     block,
     *,
     card_path,
+    name="",
+    whole_plane_max_pixels=None,
     norm_low,
     norm_high,
     device="auto",
@@ -59,6 +84,15 @@ def _infer(
     noise_floor=None,
     ensemble=1,
 ):
+    limit = whole_plane_max_pixels
+    if limit is not None and np.shape(block)[-2] * np.shape(block)[-1] > limit:
+        ny, nx = np.shape(block)[-2:]
+        raise ParameterError(
+            f"Model '{name}' cannot be tiled (its attention spans the whole image), so it "
+            f"runs each plane whole, up to {limit / 1e6:.1f} megapixels; this plane is "
+            f"{ny}x{nx} ({ny * nx / 1e6:.1f} megapixels). Crop the image, or choose a "
+            "tileable model."
+        )
     set_threads()
     model, card = loaded(card_path, device)
     bf16 = bool(card.get("inference", {}).get("cpu_bf16", False))
@@ -115,15 +149,7 @@ def _method_for(card_path: Path) -> Method:
     try:
         card = read_card(card_path)
     except ModelFileError as err:
-        return Method(
-            card_path.stem,
-            lambda block, **_: block,
-            kind="model",
-            title=card_path.stem,
-            description="Model file that cannot be used.",
-            available=False,
-            unavailable_reason=str(err),
-        )
+        return _unavailable(card_path, str(err))
     params = [
         Param("norm_low", float, None, "Intensity mapped to 0 for the network (0.1th percentile)"),
         Param(
@@ -180,34 +206,70 @@ def _method_for(card_path: Path) -> Method:
         )
     )
     params.append(Param("device", str, "auto", "Compute device", choices=DEVICES))
-    # The halo measured on held-out data (scripts/measure_halo.py), else the reach capped.
-    reach = int(card.get("halo", min(int(card.get("reach", MAX_HALO)), MAX_HALO)))
-    training = card.get("training", {})
+    name = card["name"]
+    multiple = int(card.get("multiple", 1))
+    tileable = card.get("tileable", True)
+    if tileable:
+        # The halo measured with the max-error criterion (scripts/measure_halo.py), else
+        # the network's whole receptive reach (exact by construction).
+        halo = int(card.get("halo", card.get("reach", MAX_HALO)))
+        overlap = 2 * halo + 8
+        tile = max(MODEL_TILE, -(-TILE_PER_OVERLAP * overlap // 64) * 64)
+        limit = None
+    else:
+        halo, tile = WHOLE_PLANE, None
+        limit = int(card.get("whole_plane_max_pixels", WHOLE_PLANE_MAX_PIXELS))
+    title = card.get("title") or name
+    description = card.get("description") or (
+        f"{card['architecture']} network trained on "
+        f"{', '.join(map(str, (card.get('training') or {}).get('data', []))) or 'unknown data'}."
+    )
+    if not tileable:
+        title += " (whole planes only)"
+        description += (
+            f" Not tileable: it attends over the whole image, so each plane runs in one "
+            f"piece, whatever the tile size (up to {limit / 1e6:.0f} megapixels)."
+        )
+    # Only a shipped card ranks itself as the default; the user's choice is the env var.
+    shipped = card_path.resolve().parent == SHIPPED_DIR
+    rank = card.get("default_rank") if shipped else None
+    fn_args = {"card_path": str(card_path), "name": name, "whole_plane_max_pixels": limit}
     return Method(
-        card["name"],
-        partial(_infer, card_path=str(card_path)),
+        name,
+        partial(_infer, **fn_args),
         tuple(params),
         kind="model",
-        halo=lambda p, _r=reach: _r,
+        halo=lambda p, _h=halo: _h,
         auto=partial(_auto, card=card),
-        title=card.get("title", card["name"]),
-        description=card.get("description", "")
-        or f"{card['architecture']} network trained on {', '.join(training.get('data', [])) or 'unknown data'}.",
-        default_rank=card.get("default_rank"),
+        title=title,
+        description=description,
+        default_rank=None if rank is None else int(rank),
         model=ModelInfo(
-            name=card["name"],
+            name=name,
             architecture=card["architecture"],
             sha256=card["weights"]["sha256"],
             parameters=card.get("parameters"),
             config=card.get("config") or {},
             card=str(card_path),
         ),
-        tile=MODEL_TILE,
+        tile=tile,
         tile_batch=tile_batch,
-        batch_fn=partial(_infer_batch, card_path=str(card_path)),
+        batch_fn=partial(_infer_batch, **fn_args),
         # Tiles should start at multiples of this (the network's downsampling factor):
         # a U-Net is only equivariant to such shifts.
-        multiple=int(card.get("multiple", 1)),
+        multiple=multiple,
+    )
+
+
+def _unavailable(card_path: Path, reason: str) -> Method:
+    return Method(
+        card_path.stem,
+        lambda block, **_: block,
+        kind="model",
+        title=card_path.stem,
+        description="Model file that cannot be used.",
+        available=False,
+        unavailable_reason=reason,
     )
 
 
@@ -238,5 +300,17 @@ def register_models() -> list[Method]:
             continue
         _registered.add(method.name)
         registered.append(register(method))
+    chosen = os.environ.get(DEFAULT_MODEL_ENV, "").strip()
+    if chosen:
+        match = [m for m in registered if m.name == chosen and m.available]
+        if match:
+            registered[registered.index(match[0])] = register(
+                dataclasses.replace(match[0], default_rank=USER_DEFAULT_RANK), replace=True
+            )
+        else:
+            warnings.warn(
+                f"{DEFAULT_MODEL_ENV}={chosen} names no usable model; the shipped default is used.",
+                stacklevel=2,
+            )
     clear_cache()
     return registered

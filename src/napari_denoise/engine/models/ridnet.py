@@ -15,8 +15,9 @@ The paper uses 64 channels (about 1.5 M parameters and 1.5 M MACs per pixel at f
 resolution), which is slow on a CPU; the default here is ``features=32``:
 375,793 parameters, about 0.37 M multiply-accumulates per pixel.
 ``features=64, reduction=16`` gives the paper's size: 1,497,041 parameters.
-The channel attention averages over the whole input, so a tiled result differs slightly
-from the untiled one (by far less than the noise).
+The channel attention averages over the whole input, so no overlap makes tiles exact
+(issue 13 found 2% of pixels off by more than a grey level): ``tileable = False``, and
+the zoo runs each plane whole.
 """
 
 from __future__ import annotations
@@ -113,6 +114,8 @@ class RIDNet(nn.Module):
     config_class = RIDNetConfig
     takes_noise_level = False
     multiple = 1
+    # Attention over the whole image: no overlap makes tiles exact (a card says so).
+    tileable = False
 
     def __init__(self, config: RIDNetConfig):
         super().__init__()

@@ -26,6 +26,7 @@ from ...errors import ModelFileError
 __all__ = [
     "CARD_FORMAT",
     "SHIPPED_DIR",
+    "card_problems",
     "find_model_files",
     "load_model",
     "read_card",
@@ -117,8 +118,88 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
             f"The model card {path} lacks {', '.join(missing)}; it is incomplete or not a "
             "napari-denoise model card."
         )
-    card.setdefault("name", path.stem)
+    if card.get("name") is None and "name" not in card:
+        card["name"] = path.stem
+    problems = card_problems(card)
+    if problems:
+        raise ModelFileError(f"The model card {path} is invalid: {'; '.join(problems)}.")
     return card
+
+
+def _is_int(value: Any) -> bool:
+    """A whole number: an int, or a float with an integral value (JSON's ``1e9``); not a bool."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def card_problems(card: Mapping[str, Any]) -> list[str]:
+    """Every field of ``card`` whose type or range is wrong, as short phrases (none: valid).
+
+    Checked when the model folders are scanned, so that a bad value ("halo": "abc",
+    "name": null) makes that one model unavailable with this reason instead of failing
+    later, in every command. Fields a card may lack are checked only when present.
+    """
+    problems = []
+
+    def bad(field: str, want: str) -> None:
+        problems.append(f"'{field}' must be {want}, not {json.dumps(card.get(field))[:40]}")
+
+    name = card.get("name")
+    if not (isinstance(name, str) and name.strip() and name.isprintable() and len(name) <= 100):
+        bad("name", "a non-empty name (text)")
+    for field in ("architecture",):
+        if not (isinstance(card.get(field), str) and card[field]):
+            bad(field, "the name of a network (text)")
+    for field in ("title", "description", "format"):
+        if card.get(field) is not None and not isinstance(card[field], str):
+            bad(field, "text")
+    if not isinstance(card.get("config"), dict):
+        bad("config", "a JSON object")
+    for field in ("training", "validation", "inference", "normalisation"):
+        if card.get(field) is not None and not isinstance(card[field], dict):
+            bad(field, "a JSON object")
+    sha = card.get("weights", {}).get("sha256")
+    if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+        problems.append(f"'weights.sha256' must be 64 hex digits, not {json.dumps(sha)[:40]}")
+    # name: (allowed range, what it means)
+    whole = {
+        "halo": (0, 4096, "a whole number of pixels from 0 to 4096"),
+        "reach": (0, 4096, "a whole number of pixels from 0 to 4096"),
+        "multiple": (1, 1024, "a whole number from 1 to 1024 (the downsampling factor)"),
+        "parameters": (0, None, "a whole number >= 0"),
+        "whole_plane_max_pixels": (1, None, "a whole number of pixels >= 1"),
+    }
+    for field, (low, high, want) in whole.items():
+        value = card.get(field)
+        if value is None:
+            continue
+        if not (_is_int(value) and value >= low and (high is None or value <= high)):
+            bad(field, want)
+    rank = card.get("default_rank")
+    if rank is not None and not _is_int(rank):
+        bad("default_rank", "a whole number or null")
+    for field in ("takes_noise_level", "tileable"):
+        if card.get(field) is not None and not isinstance(card[field], bool):
+            bad(field, "true or false")
+    if card.get("noise_input") not in (None, "poisson-gaussian"):
+        bad("noise_input", 'null or "poisson-gaussian"')
+    norm = card.get("normalisation")
+    if isinstance(norm, dict):
+        low, high = norm.get("low", 0.1), norm.get("high", 99.9)
+        if not (_is_number(low) and _is_number(high) and 0 <= low < high <= 100):
+            problems.append(
+                "'normalisation' low and high must be percentiles with 0 <= low < high <= 100, "
+                f"not {json.dumps(low)[:20]} and {json.dumps(high)[:20]}"
+            )
+    inference = card.get("inference")
+    if isinstance(inference, dict) and not isinstance(inference.get("cpu_bf16", False), bool):
+        problems.append("'inference.cpu_bf16' must be true or false")
+    return problems
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -213,7 +294,8 @@ def save_model(module, card: Mapping[str, Any], path: str | os.PathLike) -> dict
 
     ``path`` is the weights file, the card file or their common stem. The card gets the
     architecture, config, parameter count, receptive field, format and the SHA-256 of
-    the weights as written; other fields (training record, metrics) are kept as given.
+    the weights as written, and whether it can be tiled; other fields (training record,
+    metrics) are kept as given.
     """
     import torch
     from safetensors.torch import save
@@ -233,6 +315,8 @@ def save_model(module, card: Mapping[str, Any], path: str | os.PathLike) -> dict
         multiple=int(module.multiple),
         reach=int(module.reach),
         takes_noise_level=bool(getattr(module, "takes_noise_level", False)),
+        # False for a network with an operation over the whole image: it runs whole planes.
+        tileable=bool(getattr(module, "tileable", True)),
         noise_input=getattr(module, "noise_input", None),
         weights={
             "file": weights_path.name,
