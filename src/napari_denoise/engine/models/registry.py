@@ -258,6 +258,7 @@ def _method_for(card_path: Path) -> Method:
         # Tiles should start at multiples of this (the network's downsampling factor):
         # a U-Net is only equivariant to such shifts.
         multiple=multiple,
+        experimental=bool(card.get("experimental", False)),
     )
 
 
