@@ -27,6 +27,7 @@ from ..methods import (
 from .inference import (
     ENSEMBLE_CHOICES,
     clear_cache,
+    cpu_precision,
     loaded,
     noise_coefficients_of,
     noise_level_of,
@@ -61,7 +62,10 @@ def _infer(
 ):
     set_threads()
     model, card = loaded(card_path, device)
-    bf16 = bool(card.get("inference", {}).get("cpu_bf16", False))
+    # bf16 or fp32 on the CPU: measured on this machine at first use, not read from the
+    # card (a card written on one CPU is wrong on another).
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    bf16 = on_cpu and cpu_precision(model, card["weights"]["sha256"]) == "bf16"
     if norm_low is None or norm_high is None:  # called directly on one block
         norm_low, norm_high = np.percentile(block, [0.1, 99.9])
     level = strength
