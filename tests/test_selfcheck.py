@@ -77,3 +77,77 @@ def test_correlated_noise_is_measured(w2s_noise_pair):
 def test_same_seed_same_answer(clean):
     noisy = poisson_gaussian(clean, photons=60)
     assert selfcheck.risk(noisy, blur(1.0), seed=3) == selfcheck.risk(noisy, blur(1.0), seed=3)
+
+
+# --- at the end of a self-supervised fine-tune: new vs start model ------------------------
+
+
+@pytest.fixture(scope="module")
+def stripes(shared_data):
+    """Held-out-like stripes of real W2S noisy images, normalised as training does."""
+    import tifffile
+
+    out = []
+    for name in ("input_avg1_009_0.tif", "input_avg1_010_2.tif"):
+        z = tifffile.imread(shared_data / "W2S_8bit_subset" / "images_avg1_8bit" / name)
+        z = z.astype(np.float32)[:96, :256]
+        lo, hi = np.percentile(z, [0.1, 99.9])
+        out.append((z - lo) / (hi - lo))
+    return out
+
+
+def _prepared(start, stripes, mode="n2v"):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        spec=SimpleNamespace(mode=mode),
+        start_card={"name": "unet-fluo"},
+        started_from={"name": "unet-fluo"},
+        model=start,
+        val_images=stripes,
+    )
+
+
+def test_finetune_check_keeps_the_start_model_when_the_new_one_is_worse(stripes):
+    import copy
+
+    import torch
+
+    from napari_denoise.engine.methods import get_method
+    from napari_denoise.engine.models.inference import loaded
+    from napari_denoise.engine.training.finetune import compare_with_start
+
+    good, _ = loaded(get_method("unet-fluo").model.card, "cpu")
+    worse = copy.deepcopy(good)
+    with torch.no_grad():  # a fine-tune gone wrong: the residual head damaged
+        for p in list(worse.parameters())[-2:]:
+            p.mul_(3.0)
+    kept = compare_with_start(_prepared(good, stripes), worse, name="unet-fluo-n2v")
+    assert kept["better"] == "start" and kept["new_mse"] > kept["start_mse"]
+    assert "NOT better than 'unet-fluo'" in kept["message"]
+    assert "keep using 'unet-fluo'" in kept["message"]
+    taken = compare_with_start(_prepared(worse, stripes), good, name="unet-fluo-n2v")
+    assert taken["better"] == "new" and "'unet-fluo-n2v' is better" in taken["message"]
+    # Supervised training has its own ground truth; a fresh network has no start to keep.
+    assert compare_with_start(_prepared(good, stripes, mode="supervised"), worse) is None
+
+
+def test_train_n2v_from_a_trained_model_says_which_is_better(
+    user_dir, shared_data, tmp_path, capsys
+):
+    import json
+
+    import tifffile
+
+    from napari_denoise.cli import main
+
+    src = shared_data / "BioImageAnalysisNotebooks_stacks" / "membrane_2d_timelapse.tif"
+    stack = tmp_path / "membrane.tif"
+    tifffile.imwrite(stack, tifffile.imread(src)[:2], imagej=True, metadata={"axes": "TYX"})
+    args = ["train", str(stack), "--mode", "n2v", "--steps", "2", "--start", "unet-fluo"]
+    assert main([*args, "--batch-size", "2", "--patch", "32", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    card = json.loads(next(user_dir.glob("*.json")).read_text())
+    check = card["training"]["selfcheck"]
+    assert check["better"] == ("new" if check["new_mse"] < check["start_mse"] else "start")
+    assert check["message"] in out and "Check without ground truth" in out

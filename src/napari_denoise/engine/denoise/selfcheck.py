@@ -73,17 +73,22 @@ def estimate_noise_covariance(image: np.ndarray) -> NoiseCovariance:
     """
     from scipy.ndimage import gaussian_filter
 
+    from ...errors import InputError
     from .calibrate import center_crop, noise_covariance
-    from .noise import estimate_noise_model
+    from .noise import estimate_noise_model, estimate_sigma
 
     image = np.asarray(image, np.float32)
     plane = center_crop(image, 1024)
-    model = estimate_noise_model(plane)
-    a = max(float(model.gain), 0.0)
-    b = float(model.sigma**2 - model.gain * model.offset)
+    try:
+        model = estimate_noise_model(plane)
+        a = max(float(model.gain), 0.0)
+        b = float(model.sigma**2 - model.gain * model.offset)
+    except InputError:  # a thin stripe: too few pixels for a signal-dependent model
+        a, b = 0.0, float(estimate_sigma(plane)) ** 2
     variance = a * gaussian_filter(image, 1.0).astype(np.float64) + b
     floor = max(1e-6 * float(np.ptp(image)) ** 2, 1e-12)
-    cov = noise_covariance(plane, radius=CORRELATION_RADIUS)
+    block = min(32, min(plane.shape) // 2 * 2)  # a thin stripe: tiles as tall as it
+    cov = noise_covariance(plane, radius=CORRELATION_RADIUS, block=block)
     r = CORRELATION_RADIUS
     rho = cov / max(cov[r, r], 1e-12)
     # Energy of the finest diagonal Haar detail relative to the pixel variance (1 for
