@@ -151,3 +151,48 @@ def test_train_n2v_from_a_trained_model_says_which_is_better(
     check = card["training"]["selfcheck"]
     assert check["better"] == ("new" if check["new_mse"] < check["start_mse"] else "start")
     assert check["message"] in out and "Check without ground truth" in out
+
+
+# --- the default model's per-image blend ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clean_whole(shared_data):
+    import tifffile
+
+    gt = tifffile.imread(
+        shared_data / "W2S_8bit_subset" / "images_avg400_8bit" / "target_avg400_009_1.tif"
+    )
+    return gt.astype(np.float64)
+
+
+def test_default_backs_off_on_a_clean_image_and_not_on_a_noisy_one(clean_whole):
+    import napari_denoise as nd
+    from napari_denoise.engine.denoise.pipeline import choose_params
+    from napari_denoise.engine.methods import get_method
+
+    method = get_method("unet-fluo")
+    base = {p.name: p.default for p in method.params}
+    err = {}
+    for photons in (3000, 10):
+        noisy = np.clip(np.round(poisson_gaussian(clean_whole, photons, seed=1)), 0, 255)
+        params, _ = choose_params(method, base, [noisy])
+        err[photons] = {
+            w: float(np.mean((nd.denoise(noisy, "unet-fluo", blend=w) - clean_whole) ** 2))
+            for w in (params["blend"], 1.0)
+        }
+        if photons == 10:
+            assert params["blend"] == 1.0  # a noisy image: the network alone
+        else:
+            assert params["blend"] < 1.0  # a clean image: the network over-smooths
+            assert err[photons][params["blend"]] < err[photons][1.0]
+
+
+def test_blend_is_pixel_by_pixel_so_tiles_stay_as_the_network_makes_them(clean):
+    import napari_denoise as nd
+
+    noisy = np.clip(np.round(poisson_gaussian(clean, 3000, seed=2)), 0, 255).astype(np.uint8)
+    for tile in (None, 96):
+        mixed = nd.denoise(noisy, "unet-fluo", blend=0.6, tile=tile, output_dtype="float32")
+        net = nd.denoise(noisy, "unet-fluo", blend=1.0, tile=tile, output_dtype="float32")
+        assert np.max(np.abs(mixed - (0.6 * net + 0.4 * noisy))) < 0.01
