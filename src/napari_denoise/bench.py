@@ -421,6 +421,7 @@ def _markdown(results: dict, training: Path | None = None) -> str:
     for lab in labels:
         row = results["fmd"][lab]
         lines.append(f"| {lab} | " + " | ".join(f"{row[k]['psnr']:.2f}" for k in kinds) + " |")
+    lines += _default_vs_gaussian(results, kinds)
     lines += _brightness_markdown(results, kinds, short)
     lines += [
         "",
@@ -448,6 +449,9 @@ def _markdown(results: dict, training: Path | None = None) -> str:
         ]
     if training is not None and training.is_file():
         lines += ["", *_training_markdown(training)]
+    if training is not None:
+        found = _selfcheck_markdown(training.with_name("selfcheck_agreement.json"))
+        lines += ["", *found] if found else []
     if results.get("model_speed"):
         lines += [
             "",
@@ -483,6 +487,58 @@ def _markdown(results: dict, training: Path | None = None) -> str:
             ]
     lines.append("")
     return "\n".join(lines)
+
+
+def _default_vs_gaussian(results: dict, kinds: list[str]) -> list[str]:
+    """The default method against the self-calibrated Gaussian, type by type (issue 15:
+    never worse by more than 0.1 dB)."""
+    from .engine.methods import default_method
+
+    try:
+        default = default_method().name
+    except Exception:  # no default model available
+        return []
+    if default not in results["fmd"] or "gaussian" not in results["fmd"]:
+        return []
+    d, g = results["fmd"][default], results["fmd"]["gaussian"]
+    gaps = [d[k]["psnr"] - g[k]["psnr"] for k in kinds]
+    worse = [k for k, gap in zip(kinds, gaps, strict=True) if gap < -0.1]
+    return [
+        f"| *{default} - gaussian* | " + " | ".join(f"*{gap:+.2f}*" for gap in gaps) + " |",
+        "",
+        f"The default (`{default}`) against the self-calibrated Gaussian: "
+        f"{d['all']['psnr'] - g['all']['psnr']:+.2f} dB overall; more than 0.1 dB worse on "
+        f"{len(worse)} of {len(kinds)} types" + (f" ({', '.join(worse)})." if worse else "."),
+    ]
+
+
+def _selfcheck_markdown(path: Path) -> list[str]:
+    """The no-ground-truth check's agreement with the ground truth
+    (benchmarks/selfcheck_agreement.py), if it has run."""
+    if not path.is_file():
+        return []
+    found = json.loads(path.read_text())["summary"]
+    lines = [
+        "## Which result is better, without ground truth (benchmarks/selfcheck_agreement.py)",
+        "",
+        "Stein's unbiased risk estimate under the image's own noise model "
+        "(`engine/denoise/selfcheck.py`) ranks pairs of results on one image (7 results "
+        "per image: gaussian at its automatic strength, x0.5 and x2, unet-fluo, unet-fluo-nm "
+        "at strength 1 and 2, unet-fluo blended 0.7 with its input); the ground truth ranks "
+        "them by MSE (fitted to the noisy image's scale). Pairs under 0.1 dB apart are "
+        "counted apart. Never FMD.",
+        "",
+        "| images | pairs | same ranking | rate | near ties (same) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    names = {"w2s": "W2S FOVs 001-010 (real)", "hela": "hela proxy (synthetic noise)", "all": "all"}
+    for key, label in names.items():
+        r = found[key]
+        lines.append(
+            f"| {label} | {r['pairs']} | {r['agree']} | {100 * r['rate']:.1f}% | "
+            f"{r['near_ties']} ({r['near_ties_agree']}) |"
+        )
+    return lines
 
 
 def _brightness_markdown(results: dict, kinds: list[str], short: list[str]) -> list[str]:
