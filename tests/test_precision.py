@@ -47,6 +47,8 @@ class FakeProbe:
         (probe_result(bf16=290.0), "fp32"),  # not faster by the margin
         (probe_result(bf16=450.0), "fp32"),  # slower (an Intel CPU without bf16 units)
         (probe_result(mean=5e-3), "fp32"),  # faster but changes the output on average
+        (probe_result(mean=7e-4), "fp32"),  # a network without residual: bf16 outputs
+        (probe_result(mean=1.5e-4, largest=6e-3), "bf16"),  # unet-fluo, measured here
         (probe_result(largest=0.1), "fp32"),  # faster but one pixel moves 10% of the range
     ],
 )
