@@ -146,3 +146,18 @@ def test_the_card_no_longer_decides(cache, monkeypatch):
         monkeypatch.setenv(inference.PRECISION_ENV, choice)
         method.fn(block, norm_low=0.0, norm_high=40.0, device="cpu")
     assert seen == [True, False]
+
+
+def test_an_inconclusive_probe_is_not_kept(cache):
+    """Both precisions equally slow (cores busy with other work): fp32 for this process,
+    and the next one probes again instead of keeping fp32 for good."""
+    busy = FakeProbe(probe_result(fp32=3839.0, bf16=3840.4))
+    assert inference.cpu_precision(None, "sha-a", probe=busy) == "fp32"
+    assert busy.calls == 1 and not cache.exists()
+    inference.forget_precision()  # a new process, on a quiet machine
+    quiet = FakeProbe(probe_result())
+    assert inference.cpu_precision(None, "sha-a", probe=quiet) == "bf16"
+    assert quiet.calls == 1 and cache.exists()
+    # Clear answers are kept: refused for its output, or clearly slower (another CPU).
+    for result in (probe_result(mean=5e-3), probe_result(bf16=450.0)):
+        assert inference.conclusive(dict(result))

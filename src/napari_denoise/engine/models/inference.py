@@ -284,6 +284,17 @@ def decide_precision(probe: dict) -> str:
     return "bf16" if faster and close else "fp32"
 
 
+def conclusive(probe: dict) -> bool:
+    """Whether a probe's answer may be kept for later runs: bf16 chosen, or refused for its
+    output, or clearly slower. Timings within the margin of each other (both precisions
+    equally slow, as on a machine whose cores are busy with other work) decide fp32 for
+    this process only, and the next process probes again."""
+    if decide_precision(probe) == "bf16":
+        return True
+    close = probe["mean_change"] <= BF16_MAX_MEAN_CHANGE and probe["max_change"] <= BF16_MAX_CHANGE
+    return not close or probe["bf16_ms_per_mp"] >= probe["fp32_ms_per_mp"] * BF16_MIN_SPEEDUP
+
+
 def probe_image() -> np.ndarray:
     """A real image shipped with the package (membrane time-lapse, frame 0), reflected to
     the engine's tile size: what the precision probe times and compares."""
@@ -352,7 +363,7 @@ def cpu_precision(
     looked up per machine and model (:func:`machine_key`: CPU model, torch version,
     thread count, weights SHA-256) in this process, then in ``precision.json`` in the
     user cache folder; if absent, :func:`probe_precision` measures it once (about a
-    second) and the answer is stored (atomically) for the next run.
+    second) and a :func:`conclusive` answer is stored (atomically) for the next run.
     """
     chosen = precision_override()
     if chosen != "auto":
@@ -366,16 +377,19 @@ def cpu_precision(
         record = entries.get(key)
         if not (isinstance(record, dict) and record.get("precision") in ("fp32", "bf16")):
             record = dict(probe(model), date=time.strftime("%Y-%m-%d %H:%M"))
-            entries.pop(key, None)
-            entries[key] = record
-            entries = dict(list(entries.items())[-PRECISION_CACHE_ENTRIES:])
-            text = json.dumps({"version": PRECISION_CACHE_VERSION, "entries": entries}, indent=1)
-            try:
-                from ...atomic import atomic_write
+            if conclusive(record):
+                entries.pop(key, None)
+                entries[key] = record
+                entries = dict(list(entries.items())[-PRECISION_CACHE_ENTRIES:])
+                text = json.dumps(
+                    {"version": PRECISION_CACHE_VERSION, "entries": entries}, indent=1
+                )
+                try:
+                    from ...atomic import atomic_write
 
-                atomic_write(path, lambda fh: fh.write(text.encode()), make_parents=True)
-            except OSError:  # a read-only home: decide again next time, run all the same
-                pass
+                    atomic_write(path, lambda fh: fh.write(text.encode()), make_parents=True)
+                except OSError:  # a read-only home: decide again next time, run all the same
+                    pass
         _precision_memo[key] = record["precision"]
         return record["precision"]
 
