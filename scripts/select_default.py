@@ -5,7 +5,10 @@ held-out W2S data only (never FMD, the test set).
 Every shipped model and the classical default (``gaussian``, automatic strength)
 denoises the 6 held-out W2S pairs (FOVs 009-010, whole 512 x 512 images; no shipped
 model trained on them), scored with range-invariant PSNR (W2S images were stretched to
-0-255 one by one). If a model beats the classical default, the best one gets
+0-255 one by one). Each method runs as users get it: automatic parameters (for the
+default's card, its per-image blend with the input, chosen without ground truth) and the
+CPU precision this machine's probe chooses (``NAPARI_DENOISE_PRECISION`` overrides it).
+If a model beats the classical default, the best one gets
 ``default_rank`` 1 in its card (and every other shipped card ``null``), so it becomes
 the method used when none is named. ``--write`` saves that; without it the script only
 prints. Run::
@@ -76,7 +79,8 @@ def main(argv=None) -> int:
             card["default_rank"] = 1 if card["name"] == best else None
             card["default_selection"] = {
                 "rule": "highest mean range-invariant PSNR on held-out W2S FOVs 009-010 "
-                "(whole images), against the classical default; never FMD",
+                "(whole images, automatic parameters, this machine's precision), against the "
+                "classical default; never FMD",
                 "scores_db": {k: round(v, 3) for k, v in scores.items()},
                 "command": "python scripts/select_default.py --write",
             }

@@ -404,6 +404,9 @@ def train_one(spec: Spec, args) -> dict:
 
     model = outcome.model
     precision = inference.choose_cpu_precision(model, val_real[:3])
+    # A record of the training machine only: where the model runs, the precision is probed
+    # on that machine at first use (inference.cpu_precision), not read from the card.
+    precision["note"] = "measured on the training machine; not used to decide at run time"
     metrics = {
         "w2s_fov009_010_real_psnr": round(validate(model, val_real), 3),
         "w2s_fov009_010_real_noisy_psnr": round(noisy_psnr(val_real), 3),

@@ -206,12 +206,13 @@ def run_bench(
 
     models = [v for v in variants if _is_model(v.method)]
     if models:
-        peak = matmul_peak_gflops()
+        peak = {"fp32": matmul_peak_gflops(), "bf16": matmul_peak_gflops(dtype="bfloat16")}
         for v in models:
             results.setdefault("model_speed", {})[v.label] = model_speed(v, peak=peak)
             s = results["model_speed"][v.label]
             log(
-                f"{v.label:14s} 2048x2048: {s['ms_per_mp']:.0f} ms/MP, "
+                f"{v.label:14s} 2048x2048: fp32 {s['ms_per_mp_fp32']:.0f} ms/MP, "
+                f"bf16 {s['ms_per_mp_bf16']:.0f} ms/MP; chosen {s['precision']}: "
                 f"{s['gflops']:.1f} GFLOP/s = {100 * s['peak_fraction']:.0f}% of matmul peak"
             )
 
@@ -241,15 +242,16 @@ def _is_model(method: str) -> bool:
     return get_method(method).kind == "model"
 
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """This machine's float32 matrix-multiply rate (GFLOP/s, best of ``repeats``), torch."""
+def matmul_peak_gflops(size: int = 2048, repeats: int = 5, dtype: str = "float32") -> float:
+    """This machine's matrix-multiply rate (GFLOP/s, best of ``repeats``), torch, in
+    ``dtype`` (``"float32"`` or ``"bfloat16"``)."""
     import torch
 
     from .engine.models.inference import set_threads
 
     set_threads()
-    a = torch.randn(size, size)
-    b = torch.randn(size, size)
+    a = torch.randn(size, size, dtype=getattr(torch, dtype))
+    b = torch.randn(size, size, dtype=getattr(torch, dtype))
     torch.mm(a, b)  # warm-up
     best = float("inf")
     for _ in range(repeats):
@@ -263,36 +265,57 @@ SPEED_REPEATS = 5  # the best of several runs: this shared machine's runs spread
 
 
 def model_speed(
-    variant: Variant, *, peak: float, side: int = 2048, repeats: int = SPEED_REPEATS
+    variant: Variant, *, peak: float | dict, side: int = 2048, repeats: int = SPEED_REPEATS
 ) -> dict:
     """A network's speed on one ``side`` x ``side`` frame through the whole engine.
 
-    ms per megapixel (best of ``repeats``, after a warm-up on a small image), the
-    network's multiply-accumulates per pixel, the achieved GFLOP/s (2 FLOPs per MAC, the
-    convolutions only) and that rate as a fraction of the measured matmul ``peak``.
+    Timed in each CPU precision (``NAPARI_DENOISE_PRECISION`` set to fp32, then bf16):
+    ms per megapixel (best of ``repeats``, after a warm-up on a small image) both ways,
+    the precision this machine's probe chooses (:func:`~.engine.models.inference.cpu_precision`)
+    and, for that choice, MP/s, the network's multiply-accumulates per pixel, the achieved
+    GFLOP/s (2 FLOPs per MAC, the convolutions only) and that rate as a fraction of the
+    matmul ``peak`` in the same precision (``{"fp32": ..., "bf16": ...}``).
     """
     from .engine.methods import get_method
     from .engine.models import macs_per_pixel
-    from .engine.models.inference import loaded
+    from .engine.models.inference import PRECISION_ENV, cpu_precision, loaded
 
+    peaks = peak if isinstance(peak, dict) else {"fp32": peak, "bf16": peak}
     method = get_method(variant.method)
-    model, _ = loaded(method.model.card, "cpu")
+    model, card = loaded(method.model.card, "cpu")
     macs = macs_per_pixel(model) * int(dict(variant.params).get("ensemble", 1))
     rng = np.random.default_rng(0)
     frame = rng.poisson(50.0 + 40.0 * np.sin(np.arange(side) / 9.0)[:, None], (side, side))
     frame = frame.astype(np.float32)
-    _run(variant, frame[:256, :256])  # load the weights, set up the kernels
-    best = min(_run(variant, frame)[1] for _ in range(repeats))
     mp = side * side / 1e6
-    gflops = 2 * macs * side * side / best / 1e9
+    before = os.environ.get(PRECISION_ENV)
+    ms: dict[str, float] = {}
+    try:
+        for precision in ("fp32", "bf16"):
+            os.environ[PRECISION_ENV] = precision
+            _run(variant, frame[:256, :256])  # load the weights, set up the kernels
+            ms[precision] = 1000 * min(_run(variant, frame)[1] for _ in range(repeats)) / mp
+        os.environ[PRECISION_ENV] = "auto"
+        chosen = cpu_precision(model, card["weights"]["sha256"])
+    finally:
+        if before is None:
+            os.environ.pop(PRECISION_ENV, None)
+        else:
+            os.environ[PRECISION_ENV] = before
+    gflops = 2 * macs * 1e6 / (ms[chosen] / 1000) / 1e9
     return {
         "side": side,
-        "ms_per_mp": 1000 * best / mp,
-        "megapixels_per_s": mp / best,
+        "precision": chosen,
+        "ms_per_mp": ms[chosen],
+        "ms_per_mp_fp32": ms["fp32"],
+        "ms_per_mp_bf16": ms["bf16"],
+        "megapixels_per_s": 1000 / ms[chosen],
         "macs_per_pixel": macs,
         "gflops": gflops,
-        "peak_gflops": peak,
-        "peak_fraction": gflops / peak,
+        "peak_gflops": peaks[chosen],
+        "peak_gflops_fp32": peaks["fp32"],
+        "peak_gflops_bf16": peaks["bf16"],
+        "peak_fraction": gflops / peaks[chosen],
         "repeats": repeats,
     }
 
@@ -398,6 +421,7 @@ def _markdown(results: dict, training: Path | None = None) -> str:
     for lab in labels:
         row = results["fmd"][lab]
         lines.append(f"| {lab} | " + " | ".join(f"{row[k]['psnr']:.2f}" for k in kinds) + " |")
+    lines += _default_vs_gaussian(results, kinds)
     lines += _brightness_markdown(results, kinds, short)
     lines += [
         "",
@@ -425,6 +449,9 @@ def _markdown(results: dict, training: Path | None = None) -> str:
         ]
     if training is not None and training.is_file():
         lines += ["", *_training_markdown(training)]
+    if training is not None:
+        found = _selfcheck_markdown(training.with_name("selfcheck_agreement.json"))
+        lines += ["", *found] if found else []
     if results.get("model_speed"):
         lines += [
             "",
@@ -432,20 +459,86 @@ def _markdown(results: dict, training: Path | None = None) -> str:
             "",
             f"Best of {_repeats(results['model_speed'])} runs after a warm-up (this machine "
             "is shared; repeated runs spread up to 1.7x). GFLOP/s counts the convolutions' multiply-accumulates "
-            "twice; the peak is this machine's float32 matrix multiply (torch.mm 2048^3) "
-            "measured in the same run.",
+            "twice; the peak is this machine's matrix multiply (torch.mm 2048^3) in the "
+            "chosen precision, measured in the same run. *fp32* and *bf16*: the same frame "
+            "with `NAPARI_DENOISE_PRECISION` set to each; *chosen*: what the probe at first "
+            "use decides on this machine (bf16 autocast only where >= 10% faster and within "
+            "the quality bound).",
             "",
-            "| model | ms / MP | MP / s | MACs / pixel | GFLOP/s | % of matmul peak |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| model | ms / MP fp32 | ms / MP bf16 | chosen | MP / s | MACs / pixel | GFLOP/s "
+            "| % of matmul peak |",
+            "|---|---:|---:|---|---:|---:|---:|---:|",
         ]
         for lab, s in results["model_speed"].items():
+            fp32 = s.get("ms_per_mp_fp32")
+            bf16 = s.get("ms_per_mp_bf16")
             lines.append(
-                f"| {lab} | {s['ms_per_mp']:.0f} | {s['megapixels_per_s']:.2f} | "
+                f"| {lab} | {f'{fp32:.0f}' if fp32 else '—'} | {f'{bf16:.0f}' if bf16 else '—'} | "
+                f"{s.get('precision', 'fp32')} | {s['megapixels_per_s']:.2f} | "
                 f"{s['macs_per_pixel'] / 1e3:.1f} k | {s['gflops']:.1f} | "
                 f"{100 * s['peak_fraction']:.0f}% of {s['peak_gflops']:.0f} |"
             )
+        found = [s for s in results["model_speed"].values() if "peak_gflops_bf16" in s]
+        if found:
+            lines += [
+                "",
+                f"Matrix-multiply peak in this run: float32 {found[0]['peak_gflops_fp32']:.0f} "
+                f"GFLOP/s, bfloat16 {found[0]['peak_gflops_bf16']:.0f} GFLOP/s.",
+            ]
     lines.append("")
     return "\n".join(lines)
+
+
+def _default_vs_gaussian(results: dict, kinds: list[str]) -> list[str]:
+    """The default method against the self-calibrated Gaussian, type by type (issue 15:
+    never worse by more than 0.1 dB)."""
+    from .engine.methods import default_method
+
+    try:
+        default = default_method().name
+    except Exception:  # no default model available
+        return []
+    if default not in results["fmd"] or "gaussian" not in results["fmd"]:
+        return []
+    d, g = results["fmd"][default], results["fmd"]["gaussian"]
+    gaps = [d[k]["psnr"] - g[k]["psnr"] for k in kinds]
+    worse = [k for k, gap in zip(kinds, gaps, strict=True) if gap < -0.1]
+    return [
+        f"| *{default} - gaussian* | " + " | ".join(f"*{gap:+.2f}*" for gap in gaps) + " |",
+        "",
+        f"The default (`{default}`) against the self-calibrated Gaussian: "
+        f"{d['all']['psnr'] - g['all']['psnr']:+.2f} dB overall; more than 0.1 dB worse on "
+        f"{len(worse)} of {len(kinds)} types" + (f" ({', '.join(worse)})." if worse else "."),
+    ]
+
+
+def _selfcheck_markdown(path: Path) -> list[str]:
+    """The no-ground-truth check's agreement with the ground truth
+    (benchmarks/selfcheck_agreement.py), if it has run."""
+    if not path.is_file():
+        return []
+    found = json.loads(path.read_text())["summary"]
+    lines = [
+        "## Which result is better, without ground truth (benchmarks/selfcheck_agreement.py)",
+        "",
+        "Stein's unbiased risk estimate under the image's own noise model "
+        "(`engine/denoise/selfcheck.py`) ranks pairs of results on one image (7 results "
+        "per image: gaussian at its automatic strength, x0.5 and x2, unet-fluo, unet-fluo-nm "
+        "at strength 1 and 2, unet-fluo blended 0.7 with its input); the ground truth ranks "
+        "them by MSE (fitted to the noisy image's scale). Pairs under 0.1 dB apart are "
+        "counted apart. Never FMD.",
+        "",
+        "| images | pairs | same ranking | rate | near ties (same) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    names = {"w2s": "W2S FOVs 001-010 (real)", "hela": "hela proxy (synthetic noise)", "all": "all"}
+    for key, label in names.items():
+        r = found[key]
+        lines.append(
+            f"| {label} | {r['pairs']} | {r['agree']} | {100 * r['rate']:.1f}% | "
+            f"{r['near_ties']} ({r['near_ties_agree']}) |"
+        )
+    return lines
 
 
 def _brightness_markdown(results: dict, kinds: list[str], short: list[str]) -> list[str]:

@@ -268,6 +268,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"saved model '{result.name}' to {result.path} ({training['steps']} steps in "
         f"{training['seconds']:.0f} s, {score}, best step {val.get('best_step')}{note})"
     )
+    if result.recommendation:  # the no-ground-truth check: new vs start model
+        print(result.recommendation)
     if result.deconvolved_path is not None:
         print(
             f"saved its deconvolved twin '{result.deconvolved_path.stem}' to {result.deconvolved_path}"

@@ -4,16 +4,19 @@
 per image by the method's ``auto`` hook, so all tiles share them), pads it by reflection
 to a multiple of the network's downsampling factor, runs the network in
 ``torch.inference_mode`` with channels-last memory (and bf16 autocast on the CPU only
-where that was measured faster and within 0.05 dB), and maps the result back to the
-image's units. Loaded models are cached per card and device.
+where :func:`cpu_precision` measured it faster and harmless on this machine), and maps the
+result back to the image's units. Loaded models are cached per card and device.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,10 +26,13 @@ from .store import load_model
 __all__ = [
     "ENSEMBLE_CHOICES",
     "choose_cpu_precision",
+    "cpu_precision",
+    "decide_precision",
     "loaded",
     "noise_coefficients_of",
     "noise_for",
     "noise_level_of",
+    "probe_precision",
     "run_model",
     "tile_batch",
 ]
@@ -195,6 +201,203 @@ def choose_cpu_precision(
         and abs(result["bf16_psnr_change_db"]) < BF16_MAX_PSNR_LOSS_DB
     )
     return result
+
+
+# --- precision, decided on the machine that runs the model --------------------------------
+
+PRECISION_ENV = "NAPARI_DENOISE_PRECISION"  # auto (default), fp32 or bf16
+PRECISIONS = ("auto", "fp32", "bf16")
+# bf16 must be this much faster (a shared machine's timings jitter by some percent) ...
+BF16_MIN_SPEEDUP = 1.1
+# ... and change the output by at most this much, in the network's normalised units (the
+# image's 0.1-99.9 percentile range is 1): 0.05% of the range on average (0.13 grey levels
+# of 8 bits; unet-fluo: 0.015%), 1% anywhere. A network whose output is not added to its
+# input (no residual) returns bf16 numbers, rounded to 0.4% of their value: refused.
+BF16_MAX_MEAN_CHANGE = 5e-4
+BF16_MAX_CHANGE = 0.01
+PROBE_SIDE = 512  # the engine's CPU tile (registry.MODEL_TILE): the size that is timed
+PRECISION_CACHE_VERSION = 2  # bumped when the bounds change: decide again
+PRECISION_CACHE_ENTRIES = 64  # the most recent decisions kept (each fine-tune is a new model)
+
+_precision_memo: dict[str, str] = {}
+_precision_lock = threading.Lock()
+
+
+def user_cache_dir() -> Path:
+    """Where napari-denoise keeps what it measured on this machine (``NAPARI_DENOISE_CACHE_DIR``
+    overrides it)."""
+    env = os.environ.get("NAPARI_DENOISE_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    if os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif platform.system() == "Darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "napari-denoise"
+
+
+def precision_cache_path() -> Path:
+    return user_cache_dir() / "precision.json"
+
+
+def cpu_name() -> str:
+    """The processor's model string (``/proc/cpuinfo`` on Linux, else :mod:`platform`)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown cpu"
+
+
+def machine_key(weights_sha256: str) -> str:
+    """What a precision decision holds for: this CPU, torch version, thread count, weights."""
+    import torch
+
+    return (
+        f"{cpu_name()} | torch {torch.__version__} | {torch.get_num_threads()} threads | "
+        f"{weights_sha256}"
+    )
+
+
+def precision_override() -> str:
+    """The user's choice in ``NAPARI_DENOISE_PRECISION`` (``auto`` when unset)."""
+    value = os.environ.get(PRECISION_ENV, "auto").strip().lower() or "auto"
+    if value not in PRECISIONS:
+        from ...errors import ParameterError
+
+        raise ParameterError(
+            f"{PRECISION_ENV} must be one of {', '.join(PRECISIONS)}, not {value!r}."
+        )
+    return value
+
+
+def decide_precision(probe: dict) -> str:
+    """``"bf16"`` if the probe found it faster by :data:`BF16_MIN_SPEEDUP` and its output
+    within the bounds (mean and largest change, normalised units), else ``"fp32"``."""
+    faster = probe["bf16_ms_per_mp"] * BF16_MIN_SPEEDUP <= probe["fp32_ms_per_mp"]
+    close = probe["mean_change"] <= BF16_MAX_MEAN_CHANGE and probe["max_change"] <= BF16_MAX_CHANGE
+    return "bf16" if faster and close else "fp32"
+
+
+def conclusive(probe: dict) -> bool:
+    """Whether a probe's answer may be kept for later runs: bf16 chosen, or refused for its
+    output, or clearly slower. Timings within the margin of each other (both precisions
+    equally slow, as on a machine whose cores are busy with other work) decide fp32 for
+    this process only, and the next process probes again."""
+    if decide_precision(probe) == "bf16":
+        return True
+    close = probe["mean_change"] <= BF16_MAX_MEAN_CHANGE and probe["max_change"] <= BF16_MAX_CHANGE
+    return not close or probe["bf16_ms_per_mp"] >= probe["fp32_ms_per_mp"] * BF16_MIN_SPEEDUP
+
+
+def probe_image() -> np.ndarray:
+    """A real image shipped with the package (membrane time-lapse, frame 0), reflected to
+    the engine's tile size: what the precision probe times and compares."""
+    import tifffile
+
+    path = Path(__file__).resolve().parents[2] / "sample_data" / "membrane_timelapse.tif"
+    frame = np.asarray(tifffile.imread(path)[0], np.float32)
+    py, px = max(PROBE_SIDE - frame.shape[0], 0), max(PROBE_SIDE - frame.shape[1], 0)
+    frame = np.pad(frame, ((py // 2, py - py // 2), (px // 2, px - px // 2)), mode="reflect")
+    return frame[:PROBE_SIDE, :PROBE_SIDE]
+
+
+def probe_precision(
+    model, image: np.ndarray | None = None, *, repeats: int = 3, timer=time.perf_counter
+) -> dict:
+    """Time a model in fp32 and with bf16 autocast on the CPU and compare the outputs.
+
+    The two precisions alternate ``repeats`` times (after one warm-up each) and the best
+    time of each counts, so a burst of load on a shared machine hurts both alike. The
+    change bf16 makes is measured in the network's normalised units (the image's
+    0.1-99.9 percentile range is 1). Returns ms per megapixel both ways, the mean and
+    largest change, and the decision of :func:`decide_precision`.
+    """
+    image = probe_image() if image is None else np.asarray(image, np.float32)
+    lo, hi = (float(v) for v in np.percentile(image, [0.1, 99.9]))
+    hi = hi if hi > lo else lo + 1.0
+    level = noise_for(model, (image - lo) / (hi - lo))
+    outputs: dict[str, np.ndarray] = {}
+    best = {"fp32": float("inf"), "bf16": float("inf")}
+    for i in range(repeats + 1):
+        for label in ("fp32", "bf16"):
+            start = timer()
+            out = run_model(model, image, low=lo, high=hi, bf16=label == "bf16", noise_level=level)
+            if i:  # the first pass of each is a warm-up
+                best[label] = min(best[label], timer() - start)
+            outputs[label] = out
+    change = np.abs(outputs["bf16"] - outputs["fp32"]) / (hi - lo)
+    mp = image.size / 1e6
+    record = {
+        "fp32_ms_per_mp": round(1e3 * best["fp32"] / mp, 1),
+        "bf16_ms_per_mp": round(1e3 * best["bf16"] / mp, 1),
+        "mean_change": float(change.mean()),
+        "max_change": float(change.max()),
+    }
+    record["precision"] = decide_precision(record)
+    return record
+
+
+def _read_precision_cache(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # missing or unreadable: probe again, and write a good one
+    if not isinstance(data, dict) or data.get("version") != PRECISION_CACHE_VERSION:
+        return {}
+    entries = data.get("entries")
+    return entries if isinstance(entries, dict) else {}
+
+
+def cpu_precision(
+    model, weights_sha256: str, *, probe: Callable[[Any], dict] = probe_precision
+) -> str:
+    """The precision (``"fp32"`` or ``"bf16"``) to run ``model`` in on this CPU.
+
+    ``NAPARI_DENOISE_PRECISION=fp32|bf16`` decides if set. Otherwise the decision is
+    looked up per machine and model (:func:`machine_key`: CPU model, torch version,
+    thread count, weights SHA-256) in this process, then in ``precision.json`` in the
+    user cache folder; if absent, :func:`probe_precision` measures it once (about a
+    second) and a :func:`conclusive` answer is stored (atomically) for the next run.
+    """
+    chosen = precision_override()
+    if chosen != "auto":
+        return chosen
+    key = machine_key(weights_sha256)
+    with _precision_lock:
+        if key in _precision_memo:
+            return _precision_memo[key]
+        path = precision_cache_path()
+        entries = _read_precision_cache(path)
+        record = entries.get(key)
+        if not (isinstance(record, dict) and record.get("precision") in ("fp32", "bf16")):
+            record = dict(probe(model), date=time.strftime("%Y-%m-%d %H:%M"))
+            if conclusive(record):
+                entries.pop(key, None)
+                entries[key] = record
+                entries = dict(list(entries.items())[-PRECISION_CACHE_ENTRIES:])
+                text = json.dumps(
+                    {"version": PRECISION_CACHE_VERSION, "entries": entries}, indent=1
+                )
+                try:
+                    from ...atomic import atomic_write
+
+                    atomic_write(path, lambda fh: fh.write(text.encode()), make_parents=True)
+                except OSError:  # a read-only home: decide again next time, run all the same
+                    pass
+        _precision_memo[key] = record["precision"]
+        return record["precision"]
+
+
+def forget_precision() -> None:
+    """Forget the decisions made in this process (not the file): tests, a new thread count."""
+    with _precision_lock:
+        _precision_memo.clear()
 
 
 # --- loaded models, cached -----------------------------------------------------------------

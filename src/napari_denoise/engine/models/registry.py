@@ -40,6 +40,7 @@ from ..methods import (
 from .inference import (
     ENSEMBLE_CHOICES,
     clear_cache,
+    cpu_precision,
     loaded,
     noise_coefficients_of,
     noise_level_of,
@@ -83,6 +84,7 @@ def _infer(
     noise_gain=None,
     noise_floor=None,
     ensemble=1,
+    blend=None,
 ):
     limit = whole_plane_max_pixels
     if limit is not None and np.shape(block)[-2] * np.shape(block)[-1] > limit:
@@ -95,7 +97,10 @@ def _infer(
         )
     set_threads()
     model, card = loaded(card_path, device)
-    bf16 = bool(card.get("inference", {}).get("cpu_bf16", False))
+    # bf16 or fp32 on the CPU: measured on this machine at first use, not read from the
+    # card (a card written on one CPU is wrong on another).
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    bf16 = on_cpu and cpu_precision(model, card["weights"]["sha256"]) == "bf16"
     if norm_low is None or norm_high is None:  # called directly on one block
         norm_low, norm_high = np.percentile(block, [0.1, 99.9])
     level = strength
@@ -105,7 +110,7 @@ def _infer(
             noise_gain, noise_floor = noise_coefficients_of([(block - norm_low) / span])
         s2 = float(1.0 if strength is None else strength) ** 2  # strength scales the std
         level = (noise_gain * s2, noise_floor * s2)
-    return run_model(
+    out = run_model(
         model,
         block,
         low=norm_low,
@@ -114,9 +119,38 @@ def _infer(
         noise_level=level,
         ensemble=int(ensemble),
     )
+    if blend is not None and float(blend) < 1.0:  # pixel by pixel: tiles stay seamless
+        w = np.float32(blend)
+        out = w * out + (np.float32(1) - w) * np.asarray(block, np.float32)
+    return out
 
 
-def _auto(samples, params, *, card):
+BLEND_CROP = 512  # the blend weight is chosen on the central crop of one sample plane
+
+
+def choose_blend(samples, params, *, card_path, rule) -> float:
+    """The share of the network's output in ``w * output + (1 - w) * input`` for this image,
+    chosen without ground truth: the SURE-optimal ``w``
+    (:func:`~..denoise.selfcheck.blend_weight`) on the central crop of the middle sample,
+    moved towards 1 by the card's ``deadband`` (SURE-optimal weights just below 1 were
+    noise on real low-SNR images; only clear over-smoothing is backed off)."""
+    from ..denoise.calibrate import center_crop
+    from ..denoise.selfcheck import blend_weight
+
+    plane = center_crop(np.asarray(samples[len(samples) // 2], np.float32), BLEND_CROP)
+    if plane.ndim != 2 or min(plane.shape) < 32:
+        return 1.0
+    fixed = {k: v for k, v in params.items() if k != "blend"}
+
+    def net(image):
+        return _infer(image, card_path=card_path, **fixed)
+
+    w = blend_weight(plane, net)
+    deadband = float(rule.get("deadband", 0.0))
+    return float(min(1.0, w + deadband))
+
+
+def _auto(samples, params, *, card, card_path=None):
     norm = card.get("normalisation", {})
     lo_q, hi_q = float(norm.get("low", 0.1)), float(norm.get("high", 99.9))
     values = np.concatenate([np.asarray(s, np.float32).ravel() for s in samples])
@@ -142,6 +176,9 @@ def _auto(samples, params, *, card):
         params["strength"] = noise_level_of(
             [(np.asarray(s, np.float32) - params["norm_low"]) / span for s in samples]
         )
+    rule = card.get("blend")
+    if rule and card_path is not None and params.get("blend") is None:
+        params["blend"] = choose_blend(samples, params, card_path=card_path, rule=rule)
     return params
 
 
@@ -205,6 +242,18 @@ def _method_for(card_path: Path) -> Method:
             choices=ENSEMBLE_CHOICES,
         )
     )
+    if card.get("blend"):
+        params.append(
+            Param(
+                "blend",
+                float,
+                None,
+                "Share of the network's output mixed with the input (1: the network alone); "
+                "chosen per image without ground truth (SURE) when unset",
+                0.0,
+                1.0,
+            )
+        )
     params.append(Param("device", str, "auto", "Compute device", choices=DEVICES))
     name = card["name"]
     multiple = int(card.get("multiple", 1))
@@ -240,7 +289,7 @@ def _method_for(card_path: Path) -> Method:
         tuple(params),
         kind="model",
         halo=lambda p, _h=halo: _h,
-        auto=partial(_auto, card=card),
+        auto=partial(_auto, card=card, card_path=str(card_path)),
         title=title,
         description=description,
         default_rank=None if rank is None else int(rank),

@@ -129,6 +129,9 @@ class Prepared:
 class FinetuneResult:
     """A trained and saved model.
 
+    recommendation : after self-supervised fine-tuning of a trained model, a sentence
+    saying which of the new and the start model the no-ground-truth check
+    (:func:`compare_with_start`) found better on the held-out stripes (None if not run).
     name : its method name; card : the saved card; path : the card file (``.json``);
     model : the network (eval mode); stopped : True when it ended before its steps
     (Stop, time budget or early stopping; the card says which); registered : whether it
@@ -143,6 +146,7 @@ class FinetuneResult:
     stopped: bool = False
     registered: bool = False
     deconvolved_path: Path | None = None
+    recommendation: str | None = None  # the no-ground-truth check's advice, if any
 
 
 # --- checking the request -------------------------------------------------------------------
@@ -741,6 +745,9 @@ def finetune_iter(
         checkpoint=ckpt,
         threads=_threads(spec) or torch.get_num_threads(),
     )
+    check = compare_with_start(prepared, model, name=name)
+    if check is not None:
+        card["training"]["selfcheck"] = check
     path = folder / f"{name}.json"
     saved = store.save_model(model, card, path)
     deconvolved_path = None
@@ -776,7 +783,74 @@ def finetune_iter(
         stopped=stopped,
         registered=registered,
         deconvolved_path=deconvolved_path,
+        recommendation=None if check is None else check["message"],
     )
+
+
+SELFCHECK_MODES = ("n2v", "n2v2")  # trained without ground truth, from a trained model
+SELFCHECK_MIN_SIDE = 16  # the noise model needs tiles of at least this size
+
+
+def compare_with_start(prepared: Prepared, model, *, name: str = "the new model") -> dict | None:
+    """Is the fine-tuned network better than the one it started from? Checked without
+    ground truth: Stein's unbiased risk estimate (:mod:`..denoise.selfcheck`) of both on
+    the held-out validation stripes (pixels neither trained on).
+
+    Returns None when not applicable (supervised training, which has its ground truth;
+    a fresh network; no validation stripes), else a record for the card: both
+    estimated mean squared errors (normalised units), the verdict (``"new"`` or
+    ``"start"``) and a message naming both models.
+    """
+    if (
+        prepared.spec.mode not in SELFCHECK_MODES
+        or prepared.start_card is None
+        or not prepared.val_images
+    ):
+        return None
+    from ..denoise.selfcheck import estimate_noise_covariance, risk
+    from ..models.inference import noise_for, run_model
+
+    start = copy.deepcopy(prepared.model).eval()
+    model.eval()
+    totals = {"start": 0.0, "new": 0.0}
+    pixels = 0
+    for image in prepared.val_images:
+        image = np.asarray(image, np.float32)
+        if min(image.shape[-2:]) < SELFCHECK_MIN_SIDE or image.ndim != 2:
+            continue
+        noise = estimate_noise_covariance(image)
+        for label, net in (("start", start), ("new", model)):
+            level = noise_for(net, image)  # fixed: the perturbed copy must not move it
+
+            def run(im, net=net, level=level):
+                return run_model(net, im, low=0.0, high=1.0, noise_level=level)
+
+            totals[label] += risk(image, run, noise=noise) * image.size
+        pixels += image.size
+    if not pixels:
+        return None
+    start_mse, new_mse = totals["start"] / pixels, totals["new"] / pixels
+    verdict = "new" if new_mse < start_mse else "start"
+    begun = prepared.started_from.get("name", "the start model")
+    if verdict == "new":
+        message = (
+            f"Check without ground truth (SURE on the held-out stripes): '{name}' is better "
+            f"than '{begun}' (estimated error {new_mse:.3g} vs {start_mse:.3g})."
+        )
+    else:
+        message = (
+            f"Check without ground truth (SURE on the held-out stripes): '{name}' is NOT "
+            f"better than '{begun}' it started from (estimated error {new_mse:.3g} vs "
+            f"{start_mse:.3g}); keep using '{begun}'."
+        )
+    return {
+        "method": "SURE (Monte-Carlo divergence) on the held-out validation stripes",
+        "start_model": begun,
+        "start_mse": start_mse,
+        "new_mse": new_mse,
+        "better": verdict,
+        "message": message,
+    }
 
 
 def _free_name(prepared: Prepared, folder: Path, checkpoint, resume: bool) -> str:
