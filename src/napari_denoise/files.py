@@ -1,16 +1,42 @@
 """File in, file out: read an image, denoise it, write the result with its provenance.
 
 The one place where a file-level run is put together, used by the CLI and the demo.
+A TIFF output is written as it is computed, block by block from the (memory-mapped)
+input, so a stack larger than memory goes disk to disk in bounded memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
-from .engine.denoise.pipeline import DenoiseResult, denoise_iter, drain
-from .io import Image, is_zarr, read_image, write_image, write_json
+import numpy as np
+
+from .engine.denoise.pipeline import (
+    Block,
+    DenoiseResult,
+    block_iter,
+    cast_into,
+    denoise_iter,
+    drain,
+    make_result,
+    plan_iter,
+    release_mapped,
+)
+from .engine.denoise.plan import Plan
+from .io import (
+    TIFF_SUFFIXES,
+    Image,
+    is_zarr,
+    read_image,
+    tiff_page_shape,
+    write_image,
+    write_json,
+    write_tiff_planes,
+)
 from .provenance import make_provenance
 
 __all__ = ["denoise_file", "save_result", "sidecar_path"]
@@ -29,7 +55,15 @@ def save_result(
     Returns the provenance record.
     """
     output = Path(output)
-    prov = make_provenance(
+    prov = _provenance(result, image, output, extra)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_image(output, result.data, axes=image.axes, scale=image.scale, metadata=prov)
+    write_json(sidecar_path(output), prov)
+    return prov
+
+
+def _provenance(result: DenoiseResult, image: Image, output: Path, extra: dict | None) -> dict:
+    return make_provenance(
         method=result.method,
         params=result.params,
         input_path=image.path,
@@ -38,10 +72,6 @@ def save_result(
         axes=image.axes,
         extra={**result.provenance(), "output": str(output.resolve()), **(extra or {})},
     )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_image(output, result.data, axes=image.axes, scale=image.scale, metadata=prov)
-    write_json(sidecar_path(output), prov)
-    return prov
 
 
 def denoise_file(
@@ -59,9 +89,11 @@ def denoise_file(
 ) -> tuple[Image, DenoiseResult, dict[str, Any]]:
     """Read ``source``, denoise it and write ``output`` + sidecar; nothing is written on error.
 
-    With ``scheduler`` the planes are computed with dask (:mod:`.engine.lazy`): on a local
-    scheduler (``threads``, ``processes``) or on the cluster at that address; the result
-    is the same. Returns the input image, the result and the provenance record.
+    A TIFF ``output`` is written block by block as the blocks are done (``result.data``
+    is then the written file, memory-mapped): memory does not grow with the number of
+    planes. With ``scheduler`` the planes are computed with dask (:mod:`.engine.lazy`): on
+    a local scheduler (``threads``, ``processes``) or on the cluster at that address; the
+    result is the same. Returns the input image, the result and the provenance record.
     """
     image = read_image(source, axes=axes)
     kw = {"axes": image.axes, "tile": tile, "output_dtype": output_dtype, "params": params}
@@ -77,6 +109,85 @@ def denoise_file(
             prov = save_result(result, image, Path(output), extra=extra)
             result.seconds += time.perf_counter() - start
         return image, result, prov
+    if Path(output).name.lower().endswith(TIFF_SUFFIXES):
+        result, prov = _stream_tiff(image, Path(output), method, kw, on_progress, extra)
+        return image, result, prov
     result = drain(denoise_iter(image.data, method, **kw), on_progress)
     prov = save_result(result, image, Path(output), extra=extra)
     return image, result, prov
+
+
+def _stream_tiff(image: Image, output: Path, method, kw: dict, on_progress, extra):
+    """Denoise ``image`` into the TIFF ``output`` block by block; the result and provenance."""
+    start = time.perf_counter()
+    plan, view = drain(plan_iter(image.data, method, **kw), on_progress)
+    result = make_result(None, plan.axes, plan.method, plan.base, plan.params, start)
+    prov = _provenance(result, image, output, extra)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    page = tiff_page_shape(plan.shape, plan.axes)
+
+    def final() -> dict:  # the provenance states the time the whole run took
+        result.seconds = time.perf_counter() - start
+        prov["seconds"] = round(result.seconds, 3)
+        return prov
+
+    with contextlib.ExitStack() as stack:
+        if plan.in_file_order:
+            pages = _pages_as_done(plan, view, page, on_progress)
+        else:  # blocks come in another order than the file's pages: gather them on disk
+            scratch = stack.enter_context(_scratch_array(plan, output.parent))
+            _fill(scratch, plan, view, on_progress)
+            pages = _pages_of(scratch, page)
+        write_tiff_planes(
+            output,
+            pages,
+            shape=plan.shape,
+            dtype=plan.out_dtype,
+            axes=plan.axes,
+            scale=image.scale,
+            metadata=prov,
+            final_metadata=final,
+        )
+    write_json(sidecar_path(output), prov)
+    result.data = read_image(output, axes=plan.axes).data  # the file, mapped where it can be
+    return result, prov
+
+
+def _pages_as_done(plan: Plan, view, page: tuple[int, ...], on_progress):
+    """The output's TIFF pages, each block cast into one reused buffer as it is done."""
+    buffer = np.empty(plan.block_shape, plan.out_dtype.newbyteorder("="))
+    for item in block_iter(plan, view):
+        if isinstance(item, Block):
+            cast_into(buffer, item.data)
+            yield from buffer.reshape((-1, *page))
+        elif on_progress is not None:
+            on_progress(item)
+
+
+@contextlib.contextmanager
+def _scratch_array(plan: Plan, folder: Path):
+    """A file-backed array of the output's shape, hidden beside the output, removed after."""
+    path = folder / f".{uuid.uuid4().hex[:8]}.scratch.part"
+    try:
+        yield np.lib.format.open_memmap(
+            path, mode="w+", dtype=plan.out_dtype.newbyteorder("="), shape=plan.shape
+        )
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _fill(out: np.ndarray, plan: Plan, view, on_progress) -> None:
+    target = np.transpose(out, plan.order)
+    for item in block_iter(plan, view):
+        if isinstance(item, Block):
+            cast_into(target[item.index], item.data)
+            release_mapped(out)  # written pages go to the file, not the process's memory
+        elif on_progress is not None:
+            on_progress(item)
+
+
+def _pages_of(out: np.ndarray, page: tuple[int, ...]):
+    for k, p in enumerate(out.reshape((-1, *page))):
+        yield p
+        if k % 16 == 15:
+            release_mapped(out)

@@ -46,7 +46,7 @@ __all__ += ["DEFAULT_TILE", "DEPTH_TILE", "SAMPLES_FOR_AUTO", "choose_params", "
 # blend; the halo already makes the result exact, so the ramp only hides rounding.
 RAMP = 8
 MIN_SIZE = 3
-CAST_SLAB = 2**20  # values converted to the output dtype at a time (see cast_into)
+CAST_SLAB = 2**18  # values converted to the output dtype at a time (see cast_into)
 
 
 @dataclass
@@ -139,7 +139,11 @@ def check_finite(arr: np.ndarray, where: str = "The image") -> None:
 def _count_nonfinite(arr: np.ndarray) -> int:
     # Chunked over the first axis so a large memory-mapped stack is not loaded at once.
     if arr.ndim > 2 and arr.nbytes > 256 * 2**20:
-        return sum(int(np.count_nonzero(~np.isfinite(a))) for a in arr)
+        bad = 0
+        for a in arr:
+            bad += int(np.count_nonzero(~np.isfinite(a)))
+            release_mapped(arr)  # a long mapped stack must not stay resident once read
+        return bad
     return int(np.count_nonzero(~np.isfinite(arr)))
 
 
@@ -354,8 +358,10 @@ def denoise_block(
         batch=batch if stabiliser is None else 1,
         fn_batch=run_batch if batch_fn is not None else None,
     )
-    if stabiliser is not None:
-        result = inverse_anscombe(result, stabiliser)
+    if stabiliser is not None:  # elementwise, so in place a slab at a time
+        step = max(1, CAST_SLAB // max(1, result[0].size))
+        for i in range(0, len(result), step):
+            result[i : i + step] = inverse_anscombe(result[i : i + step], stabiliser)
     return result
 
 

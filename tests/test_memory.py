@@ -1,0 +1,116 @@
+"""Bounded memory: a stack goes disk to disk plane by plane, a big plane costs a few copies.
+
+Allocations are counted with tracemalloc (numpy reports its buffers to it); memory maps are
+not allocations, so what is measured is what the run itself holds. Peak RSS figures are in
+benchmarks/memory.py, not here.
+"""
+
+import json
+import tracemalloc
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_denoise.engine.denoise.pipeline import denoise_iter, drain
+from napari_denoise.engine.denoise.tiling import run_tiled
+from napari_denoise.errors import InputError
+from napari_denoise.files import denoise_file, sidecar_path
+from napari_denoise.io import read_image
+
+PLANE = (192, 160)
+FIXED = {"sigma": 1.0}  # no automatic choice: only the loop itself is measured
+
+
+def _peak(fn) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _stack_file(path, n, dtype=np.uint16, axes="TYX"):
+    rng = np.random.default_rng(n)
+    data = rng.integers(0, 4000, (n, *PLANE)).astype(dtype)
+    tifffile.imwrite(path, data, imagej=True, metadata={"axes": axes})
+    return data
+
+
+def test_denoise_file_memory_does_not_grow_with_the_number_of_planes(tmp_path):
+    peaks = {}
+    _stack_file(tmp_path / "warm.tif", 2)  # first-time imports and caches are not the loop's
+    denoise_file(tmp_path / "warm.tif", tmp_path / "warm_out.tif", "gaussian", params=FIXED)
+    for n in (32, 128):
+        src, dst = tmp_path / f"in{n}.tif", tmp_path / f"out{n}.tif"
+        _stack_file(src, n)
+        peaks[n] = _peak(lambda s=src, d=dst: denoise_file(s, d, "gaussian", params=FIXED))
+    plane_bytes = PLANE[0] * PLANE[1] * 4  # one plane as float32
+    # The whole output stack (128 planes of uint16 = 64 float32 planes) is never held.
+    assert peaks[128] < peaks[32] + 4 * plane_bytes, peaks
+
+
+def test_streamed_file_equals_the_in_memory_result_with_provenance(tmp_path):
+    src, dst = tmp_path / "in.tif", tmp_path / "out.tif"
+    data = _stack_file(src, 5)
+    _, result, prov = denoise_file(src, dst, "gaussian", params=FIXED)
+    expected = drain(denoise_iter(data, "gaussian", axes="TYX", params=FIXED)).data
+    written = read_image(dst)
+    np.testing.assert_array_equal(written.data, expected)
+    assert written.axes == "TYX" and written.metadata["source_format"] == "imagej-tiff"
+    assert written.metadata["embedded"] == prov == json.loads(sidecar_path(dst).read_text())
+    assert prov["seconds"] == round(result.seconds, 3) > 0
+    np.testing.assert_array_equal(result.data, expected)  # the file, mapped back
+
+
+@pytest.mark.parametrize(("axes", "shape"), [("ZCYX", (3, 2, 40, 48)), ("YXC", (40, 48, 2))])
+def test_streamed_file_equals_in_memory_for_other_layouts(tmp_path, axes, shape):
+    src, dst = tmp_path / "in.tif", tmp_path / "out.tif"
+    data = np.random.default_rng(0).random(shape).astype(np.float32)
+    tifffile.imwrite(src, data, metadata={"axes": axes})
+    denoise_file(src, dst, "gaussian", axes=axes, params=FIXED)
+    expected = drain(denoise_iter(data, "gaussian", axes=axes, params=FIXED)).data
+    written = read_image(dst)
+    assert written.axes == axes
+    np.testing.assert_array_equal(written.data, expected)
+
+
+def test_a_failure_in_the_middle_of_a_stream_leaves_no_file(tmp_path):
+    src, dst = tmp_path / "in.tif", tmp_path / "out.tif"
+    data = np.random.default_rng(0).random((6, 32, 32)).astype(np.float32)
+    data[4, 3, 3] = np.nan  # found only when the fifth plane is read
+    tifffile.imwrite(src, data)
+    with pytest.raises(InputError):
+        denoise_file(src, dst, "gaussian", params=FIXED)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
+
+
+def test_a_big_plane_is_blended_with_one_accumulator():
+    block = np.random.default_rng(0).random((1024, 1024)).astype(np.float32)
+    kwargs = {"tile": (128, 128), "overlap": (24, 24), "halo": (8, 8)}
+    out = None
+
+    def run():
+        nonlocal out
+        out = drain(run_tiled(block, lambda b: b * 2, **kwargs))
+
+    peak = _peak(run)
+    np.testing.assert_allclose(out, block * 2, rtol=1e-6)
+    # The result itself plus tile-sized temporaries: not the weights of every tile, nor a
+    # second image-sized weight sum, nor a divided copy.
+    assert peak < 1.5 * block.nbytes, peak / block.nbytes
+
+
+def test_one_plane_costs_a_few_times_its_size(tmp_path):
+    plane = np.random.default_rng(0).integers(0, 60000, (2048, 1024)).astype(np.uint16)
+    out = None
+
+    def run():
+        nonlocal out
+        out = drain(denoise_iter(plane, "gaussian", tile=256, params=FIXED))
+
+    peak = _peak(run)
+    assert out.data.shape == plane.shape
+    # output (1x) + float32 result (2x) + small slabs: at most about 4x the plane.
+    assert peak < 4 * plane.nbytes, peak / plane.nbytes
