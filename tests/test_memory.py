@@ -114,3 +114,39 @@ def test_one_plane_costs_a_few_times_its_size(tmp_path):
     assert out.data.shape == plane.shape
     # output (1x) + float32 result (2x) + small slabs: at most about 4x the plane.
     assert peak < 4 * plane.nbytes, peak / plane.nbytes
+
+
+def test_a_dask_array_is_read_one_block_at_a_time():
+    da = pytest.importorskip("dask.array")
+    data = np.random.default_rng(0).random((6, 64, 48)).astype(np.float32)
+    reads = []
+
+    def load(block, block_info=None):
+        reads.append(block.shape)
+        return block
+
+    lazy = da.from_array(data, chunks=(1, 64, 48)).map_blocks(load, dtype=data.dtype)
+    result = drain(denoise_iter(lazy, "gaussian", axes="TYX", params=FIXED)).data
+    expected = drain(denoise_iter(data, "gaussian", axes="TYX", params=FIXED)).data
+    np.testing.assert_array_equal(result, expected)
+    reads = [shape for shape in reads if 0 not in shape]  # not dask's probe for the dtype
+    assert len(reads) >= 6 and all(shape[0] == 1 for shape in reads)  # never the whole stack
+
+
+def test_a_dask_plane_with_nan_is_named():
+    da = pytest.importorskip("dask.array")
+    data = np.random.default_rng(0).random((12, 32, 32)).astype(np.float32)
+    data[2, 5, 5] = np.nan  # not one of the sample planes: found when its turn comes
+    with pytest.raises(InputError, match="T=2"):
+        drain(denoise_iter(da.from_array(data, chunks=(1, 32, 32)), "gaussian", params=FIXED))
+
+
+def test_the_result_can_go_to_a_file_backed_array(tmp_path):
+    data = np.random.default_rng(0).random((3, 40, 40)).astype(np.float32)
+    out = np.lib.format.open_memmap(
+        tmp_path / "out.npy", mode="w+", dtype=np.float32, shape=data.shape
+    )
+    result = drain(denoise_iter(data, "gaussian", params=FIXED, out=out))
+    assert result.data is out
+    expected = drain(denoise_iter(data, "gaussian", params=FIXED)).data
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)

@@ -172,7 +172,8 @@ def denoise_iter(
     ----------
     image : array_like
         2-D to 5-D image; axes from ``axes`` or inferred (``YX``, ``ZYX``, ``YXC`` ...).
-        A memory-mapped image is read block by block and never held whole.
+        A memory-mapped image or a dask array is read block by block, never held whole
+        (a dask array's values are checked block by block as they are read).
     method : str or Method, optional
         Registered method name; the default method when omitted.
     axes : str, optional
@@ -234,13 +235,18 @@ def plan_iter(
     The arguments are those of :func:`denoise_iter`.
     """
     m = default_method() if method is None else get_method(method)
-    arr, axes = check_image(image, axes)
+    check = None
+    if _is_dask(image):  # a lazy array: read (and its values checked) a block at a time
+        arr, axes = image, check_layout(image.shape, image.dtype, axes)
+        check = check_finite
+    else:
+        arr, axes = check_image(image, axes)
     plan = make_plan(
         m, axes, arr.shape, arr.dtype, tile=tile, output_dtype=output_dtype, params=params
     )
     view = np.transpose(arr, plan.order)  # a view: memory-mapped data is read block by block
     n = plan.n_channels
-    for c in plan.choose(view):
+    for c in plan.choose(view, check=check):
         yield Progress(
             0, 1, f"{m.name}: choosing parameters from the image (channel {c + 1} of {n})"
         )
@@ -265,8 +271,15 @@ def block_iter(plan: Plan, view: np.ndarray) -> Generator[Progress | Block, None
     done = 0
     for index in indices:
         c = plan.channel(index)
-        gen = denoise_block(m, view[index], plan.params[c], plan.stabilisers[c], plan.tile)
         where = plan.where(index)
+        block = view[index]
+        if _is_dask(block):  # computed once per block, not once per tile
+            block = np.asarray(block)
+            if np.issubdtype(block.dtype, np.floating):
+                label = where.removeprefix(m.name).strip()
+                check_finite(block, where=f"The plane at {label}" if label else "The image")
+        gen = denoise_block(m, block, plan.params[c], plan.stabilisers[c], plan.tile)
+        del block
         try:
             while True:
                 tick = next(gen)
@@ -277,6 +290,10 @@ def block_iter(plan: Plan, view: np.ndarray) -> Generator[Progress | Block, None
         release_mapped(view)
         yield Block(index, result)
         del result  # before the next block's result is made
+
+
+def _is_dask(arr: Any) -> bool:
+    return hasattr(arr, "dask") and hasattr(arr, "chunks") and not isinstance(arr, np.ndarray)
 
 
 def cast_into(dst: np.ndarray, result: np.ndarray) -> None:
