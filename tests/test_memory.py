@@ -150,3 +150,90 @@ def test_the_result_can_go_to_a_file_backed_array(tmp_path):
     assert result.data is out
     expected = drain(denoise_iter(data, "gaussian", params=FIXED)).data
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)
+
+
+@pytest.mark.parametrize("shape", [(300, 257), (40, 90, 70)])
+def test_band_normalisation_is_bit_identical_to_one_weight_sum(shape, monkeypatch):
+    from napari_denoise.engine.denoise import tiling
+
+    monkeypatch.setattr(tiling, "NORM_BAND", 5000)  # many bands, some cutting tiles
+    block = np.random.default_rng(2).random(shape).astype(np.float32)
+    n = len(shape)
+    kwargs = {"tile": (64,) * n, "overlap": (20,) * n, "halo": (4,) * n}
+    out = drain(run_tiled(block, np.sqrt, **kwargs))
+    acc = np.zeros(shape, np.float32)
+    norm = np.zeros(shape, np.float32)
+    for t in tiling.plan_tiles(shape, **kwargs):
+        acc[t.region] += np.sqrt(block[t.region]) * t.weight
+        norm[t.region] += t.weight
+    np.testing.assert_array_equal(out, acc / norm)
+
+
+@pytest.mark.parametrize(
+    ("axes", "shape", "method", "params"),
+    [
+        ("TYX", (7, 40, 48), "gaussian", FIXED),
+        ("ZCYX", (5, 2, 40, 48), "box3d", {"size": 3, "size_z": 3}),  # blocks out of file order
+        ("YXC", (40, 48, 2), "gaussian", FIXED),
+    ],
+)
+def test_dask_scheduler_streams_the_same_tiff(tmp_path, axes, shape, method, params):
+    pytest.importorskip("dask")
+    src = tmp_path / "in.tif"
+    data = np.random.default_rng(0).random(shape).astype(np.float32)
+    tifffile.imwrite(src, data, metadata={"axes": axes})
+    expected = drain(denoise_iter(data, method, axes=axes, params=params)).data
+    ticks = []
+    _, result, prov = denoise_file(
+        src,
+        tmp_path / "out.tif",
+        method,
+        axes=axes,
+        params=params,
+        scheduler="threads",
+        on_progress=ticks.append,
+    )
+    written = read_image(tmp_path / "out.tif")
+    np.testing.assert_array_equal(written.data, expected)
+    np.testing.assert_array_equal(result.data, expected)
+    assert written.metadata["embedded"] == prov and prov["scheduler"] == "threads"
+    assert ticks and ticks[-1].fraction == 1.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "out.json", "out.tif"]
+
+
+def test_dask_scheduler_memory_does_not_grow_with_the_number_of_planes(tmp_path):
+    pytest.importorskip("dask")
+    peaks = {}
+    _stack_file(tmp_path / "warm.tif", 2)
+    denoise_file(
+        tmp_path / "warm.tif", tmp_path / "w.tif", "gaussian", params=FIXED, scheduler="threads"
+    )
+    for n in (32, 128):
+        src, dst = tmp_path / f"in{n}.tif", tmp_path / f"out{n}.tif"
+        _stack_file(src, n)
+        run = lambda s=src, d=dst: denoise_file(s, d, "gaussian", params=FIXED, scheduler="threads")  # noqa: E731
+        peaks[n] = _peak(run)
+    plane_bytes = PLANE[0] * PLANE[1] * 4
+    assert peaks[128] < peaks[32] + 4 * plane_bytes, peaks
+
+
+def test_building_the_dask_graph_of_a_mapped_file_does_not_read_it(tmp_path):
+    pytest.importorskip("dask")
+    import pickle
+
+    from napari_denoise.engine.denoise.lazy import denoise_dask
+
+    data = _stack_file(tmp_path / "in.tif", 64)
+    image = read_image(tmp_path / "in.tif")
+    assert isinstance(image.data, np.memmap)
+    holder = {}
+    peak = _peak(lambda: holder.update(r=denoise_dask(image.data, "gaussian", params=FIXED)))
+    assert peak < data.nbytes / 4, peak  # dask's from_array would copy the whole map
+    lazy = holder["r"].data
+    np.testing.assert_array_equal(lazy[5].compute(), denoise_iter_plane(data[5]))
+    # A worker process gets the file's name, not its pixels.
+    assert len(pickle.dumps(lazy.dask)) < data.nbytes / 4
+
+
+def denoise_iter_plane(plane):
+    return drain(denoise_iter(plane, "gaussian", params=FIXED)).data

@@ -14,6 +14,7 @@ napari-denoise installed, and a user model must be in their model folder too.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import sys
 import time
@@ -65,11 +66,15 @@ def denoise_dask(
     loop_axes, n_loop = plan.loop_axes, len(plan.loop_axes)
     # An in-memory or memory-mapped array is cut into planes where it lies: a task then
     # carries (or reads) its own plane only, never the whole image.
-    arr = (
-        image
-        if isinstance(image, da.Array)
-        else da.from_array(image, chunks=tuple(1 if a in loop_axes else -1 for a in axes))
-    )
+    chunks = tuple(1 if a in loop_axes else -1 for a in axes)
+    if isinstance(image, da.Array):
+        arr = image
+    elif MappedPlanes.fits(image):  # read where it lies, a plane per task
+        arr = da.from_array(
+            MappedPlanes(image), chunks=chunks, meta=np.empty((0,) * image.ndim, image.dtype)
+        )
+    else:
+        arr = da.from_array(image, chunks=chunks)
     view = arr.transpose(plan.order).rechunk((1,) * n_loop + (-1,) * len(plan.block_axes))
     for _ in plan.choose(view, check=check_finite):
         pass
@@ -88,6 +93,47 @@ def denoise_dask(
     lazy = view.map_blocks(task, dtype=out_dtype, meta=np.empty((0,) * view.ndim, out_dtype))
     data = lazy.transpose(list(plan.inverse))
     return make_result(data, axes, m, plan.base, plan.params, start)
+
+
+class MappedPlanes:
+    """A file's memory map as dask should see it: read a chunk at a time.
+
+    ``dask.array.from_array`` copies any array that has a ``copy`` method, which for a
+    memory map means reading the whole file into memory while the graph is built. This
+    wrapper has none; a chunk is read (copied out of the map) when a task needs it, and
+    pickled for a worker process it is the file's name and layout, reopened there.
+    """
+
+    def __init__(self, mapped: np.memmap):
+        self._mapped = mapped
+        self.shape = mapped.shape
+        self.dtype = mapped.dtype
+        self.ndim = mapped.ndim
+
+    @staticmethod
+    def fits(image: Any) -> bool:
+        """True for a whole-file memory map (not a view of one), as the readers return."""
+        return (
+            isinstance(image, np.memmap)
+            and isinstance(image.base, mmap.mmap)
+            and getattr(image, "filename", None) is not None
+            and image.flags.c_contiguous
+        )
+
+    def __getitem__(self, index) -> np.ndarray:
+        from .pipeline import release_mapped
+
+        out = np.array(self._mapped[index])
+        release_mapped(self._mapped)  # the copy is what the task needs; the pages can go
+        return out
+
+    def __reduce__(self):
+        m = self._mapped
+        return (_reopen, (m.filename, m.dtype.str, m.shape, m.offset))
+
+
+def _reopen(filename: str, dtype: str, shape: tuple[int, ...], offset: int) -> MappedPlanes:
+    return MappedPlanes(np.memmap(filename, dtype=dtype, mode="r", shape=shape, offset=offset))
 
 
 def _plane(
