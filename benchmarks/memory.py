@@ -156,6 +156,67 @@ def table(rows: list[dict], label: str) -> str:
     return "\n".join(out)
 
 
+SECTION = "## Memory: long stacks and big planes (benchmarks/memory.py)"
+
+
+def section(data: dict, before: str, after: str) -> str:
+    """The Markdown section comparing the runs labelled ``before`` and ``after``."""
+    old = {_key(r): r for r in data[before]["rows"]}
+    lines = [
+        SECTION,
+        "",
+        f"`denoise_file` (what `napari-denoise denoise` runs) from a uint16 ImageJ TIFF "
+        "(memory-mapped) to a TIFF, automatic parameters, one process per case; peak RSS is "
+        "`VmHWM` (memory-mapped pages the process touched included), *extra* is the peak "
+        "minus the resident size after the imports and a warm-up that loads the model. "
+        f"*{before}* is {data[before].get('source') or 'the code before'}, *{after}* is "
+        f"{data[after].get('source') or 'this version'}; measured {data[after]['date']} on "
+        "this 2-core machine, shared with other work, `OMP_NUM_THREADS=1` "
+        "(timings are indicative only). The limited case runs under "
+        "`setrlimit(RLIMIT_DATA)`: the process may allocate half the stack's size.",
+        "",
+        f"| case | method | planes x size | stack MB | peak RSS MB, {before} | peak RSS MB, "
+        f"{after} | extra / plane size, {before} | extra / plane size, {after} |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in data[after]["rows"]:
+        o = old.get(_key(r), {})
+        case = r["kind"] + (f" (data limit {r['limit_mb']} MB)" if r.get("limit_mb") else "")
+        lines.append(
+            f"| {case} | {r['method']} | {r['planes']} x {r['side']}^2 | {r['stack_mb']:.0f} | "
+            f"{_peak_text(o)} | {_peak_text(r)} | {_ratio_text(o)} | {_ratio_text(r)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _key(row: dict) -> tuple:
+    return row["kind"], row["method"], row["planes"], row["side"]
+
+
+def _peak_text(row: dict) -> str:
+    if "peak_mb" not in row:
+        return "-"
+    text = f"{row['peak_mb']:.0f}"
+    return text if row.get("outcome") == "done" else f"{text} ({row['outcome']})"
+
+
+def _ratio_text(row: dict) -> str:
+    return f"{row['extra_per_plane']:.1f}x" if "extra_per_plane" in row else "-"
+
+
+def write_section(doc: Path, text: str) -> None:
+    """Put ``text`` in ``doc`` in place of its memory section (or at the end)."""
+    lines = doc.read_text().splitlines(keepends=True)
+    start = next((i for i, ln in enumerate(lines) if ln.startswith(SECTION)), None)
+    if start is None:
+        body = "".join(lines).rstrip("\n") + "\n\n\n" + text
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), None)
+        tail = "".join(lines[end:]) if end is not None else ""
+        body = "".join(lines[:start]) + text + ("\n\n" + tail if tail else "")
+    doc.write_text(body)
+
+
 def _parse_case(text: str) -> tuple:
     kind, method, planes, side, *limit = text.split(":")
     return (
@@ -181,10 +242,21 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--label", default="this version", help="names the version measured")
     parser.add_argument("--json", type=Path, help="add the rows under --label to this JSON file")
+    parser.add_argument("--source", help="what the measured code is (stored with --json)")
     parser.add_argument(
         "--tables", type=Path, help="print the tables of this JSON file, run nothing"
     )
+    parser.add_argument(
+        "--docs",
+        nargs=4,
+        metavar=("JSON", "BEFORE", "AFTER", "DOC"),
+        help="write the section comparing two labels of JSON into DOC (docs/benchmarks.md)",
+    )
     args = parser.parse_args(argv)
+    if args.docs:
+        data, before, after, doc = args.docs
+        write_section(Path(doc), section(json.loads(Path(data).read_text()), before, after))
+        return 0
     if args.tables:
         for label, entry in json.loads(args.tables.read_text()).items():
             print(f"{table(entry['rows'], label)}\n")
@@ -213,6 +285,7 @@ def main(argv=None) -> int:
         data[args.label] = {
             "rows": rows,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "source": args.source or "",
         }
         args.json.write_text(json.dumps(data, indent=2) + "\n")
     return 0

@@ -4,6 +4,13 @@
 and returns a :class:`DenoiseResult`. The GUI runs it in a worker thread (each ``yield``
 is a point where Cancel takes effect), the CLI and :func:`napari_denoise.denoise` simply
 drain it. Nothing here imports napari or Qt.
+
+It is made of two steps that a caller can also drive itself: :func:`plan_iter` checks
+the image and fixes the :class:`~.plan.Plan` (layout, tile, per-channel parameters), and
+:func:`block_iter` denoises the blocks one after the other, handing each over as a
+:class:`Block` as soon as it is done. :func:`denoise_iter` gathers them into an array;
+:func:`napari_denoise.files.denoise_file` writes each to its file instead, so memory
+holds one block at a time whatever the number of planes.
 """
 
 from __future__ import annotations
