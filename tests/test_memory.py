@@ -76,10 +76,41 @@ def test_streamed_file_equals_in_memory_for_other_layouts(tmp_path, axes, shape)
     np.testing.assert_array_equal(written.data, expected)
 
 
-def test_a_failure_in_the_middle_of_a_stream_leaves_no_file(tmp_path):
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("scheduler", [None, "threads"])
+@pytest.mark.parametrize(("axes", "shape"), [("TYX", (6, 64, 48)), ("YXC", (64, 48, 3))])
+def test_a_failure_in_the_middle_of_a_stream_leaves_no_file(tmp_path, axes, shape, scheduler):
+    if scheduler:
+        pytest.importorskip("dask")
+    src = tmp_path / "in.tif"
+    tifffile.imwrite(
+        src, np.random.default_rng(0).random(shape).astype(np.float32), metadata={"axes": axes}
+    )
+
+    def stop_half_way(tick):
+        if 0.5 <= tick.fraction < 1:  # e.g. Ctrl-C while planes are being written
+            raise Stop
+
+    with pytest.raises(Stop):
+        denoise_file(
+            src,
+            tmp_path / "out.tif",
+            "gaussian",
+            axes=axes,
+            params=FIXED,
+            scheduler=scheduler,
+            on_progress=stop_half_way,
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]  # no part, no scratch
+
+
+def test_nan_in_a_plane_fails_before_anything_is_written(tmp_path):
     src, dst = tmp_path / "in.tif", tmp_path / "out.tif"
     data = np.random.default_rng(0).random((6, 32, 32)).astype(np.float32)
-    data[4, 3, 3] = np.nan  # found only when the fifth plane is read
+    data[4, 3, 3] = np.nan
     tifffile.imwrite(src, data)
     with pytest.raises(InputError):
         denoise_file(src, dst, "gaussian", params=FIXED)
