@@ -186,7 +186,25 @@ def section(data: dict, before: str, after: str) -> str:
             f"| {case} | {r['method']} | {r['planes']} x {r['side']}^2 | {r['stack_mb']:.0f} | "
             f"{_peak_text(o)} | {_peak_text(r)} | {_ratio_text(o)} | {_ratio_text(r)} |"
         )
+    lines += ["", *NOTES]
     return "\n".join(lines) + "\n"
+
+
+NOTES = [
+    "How: a TIFF output is written as the blocks are done (`io.write_tiff_planes` feeds "
+    "tifffile the pages from an iterator, into the hidden part file that is renamed at the "
+    "end), the pages of the memory-mapped input are handed back to the system after each "
+    "block (`madvise(MADV_DONTNEED)`), and `run_tiled` keeps one float32 weighted sum per "
+    "block, normalised in place a band at a time (no image-sized weight sum, no divided "
+    "copy, no stored weights per tile). A plane then costs its float32 sum (2x a uint16 "
+    "plane) and its output (1x) plus small slabs. The stack rows' constant part is the "
+    "automatic parameters' sample planes (up to 4, as float32) and, for the model, the "
+    "network's activations for one tile.",
+    "",
+    "Not counted above: pages of the input and output files in the system's page cache, "
+    "which the system reclaims as it needs (the limited case shows the process itself "
+    "needs only its blocks).",
+]
 
 
 def _key(row: dict) -> tuple:
@@ -201,7 +219,9 @@ def _peak_text(row: dict) -> str:
 
 
 def _ratio_text(row: dict) -> str:
-    return f"{row['extra_per_plane']:.1f}x" if "extra_per_plane" in row else "-"
+    if "extra_per_plane" not in row or row.get("outcome") != "done":
+        return "-"
+    return f"{row['extra_per_plane']:.1f}x"
 
 
 def write_section(doc: Path, text: str) -> None:
