@@ -112,9 +112,11 @@ class MappedPlanes:
 
     @staticmethod
     def fits(image: Any) -> bool:
-        """True for a whole-file memory map (not a view of one), as the readers return."""
+        """True for a whole-file shared memory map (not a view of one, not copy-on-write,
+        whose private changes a reopened map would not see), as the readers return."""
         return (
             isinstance(image, np.memmap)
+            and getattr(image, "mode", None) in ("r", "r+", "w+")
             and isinstance(image.base, mmap.mmap)
             and getattr(image, "filename", None) is not None
             and image.flags.c_contiguous
