@@ -201,6 +201,9 @@ NOTES = [
     "automatic parameters' sample planes (up to 4, as float32) and, for the model, the "
     "network's activations for one tile.",
     "",
+    "Rows with the model move by several percent between runs of the same code (torch's "
+    "allocator and threads); compare a stack's rows within one version.",
+    "",
     "Not counted above: pages of the input and output files in the system's page cache, "
     "which the system reclaims as it needs (the limited case shows the process itself "
     "needs only its blocks).",
