@@ -33,7 +33,7 @@ from .errors import WriteError
 __all__ = ["atomic_batch", "atomic_write", "clean_stale_parts", "commit_part", "part_path"]
 
 _HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
-_PART = re.compile(r"^\..+\.(?P<pid>\d+)-(?P<host>[0-9a-f]{6})\.[0-9a-f]{8}\.(part|old)$")
+_PART = re.compile(r"^\..+\.(?P<pid>\d+)-(?P<host>[0-9a-f]{6})\.[0-9a-f]{8}\.(part|old|scratch)$")
 # The parts waiting to be renamed into place by the innermost atomic_batch, if any.
 _BATCH: contextvars.ContextVar[list[tuple[Path, Path]] | None] = contextvars.ContextVar(
     "napari_denoise_atomic_batch", default=None
@@ -41,7 +41,9 @@ _BATCH: contextvars.ContextVar[list[tuple[Path, Path]] | None] = contextvars.Con
 
 
 def part_path(path: str | os.PathLike, kind: str = "part") -> Path:
-    """A hidden name beside ``path`` for its part file (or ``kind="old"``: a set-aside copy)."""
+    """A hidden name beside ``path`` for its part file (or ``kind="old"``: a set-aside copy;
+    ``kind="scratch"``: a working array), named after this process so that a stale one
+    (its process gone) is recognised and removed by :func:`clean_stale_parts`."""
     path = Path(path)
     return path.with_name(f".{path.name}.{os.getpid()}-{_HOST}.{uuid.uuid4().hex[:8]}.{kind}")
 

@@ -22,6 +22,7 @@ import re
 import sys
 import threading
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -522,6 +523,77 @@ def write_image(
         if text:
             kwargs["extratags"] = [(METADATA_TAG, "s", 0, text, True)]
         atomic_write(path, lambda fh: tifffile.imwrite(fh, data, **kwargs))
+    return path
+
+
+TIFF_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff")
+
+
+def tiff_page_shape(shape: tuple[int, ...], axes: str) -> tuple[int, ...]:
+    """The shape of one TIFF page of an image :func:`write_tiff_planes` writes: ``(Y, X)``,
+    or ``(Y, X, C)`` when the channels are the last axis (stored side by side)."""
+    return tuple(shape[-3:]) if axes.endswith("C") and len(shape) > 2 else tuple(shape[-2:])
+
+
+def write_tiff_planes(
+    path: str | os.PathLike,
+    pages: Iterable[np.ndarray],
+    *,
+    shape: tuple[int, ...],
+    dtype,
+    axes: str,
+    scale: dict | None = None,
+    metadata: dict | None = None,
+    final_metadata: Callable[[], dict] | None = None,
+) -> Path:
+    """Write a TIFF page by page as ``pages`` yields them, atomically, as :func:`write_image`.
+
+    Only one page need exist at a time, so an image larger than memory can be written as
+    it is computed. The file is the one :func:`write_image` writes for an array of
+    ``shape`` and ``dtype`` (ImageJ, OME or shaped TIFF, with ``axes`` and ``scale``).
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``.tif``/``.tiff``/``.ome.tif``/``.ome.tiff`` file in an existing folder. Until
+        the last page is written the data go to a hidden part file; an error (also one
+        raised by ``pages``, or Ctrl-C) leaves no file behind.
+    pages : iterable of numpy.ndarray
+        The pages in the C order of ``shape``, each of :func:`tiff_page_shape`.
+    shape, dtype : the whole image's
+    axes, scale, metadata : as for :func:`write_image`
+    final_metadata : callable, optional
+        Called once after the last page; what it returns replaces ``metadata`` in the
+        file (for example provenance that states how long the computation took).
+    """
+    path = Path(path)
+    suffix = _suffix(path)
+    shape = tuple(int(n) for n in shape)
+    dtype = np.dtype(dtype).newbyteorder("=")
+    axes = normalize_axes(axes, len(shape), shape=shape)
+    problem = _unknown_type(suffix) if suffix not in TIFF_SUFFIXES else None
+    problem = problem or _cannot_write(suffix, dtype, axes)
+    if problem:
+        raise InputError(f"Cannot write {path}: {problem}")
+    like = np.broadcast_to(np.zeros((), dtype), shape)  # shape and dtype, no memory
+    kwargs = _tiff_options(like, axes, _clean_scale(scale, axes), ome=suffix.startswith(".ome"))
+    text = _to_json(metadata, indent=None) if metadata else None
+    if text:
+        kwargs["extratags"] = [(METADATA_TAG, "s", 0, text, True)]
+
+    def write(fh) -> None:
+        tifffile.imwrite(fh, iter(pages), shape=shape, dtype=dtype, **kwargs)
+        if final_metadata is None:
+            return
+        final = _to_json(final_metadata(), indent=None)
+        fh.flush()
+        with tifffile.TiffFile(fh.name, mode="r+b") as tif:
+            tag = tif.pages[0].tags.get(METADATA_TAG)
+            if tag is None:
+                raise InputError(f"Cannot write {path}: give metadata to replace at the end.")
+            tag.overwrite(final)  # in place, or appended when longer
+
+    atomic_write(path, write)
     return path
 
 

@@ -14,7 +14,7 @@ napari-denoise installed, and a user model must be in their model folder too.
 from __future__ import annotations
 
 import contextlib
-import itertools
+import mmap
 import os
 import sys
 import time
@@ -25,18 +25,8 @@ import numpy as np
 
 from ...errors import ParameterError
 from ..methods import default_method, get_method
-from .pipeline import (
-    DenoiseResult,
-    _layout,
-    _resolve_tile,
-    check_finite,
-    check_layout,
-    choose_params,
-    denoise_block,
-    drain,
-    make_result,
-    sample_planes,
-)
+from .pipeline import DenoiseResult, check_finite, check_layout, denoise_block, drain, make_result
+from .plan import make_plan
 
 __all__ = ["LOCAL_SCHEDULERS", "check_scheduler", "compute", "denoise_dask", "scheduler_context"]
 
@@ -70,47 +60,82 @@ def denoise_dask(
     ):
         image = np.asarray(image)
     axes = check_layout(image.shape, image.dtype, axes)
-    base = m.resolve_params(dict(params or {}))
-    out_dtype = np.dtype(output_dtype) if output_dtype is not None else np.dtype(image.dtype)
-
-    loop_axes, block_axes = _layout(axes, m)
+    plan = make_plan(
+        m, axes, image.shape, image.dtype, tile=tile, output_dtype=output_dtype, params=params
+    )
+    loop_axes, n_loop = plan.loop_axes, len(plan.loop_axes)
     # An in-memory or memory-mapped array is cut into planes where it lies: a task then
     # carries (or reads) its own plane only, never the whole image.
-    arr = (
-        image
-        if isinstance(image, da.Array)
-        else da.from_array(image, chunks=tuple(1 if a in loop_axes else -1 for a in axes))
-    )
-    order = [axes.index(a) for a in loop_axes + block_axes]
-    n_loop = len(loop_axes)
-    view = arr.transpose(order).rechunk((1,) * n_loop + (-1,) * len(block_axes))
-    loop_shape = view.shape[:n_loop]
-    tile_shape = _resolve_tile(tile, m, view.shape[n_loop:])
-    channel_axis = loop_axes.index("C") if "C" in loop_axes else None
-    n_channels = loop_shape[channel_axis] if channel_axis is not None else 1
-    indices = list(itertools.product(*[range(n) for n in loop_shape]))
-
-    resolved, stabilisers = [], []
-    for c in range(n_channels):
-        samples = sample_planes(view, indices, channel_axis, c)
-        for s in samples:
-            check_finite(s)
-        p, model = choose_params(m, base, samples)
-        resolved.append(p)
-        stabilisers.append(model)
+    chunks = tuple(1 if a in loop_axes else -1 for a in axes)
+    if isinstance(image, da.Array):
+        arr = image
+    elif MappedPlanes.fits(image):  # read where it lies, a plane per task
+        arr = da.from_array(
+            MappedPlanes(image), chunks=chunks, meta=np.empty((0,) * image.ndim, image.dtype)
+        )
+    else:
+        arr = da.from_array(image, chunks=chunks)
+    view = arr.transpose(plan.order).rechunk((1,) * n_loop + (-1,) * len(plan.block_axes))
+    for _ in plan.choose(view, check=check_finite):
+        pass
 
     task = partial(
         _plane,
         name=m.name,
-        params=resolved,
-        stabilisers=stabilisers,
-        tile_shape=tile_shape,
-        out_dtype=out_dtype,
+        params=plan.params,
+        stabilisers=plan.stabilisers,
+        tile_shape=plan.tile,
+        out_dtype=plan.out_dtype,
         loop_axes=loop_axes,
-        channel_axis=channel_axis,
+        channel_axis=plan.channel_axis,
     )
+    out_dtype = plan.out_dtype
     lazy = view.map_blocks(task, dtype=out_dtype, meta=np.empty((0,) * view.ndim, out_dtype))
-    return make_result(lazy.transpose(list(np.argsort(order))), axes, m, base, resolved, start)
+    data = lazy.transpose(list(plan.inverse))
+    return make_result(data, axes, m, plan.base, plan.params, start)
+
+
+class MappedPlanes:
+    """A file's memory map as dask should see it: read a chunk at a time.
+
+    ``dask.array.from_array`` copies any array that has a ``copy`` method, which for a
+    memory map means reading the whole file into memory while the graph is built. This
+    wrapper has none; a chunk is read (copied out of the map) when a task needs it, and
+    pickled for a worker process it is the file's name and layout, reopened there.
+    """
+
+    def __init__(self, mapped: np.memmap):
+        self._mapped = mapped
+        self.shape = mapped.shape
+        self.dtype = mapped.dtype
+        self.ndim = mapped.ndim
+
+    @staticmethod
+    def fits(image: Any) -> bool:
+        """True for a whole-file shared memory map (not a view of one, not copy-on-write,
+        whose private changes a reopened map would not see), as the readers return."""
+        return (
+            isinstance(image, np.memmap)
+            and getattr(image, "mode", None) in ("r", "r+", "w+")
+            and isinstance(image.base, mmap.mmap)
+            and getattr(image, "filename", None) is not None
+            and image.flags.c_contiguous
+        )
+
+    def __getitem__(self, index) -> np.ndarray:
+        from .pipeline import release_mapped
+
+        out = np.array(self._mapped[index])
+        release_mapped(self._mapped)  # the copy is what the task needs; the pages can go
+        return out
+
+    def __reduce__(self):
+        m = self._mapped
+        return (_reopen, (m.filename, m.dtype.str, m.shape, m.offset))
+
+
+def _reopen(filename: str, dtype: str, shape: tuple[int, ...], offset: int) -> MappedPlanes:
+    return MappedPlanes(np.memmap(filename, dtype=dtype, mode="r", shape=shape, offset=offset))
 
 
 def _plane(

@@ -4,11 +4,19 @@
 and returns a :class:`DenoiseResult`. The GUI runs it in a worker thread (each ``yield``
 is a point where Cancel takes effect), the CLI and :func:`napari_denoise.denoise` simply
 drain it. Nothing here imports napari or Qt.
+
+It is made of two steps that a caller can also drive itself: :func:`plan_iter` checks
+the image and fixes the :class:`~.plan.Plan` (layout, tile, per-channel parameters), and
+:func:`block_iter` denoises the blocks one after the other, handing each over as a
+:class:`Block` as soon as it is done. :func:`denoise_iter` gathers them into an array;
+:func:`napari_denoise.files.denoise_file` writes each to its file instead, so memory
+holds one block at a time whatever the number of planes.
 """
 
 from __future__ import annotations
 
-import itertools
+import contextlib
+import mmap
 import time
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
@@ -18,17 +26,34 @@ import numpy as np
 
 from ...errors import InputError, ParameterError
 from ..methods import Method, default_method, get_method
+from .plan import (
+    DEFAULT_TILE,
+    DEPTH_TILE,
+    SAMPLES_FOR_AUTO,
+    Plan,
+    choose_params,
+    make_plan,
+    sample_planes,
+)
 from .tiling import Progress, plan_tiles, run_tiled
 
-__all__ = ["DenoiseResult", "check_image", "denoise_iter", "drain"]
+__all__ = [
+    "Block",
+    "DenoiseResult",
+    "block_iter",
+    "check_image",
+    "denoise_iter",
+    "drain",
+    "plan_iter",
+]
 
-DEFAULT_TILE = 1024
-DEPTH_TILE = 32  # planes per tile for 3-D methods, so long stacks are read piece by piece
+# Names whose home is now plan.py, still importable from here.
+__all__ += ["DEFAULT_TILE", "DEPTH_TILE", "SAMPLES_FOR_AUTO", "choose_params", "sample_planes"]
 # Tiles overlap by twice the method's halo (discarded) plus this ramp, over which neighbours
 # blend; the halo already makes the result exact, so the ramp only hides rounding.
 RAMP = 8
 MIN_SIZE = 3
-SAMPLES_FOR_AUTO = 4
+CAST_SLAB = 2**18  # values converted to the output dtype at a time (see cast_into)
 
 
 @dataclass
@@ -121,42 +146,21 @@ def check_finite(arr: np.ndarray, where: str = "The image") -> None:
 def _count_nonfinite(arr: np.ndarray) -> int:
     # Chunked over the first axis so a large memory-mapped stack is not loaded at once.
     if arr.ndim > 2 and arr.nbytes > 256 * 2**20:
-        return sum(int(np.count_nonzero(~np.isfinite(a))) for a in arr)
+        bad = 0
+        for a in arr:
+            bad += int(np.count_nonzero(~np.isfinite(a)))
+            release_mapped(arr)  # a long mapped stack must not stay resident once read
+        return bad
     return int(np.count_nonzero(~np.isfinite(arr)))
 
 
-def _layout(axes: str, method: Method) -> tuple[str, str]:
-    """Split axes into (loop axes, block axes) for the method."""
-    if method.ndim == 3:
-        depth = "Z" if "Z" in axes else ("T" if "T" in axes else None)
-        if depth is None:
-            raise InputError(
-                f"Method '{method.name}' works on 3-D volumes and needs a Z or T axis; "
-                f"this image has axes '{axes}'. Choose a 2-D method or give the stack axis."
-            )
-        block = depth + "YX"
-    else:
-        block = "YX"
-    loop = "".join(a for a in axes if a not in block)
-    return loop, block
+@dataclass(frozen=True)
+class Block:
+    """A denoised block (plane, or volume for 3-D methods): its loop position in the
+    plan's transposed view and its float result, before the cast to the output dtype."""
 
-
-def _resolve_tile(tile: Any, method: Method, block_shape: tuple[int, ...]) -> tuple[int, ...]:
-    default = int(method.tile or DEFAULT_TILE)
-    if tile is None:
-        size = default
-    else:
-        try:
-            size = int(tile)
-        except (TypeError, ValueError):
-            raise ParameterError(
-                f"Tile size must be a whole number of pixels, got {tile!r}."
-            ) from None
-        if size < 16:
-            raise ParameterError(f"Tile size {size} is too small; use at least 16 pixels.")
-    if len(block_shape) == 3:
-        return (DEPTH_TILE, size, size)
-    return (size, size)
+    index: tuple[int, ...]
+    data: np.ndarray
 
 
 def denoise_iter(
@@ -167,6 +171,7 @@ def denoise_iter(
     tile: int | None = None,
     output_dtype: Any = None,
     params: Mapping[str, Any] | None = None,
+    out: np.ndarray | None = None,
 ) -> Generator[Progress, None, DenoiseResult]:
     """Denoise ``image`` tile by tile, yielding progress; returns a :class:`DenoiseResult`.
 
@@ -174,6 +179,8 @@ def denoise_iter(
     ----------
     image : array_like
         2-D to 5-D image; axes from ``axes`` or inferred (``YX``, ``ZYX``, ``YXC`` ...).
+        A memory-mapped image or a dask array is read block by block, never held whole
+        (a dask array's values are checked block by block as they are read).
     method : str or Method, optional
         Registered method name; the default method when omitted.
     axes : str, optional
@@ -184,6 +191,9 @@ def denoise_iter(
         Output data type; the input's by default (rounded and clipped for integers).
     params : mapping, optional
         Method parameters; unset automatic ones are chosen from the image per channel.
+    out : numpy.ndarray, optional
+        Where to write the result (the input's shape, the output dtype), for example a
+        file-backed ``np.memmap`` for a result larger than memory; a new array otherwise.
 
     Examples
     --------
@@ -197,58 +207,131 @@ def denoise_iter(
     >>> result.data.shape
     (64, 64)
     """
-    from ...axes import cast_to_dtype
-
     start = time.perf_counter()
-    m = default_method() if method is None else get_method(method)
-    arr, axes = check_image(image, axes)
-    given = dict(params or {})
-    base = m.resolve_params(given)
-    out_dtype = np.dtype(output_dtype) if output_dtype is not None else arr.dtype
-
-    loop_axes, block_axes = _layout(axes, m)
-    order = [axes.index(a) for a in loop_axes + block_axes]
-    view = np.transpose(arr, order)  # a view: memory-mapped data is read block by block
-    loop_shape = view.shape[: len(loop_axes)]
-    block_shape = view.shape[len(loop_axes) :]
-    out = np.empty(view.shape, dtype=out_dtype)
-
-    channel_axis = loop_axes.index("C") if "C" in loop_axes else None
-    n_channels = loop_shape[channel_axis] if channel_axis is not None else 1
-    tile_shape = _resolve_tile(tile, m, block_shape)
-    indices = list(itertools.product(*[range(n) for n in loop_shape]))
-
-    resolved: list[dict[str, Any]] = []
-    stabilisers = []
-    for c in range(n_channels):
-        p, model = choose_params(m, base, sample_planes(view, indices, channel_axis, c))
-        resolved.append(p)
-        stabilisers.append(model)
-        yield Progress(
-            0, 1, f"{m.name}: choosing parameters from the image (channel {c + 1} of {n_channels})"
-        )
-
-    tiles_per_block = [
-        len(plan_tiles(block_shape, tile_shape, **_geometry(m, p, block_shape))) for p in resolved
-    ]
-    total = sum(
-        tiles_per_block[(i[channel_axis] if channel_axis is not None else 0)] for i in indices
+    plan, view = yield from plan_iter(
+        image, method, axes=axes, tile=tile, output_dtype=output_dtype, params=params
     )
+    if out is None:
+        out = np.empty(plan.shape, dtype=plan.out_dtype)
+    elif tuple(out.shape) != plan.shape or np.dtype(out.dtype) != plan.out_dtype:
+        raise ParameterError(
+            f"The output array is {out.dtype} of shape {tuple(out.shape)}; this result needs "
+            f"{plan.out_dtype} of shape {plan.shape}."
+        )
+    target = np.transpose(out, plan.order)  # a view: each block is written where it lies
+    for item in block_iter(plan, view):
+        if isinstance(item, Block):
+            cast_into(target[item.index], item.data)
+        else:
+            yield item
+    return make_result(out, plan.axes, plan.method, plan.base, plan.params, start)
+
+
+def plan_iter(
+    image: Any,
+    method: str | Method | None = None,
+    *,
+    axes: str | None = None,
+    tile: int | None = None,
+    output_dtype: Any = None,
+    params: Mapping[str, Any] | None = None,
+) -> Generator[Progress, None, tuple[Plan, np.ndarray]]:
+    """Check ``image``, plan its denoising and choose each channel's parameters (yielding
+    a tick per channel); returns the :class:`~.plan.Plan` and the image transposed by it.
+
+    The arguments are those of :func:`denoise_iter`.
+    """
+    m = default_method() if method is None else get_method(method)
+    check = None
+    if _is_dask(image):  # a lazy array: read (and its values checked) a block at a time
+        arr, axes = image, check_layout(image.shape, image.dtype, axes)
+        check = check_finite
+    else:
+        arr, axes = check_image(image, axes)
+    plan = make_plan(
+        m, axes, arr.shape, arr.dtype, tile=tile, output_dtype=output_dtype, params=params
+    )
+    view = np.transpose(arr, plan.order)  # a view: memory-mapped data is read block by block
+    n = plan.n_channels
+    for c in plan.choose(view, check=check):
+        yield Progress(
+            0, 1, f"{m.name}: choosing parameters from the image (channel {c + 1} of {n})"
+        )
+    return plan, view
+
+
+def block_iter(plan: Plan, view: np.ndarray) -> Generator[Progress | Block, None, None]:
+    """Denoise the blocks of ``view`` (the image transposed by ``plan``) in loop order.
+
+    Yields a :class:`~.tiling.Progress` after every tile and a :class:`Block` when a block
+    is done; only one block's result is held at a time. Pages of a memory-mapped input
+    are handed back to the system after each block, so reading a long stack does not
+    make the process grow with it.
+    """
+    m = plan.method
+    tiles_per_block = [
+        len(plan_tiles(plan.block_shape, plan.tile, **_geometry(m, p, plan.block_shape)))
+        for p in plan.params
+    ]
+    indices = plan.indices()
+    total = sum(tiles_per_block[plan.channel(i)] for i in indices)
     done = 0
     for index in indices:
-        c = index[channel_axis] if channel_axis is not None else 0
-        gen = denoise_block(m, view[index], resolved[c], stabilisers[c], tile_shape)
+        c = plan.channel(index)
+        where = plan.where(index)
+        block = view[index]
+        if _is_dask(block):  # computed once per block, not once per tile
+            block = np.asarray(block)
+            if np.issubdtype(block.dtype, np.floating):
+                label = where.removeprefix(m.name).strip()
+                check_finite(block, where=f"The plane at {label}" if label else "The image")
+        gen = denoise_block(m, block, plan.params[c], plan.stabilisers[c], plan.tile)
+        del block
         try:
             while True:
                 tick = next(gen)
-                yield Progress(done + tick.done, total, _where(loop_axes, index, m.name))
+                yield Progress(done + tick.done, total, where)
         except StopIteration as stop:
             result = stop.value
         done += tiles_per_block[c]
-        out[index] = cast_to_dtype(result, out_dtype)
+        release_mapped(view)
+        yield Block(index, result)
+        del result  # before the next block's result is made
 
-    data = np.transpose(out, np.argsort(order))
-    return make_result(data, axes, m, base, resolved, start)
+
+def _is_dask(arr: Any) -> bool:
+    return hasattr(arr, "dask") and hasattr(arr, "chunks") and not isinstance(arr, np.ndarray)
+
+
+def cast_into(dst: np.ndarray, result: np.ndarray) -> None:
+    """``dst[...] = cast_to_dtype(result, dst.dtype)``, a slab at a time so that the
+    conversion's temporaries stay small whatever the block's size."""
+    from ...axes import cast_to_dtype
+
+    if result.ndim == 0 or result.size <= CAST_SLAB:
+        dst[...] = cast_to_dtype(result, dst.dtype)
+        return
+    step = max(1, CAST_SLAB // max(1, result[0].size))
+    for i in range(0, len(result), step):
+        dst[i : i + step] = cast_to_dtype(result[i : i + step], dst.dtype)
+
+
+def release_mapped(arr: Any) -> None:
+    """Tell the system that the pages of the file mapping under ``arr`` (if any) are not
+    needed now: they stay in the page cache, but no longer count in this process's
+    resident memory, and are read again from the file if touched.
+
+    Only for a shared mapping (``np.memmap`` modes ``r``, ``r+``, ``w+``), whose pages are
+    the file's: a copy-on-write map (mode ``c``) holds private changes that must stay.
+    """
+    base, shared = arr, False
+    while isinstance(base, np.ndarray):
+        if isinstance(base, np.memmap) and getattr(base, "mode", None) is not None:
+            shared = base.mode in ("r", "r+", "w+")
+        base = base.base
+    if shared and isinstance(base, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        with contextlib.suppress(OSError, ValueError):  # closed, or not supported here
+            base.madvise(mmap.MADV_DONTNEED)
 
 
 def make_result(data, axes: str, m: Method, base: dict, resolved: list[dict], start: float):
@@ -274,31 +357,6 @@ def _geometry(m: Method, params: dict[str, Any], block_shape: tuple[int, ...]) -
         "halo": _spatial(halo, block_shape),
         "multiple": int(m.multiple),
     }
-
-
-def sample_planes(view, indices: list, channel_axis: int | None, channel: int) -> list[np.ndarray]:
-    """Up to :data:`SAMPLES_FOR_AUTO` planes (blocks) of one channel, spread evenly, as float32.
-
-    ``view`` has the loop axes first; ``indices`` are all its loop positions.
-    """
-    in_channel = [i for i in indices if channel_axis is None or i[channel_axis] == channel]
-    pick = np.unique(np.linspace(0, len(in_channel) - 1, SAMPLES_FOR_AUTO).round().astype(int))
-    return [np.asarray(view[in_channel[k]], np.float32) for k in pick]
-
-
-def choose_params(m: Method, base: dict[str, Any], samples: list[np.ndarray]):
-    """The parameters of one channel, automatic ones chosen from its sample planes, and
-    the noise model of its variance-stabilising transform (None without ``vst``)."""
-    from .noise import anscombe, estimate_noise_model
-
-    p = dict(base)
-    model = None
-    if p.get("vst"):
-        model = estimate_noise_model(np.stack(samples))
-        samples = [anscombe(s, model) for s in samples]
-    if m.auto is not None:
-        p = m.auto(samples, p)
-    return p, model
 
 
 def denoise_block(
@@ -330,19 +388,15 @@ def denoise_block(
         batch=batch if stabiliser is None else 1,
         fn_batch=run_batch if batch_fn is not None else None,
     )
-    if stabiliser is not None:
-        result = inverse_anscombe(result, stabiliser)
+    if stabiliser is not None:  # elementwise, so in place a slab at a time
+        step = max(1, CAST_SLAB // max(1, result[0].size))
+        for i in range(0, len(result), step):
+            result[i : i + step] = inverse_anscombe(result[i : i + step], stabiliser)
     return result
 
 
 def _spatial(value: int, block_shape: tuple[int, ...]) -> tuple[int, ...]:
     return (value,) * len(block_shape)
-
-
-def _where(loop_axes: str, index: tuple[int, ...], name: str) -> str:
-    if not loop_axes:
-        return name
-    return name + " " + " ".join(f"{a}={i}" for a, i in zip(loop_axes, index, strict=True))
 
 
 def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -39,6 +39,8 @@ __all__ = [
 # at 4, at most a quarter of a tile is thrown away (2D: under 1.8 times the pixels).
 MIN_TILE_PER_MARGIN = 4
 
+NORM_BAND = 2**17  # values of the weight sum held at a time (see _normalise)
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -56,10 +58,30 @@ class Progress:
 
 @dataclass(frozen=True)
 class Tile:
-    """One tile: the region to read and the weight of each of its output pixels."""
+    """One tile: the region to read and, per axis, the window its output is weighted by.
+
+    The weight of an output pixel is the product of the windows' values (:attr:`weight`);
+    keeping the factors only, a plan for a huge image costs a few short vectors per tile.
+    """
 
     region: tuple[slice, ...]
-    weight: np.ndarray
+    factors: tuple[np.ndarray, ...]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(f) for f in self.factors)
+
+    @property
+    def weight(self) -> np.ndarray:
+        """The weight of each of the tile's output pixels (float32, the tile's shape)."""
+        return self.weight_rows(0, self.shape[0])
+
+    def weight_rows(self, start: int, stop: int) -> np.ndarray:
+        """``weight[start:stop]``, computed for those rows only."""
+        weight = self.factors[0][start:stop]
+        for w in self.factors[1:]:
+            weight = np.multiply.outer(weight, w)
+        return weight.astype(np.float32)
 
 
 def _spans(length: int, tile: int, overlap: int, multiple: int = 1) -> list[tuple[int, int]]:
@@ -163,10 +185,7 @@ def plan_tiles(
     tiles = []
     for combo in np.ndindex(*[len(a) for a in per_axis]):
         parts = [per_axis[ax][k] for ax, k in enumerate(combo)]
-        weight = parts[0][1]
-        for _, w in parts[1:]:
-            weight = np.multiply.outer(weight, w)
-        tiles.append(Tile(tuple(p[0] for p in parts), weight.astype(np.float32)))
+        tiles.append(Tile(tuple(p[0] for p in parts), tuple(p[1] for p in parts)))
     return tiles
 
 
@@ -185,8 +204,8 @@ def tile_iter(
 def _batches(tiles: list[Tile], size: int) -> Iterator[list[Tile]]:
     """Runs of up to ``size`` consecutive tiles of the same shape."""
     run: list[Tile] = []
-    for t in tiles:  # a tile's weight has the tile's shape
-        if run and (len(run) == size or t.weight.shape != run[0].weight.shape):
+    for t in tiles:
+        if run and (len(run) == size or t.shape != run[0].shape):
             yield run
             run = []
         run.append(t)
@@ -220,15 +239,36 @@ def run_tiled(
         out = np.asarray(fn(block), dtype=np.float32)
         yield Progress(1, 1, message)
         return out
+    # One image-sized array: the weighted sum, normalised in place at the end.
     acc = np.zeros(block.shape, np.float32)
-    norm = np.zeros(block.shape, np.float32)
     done = 0
     for group in _batches(tiles, batch if fn_batch is not None else 1):
         inputs = [np.ascontiguousarray(block[t.region]) for t in group]
         results = fn_batch(inputs) if len(group) > 1 else [fn(inputs[0])]
+        del inputs
         for t, result in zip(group, results, strict=True):
             acc[t.region] += np.asarray(result, dtype=np.float32) * t.weight
-            norm[t.region] += t.weight
+        del results
         done += len(group)
         yield Progress(done, len(tiles), message)
-    return acc / norm
+    _normalise(acc, tiles)
+    return acc
+
+
+def _normalise(acc: np.ndarray, tiles: list[Tile]) -> None:
+    """Divide ``acc`` by the sum of the tiles' weights, a band of rows at a time.
+
+    Each band's sum adds the same weights in the same order as one image-sized sum
+    would, so the result is the same to the bit, without a second image-sized array.
+    """
+    rows = max(1, NORM_BAND // max(1, acc[0].size))
+    for r0 in range(0, acc.shape[0], rows):
+        r1 = min(r0 + rows, acc.shape[0])
+        norm = np.zeros((r1 - r0, *acc.shape[1:]), np.float32)
+        for t in tiles:
+            first = t.region[0]
+            lo, hi = max(first.start, r0), min(first.stop, r1)
+            if lo < hi:
+                where = (slice(lo - r0, hi - r0), *t.region[1:])
+                norm[where] += t.weight_rows(lo - first.start, hi - first.start)
+        acc[r0:r1] /= norm

@@ -1,0 +1,208 @@
+"""The planning step shared by the in-memory loop and the dask graph.
+
+:func:`make_plan` decides, before any pixel is denoised, how an image is cut for a method:
+which axes are looped over and which form one block (a plane, or a volume for 3-D
+methods), the tile size, the output dtype and the parameters given. :meth:`Plan.choose`
+then reads a few sample planes of each channel and fixes that channel's automatic
+parameters (and its noise model when a variance-stabilising transform is asked for).
+:func:`~.pipeline.denoise_iter` and :func:`~.lazy.denoise_dask` both run a plan, so they
+cut, sample and parametrise an image identically.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ...errors import InputError, ParameterError
+from ..methods import Method
+
+__all__ = ["DEFAULT_TILE", "DEPTH_TILE", "SAMPLES_FOR_AUTO", "Plan", "make_plan"]
+
+DEFAULT_TILE = 1024
+DEPTH_TILE = 32  # planes per tile for 3-D methods, so long stacks are read piece by piece
+SAMPLES_FOR_AUTO = 4
+
+
+@dataclass
+class Plan:
+    """How one image is denoised by one method.
+
+    The image is seen transposed to ``loop_axes + block_axes`` (:attr:`order`): every
+    position of the loop axes (:meth:`indices`) is one block, denoised tile by tile with
+    the parameters of its channel (:attr:`params`, filled by :meth:`choose`).
+    """
+
+    method: Method
+    axes: str
+    shape: tuple[int, ...]
+    loop_axes: str
+    block_axes: str
+    tile: tuple[int, ...]
+    out_dtype: np.dtype
+    base: dict[str, Any]
+    params: list[dict[str, Any]] = field(default_factory=list)
+    stabilisers: list[Any] = field(default_factory=list)
+
+    @property
+    def order(self) -> tuple[int, ...]:
+        """The transposition from the image's axes to ``loop_axes + block_axes``."""
+        return tuple(self.axes.index(a) for a in self.loop_axes + self.block_axes)
+
+    @property
+    def inverse(self) -> tuple[int, ...]:
+        """The transposition back to the image's axes."""
+        return tuple(int(i) for i in np.argsort(self.order))
+
+    @property
+    def loop_shape(self) -> tuple[int, ...]:
+        return tuple(self.shape[i] for i in self.order[: len(self.loop_axes)])
+
+    @property
+    def block_shape(self) -> tuple[int, ...]:
+        return tuple(self.shape[i] for i in self.order[len(self.loop_axes) :])
+
+    @property
+    def in_file_order(self) -> bool:
+        """True when the blocks, taken in loop order, follow one another in the image's
+        own (C) order: then a file can be written block by block as they are done."""
+        return self.order == tuple(range(len(self.axes)))
+
+    @property
+    def channel_axis(self) -> int | None:
+        """Position of ``C`` among the loop axes, None without one."""
+        return self.loop_axes.index("C") if "C" in self.loop_axes else None
+
+    @property
+    def n_channels(self) -> int:
+        axis = self.channel_axis
+        return self.loop_shape[axis] if axis is not None else 1
+
+    def indices(self) -> list[tuple[int, ...]]:
+        """Every loop position, in C order."""
+        return list(itertools.product(*[range(n) for n in self.loop_shape]))
+
+    def channel(self, index: tuple[int, ...]) -> int:
+        """The channel of the block at loop position ``index``."""
+        return index[self.channel_axis] if self.channel_axis is not None else 0
+
+    def choose(self, view, *, check: Callable[[np.ndarray], None] | None = None) -> Iterator[int]:
+        """Fix each channel's parameters from its sample planes; yields each channel once done.
+
+        ``view`` is the image transposed by :attr:`order` (an array, or a dask array);
+        ``check`` is called on every sample plane first (the lazy path checks values there).
+        """
+        self.params, self.stabilisers = [], []
+        indices = self.indices()
+        for c in range(self.n_channels):
+            samples = sample_planes(view, indices, self.channel_axis, c)
+            if check is not None:
+                for s in samples:
+                    check(s)
+            p, model = choose_params(self.method, self.base, samples)
+            self.params.append(p)
+            self.stabilisers.append(model)
+            yield c
+
+    def where(self, index: tuple[int, ...]) -> str:
+        """The method's name and the block's loop position, for progress messages."""
+        name = self.method.name
+        if not self.loop_axes:
+            return name
+        return name + " " + " ".join(f"{a}={i}" for a, i in zip(self.loop_axes, index, strict=True))
+
+
+def make_plan(
+    m: Method,
+    axes: str,
+    shape: tuple[int, ...],
+    dtype: Any,
+    *,
+    tile: Any = None,
+    output_dtype: Any = None,
+    params: Mapping[str, Any] | None = None,
+) -> Plan:
+    """The :class:`Plan` of ``m`` on an image of ``shape`` and ``dtype`` with checked ``axes``.
+
+    Raises ParameterError for bad parameters or tile size, InputError when a 3-D method
+    meets an image without a Z or T axis.
+    """
+    base = m.resolve_params(dict(params or {}))
+    out_dtype = np.dtype(output_dtype) if output_dtype is not None else np.dtype(dtype)
+    loop_axes, block_axes = layout(axes, m)
+    shape = tuple(int(n) for n in shape)
+    block_shape = tuple(shape[axes.index(a)] for a in block_axes)
+    return Plan(
+        method=m,
+        axes=axes,
+        shape=shape,
+        loop_axes=loop_axes,
+        block_axes=block_axes,
+        tile=resolve_tile(tile, m, block_shape),
+        out_dtype=out_dtype,
+        base=base,
+    )
+
+
+def layout(axes: str, method: Method) -> tuple[str, str]:
+    """Split axes into (loop axes, block axes) for the method."""
+    if method.ndim == 3:
+        depth = "Z" if "Z" in axes else ("T" if "T" in axes else None)
+        if depth is None:
+            raise InputError(
+                f"Method '{method.name}' works on 3-D volumes and needs a Z or T axis; "
+                f"this image has axes '{axes}'. Choose a 2-D method or give the stack axis."
+            )
+        block = depth + "YX"
+    else:
+        block = "YX"
+    loop = "".join(a for a in axes if a not in block)
+    return loop, block
+
+
+def resolve_tile(tile: Any, method: Method, block_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The tile shape for a block: ``tile`` (or the method's default) in Y and X."""
+    default = int(method.tile or DEFAULT_TILE)
+    if tile is None:
+        size = default
+    else:
+        try:
+            size = int(tile)
+        except (TypeError, ValueError):
+            raise ParameterError(
+                f"Tile size must be a whole number of pixels, got {tile!r}."
+            ) from None
+        if size < 16:
+            raise ParameterError(f"Tile size {size} is too small; use at least 16 pixels.")
+    if len(block_shape) == 3:
+        return (DEPTH_TILE, size, size)
+    return (size, size)
+
+
+def sample_planes(view, indices: list, channel_axis: int | None, channel: int) -> list[np.ndarray]:
+    """Up to :data:`SAMPLES_FOR_AUTO` planes (blocks) of one channel, spread evenly, as float32.
+
+    ``view`` has the loop axes first; ``indices`` are all its loop positions.
+    """
+    in_channel = [i for i in indices if channel_axis is None or i[channel_axis] == channel]
+    pick = np.unique(np.linspace(0, len(in_channel) - 1, SAMPLES_FOR_AUTO).round().astype(int))
+    return [np.asarray(view[in_channel[k]], np.float32) for k in pick]
+
+
+def choose_params(m: Method, base: dict[str, Any], samples: list[np.ndarray]):
+    """The parameters of one channel, automatic ones chosen from its sample planes, and
+    the noise model of its variance-stabilising transform (None without ``vst``)."""
+    from .noise import anscombe, estimate_noise_model
+
+    p = dict(base)
+    model = None
+    if p.get("vst"):
+        model = estimate_noise_model(np.stack(samples))
+        samples = [anscombe(s, model) for s in samples]
+    if m.auto is not None:
+        p = m.auto(samples, p)
+    return p, model
