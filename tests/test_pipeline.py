@@ -98,3 +98,11 @@ def test_bad_tile_and_parameter_are_refused(real):
         nd.denoise(real, "gaussian", tile=4)
     with pytest.raises(ParameterError, match="no parameter"):
         nd.denoise(real, "gaussian", radius=3)
+
+
+def test_denoise_iter_refuses_values_float32_cannot_hold():
+    big = np.full((32, 32), 1e300) * np.random.default_rng(0).random((32, 32))
+    with pytest.raises(InputError, match="float32"):
+        drain(denoise_iter(big, "gaussian"))
+    with pytest.raises(InputError, match="nested list"):
+        drain(denoise_iter([[1.0, 2.0], [3.0]], "gaussian"))

@@ -20,19 +20,24 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..engine.training import options
 from ._compact import Collapsible, narrow
 from ._layer_combo import ImageLayerCombo
 from ._layer_roles import looks_like_ground_truth, looks_like_noisy
 from ._train_inputs import ShapesLayerCombo, StartModelCombo
 
-MODES = (
-    ("supervised", "Supervised: noisy + clean pairs"),
-    ("n2v", "Noise2Void: noisy images only"),
-    ("n2v2", "N2V2: noisy only, fewer grid artefacts"),
-    ("n2v-psf", "Blind spot + PSF: denoise and deconvolve"),
-)
-BLIND = ("n2v", "n2v2", "n2v-psf")
-LOSSES = (("l1", "L1 (default)"), ("l2", "L2 (mean squared error)"), ("l1+ssim", "L1 + SSIM"))
+# The engine's choices (engine/training/options.py, no torch) in the words shown here; a
+# mode or loss the engine adds without a label here fails at import, not silently.
+_MODE_TEXT = {
+    "supervised": "Supervised: noisy + clean pairs",
+    "n2v": "Noise2Void: noisy images only",
+    "n2v2": "N2V2: noisy only, fewer grid artefacts",
+    "n2v-psf": "Blind spot + PSF: denoise and deconvolve",
+}
+_LOSS_TEXT = {"l1": "L1 (default)", "l2": "L2 (mean squared error)", "l1+ssim": "L1 + SSIM"}
+MODES = tuple((mode, _MODE_TEXT[mode]) for mode in options.MODES)
+BLIND = options.BLIND_MODES
+LOSSES = tuple((loss, _LOSS_TEXT[loss]) for loss in options.LOSS_NAMES)
 MODE_HELP = {
     "supervised": "Learns to turn the noisy layer into the clean one (e.g. a short and a "
     "long exposure of the same field). In stacks every plane is a pair.",

@@ -257,6 +257,8 @@ class TrainWidget(DockTabs, TrainForm):
         steps = result.card.get("training", {}).get("steps", last.step if last else 0)
         how = "stopped early and saved" if result.stopped else "trained"
         message = f"Model '{result.name}' {how} after {steps} steps{score}."
+        if getattr(result, "recommendation", None):  # the no-ground-truth check's verdict
+            message = f"{message} {result.recommendation}"
         show_info(message)
         notes = " ".join(result.card.get("training", {}).get("notes", []))
         self._saved = f"{message} It is in the Denoise widget's list; files: {result.path}."

@@ -89,10 +89,15 @@ def check_image(image: Any, axes: str | None = None) -> tuple[np.ndarray, str]:
     Raises :class:`~napari_denoise.errors.InputError` with a sentence saying what is wrong
     (empty, 1-D, non-numeric, NaN or infinite values, RGB colour data, axes mismatch).
     """
-    arr = image if isinstance(image, np.ndarray) else np.asarray(image)
+    from ...axes import as_image_array, check_computable
+
+    arr = as_image_array(image)  # a ragged list: a sentence, not numpy's traceback
+    if not isinstance(arr, np.ndarray):
+        arr = np.asarray(arr)
     axes = check_layout(arr.shape, arr.dtype, axes)
     if np.issubdtype(arr.dtype, np.floating):
         check_finite(arr)
+    check_computable(arr)  # values float32 cannot hold: refused, never NaN or constant
     return arr, axes
 
 

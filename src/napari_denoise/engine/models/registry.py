@@ -154,7 +154,8 @@ def _auto(samples, params, *, card, card_path=None):
     norm = card.get("normalisation", {})
     lo_q, hi_q = float(norm.get("low", 0.1)), float(norm.get("high", 99.9))
     values = np.concatenate([np.asarray(s, np.float32).ravel() for s in samples])
-    lo, hi = (float(v) for v in np.percentile(values, [lo_q, hi_q]))
+    # values is a fresh copy: let percentile sort it in place (no second copy of a big plane)
+    lo, hi = (float(v) for v in np.percentile(values, [lo_q, hi_q], overwrite_input=True))
     if not hi > lo:
         hi = lo + 1.0
     if params.get("norm_low") is None:
