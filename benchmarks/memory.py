@@ -227,16 +227,18 @@ def _ratio_text(row: dict) -> str:
     return f"{row['extra_per_plane']:.1f}x"
 
 
+BEGIN, END = "<!-- memory:begin -->", "<!-- memory:end -->"
+
+
 def write_section(doc: Path, text: str) -> None:
-    """Put ``text`` in ``doc`` in place of its memory section (or at the end)."""
-    lines = doc.read_text().splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.startswith(SECTION)), None)
-    if start is None:
-        body = "".join(lines).rstrip("\n") + "\n\n\n" + text
+    """Put ``text`` in ``doc`` between the memory markers, in place of the section there (or
+    at the end); ``benchmarks/report.py`` keeps marked sections when it rewrites the doc."""
+    old = doc.read_text()
+    block = f"{BEGIN}\n{text.rstrip()}\n{END}"
+    if BEGIN in old and END in old:
+        body = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END) :]
     else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), None)
-        tail = "".join(lines[end:]) if end is not None else ""
-        body = "".join(lines[:start]) + text + ("\n\n" + tail if tail else "")
+        body = old.rstrip("\n") + "\n\n" + block + "\n"
     doc.write_text(body)
 
 

@@ -1,8 +1,11 @@
-"""The benchmark report: the training section written from benchmarks' JSON."""
+"""The benchmark report (benchmarks/report.py): sections written from benchmarks' JSON."""
 
 import json
 
-from napari_denoise.bench import _training_markdown
+from napari_denoise.bench import _report_module
+
+REPORT = _report_module(__file__)  # benchmarks/report.py of this checkout
+_training_markdown = REPORT._training_markdown
 
 
 def _record(gains: dict, **extra) -> dict:
@@ -104,7 +107,7 @@ def test_fmd_brightness_finds_each_captures_scale_and_the_psnr_it_allows():
 
 
 def test_the_brightness_table_lists_every_type_and_the_bound():
-    from napari_denoise.bench import _brightness_markdown
+    _brightness_markdown = REPORT._brightness_markdown
 
     kinds = ["Confocal_X", "TwoPhoton_Y"]
     found = {
@@ -147,3 +150,14 @@ def test_longer_fine_tuning_runs_are_shown_beside_the_protocol(tmp_path):
     assert "| type | gain in 2 min | gain in 10 min | steps |" in text
     assert "| A | +0.30 | +0.25 | 4000 |" in text
     assert "| B |" not in text.split("gain in 10 min")[1]  # not run longer: no row
+
+
+def test_rewriting_the_report_keeps_the_sections_other_scripts_wrote(tmp_path, monkeypatch):
+    doc = tmp_path / "benchmarks.md"
+    kept = "<!-- memory:begin -->\n## Memory\n\n| a |\n<!-- memory:end -->"
+    doc.write_text("# old report\n\n" + kept + "\n\nold text that goes\n")
+    (tmp_path / "benchmarks.json").write_text("{}")
+    monkeypatch.setattr(REPORT, "markdown", lambda results, training: "# new report\n")
+    REPORT.rewrite_markdown(tmp_path / "benchmarks.json")
+    text = doc.read_text()
+    assert text.startswith("# new report") and kept in text and "old text" not in text
