@@ -17,5 +17,6 @@ from __future__ import annotations
 
 from .common import BioimageioError, offline_validation
 from .export import export_model
+from .import_ import import_model
 
 __all__ = ["BioimageioError", "export_model", "import_model", "offline_validation"]

@@ -188,6 +188,11 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu"):
 
     card_path, weights_path = _paths(name_or_path)
     card = read_card(card_path)
+    if card["weights"].get("format", "safetensors") == "torchscript":
+        # A model imported from a bioimage.io package: its loader lives with the importer.
+        from ..bioimageio.runtime import load_torchscript
+
+        return load_torchscript(card_path, card, device=device)
     if not weights_path.exists():
         raise ModelFileError(
             f"The weights of model '{card['name']}' are missing: {weights_path} does not exist."
@@ -531,9 +536,16 @@ def _coefficients(samples: Sequence[np.ndarray]) -> tuple[float, float]:
 
 def _auto(samples, params, *, card):
     norm = card.get("normalisation", {})
-    lo_q, hi_q = float(norm.get("low", 0.1)), float(norm.get("high", 99.9))
     values = np.concatenate([np.asarray(s, np.float32).ravel() for s in samples])
-    lo, hi = (float(v) for v in np.percentile(values, [lo_q, hi_q]))
+    kind = norm.get("kind", "percentile")
+    if kind == "fixed":  # fixed intensities (imported bioimage.io models)
+        lo, hi = float(norm["low"]), float(norm["high"])
+    elif kind == "mean_std":  # per-image mean and standard deviation (imported models)
+        lo = float(values.mean())
+        hi = lo + float(values.std()) + float(norm.get("eps", 0.0))
+    else:
+        lo_q, hi_q = float(norm.get("low", 0.1)), float(norm.get("high", 99.9))
+        lo, hi = (float(v) for v in np.percentile(values, [lo_q, hi_q]))
     if not hi > lo:
         hi = lo + 1.0
     if params.get("norm_low") is None:
@@ -668,6 +680,8 @@ def _method_for(card_path: Path) -> Method:
                 "parameters": card.get("parameters"),
                 "config": card.get("config") or {},
                 "card": str(card_path),
+                # id, version and weights hash of a model imported from bioimage.io
+                **({"imported_from": card["imported_from"]} if "imported_from" in card else {}),
             },
             "tile": MODEL_TILE,
             # Tiles per forward pass (``tile_batch(params)``) and the batched function.
