@@ -477,7 +477,7 @@ def _tolerance(descr) -> tuple[float, float, float]:
 
 
 def measure_halo(network, norm: dict[str, Any], *, step: int, start: int) -> dict[str, Any]:
-    """The smallest halo (a multiple of ``step``, from ``start``) for which the engine's
+    """A halo (a multiple of ``step``, from ``start``, grown by half each try) for which the engine's
     tiling gives the whole-image result within :data:`SEAM_TOLERANCE` grey levels, on a
     160 x 160 crop of the shipped real image, with tiles just larger than their overlap."""
     from ..engine.pipeline import RAMP
@@ -487,7 +487,7 @@ def measure_halo(network, norm: dict[str, Any], *, step: int, start: int) -> dic
     low, high = _normalise_like_engine(image, norm)
     whole = _run(network, image, low, high)
     scale = 255.0 / max(float(whole.max() - whole.min()), 1e-12)
-    halo = max(-(-max(start, 1) // step) * step, step)
+    halo = max(-(-max(start, 8) // step) * step, step)
     trail = []
     while True:
         tile = 2 * halo + RAMP + max(32, 4 * step)  # several tiles across the crop
@@ -508,7 +508,7 @@ def measure_halo(network, norm: dict[str, Any], *, step: int, start: int) -> dic
         trail.append({"halo": halo, "tile": tile, "max_error_grey_levels": round(error, 4)})
         if error <= SEAM_TOLERANCE or halo >= MAX_IMPORT_HALO:
             return {"halo": halo, "trail": trail, "seam_free": error <= SEAM_TOLERANCE}
-        halo += step
+        halo = min(-(-int(halo * 1.5) // step) * step, MAX_IMPORT_HALO)  # few trials
 
 
 # --- the import -----------------------------------------------------------------------------
