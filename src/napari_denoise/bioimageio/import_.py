@@ -310,10 +310,6 @@ def _careamics_config(source: Path, kwargs: dict[str, Any]) -> dict[str, Any]:
             source,
             "its CAREamics U-Net has several channels; only single-channel models are supported.",
         )
-    if kwargs.get("residual"):
-        raise _refuse(
-            source, "its CAREamics U-Net is residual, a variant napari-denoise does not rebuild."
-        )
     if int(kwargs.get("pool_kernel", 2)) != 2:
         raise _refuse(source, "its CAREamics U-Net pools by other than 2.")
     return {
@@ -322,6 +318,7 @@ def _careamics_config(source: Path, kwargs: dict[str, Any]) -> dict[str, Any]:
         "use_batch_norm": bool(kwargs.get("use_batch_norm", True)),
         "n2v2": bool(kwargs.get("n2v2", False)),
         "final_activation": str(kwargs.get("final_activation", "None")),
+        "residual": bool(kwargs.get("residual", False)),
     }
 
 

@@ -17,9 +17,10 @@ without importing CAREamics or any code from the package. The layout it must mat
   features of that level (upsampled first; N2V2 drops the skip at full resolution), then
   ``conv1`` to ``2 * out`` channels and ``conv2`` to ``out``, where ``out`` halves at each
   level up and the last block keeps ``init`` channels with no widening.
-- ``final_conv``: a 1x1 convolution to ``num_classes`` channels, then the activation.
+- ``final_conv``: a 1x1 convolution to ``num_classes`` channels, plus the input when
+  ``residual``, then the activation.
 
-Only the single-channel, 2-D, non-residual case is built (what a blind denoiser of one
+Only the single-channel, 2-D case is built (what a blind denoiser of one
 channel is); the importer refuses the others with a sentence.
 """
 
@@ -53,6 +54,8 @@ class CAREamicsUNetConfig:
     use_batch_norm : batch norm after each convolution.
     n2v2 : blur pooling and no full-resolution skip (N2V2, Höck et al. 2022).
     final_activation : "None", "Sigmoid", "Tanh", "ReLU" or "LeakyReLU".
+    residual : add the input to the last convolution's output, before the activation
+        (CAREamics 0.3.5; earlier versions had no such option).
     """
 
     depth: int = 2
@@ -60,6 +63,7 @@ class CAREamicsUNetConfig:
     use_batch_norm: bool = True
     n2v2: bool = False
     final_activation: str = "None"
+    residual: bool = False
 
 
 class _ConvBlock(nn.Module):
@@ -182,4 +186,5 @@ class CAREamicsUNet(nn.Module):
             if not (self.config.n2v2 and last):
                 h = torch.cat([h, skips[-1 - k]], dim=1)
             h = blocks[2 * k + 1](h)
-        return self.final_activation(self.final_conv(h))
+        out = self.final_conv(h)
+        return self.final_activation(out + x if self.config.residual else out)
