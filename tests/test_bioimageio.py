@@ -489,3 +489,36 @@ def test_block_network_blocks():
     with block_network() as attempts, pytest.raises(OSError):
         socket.create_connection(("example.org", 80), timeout=1)
     assert attempts
+
+
+def test_a_model_trained_here_exports_and_passes_test_model(user_dir, tmp_path):
+    """A user model (no measured halo in its card: the reach, capped, is used)."""
+    from bioimageio.core import test_model
+
+    from napari_denoise.engine import zoo
+    from napari_denoise.engine.models import build
+
+    net = build("unet", {"base": 8, "depth": 2})
+    zoo.save_model(net, {"training": {"data": ["a test"]}}, user_dir / "tiny-mine.safetensors")
+    zoo.register_models()
+    with block_network() as attempts:
+        package = nd.export_model("tiny-mine", tmp_path / "tiny.zip")
+        summary = test_model(package)
+    assert attempts == [] and summary.status == "passed"
+    rdf = _rdf(package)
+    assert rdf["inputs"][0]["axes"][2]["size"]["step"] == 4
+    assert rdf["outputs"][0]["axes"][2]["halo"] % 4 == 0
+
+
+def test_our_state_dict_package_imports_as_safetensors(exported, user_dir, tmp_path):
+    folder = _unpacked(exported("unet-fluo"), tmp_path / "pkg")
+    rdf = _edit(folder, _no_torchscript)
+    with block_network() as attempts:
+        name = nd.import_model(rdf, name="from-state-dict")
+    assert attempts == []
+    card = json.loads((user_dir / f"{name}.json").read_text())
+    assert card["architecture"] == "unet" and card["weights"]["file"].endswith(".safetensors")
+    assert card["imported_from"]["weights_format"] == "pytorch_state_dict"
+    image = center_crop(sample_image(), 160).astype(np.uint8)
+    diff = nd.denoise(image, name).astype(int) - nd.denoise(image, "unet-fluo").astype(int)
+    assert np.abs(diff).max() <= 1
