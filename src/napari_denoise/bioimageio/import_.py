@@ -42,6 +42,7 @@ import re
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -474,27 +475,28 @@ def _tolerance(descr) -> tuple[float, float, float]:
 
 
 def measure_halo(network, norm: dict[str, Any], *, step: int, start: int) -> dict[str, Any]:
-    """A halo (a multiple of ``step``, from ``start``, grown by half each try) for which the engine's
-    tiling gives the whole-image result within :data:`SEAM_TOLERANCE` grey levels, on a
-    160 x 160 crop of the shipped real image, with tiles just larger than their overlap."""
+    """A halo (a multiple of ``step``, from ``start``, grown by half each try) for which
+    the engine's tiling gives the whole-image result within :data:`SEAM_TOLERANCE` grey
+    levels, on a crop of the shipped real image cut into tiles just larger than their
+    overlap (at least two per axis, so every try crosses seams)."""
     from ..engine.pipeline import RAMP
-    from ..engine.tiling import run_tiled
+    from ..engine.tiling import plan_tiles, run_tiled
 
-    image = center_crop(sample_image(), 160)
-    low, high = _normalise_like_engine(image, norm)
-    whole = _run(network, image, low, high)
-    scale = 255.0 / max(float(whole.max() - whole.min()), 1e-12)
+    full = sample_image()
     halo = max(-(-max(start, 8) // step) * step, step)
     trail = []
     while True:
-        tile = 2 * halo + RAMP + max(32, 4 * step)  # several tiles across the crop
+        overlap = 2 * halo + RAMP
+        tile = overlap + max(32, 4 * step)
+        side = min(full.shape[0], 2 * tile)
+        image = center_crop(full, side)
+        low, high = _normalise_like_engine(image, norm)
+        whole = _run(network, image, low, high)
+        scale = 255.0 / max(float(whole.max() - whole.min()), 1e-12)
+        geometry = {"tile": (tile, tile), "overlap": (overlap,) * 2, "halo": (halo, halo)}
+        assert len(plan_tiles(image.shape, multiple=step, **geometry)) > 1
         gen = run_tiled(
-            image,
-            lambda t: _run(network, t, low, high),
-            tile=(tile, tile),
-            overlap=(2 * halo + RAMP,) * 2,
-            halo=(halo, halo),
-            multiple=step,
+            image, lambda t, lo=low, hi=high: _run(network, t, lo, hi), multiple=step, **geometry
         )
         try:
             while True:
@@ -502,7 +504,9 @@ def measure_halo(network, norm: dict[str, Any], *, step: int, start: int) -> dic
         except StopIteration as stop:
             tiled = stop.value
         error = float(np.abs(tiled - whole).max() * scale)
-        trail.append({"halo": halo, "tile": tile, "max_error_grey_levels": round(error, 4)})
+        trail.append(
+            {"halo": halo, "tile": tile, "crop": side, "max_error_grey_levels": round(error, 4)}
+        )
         if error <= SEAM_TOLERANCE or halo >= MAX_IMPORT_HALO:
             return {"halo": halo, "trail": trail, "seam_free": error <= SEAM_TOLERANCE}
         halo = min(-(-int(halo * 1.5) // step) * step, MAX_IMPORT_HALO)  # few trials
@@ -624,6 +628,15 @@ def import_model(
     halo = measure_halo(_padded(network, step, min_size), norm, step=step, start=described)
     if stored == "torchscript":
         network.reach = halo["halo"]
+    if not halo["seam_free"]:
+        warnings.warn(
+            f"Model '{method_name}' from {source.name} is not seam-free with a halo of "
+            f"{halo['halo']} pixels (tiles differ from the whole image by up to "
+            f"{halo['trail'][-1]['max_error_grey_levels']:.2g} grey levels): its output "
+            "depends on the whole image (attention or global pooling). Use tiles as large "
+            "as your images (--tile) for exact results.",
+            stacklevel=2,
+        )
 
     card = {
         "name": method_name,
@@ -633,7 +646,7 @@ def import_model(
         "halo": halo["halo"],
         "halo_measured": {
             "criterion": f"tiled vs whole max error <= {SEAM_TOLERANCE} grey levels (0-255 scale)",
-            "data": "the shipped real sample image (FMD confocal), central 160 x 160",
+            "data": "the shipped real sample image (FMD confocal), central crop of twice the tile",
             "described": described,
             **halo,
         },
