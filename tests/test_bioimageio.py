@@ -525,3 +525,30 @@ def test_our_state_dict_package_imports_as_safetensors(exported, user_dir, tmp_p
     image = center_crop(sample_image(), 160).astype(np.uint8)
     diff = nd.denoise(image, name).astype(int) - nd.denoise(image, "unet-fluo").astype(int)
     assert np.abs(diff).max() <= 1
+
+
+def test_foreign_network_reorders_axes_pads_to_valid_sizes_and_crops():
+    import torch
+
+    from napari_denoise.bioimageio.runtime import ForeignNetwork
+
+    seen = []
+
+    class YXC(torch.nn.Module):  # a package network with axes y, x, channel (no batch)
+        def forward(self, x):
+            seen.append(tuple(x.shape))
+            return 2 * x + torch.arange(x.shape[1], dtype=x.dtype)[None, :, None]
+
+    net = ForeignNetwork(
+        YXC(),
+        step=4,
+        min_size=10,
+        reach=0,
+        input_axes=("y", "x", "channel"),
+        output_axes=("y", "x", "channel"),
+    )
+    x = torch.rand(3, 1, 11, 5)
+    y = net(x)
+    assert y.shape == x.shape
+    assert seen == [(14, 10, 1)] * 3  # one image at a time, sizes 10 + n * 4
+    torch.testing.assert_close(y, 2 * x + torch.arange(5, dtype=x.dtype))

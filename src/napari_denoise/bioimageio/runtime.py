@@ -69,6 +69,8 @@ class ForeignNetwork(nn.Module):
         return self.min_size + -(-(n - self.min_size) // self.multiple) * self.multiple
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if "batch" not in self.input_axes and x.shape[0] > 1:  # one image at a time
+            return torch.cat([self(x[i : i + 1]) for i in range(x.shape[0])])
         ny, nx = x.shape[-2:]
         py, px = self._valid(ny) - ny, self._valid(nx) - nx
         if py or px:
