@@ -7,7 +7,8 @@ For each model: export a package, validate it offline and run ``bioimageio.core`
   weights, its own pre-processing, padding and cropping) and napari-denoise's output with
   the original model (the package's output is in normalised units, an affine map of ours);
 - the imported package run through napari-denoise's engine against the original model
-  (max absolute difference, grey levels) and tiled (96-pixel tiles) against whole;
+  (max absolute difference, grey levels) and tiled (tiles just larger than the overlap
+  the measured halo needs) against whole;
 - speed: best of ``--repeats`` runs, one thread, through our engine (original and
   imported) and through ``bioimageio.core``.
 
