@@ -16,8 +16,9 @@ range-invariant PSNR.
 
 Size rules: ``y`` and ``x`` are ``min + n * step`` with ``step`` the network's
 downsampling factor (a U-Net of depth 3: 8) and ``min`` the smallest such size larger than
-twice the halo; the output's halo is the one measured for the model (its card's
-``halo``), else its reach capped as the zoo caps it, rounded up to a multiple of ``step``:
+twice the halo; the output's halo is measured by the importer's max-error rule (tiled vs
+whole within half a grey level on the real sample image), from the card's halo up, in
+multiples of ``step``:
 bioimageio.core pads every input by the halo, and a U-Net shifted by a number of pixels
 that is not a multiple of its downsampling factor gives another result (measured: up to 9
 grey levels inside a 512 x 512 image for unet-fluo with a halo of 12 instead of 16).
@@ -102,20 +103,31 @@ DATA_CITATIONS = [
 ]
 
 
-def package_geometry(card: dict, module) -> dict[str, int]:
-    """``step``, ``min`` and ``halo`` of the package's spatial axes for a model."""
+def package_geometry(card: dict, module) -> dict[str, Any]:
+    """``step``, ``min`` and ``halo`` of the package's spatial axes for a model, and the
+    halo measurement (``measured``).
+
+    The halo starts from the card's (measured by PSNR when the model was made) or the
+    reach capped as the zoo caps it, and is then checked, and grown if needed, by the
+    importer's max-error criterion (:func:`.import_.measure_halo`: tiled vs whole on the
+    real sample image within half a grey level), so a consumer that tiles with it is
+    seam-free by the same rule as napari-denoise.
+    """
     from ..engine.zoo import MAX_HALO
+    from .import_ import measure_halo, padded
 
     step = int(card.get("multiple", getattr(module, "multiple", 1)) or 1)
-    halo = int(card.get("halo", min(int(card.get("reach", MAX_HALO)), MAX_HALO)))
+    start = int(card.get("halo", min(int(card.get("reach", MAX_HALO)), MAX_HALO)))
+    norm = {"kind": "percentile", "low": LOW_PERCENTILE, "high": HIGH_PERCENTILE}
+    measured = measure_halo(padded(module, step), norm, step=step, start=start)
     # A consumer pads the input by the halo (bioimageio.core does, even for a whole image)
     # or starts tiles at multiples of it; a U-Net is only equivariant to shifts by its
-    # downsampling factor, so the halo is rounded up to a multiple of the step.
-    halo = max(-(-halo // step) * step, 1)
+    # downsampling factor, so the halo is a multiple of the step (measure_halo keeps it so).
+    halo = max(-(-measured["halo"] // step) * step, 1)
     size = step
     while size - 2 * halo < 1:
         size += step
-    return {"step": step, "min": size, "halo": halo}
+    return {"step": step, "min": size, "halo": halo, "measured": measured}
 
 
 def _valid_size(target: int, geometry: dict[str, int]) -> int:
@@ -218,8 +230,8 @@ def _readme(card: dict, geometry: dict, citations: list[tuple[str, str]]) -> str
         "returns with this model.",
         f"- Sizes: y and x are {geometry['min']} + n x {geometry['step']} pixels "
         f"(the network downsamples by {geometry['step']}); tiles need a halo of "
-        f"{geometry['halo']} pixels per side to be seam-free"
-        + (" (measured, see below)." if "halo_measured" in card else "."),
+        f"{geometry['halo']} pixels per side to be seam-free (measured: tiled and whole "
+        "within half a grey level on a real image; see below).",
         "",
         "## Training data",
         "",
@@ -239,8 +251,7 @@ def _readme(card: dict, geometry: dict, citations: list[tuple[str, str]]) -> str
         lines += [f"- {k}: {v}" for k, v in validation.items()]
     else:
         lines += ["- no validation numbers were recorded for this model"]
-    if "halo_measured" in card:
-        lines += ["", f"Halo measurement: `{json.dumps(card['halo_measured'])[:600]}`"]
+    lines += ["", f"Halo measurement: `{json.dumps(geometry['measured'])}`"]
     lines += [
         "",
         "The test tensors of this package are a 2-D crop of a real confocal capture "
@@ -438,6 +449,7 @@ def _description(spec, card: dict, geometry: dict, files: dict, citations, versi
                         "safetensors_sha256": card["weights"]["sha256"],
                         "normalisation": card.get("normalisation"),
                         "halo": geometry["halo"],
+                        "halo_measured": geometry["measured"],
                         "output_units": "normalised (0 = input p0.1, 1 = input p99.9)",
                     }
                 },
