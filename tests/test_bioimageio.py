@@ -565,3 +565,24 @@ def test_foreign_network_reorders_axes_pads_to_valid_sizes_and_crops():
     assert y.shape == x.shape
     assert seen == [(14, 10, 1)] * 3  # one image at a time, sizes 10 + n * 4
     torch.testing.assert_close(y, 2 * x + torch.arange(5, dtype=x.dtype))
+
+
+@pytest.mark.parametrize(
+    ("norm", "expected"),
+    [
+        ({"kind": "fixed", "low": 3.0, "high": 7.0}, lambda a: (3.0, 7.0)),
+        ({"kind": "mean_std", "eps": 0.0}, lambda a: (a.mean(), a.mean() + a.std())),
+        (
+            {"kind": "percentile", "low": 1.0, "high": 99.0},
+            lambda a: tuple(np.percentile(a, [1, 99])),
+        ),
+    ],
+)
+def test_the_engine_normalises_as_an_imported_card_says(norm, expected):
+    from napari_denoise.engine import zoo
+
+    image = center_crop(sample_image(), 64)
+    params = zoo._auto([image], {"norm_low": None, "norm_high": None}, card={"normalisation": norm})
+    np.testing.assert_allclose(
+        (params["norm_low"], params["norm_high"]), expected(image), rtol=1e-5
+    )
