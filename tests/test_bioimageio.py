@@ -93,6 +93,9 @@ def test_export_is_a_valid_0_5_package_with_the_size_rules_and_a_readme(exported
     halo = rdf["outputs"][0]["axes"][2]["halo"]
     assert halo % 8 == 0 and halo >= 12  # card's measured 12, rounded up to the step
     assert y["size"]["min"] > 2 * halo
+    # written out in full: bioimageio.spec 0.5.12 writes a default-only ReflectPadding as
+    # `pad: {}` and reads that back as zero padding
+    assert rdf["inputs"][0]["pad"] == {"mode": "reflect"}
     pre = [p["id"] for p in rdf["inputs"][0]["preprocessing"]]
     assert "scale_range" in pre
     with zipfile.ZipFile(package) as z:
