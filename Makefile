@@ -18,7 +18,7 @@ all: test
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) torch==2.13.0
-	$(PIP_INSTALL) -e ".[testing,napari,qt,bm3d,cluster]"
+	$(PIP_INSTALL) -e ".[testing,napari,qt,bm3d,cluster,bioimageio]"
 	touch $@
 
 venv: $(VENV)/.installed

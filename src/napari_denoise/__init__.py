@@ -9,12 +9,15 @@ The public API is Qt-free and works on plain arrays::
     nd.compare(ground_truth, clean, data_range=255)
     [m.name for m in nd.list_methods()]
     result = nd.finetune(noisy, mode="n2v", minutes=2)   # a new model, now a method
+    nd.export_model("unet-fluo", "unet-fluo.zip")         # a bioimage.io model package
+    name = nd.import_model("someone_elses_model.zip")     # ... and one made a method
 
 Importing this package does not import napari, Qt or torch.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,8 +50,10 @@ __all__ = [
     "denoise",
     "denoise_dask",
     "denoise_iter",
+    "export_model",
     "finetune",
     "get_method",
+    "import_model",
     "list_methods",
     "read_image",
     "write_image",
@@ -203,6 +208,33 @@ def finetune(
     prepared = prepare(FinetuneSpec(**spec), noisy, clean, regions, axes=axes)
     gen = finetune_iter(prepared, stop=stop, checkpoint=checkpoint, resume=resume, out_dir=out_dir)
     return drain(gen, on_progress)
+
+
+def export_model(model_name: str, path, *, overwrite: bool = False) -> Path:
+    """Write a blind 2-D model as a bioimage.io model package (``.zip``, format 0.5).
+
+    TorchScript and ``pytorch_state_dict`` weights, test tensors from a real image, a cover,
+    a README from the model card. The package's output is in normalised units (0 and 1 =
+    the input's 0.1 and 99.9 percentiles); see :mod:`napari_denoise.bioimageio.export`.
+    Needs ``bioimageio.core``.
+    """
+    from .bioimageio import export_model as _export
+
+    return _export(model_name, path, overwrite=overwrite)
+
+
+def import_model(
+    path, *, name: str | None = None, allow_code: bool = False, overwrite: bool = False
+) -> str:
+    """Register a bioimage.io denoising model (2-D, one channel) as a method; return its name.
+
+    ``allow_code=True`` runs an architecture defined by a Python file inside the package,
+    which can do anything your account can: only for packages you trust. See
+    :mod:`napari_denoise.bioimageio.import_` for what is accepted. Needs ``bioimageio.core``.
+    """
+    from .bioimageio import import_model as _import
+
+    return _import(path, name=name, allow_code=allow_code, overwrite=overwrite)
 
 
 def __getattr__(name: str):

@@ -1,4 +1,5 @@
-"""``napari-denoise``: the headless commands (list, denoise, compare, train, bench, demo).
+"""``napari-denoise``: the headless commands (list, denoise, compare, train, bench, demo,
+export and import of bioimage.io model packages).
 
 Errors that napari-denoise raises on purpose are printed as one sentence on stderr with
 exit status 2; nothing is written for an input that fails.
@@ -296,6 +297,25 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .bioimageio import export_model
+
+    out = export_model(args.model, args.output, overwrite=args.overwrite)
+    print(f"wrote bioimage.io model package {out} (format 0.5) for model '{args.model}'")
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from .bioimageio import import_model
+    from .engine.zoo import user_model_dir
+
+    name = import_model(
+        args.package, name=args.name, allow_code=args.allow_code, overwrite=args.overwrite
+    )
+    print(f"imported {args.package} as method '{name}' (in {user_model_dir()})")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -440,6 +460,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--update", action="store_true", help="add to / replace rows of the saved results"
     )
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser(
+        "export", help="write a model as a bioimage.io model package (.zip, format 0.5)"
+    )
+    p.add_argument("model", help="a blind model: shipped, trained or fine-tuned here")
+    p.add_argument("-o", "--output", required=True, help="the .zip to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing .zip")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser(
+        "import", help="make a bioimage.io denoising model (2-D, one channel) a method"
+    )
+    p.add_argument("package", help="the model package: .zip, folder or rdf.yaml")
+    p.add_argument("--name", help="method name (default: from the package's id or name)")
+    p.add_argument(
+        "--allow-code",
+        action="store_true",
+        help="run an architecture defined by a Python file inside the package: that code "
+        "can do anything your account can; use only for packages you trust",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an imported model")
+    p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("demo", help="denoise the bundled sample and print a table")
     p.add_argument("--out", default="demo_output")

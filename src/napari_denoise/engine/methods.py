@@ -133,6 +133,7 @@ class ModelInfo:
     card: str
     parameters: int | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
+    imported_from: Mapping[str, Any] | None = None  # a bioimage.io package's id, version, hashes
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able record (as written in provenance and ``list --json``)."""
@@ -143,6 +144,7 @@ class ModelInfo:
             "parameters": self.parameters,
             "config": dict(self.config),
             "card": self.card,
+            **({"imported_from": dict(self.imported_from)} if self.imported_from else {}),
         }
 
 

@@ -50,6 +50,7 @@ ARCHITECTURE_MODULES = (
     "msred",
     "restormer_lite",
     "psf_wrap",
+    "careamics_unet",
 )
 
 _MODELS: dict[str, type] = {}

@@ -152,10 +152,17 @@ def choose_blend(samples, params, *, card_path, rule) -> float:
 
 def _auto(samples, params, *, card, card_path=None):
     norm = card.get("normalisation", {})
-    lo_q, hi_q = float(norm.get("low", 0.1)), float(norm.get("high", 99.9))
+    kind = norm.get("kind", "percentile")
     values = np.concatenate([np.asarray(s, np.float32).ravel() for s in samples])
-    # values is a fresh copy: let percentile sort it in place (no second copy of a big plane)
-    lo, hi = (float(v) for v in np.percentile(values, [lo_q, hi_q], overwrite_input=True))
+    if kind == "fixed":  # fixed intensities (imported bioimage.io models)
+        lo, hi = float(norm["low"]), float(norm["high"])
+    elif kind == "mean_std":  # per-image mean and standard deviation (imported models)
+        lo = float(values.mean())
+        hi = lo + float(values.std()) + float(norm.get("eps", 0.0))
+    else:
+        lo_q, hi_q = float(norm.get("low", 0.1)), float(norm.get("high", 99.9))
+        # values is a fresh copy: percentile may sort it in place (no second copy)
+        lo, hi = (float(v) for v in np.percentile(values, [lo_q, hi_q], overwrite_input=True))
     if not hi > lo:
         hi = lo + 1.0
     if params.get("norm_low") is None:
@@ -301,6 +308,8 @@ def _method_for(card_path: Path) -> Method:
             parameters=card.get("parameters"),
             config=card.get("config") or {},
             card=str(card_path),
+            # id, version and weights hash of a model imported from bioimage.io
+            imported_from=card.get("imported_from"),
         ),
         tile=tile,
         tile_batch=tile_batch,

@@ -189,13 +189,34 @@ def card_problems(card: Mapping[str, Any]) -> list[str]:
     if card.get("noise_input") not in (None, "poisson-gaussian"):
         bad("noise_input", 'null or "poisson-gaussian"')
     norm = card.get("normalisation")
-    if isinstance(norm, dict):
+    kind = norm.get("kind", "percentile") if isinstance(norm, dict) else None
+    if isinstance(norm, dict) and kind not in ("percentile", "fixed", "mean_std"):
+        problems.append(
+            '\'normalisation.kind\' must be "percentile", "fixed" or "mean_std", '
+            f"not {json.dumps(kind)[:20]}"
+        )
+    elif kind == "percentile":
         low, high = norm.get("low", 0.1), norm.get("high", 99.9)
         if not (_is_number(low) and _is_number(high) and 0 <= low < high <= 100):
             problems.append(
                 "'normalisation' low and high must be percentiles with 0 <= low < high <= 100, "
                 f"not {json.dumps(low)[:20]} and {json.dumps(high)[:20]}"
             )
+    elif kind == "fixed":  # intensities (imported bioimage.io models)
+        low, high = norm.get("low"), norm.get("high")
+        if not (_is_number(low) and _is_number(high) and low < high):
+            problems.append(
+                "'normalisation' of kind \"fixed\" needs numbers low < high, "
+                f"not {json.dumps(low)[:20]} and {json.dumps(high)[:20]}"
+            )
+    elif kind == "mean_std" and not _is_number(norm.get("eps", 0.0)):
+        problems.append("'normalisation.eps' must be a number")
+    weights_format = card.get("weights", {}).get("format", "safetensors")
+    if weights_format not in ("safetensors", "torchscript"):
+        problems.append(
+            f'\'weights.format\' must be "safetensors" or "torchscript", '
+            f"not {json.dumps(weights_format)[:20]}"
+        )
     inference = card.get("inference")
     if isinstance(inference, dict) and not isinstance(inference.get("cpu_bf16", False), bool):
         problems.append("'inference.cpu_bf16' must be true or false")
@@ -230,6 +251,11 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu"):
 
     card_path, weights_path = _paths(name_or_path)
     card = read_card(card_path)
+    if card["weights"].get("format", "safetensors") == "torchscript":
+        # A model imported from a bioimage.io package: its loader lives with the importer.
+        from ...bioimageio.runtime import load_torchscript
+
+        return load_torchscript(card_path, card, device=device)
     if not weights_path.exists():
         raise ModelFileError(
             f"The weights of model '{card['name']}' are missing: {weights_path} does not exist."
@@ -316,7 +342,8 @@ def save_model(module, card: Mapping[str, Any], path: str | os.PathLike) -> dict
         reach=int(module.reach),
         takes_noise_level=bool(getattr(module, "takes_noise_level", False)),
         # False for a network with an operation over the whole image: it runs whole planes.
-        tileable=bool(getattr(module, "tileable", True)),
+        # a network's own word, or the card's (an import that measured seams says false)
+        tileable=bool(getattr(module, "tileable", True)) and out.get("tileable", True) is not False,
         noise_input=getattr(module, "noise_input", None),
         weights={
             "file": weights_path.name,
