@@ -151,7 +151,7 @@ def _bare_network(name: str):
         raise BioimageioError(
             f"'{name}' is a classical filter; only models (networks) can be exported."
         )
-    card_path = method.extra["model"]["card"]
+    card_path = method.model.card
     card = read_card(card_path)
     if card.get("imported_from"):
         raise BioimageioError(

@@ -141,6 +141,7 @@ def plan_tiles(
     halo: Sequence[int],
     *,
     multiple: int = 1,
+    grow: bool = True,
 ) -> list[Tile]:
     """Tiles covering an array of ``shape`` (spatial axes only).
 
@@ -153,6 +154,9 @@ def plan_tiles(
         grows to that size (:func:`effective_tile`).
     multiple : int
         Tile starts are multiples of this (a network's downsampling factor).
+    grow : bool
+        Let small tiles grow as said above; ``False`` keeps ``tile`` (past the overlap by
+        a ``multiple`` at least), for measurements that want many seams on a small image.
 
     Examples
     --------
@@ -162,7 +166,7 @@ def plan_tiles(
     """
     per_axis: list[list[tuple[slice, np.ndarray]]] = []
     for n, t, o, h in zip(shape, tile, overlap, halo, strict=True):
-        t = effective_tile(n, t, o, h, multiple)
+        t = effective_tile(n, t, o, h, multiple) if grow else max(t, o + multiple)
         if n > t and o <= 2 * h:
             raise ParameterError(
                 f"An overlap of {o} pixels is too small for a reach of {h} pixels: "
@@ -224,6 +228,7 @@ def run_tiled(
     message: str = "",
     batch: int = 1,
     fn_batch: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None,
+    grow: bool = True,
 ) -> Generator[Progress, None, np.ndarray]:
     """Apply ``fn`` to ``block`` tile by tile; yields a :class:`Progress` after each tile.
 
@@ -234,7 +239,7 @@ def run_tiled(
     Returns (as the generator's return value) the blended float32 result. A consumer
     that stops iterating stops the work: nothing runs past the current tile (or batch).
     """
-    tiles = plan_tiles(block.shape, tile, overlap, halo, multiple=multiple)
+    tiles = plan_tiles(block.shape, tile, overlap, halo, multiple=multiple, grow=grow)
     if len(tiles) == 1:
         out = np.asarray(fn(block), dtype=np.float32)
         yield Progress(1, 1, message)
