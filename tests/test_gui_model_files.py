@@ -78,3 +78,36 @@ def test_a_loaded_model_is_listed_and_chosen_and_can_be_exported(
         assert (tmp_path / "out.zip").exists() and "out.zip" in widget.status.text()
     finally:
         unregister("imported-cells")
+
+
+def test_load_model_imports_a_real_bioimageio_package_and_export_writes_one(
+    make_napari_viewer, qtbot, user_dir, tmp_path
+):
+    """The real functions, no stand-ins: a package exported from the shipped U-Net is loaded
+    through the button's action, listed under Your models and chosen (its Export is off:
+    the package it came from is what to share); a model of yours exports as a package."""
+    pytest.importorskip("bioimageio.core")
+    from napari_denoise.engine.models import build, registry, store
+
+    package = napari_denoise.export_model("unet-fluo", tmp_path / "unet.zip")
+    widget = _widget(make_napari_viewer())
+    files = widget.model_files
+    files.load(package)
+    qtbot.waitUntil(lambda: files.worker is None, timeout=120_000)
+    chosen = widget.picker.method()
+    assert chosen is not None and chosen.model is not None and chosen.model.imported_from
+    assert not files.export_button.isEnabled()
+    assert "share that package" in files.export_button.toolTip()
+
+    store.save_model(
+        build("unet", {"base": 8, "depth": 2}), {"name": "my-net"}, user_dir / "my-net"
+    )
+    registry.register_models()
+    from napari_denoise._qt._method_picker import notify_models_changed
+
+    notify_models_changed(select="my-net")
+    assert widget.picker.method().name == "my-net" and files.export_button.isEnabled()
+    files.export(tmp_path / "mine.zip")
+    qtbot.waitUntil(lambda: files.worker is None, timeout=120_000)
+    assert (tmp_path / "mine.zip").is_file()
+    assert "mine.zip" in widget.status.text()

@@ -3,7 +3,7 @@
     xvfb-run -a -s "-screen 0 1366x768x24" .venv/bin/python docs/images/make_screenshots.py [NAME ...]
 
 Writes the PNG files next to this script (NAME: only those pictures: menu, denoise,
-timelapse, train). Every picture is napari's real window, with the napari-denoise
+timelapse, train, bioimageio). Every picture is napari's real window, with the napari-denoise
 widgets docked through napari's plugin manager.
 """
 
@@ -171,7 +171,7 @@ def train(app) -> None:
     # The model trained for the picture goes to a throw-away folder, not the user's.
     folder = tempfile.mkdtemp(prefix="napari-denoise-shot-")
     os.environ["NAPARI_DENOISE_MODEL_DIR"] = folder
-    from napari_denoise.engine.zoo import register_models
+    from napari_denoise.engine.models.registry import register_models
 
     register_models()
     viewer, _ = open_docked("fmd_pair")
@@ -208,8 +208,35 @@ def train(app) -> None:
     register_models()
 
 
+def bioimageio(app) -> None:
+    """A bioimage.io package (exported from the shipped U-Net) loaded with Load model..."""
+    import os
+    import shutil
+    import tempfile
+
+    import napari_denoise as nd
+
+    folder = tempfile.mkdtemp(prefix="napari-denoise-shot-")
+    os.environ["NAPARI_DENOISE_MODEL_DIR"] = folder
+    from napari_denoise.engine.models.registry import register_models
+
+    register_models()
+    package = nd.export_model("unet-fluo", Path(folder) / "cells-unet.zip")
+    viewer, widget = open_docked("fmd_pair")
+    widget.model_files.load(package)
+    while widget.model_files.worker is not None:
+        pump(app, 0.05)
+    pump(app, 0.5)
+    save(viewer, "bioimageio_loaded.png")
+    viewer.close()
+    shutil.rmtree(folder, ignore_errors=True)
+    del os.environ["NAPARI_DENOISE_MODEL_DIR"]
+    register_models()
+
+
 PICTURES = {
     "menu": menu,
+    "bioimageio": bioimageio,
     "denoise": denoise_and_compare,
     "timelapse": timelapse_progress,
     "train": train,

@@ -56,11 +56,15 @@ class ModelFiles(QWidget):
         method = self.picker.method()
         can_export = _function("export_model") is not None
         mine = method is not None and method.kind == "model" and is_user_model(method)
-        self.export_button.setEnabled(can_export and mine and not busy)
+        imported = mine and method.model is not None and bool(method.model.imported_from)
+        self.export_button.setEnabled(can_export and mine and not imported and not busy)
         if not can_export:
             tip = MISSING.format(what="export", fn="export_model")
         elif not mine:
             tip = "Choose one of your models in the list above to export it."
+        elif imported:
+            source = method.model.imported_from.get("source") or "a bioimage.io package"
+            tip = f"'{method.name}' came from {source}: share that package instead."
         else:
             tip = f"Save '{method.name}' as a bioimage.io model package (.zip) to share it."
         self.export_button.setToolTip(tip)
