@@ -375,19 +375,27 @@ def _stream_tiff(image: Image, output: Path, method, kw: dict, on_progress, extr
             scratch = stack.enter_context(_scratch_array(plan.shape, plan.out_dtype, output))
             _fill(scratch, plan, view, on_progress)
             pages = _pages_of(scratch, page)
-        write_tiff_planes(
-            output,
-            pages,
-            shape=plan.shape,
-            dtype=plan.out_dtype,
-            axes=plan.axes,
-            scale=image.scale,
-            metadata=prov,
-            final_metadata=final,
+        _write_tiff_and_sidecar(
+            output, pages, plan.shape, plan.out_dtype, plan.axes, image, prov, final
         )
-        write_json(sidecar_path(output), prov)
     result.data = read_image(output, axes=plan.axes).data  # the file, mapped where it can be
     return result, prov
+
+
+def _write_tiff_and_sidecar(output, pages, shape, dtype, axes, image, prov, final) -> None:
+    """The streamed TIFF (its provenance completed by ``final`` after the last page) and its
+    sidecar; called inside an atomic batch, so both appear together or not at all."""
+    write_tiff_planes(
+        output,
+        pages,
+        shape=shape,
+        dtype=dtype,
+        axes=axes,
+        scale=image.scale,
+        metadata=prov,
+        final_metadata=final,
+    )
+    write_json(sidecar_path(output), prov)  # as completed by final() after the last page
 
 
 def _pages_as_done(plan: Plan, view, page: tuple[int, ...], on_progress):
@@ -425,17 +433,9 @@ def _stream_dask_tiff(image: Image, output: Path, result: DenoiseResult, extra, 
                 scratch[where] = values
                 release_mapped(scratch)
             pages = _pages_of(scratch, page)
-        write_tiff_planes(
-            output,
-            pages,
-            shape=data.shape,
-            dtype=data.dtype,
-            axes=result.axes,
-            scale=image.scale,
-            metadata=prov,
-            final_metadata=final,
+        _write_tiff_and_sidecar(
+            output, pages, data.shape, data.dtype, result.axes, image, prov, final
         )
-        write_json(sidecar_path(output), prov)
     result.data = read_image(output, axes=result.axes).data
     return prov
 
