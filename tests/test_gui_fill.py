@@ -143,3 +143,32 @@ def test_a_single_plane_keeps_its_in_memory_result(make_napari_viewer, qtbot):
     qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
     (layer,) = results(viewer)
     assert not isinstance(layer.data, np.memmap) and "result_file" not in layer.metadata
+
+
+class Reads:
+    """An array-like that records the size of every read (what dask asks of it)."""
+
+    def __init__(self, data):
+        self.data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
+        self.sizes = []
+
+    def __getitem__(self, key):
+        part = self.data[key]
+        self.sizes.append(part.size)
+        return part
+
+
+def test_a_dask_layer_is_read_a_plane_at_a_time(make_napari_viewer, qtbot):
+    import dask.array as da
+
+    data = np.random.default_rng(0).random((6, 32, 32), dtype=np.float32) * 100
+    source = Reads(data)
+    viewer = make_napari_viewer()
+    viewer.add_image(da.from_array(source, chunks=(1, 32, 32), asarray=True), name="lazy")
+    widget = DenoiseWidget(viewer)
+    widget.picker.set_method("gaussian")
+    assert widget.run()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
+    (layer,) = results(viewer)
+    np.testing.assert_array_equal(np.asarray(layer.data), nd.denoise(data, "gaussian"))
+    assert max(source.sizes) == 32 * 32
