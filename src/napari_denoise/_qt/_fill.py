@@ -27,6 +27,7 @@ from ..engine.denoise.pipeline import (
     cast_into,
     make_result,
     plan_iter,
+    release_mapped,
 )
 from ..engine.denoise.tiling import Progress
 
@@ -118,6 +119,8 @@ def fill_steps(
         for item in block_iter(plan, view):
             if isinstance(item, Block):
                 cast_into(target[item.index], item.data)
+                if path:  # written pages go to the file, not on growing this process
+                    release_mapped(out)
                 if announce:
                     yield Filled(item.index)
             else:
