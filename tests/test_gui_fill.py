@@ -172,3 +172,34 @@ def test_a_dask_layer_is_read_a_plane_at_a_time(make_napari_viewer, qtbot):
     (layer,) = results(viewer)
     np.testing.assert_array_equal(np.asarray(layer.data), nd.denoise(data, "gaussian"))
     assert max(source.sizes) == 32 * 32
+
+
+def test_a_failure_half_way_leaves_no_layer_and_no_file(
+    make_napari_viewer, qtbot, tiny_memory, monkeypatch
+):
+    from napari_denoise._qt import _denoise_widget
+
+    monkeypatch.setattr(_denoise_widget, "show_error", lambda message: None)
+
+    def breaks(block, calls=[]):  # noqa: B006 - counts the calls of one test
+        calls.append(1)
+        if len(calls) > 2:
+            raise RuntimeError("simulated crash on the third plane")
+        return block
+
+    register(Method("test_breaks", breaks, title="Breaks (test)"), replace=True)
+    try:
+        viewer = make_napari_viewer()
+        stack(viewer)
+        widget = DenoiseWidget(viewer)
+        widget.picker.set_method("test_breaks")
+        seen = []
+        viewer.layers.events.inserted.connect(lambda e: seen.append(e.value.metadata))
+        assert widget.run()
+        qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
+    finally:
+        unregister("test_breaks")
+    assert seen and "result_file" in seen[0]  # the layer was there while it ran
+    assert results(viewer) == []
+    assert not Path(seen[0]["result_file"]).exists()
+    assert "simulated crash" in widget.status.text()
