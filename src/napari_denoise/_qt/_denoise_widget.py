@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
 from ..errors import DenoiseError, InputError
 from ._command import as_command, as_python
 from ._compact import Collapsible, DockTabs, narrow, scrolling
+from ._fill import RESULT_FILE_KEY, Refresher, remove_file
 from ._layer_combo import ImageLayerCombo
 from ._layers import previews_of, result_kwargs, result_name, save_layer
 from ._method_picker import MethodPicker
@@ -111,12 +112,18 @@ class DenoiseWidget(DockTabs, QWidget):
         self.model_files = ModelFiles(self.picker, self.status)
         self.runner = Runner(
             on_done=self._on_done,
-            on_failed=self._on_failed,
+            on_failed=self._on_job_failed,
             on_cancelled=self._on_cancelled,
-            on_progress=lambda p: self.status.setText(_progress_text(p, self._task.get("planes"))),
+            on_progress=self._on_progress,
             on_busy=self._on_busy,
+            on_started=self._on_started,
+            on_filled=lambda f: self._filling["refresher"].request(),
         )
         self._task: dict = {}
+        # The result being filled in: layer, file, refresher (one dict, emptied, never replaced,
+        # so that the teardown below can remove a half-filled layer without this widget).
+        self._filling: dict = {}
+        self._files: list = []  # (layer, path) of the file-backed results this widget made
         self._layout()
         self.layer_combo.layerChanged.connect(self.input.set_layer)
         self.input.split.connect(lambda layers: self.layer_combo.set_layer(layers[0]))
@@ -127,8 +134,9 @@ class DenoiseWidget(DockTabs, QWidget):
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.runner.cancel)
         napari_viewer.layers.events.removed.connect(self._on_layer_removed)
-        runner = self.runner  # not self: the slot must work while the widget is destroyed
-        self.destroyed.connect(lambda *_: _teardown(napari_viewer, runner, self._on_layer_removed))
+        # Not self: the slot must work while the widget is destroyed.
+        runner, filling, removed = self.runner, self._filling, self._on_layer_removed
+        self.destroyed.connect(lambda *_: _teardown(napari_viewer, runner, removed, filling))
         self.input.set_layer(self.layer_combo.layer())
         self._on_method(self.picker.method())
 
@@ -205,9 +213,8 @@ class DenoiseWidget(DockTabs, QWidget):
             }
         )
         label, tile = f"Denoising: {what}", self.settings.tile_size()
-        job = Job(
-            data, method.name, axes, params, tile, label, source, self.settings.device.currentText()
-        )
+        device = self.settings.device.currentText()
+        job = Job(data, method.name, axes, params, tile, label, source, device, fill=not preview)
         if not self.runner.start(job):
             return False
         self._task = {
@@ -226,10 +233,35 @@ class DenoiseWidget(DockTabs, QWidget):
         return True
 
     # ------------------------------------------------------------------ results
+    def _on_progress(self, tick) -> None:
+        text = _progress_text(tick, self._task.get("planes"))
+        if self._filling.get("file"):
+            text += f" (writing to {self._filling['file']})"
+        self.status.setText(text)
+
+    def _on_started(self, started) -> None:
+        """A stack's result array exists: show it now, it fills in plane by plane."""
+        task = self._task
+        layer = task["layer"]
+        kwargs = result_kwargs(layer, axes=task["axes"])
+        if started.path:
+            kwargs["metadata"][RESULT_FILE_KEY] = started.path
+            self.status.setText(f"The result is too big for memory: writing it to {started.path}")
+        name = result_name(layer.name, task["method"], settings=task["settings"])
+        new = self.viewer.add_image(started.data, name=name, **kwargs)
+        self._filling.update(layer=new, file=started.path, refresher=Refresher(new))
+        if started.path:
+            self._files.append((new, started.path))
+
+    def _discard_partial(self) -> None:
+        """Cancel or failure: the half-filled result layer and its file go."""
+        _discard(self.viewer, self._filling)
+
     def _on_done(self, outcome) -> None:
         task, result = self._task, outcome.result
         layer = task["layer"]
         if layer not in self.viewer.layers:
+            self._discard_partial()
             return  # cancelled on removal; a result that arrived meanwhile is dropped
         region = task["region"]
         kwargs = result_kwargs(layer, axes=task["axes"], provenance=outcome.provenance)
@@ -238,8 +270,17 @@ class DenoiseWidget(DockTabs, QWidget):
         if region is None:
             for preview in previews_of(self.viewer, layer):  # it would hide the input
                 self.viewer.layers.remove(preview)
-            name = result_name(layer.name, result.method, settings=task["settings"])
-            new = self.viewer.add_image(result.data, name=name, **kwargs)
+            new, file = self._filling.get("layer"), self._filling.get("file")
+            if new is None:
+                name = result_name(layer.name, result.method, settings=task["settings"])
+                new = self.viewer.add_image(result.data, name=name, **kwargs)
+            elif new not in self.viewer.layers:
+                self._discard_partial()
+                return  # the user deleted the filling layer (and so cancelled)
+            else:
+                self._filling.pop("refresher").refresh()
+                self._filling.clear()  # done: the layer (and its file) stays
+                new.metadata = {**kwargs["metadata"], **_file_key(new)}
             self.last_result = new
             self.save_button.setEnabled(True)
             self.copy_button.setEnabled(True)
@@ -247,6 +288,8 @@ class DenoiseWidget(DockTabs, QWidget):
             self._last_run["input_path"] = task["path"]
             self.compare.set_pair(layer, new)
             done = f"Done in {result.seconds:.1f} s → layer '{new.name}'. {chosen}"
+            if file:
+                done += f" It is kept in {file} (too big for memory) until the layer is deleted."
             self.status.setText(done.strip())
             return
         self.previewer.add_result(layer, region, result, kwargs)
@@ -305,7 +348,12 @@ class DenoiseWidget(DockTabs, QWidget):
         self.status.setText(message)
         show_error(message)
 
+    def _on_job_failed(self, message: str) -> None:
+        self._discard_partial()
+        self._on_failed(message)
+
     def _on_cancelled(self, last) -> None:
+        self._discard_partial()
         unit = "planes" if last and last.total == self._task.get("planes") else "tiles"
         done = f" after {last.done} of {last.total} {unit}" if last and last.total > 1 else ""
         self.status.setText(f"Cancelled{done}; nothing was added.")
@@ -327,6 +375,12 @@ class DenoiseWidget(DockTabs, QWidget):
         if self.runner.busy and event.value is self._task.get("layer"):
             self.runner.cancel()
             show_info(f"Layer '{event.value.name}' was deleted: denoising stopped, nothing added.")
+        elif self.runner.busy and event.value is self._filling.get("layer"):
+            self.runner.cancel()  # the result being filled in was deleted: stop computing it
+        # A file-backed result is the layer's alone: it goes with the layer.
+        for layer, path in [f for f in self._files if f[0] is event.value]:
+            self._files.remove((layer, path))
+            remove_file(path)
 
     def event(self, event) -> bool:
         # napari's close button takes the widget out of its dock (parent -> None) without
@@ -346,6 +400,24 @@ class DenoiseWidget(DockTabs, QWidget):
         super().closeEvent(event)
 
 
-def _teardown(viewer, runner: Runner, on_removed) -> None:
+def _file_key(layer) -> dict:
+    """The result-file entry of a layer's metadata, if this widget made it file-backed."""
+    path = layer.metadata.get(RESULT_FILE_KEY)
+    return {RESULT_FILE_KEY: path} if path else {}
+
+
+def _discard(viewer, filling: dict) -> None:
+    """Cancel, failure or teardown: the half-filled result layer and its file go."""
+    if filling.get("refresher") is not None:
+        filling["refresher"].stop()
+    layer = filling.get("layer")
+    if layer is not None and layer in viewer.layers:
+        viewer.layers.remove(layer)
+    remove_file(filling.get("file"))
+    filling.clear()
+
+
+def _teardown(viewer, runner: Runner, on_removed, filling: dict) -> None:
     runner.shutdown()
+    _discard(viewer, filling)
     viewer.layers.events.removed.disconnect(on_removed)

@@ -21,6 +21,7 @@ from napari.qt.threading import create_worker
 from ..engine.denoise.pipeline import DenoiseResult, denoise_iter
 from ..engine.denoise.tiling import Progress
 from ..errors import DenoiseError
+from ._fill import Filled, Started, fill_steps
 
 log = logging.getLogger(__name__)
 # Seconds between progress updates on screen: napari's progress bar processes events on
@@ -44,6 +45,7 @@ class Job:
     label: str = "Denoising"
     source: dict | None = None
     device: str = "auto"
+    fill: bool = False  # a stack's result is shown at once and fills in (see _fill)
 
 
 @dataclass
@@ -55,6 +57,8 @@ class Callbacks:
     cancelled: Callable[[Progress | None], None]
     progress: Callable[[Progress], None] = lambda p: None
     busy: Callable[[bool], None] = lambda b: None
+    started: Callable[[Started], None] = lambda s: None
+    filled: Callable[[Filled], None] = lambda f: None
 
 
 @dataclass
@@ -96,9 +100,15 @@ def job_steps(job: Job) -> Generator[Progress, None, Outcome]:
         from ..engine.device import resolve_device  # imports torch: not on the GUI thread
 
         params["device"] = extra["device"] = resolve_device(job.device)
-    result = yield from denoise_iter(
-        job.data, job.method, axes=job.axes, tile=job.tile, params=params
-    )
+    if job.fill:
+        name = (job.source or {}).get("layer") or "result"
+        result = yield from fill_steps(
+            job.data, job.method, axes=job.axes, tile=job.tile, params=params, name=name
+        )
+    else:
+        result = yield from denoise_iter(
+            job.data, job.method, axes=job.axes, tile=job.tile, params=params
+        )
     if job.source is None:
         return Outcome(result)
     info = result.provenance()
@@ -121,7 +131,8 @@ class Runner:
     """Starts at most one job at a time and reports back through plain callbacks.
 
     ``on_progress(Progress)``, ``on_done(Outcome)``, ``on_failed(str)``,
-    ``on_cancelled(Progress | None)`` and ``on_busy(bool)`` are called on the GUI thread.
+    ``on_cancelled(Progress | None)`` and ``on_busy(bool)`` are called on the GUI thread,
+    and for a job that fills its result in, ``on_started(Started)`` and ``on_filled(Filled)``.
     """
 
     def __init__(
@@ -132,8 +143,12 @@ class Runner:
         on_cancelled: Callable[[Progress | None], None],
         on_progress: Callable[[Progress], None] = lambda p: None,
         on_busy: Callable[[bool], None] = lambda b: None,
+        on_started: Callable[[Started], None] = lambda s: None,
+        on_filled: Callable[[Filled], None] = lambda f: None,
     ):
-        self.calls = Callbacks(on_done, on_failed, on_cancelled, on_progress, on_busy)
+        self.calls = Callbacks(
+            on_done, on_failed, on_cancelled, on_progress, on_busy, on_started, on_filled
+        )
         self.worker = None
         self.last: Progress | None = None
         self.ticks = 0
@@ -180,10 +195,14 @@ class Runner:
         self._silent = True
         self.cancel()
 
-    def _on_yielded(self, tick: Progress) -> None:
+    def _on_yielded(self, tick: Progress | Started | Filled) -> None:
         worker = self.worker
         if worker is None:
             return  # a tick delivered after the end
+        if isinstance(tick, Started | Filled):
+            if not self._silent:
+                (self.calls.started if isinstance(tick, Started) else self.calls.filled)(tick)
+            return
         self.last = tick
         self.ticks += 1
         now = time.monotonic()
