@@ -549,7 +549,7 @@ def test_our_state_dict_package_imports_as_safetensors(exported, user_dir, tmp_p
 def test_foreign_network_reorders_axes_pads_to_valid_sizes_and_crops():
     import torch
 
-    from napari_denoise.bioimageio.runtime import ForeignNetwork
+    from napari_denoise.engine.models.foreign import ForeignNetwork
 
     seen = []
 

@@ -3,7 +3,7 @@
 What is accepted, and how it runs here:
 
 - Weights: TorchScript (stored as the package's bytes and run through
-  :class:`~.runtime.ForeignNetwork`), or ``pytorch_state_dict`` whose architecture we can
+  :class:`~napari_denoise.engine.models.foreign.ForeignNetwork`), or ``pytorch_state_dict`` whose architecture we can
   build without running code from the package: napari-denoise's own architectures
   (``napari_denoise.engine.models.build``) and CAREamics' U-Net
   (``careamics.models.unet.UNet``, rebuilt by :mod:`~napari_denoise.engine.models.careamics_unet`).
@@ -593,7 +593,7 @@ def import_model(
     data = _local_bytes(source, entry, "weights")
     weights_sha = hashlib.sha256(data).hexdigest()
 
-    from .runtime import ForeignNetwork
+    from ..engine.models.foreign import ForeignNetwork
 
     if kind == "torchscript":
         import io
@@ -778,7 +778,7 @@ def _trace(source: Path, network, step: int, min_size: int):
 
 
 def _to(network, x):
-    from .runtime import _to_axes
+    from ..engine.models.foreign import _to_axes
 
     return _to_axes(x, network.input_axes)
 

@@ -251,11 +251,9 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu"):
 
     card_path, weights_path = _paths(name_or_path)
     card = read_card(card_path)
-    if card["weights"].get("format", "safetensors") == "torchscript":
-        # A model imported from a bioimage.io package: its loader lives with the importer.
-        from ...bioimageio.runtime import load_torchscript
-
-        return load_torchscript(card_path, card, device=device)
+    torchscript = card["weights"].get("format", "safetensors") == "torchscript"
+    if torchscript:  # imported from a bioimage.io package: the file the card names
+        weights_path = card_path.with_name(card["weights"]["file"])
     if not weights_path.exists():
         raise ModelFileError(
             f"The weights of model '{card['name']}' are missing: {weights_path} does not exist."
@@ -265,8 +263,12 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu"):
         raise ModelFileError(
             f"The weights file {weights_path} does not match its card: its SHA-256 is "
             f"{digest[:12]}..., the card expects {card['weights']['sha256'][:12]}.... "
-            "The file is corrupt or was replaced; reinstall or retrain the model."
+            "The file is corrupt or was replaced; reinstall, retrain or import the model again."
         )
+    if torchscript:
+        from .foreign import load_torchscript
+
+        return load_torchscript(weights_path, card, device=device)
     try:
         state = load_file(weights_path)
     except (SafetensorError, OSError, ValueError) as err:

@@ -1,10 +1,10 @@
-"""Running an imported TorchScript network through napari-denoise's engine.
+"""A network from elsewhere (a bioimage.io package) as TorchScript, behind the engine's contract.
 
 An imported package whose weights are TorchScript is stored in the user model folder as
 ``<name>.torchscript.pt`` (the package's bytes, unchanged) beside a model card whose
 ``weights.format`` is ``"torchscript"``. :func:`load_torchscript` is what
-:func:`napari_denoise.engine.models.store.load_model` calls for such a card: it checks the SHA-256,
-loads the archive with ``torch.jit.load`` (TorchScript code is run by the TorchScript
+:func:`~.store.load_model` calls for such a card once it has checked the file's SHA-256:
+it loads the archive with ``torch.jit.load`` (TorchScript code is run by the TorchScript
 interpreter, not by Python: no pickled objects, no imports) and wraps it in
 :class:`ForeignNetwork`, which speaks the engine's contract: ``(N, 1, H, W)`` in
 normalised units, the same shape out, with ``multiple`` and ``reach``.
@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ModelFileError
+from ...errors import ModelFileError
 
 __all__ = ["ForeignNetwork", "load_torchscript"]
 
@@ -104,22 +103,9 @@ def _from_axes(y: torch.Tensor, axes: Sequence[str]) -> torch.Tensor:
     return y
 
 
-def load_torchscript(card_path: str | os.PathLike, card: dict[str, Any], *, device: str = "cpu"):
-    """The wrapped network and its card, for a card whose weights are TorchScript."""
-    from ..engine.models.store import sha256_file
-
-    weights = Path(card_path).with_name(card["weights"]["file"])
-    if not weights.exists():
-        raise ModelFileError(
-            f"The weights of model '{card['name']}' are missing: {weights} does not exist."
-        )
-    digest = sha256_file(weights)
-    if digest != card["weights"]["sha256"]:
-        raise ModelFileError(
-            f"The weights file {weights} does not match its card: its SHA-256 is "
-            f"{digest[:12]}..., the card expects {card['weights']['sha256'][:12]}.... "
-            "The file is corrupt or was replaced; import the package again."
-        )
+def load_torchscript(weights: str | os.PathLike, card: dict[str, Any], *, device: str = "cpu"):
+    """The wrapped network and its card, from TorchScript ``weights`` already checked
+    against the card's SHA-256 (:func:`~.store.load_model`)."""
     try:
         net = torch.jit.load(str(weights), map_location="cpu")
     except (RuntimeError, OSError, ValueError) as err:
