@@ -11,6 +11,7 @@ result back to the image's units. Loaded models are cached per card and device.
 from __future__ import annotations
 
 import json
+import functools
 import os
 import platform
 import threading
@@ -242,6 +243,7 @@ def precision_cache_path() -> Path:
     return user_cache_dir() / "precision.json"
 
 
+@functools.cache  # read once per process: it is part of the key looked up for every tile
 def cpu_name() -> str:
     """The processor's model string (``/proc/cpuinfo`` on Linux, else :mod:`platform`)."""
     try:
