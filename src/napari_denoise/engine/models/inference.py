@@ -10,8 +10,8 @@ result back to the image's units. Loaded models are cached per card and device.
 
 from __future__ import annotations
 
-import json
 import functools
+import json
 import os
 import platform
 import threading
