@@ -58,7 +58,7 @@ def test_a_result_name_says_its_non_default_parameters(make_napari_viewer, qtbot
     widget.params.set_values({"sigma": 1.5, "vst": True})
     assert widget.run()
     wait_idle(qtbot, widget)
-    assert viewer.layers[-1].name == "noisy [gaussian sigma=1.5 vst=on]"
+    assert viewer.layers[-1].name == "noisy [gaussian, Blur width 1.5 px, Shot-noise correction on]"
 
 
 def test_status_lines_use_the_labels_on_screen_and_plain_numbers(make_napari_viewer, qtbot):
@@ -69,7 +69,7 @@ def test_status_lines_use_the_labels_on_screen_and_plain_numbers(make_napari_vie
     assert widget.run()
     wait_idle(qtbot, widget)
     text = widget.status.text()
-    assert "Filtering strength" in text and not re.search(r"\bh =", text)
+    assert "Strength = " in text and "Noise level = " in text and not re.search(r"\bh =", text)
     assert "e+" not in text and "e-" not in text
 
 

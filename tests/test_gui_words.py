@@ -20,3 +20,62 @@ def test_plain_numbers():
 def test_the_training_plot_axes_never_use_e_notation():
     low, high = axis_labels(0.0000123, 0.0000456)
     assert "e" not in low + high and low != high
+
+
+# --- labels on screen (Param.label), the internal names only for the CLI and the API ------
+
+
+def _texts(form) -> list[str]:
+    from qtpy.QtWidgets import QCheckBox, QLabel
+
+    return [w.text() for w in form.findChildren(QLabel) + form.findChildren(QCheckBox)]
+
+
+def _methods():
+    from napari_denoise.engine.methods import list_methods
+
+    return [m for m in list_methods() if m.available]
+
+
+@pytest.mark.parametrize("method", _methods(), ids=lambda m: m.name)
+def test_the_form_shows_each_parameter_by_its_label(qtbot, method):
+    from qtpy.QtWidgets import QComboBox
+
+    from napari_denoise._qt._params import HANDLED_ELSEWHERE, ParamForm
+
+    form = ParamForm()
+    qtbot.addWidget(form)
+    form.set_method(method)
+    texts = _texts(form)
+    for param in method.params:
+        if param.name in HANDLED_ELSEWHERE:
+            continue
+        assert param.label in texts, (param.name, texts)
+        assert param.name not in texts
+        control = form.control(param.name)
+        if isinstance(control, QComboBox):  # choices in words, the value still the code
+            shown = [control.itemText(i) for i in range(control.count())]
+            assert shown == [param.choice_text(c) for c in param.choices]
+            assert form.values()[param.name] == param.default
+
+
+def test_a_choice_set_by_its_code_shows_its_words(qtbot):
+    from napari_denoise._qt._params import ParamForm
+    from napari_denoise.engine.methods import get_method
+
+    form = ParamForm()
+    qtbot.addWidget(form)
+    form.set_method(get_method("wavelet"))
+    form.set_values({"wavelet": "sym4", "mode": "hard"})
+    assert form.control("wavelet").currentText() == "Symlet 4 (sym4)"
+    assert form.values()["wavelet"] == "sym4" and form.values()["mode"] == "hard"
+
+
+def test_a_result_name_says_the_settings_by_their_labels():
+    from napari_denoise._qt._layers import result_name
+    from napari_denoise._qt._words import settings_text
+    from napari_denoise.engine.methods import get_method
+
+    name = result_name("noisy", "gaussian", settings={"sigma": 1.5, "vst": True})
+    assert name == "noisy [gaussian, Blur width 1.5 px, Shot-noise correction on]"
+    assert settings_text(get_method("bm3d"), {"profile": "vn"}) == "Preset: Very noisy images"

@@ -35,9 +35,15 @@ from ._layers import DIFFERENCE_KEY, add_difference
 from ._params import AutoNumber
 from ._runner import guarded
 from ._scores import BASELINE, COLUMN_HELP, COLUMNS, score_layers, table_rows, write_csv
+from ._words import param_label
 
 RANGE = Param(
-    "data_range", float, None, "Span of possible intensities; auto: from the ground truth", 1e-9
+    "data_range",
+    float,
+    None,
+    "Span of possible intensities; auto: from the ground truth",
+    1e-9,
+    label="Data range",
 )
 ASK_GT = (
     "Which layer is the ground truth (e.g. the average of many frames)? None is clearly one, "
@@ -125,7 +131,7 @@ class CompareWidget(DockTabs, QWidget):
         rare = QWidget()
         rare_form = QFormLayout(rare)
         rare_form.setContentsMargins(0, 0, 0, 0)
-        rare_form.addRow("Data range", self.data_range)
+        rare_form.addRow(param_label(RANGE), self.data_range)
         self.advanced = Collapsible(
             "Advanced", rare, tooltip="The data range used by PSNR and SSIM (automatic by default)."
         )

@@ -23,6 +23,7 @@ from ..errors import DenoiseError
 from ..io import infer_axes, normalize_axes
 from ._compact import narrow
 from ._params import AutoNumber
+from ._words import param_label
 
 DEVICE_HELP = (
     "Where a deep-learning model runs: auto picks the graphics card when there is one, "
@@ -40,7 +41,13 @@ GUESSED = (
     "File > Open with Plugin > napari-denoise (reads axes and pixel size)."
 )
 TILE = Param(
-    "tile", int, None, "Tile size in Y and X (pixels); auto = the method's default", 16, 8192
+    "tile",
+    int,
+    None,
+    "Tile size in Y and X (pixels); auto: the method's default",
+    16,
+    8192,
+    label="Tile size",
 )
 
 
@@ -155,7 +162,7 @@ class ComputeSettings(QWidget):
         device_row.addWidget(self.device_note, 1)
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
-        form.addRow("Tile size", self.tile)
+        form.addRow(param_label(TILE), self.tile)
         form.addRow("Device", device_row)
         self._device_choice: dict[str, str] = {}
 

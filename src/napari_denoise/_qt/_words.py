@@ -1,7 +1,8 @@
 """How numbers and parameters are written on screen (no Qt): plain words, plain numbers.
 
-Status lines and layer names use the labels the form shows, and numbers in positional
-notation (``12300``, ``0.00012``), never ``1.23e+04``.
+Status lines and layer names use the labels the form shows (``Param.label``, never the
+internal name the CLI takes), choices in words, and numbers in positional notation
+(``12300``, ``0.00012``), never ``1.23e+04``.
 """
 
 from __future__ import annotations
@@ -27,17 +28,34 @@ def plain(value, digits: int = 3) -> str:
 
 
 def param_label(param) -> str:
-    """A short label from the declaration: the help's opening words when short, else the name.
+    """The label a parameter is shown by: its declared ``label`` (plain words and unit).
 
-    'Noise standard deviation (auto = estimated)' -> 'Noise standard deviation';
-    'sigma' with a long help -> 'Sigma'; ' (px)' is added when the help says pixels.
+    A parameter declared without one (a method registered by other code) falls back on the
+    opening words of its help when short ('Noise level (auto: estimated)' -> 'Noise level'),
+    else on its name with spaces.
     """
+    if param.label:
+        return param.label
     head = re.split(r"[(:;]", param.help)[0].strip()
     text = head if 0 < len(head) <= LABEL_CHARS else param.name.replace("_", " ")
-    text = text[0].upper() + text[1:]
-    if re.search(r"\(pixels", param.help):
-        text += " (px)"
-    return text
+    return text[0].upper() + text[1:]
+
+
+def short_label(param) -> tuple[str, str]:
+    """``(label, unit)`` for a compact line: 'Blur width (pixels)' -> ('Blur width', 'px');
+    other parenthesised notes are left out."""
+    label = param_label(param)
+    match = re.fullmatch(r"(.*?)\s*\((.*)\)", label)
+    if not match:
+        return label, ""
+    return match.group(1), "px" if match.group(2) == "pixels" else ""
+
+
+def value_text(param, value) -> str:
+    """A parameter's value as shown: a choice in its words, a number in plain notation."""
+    if param.choices is not None and value in param.choices:
+        return param.choice_text(value)
+    return plain(value)
 
 
 def non_default(method, values: dict) -> dict:
@@ -46,6 +64,15 @@ def non_default(method, values: dict) -> dict:
     return {k: v for k, v in values.items() if k in defaults and v != defaults[k]}
 
 
-def short_settings(values: dict) -> str:
-    """'sigma=1.5 vst=on' (for layer names: short, the parameter names)."""
-    return " ".join(f"{k}={plain(v)}" for k, v in values.items())
+def settings_text(method, values: dict) -> str:
+    """'Blur width 1.5 px, Shot-noise correction on' (for layer names: the labels on screen,
+    each value in plain words; a choice after a colon)."""
+    parts = []
+    for name, value in values.items():
+        param = method.param(name)
+        label, unit = short_label(param)
+        if param.choices is not None:
+            parts.append(f"{label}: {value_text(param, value)}")
+        else:
+            parts.append(f"{label} {plain(value)}{' ' + unit if unit else ''}")
+    return ", ".join(parts)
