@@ -79,3 +79,39 @@ def test_a_result_name_says_the_settings_by_their_labels():
     name = result_name("noisy", "gaussian", settings={"sigma": 1.5, "vst": True})
     assert name == "noisy [gaussian, Blur width 1.5 px, Shot-noise correction on]"
     assert settings_text(get_method("bm3d"), {"profile": "vn"}) == "Preset: Very noisy images"
+
+
+# --- progress in the method's title and plain words --------------------------------------
+
+
+def test_progress_names_the_method_and_the_frame_in_words():
+    from napari_denoise._qt._words import progress_text
+    from napari_denoise.engine.denoise.tiling import Progress
+
+    frame = (("T", 3, 10),)
+    tick = Progress(37, 45, "nlm T=3", position=frame)
+    assert progress_text(tick, "Non-local means") == "Non-local means, frame 4 of 10: part 37 of 45"
+    # One tile per frame: the frames are the parts.
+    tick = Progress(4, 10, "nlm T=3", position=frame)
+    assert progress_text(tick, "Non-local means") == "Non-local means, frame 4 of 10"
+    assert progress_text(Progress(37, 45, "nlm"), "Non-local means") == (
+        "Non-local means: part 37 of 45"
+    )
+    both = (("C", 1, 2), ("Z", 0, 5))
+    assert progress_text(Progress(3, 40, "x", position=both), "Median") == (
+        "Median, channel 2 of 2, plane 1 of 5: part 3 of 40"
+    )
+    choosing = Progress(0, 1, "x", position=(("C", 0, 3),), choosing=True)
+    assert progress_text(choosing, "Median") == (
+        "Median: choosing its settings from the image (channel 1 of 3)"
+    )
+
+
+def test_a_cancelled_run_says_how_far_it_got_in_words():
+    from napari_denoise._qt._words import stopped_text
+    from napari_denoise.engine.denoise.tiling import Progress
+
+    assert stopped_text(Progress(4, 10, "", position=(("T", 3, 10),))) == " after 4 of 10 frames"
+    assert stopped_text(Progress(37, 45, "", position=(("T", 3, 10),))) == " after 37 of 45 parts"
+    assert stopped_text(Progress(0, 1, "", choosing=True)) == ""
+    assert stopped_text(None) == ""

@@ -114,7 +114,7 @@ def test_run_adds_a_matching_result_layer_and_leaves_the_input_alone(make_napari
     assert prov["method"] == "gaussian" and prov["params"]["sigma"] > 0
     assert prov["napari_layer"] == "noisy (FMD)" and "versions" in prov
     assert psnr(gt.data, result.data) > psnr(gt.data, noisy.data) + 3  # real data, real gain
-    assert "Sigma (px) = " in widget.status.text()  # the label on screen
+    assert "Blur width = " in widget.status.text()  # the label on screen
     # the automatic sigma is now shown (greyed) in its control
     sigma = widget.params.control("sigma")
     assert sigma.auto.isChecked() and sigma.box.value() == pytest.approx(prov["params"]["sigma"])

@@ -58,6 +58,12 @@ def value_text(param, value) -> str:
     return plain(value)
 
 
+def labelled_value(param, value) -> str:
+    """'Blur width = 0.912 px', 'Noise level = 12.3' (a status line's words)."""
+    label, unit = short_label(param)
+    return f"{label} = {value_text(param, value)}{' ' + unit if unit else ''}"
+
+
 def non_default(method, values: dict) -> dict:
     """The entries of ``values`` that differ from ``method``'s declared defaults."""
     defaults = {p.name: p.default for p in method.params}
@@ -76,3 +82,48 @@ def settings_text(method, values: dict) -> str:
         else:
             parts.append(f"{label} {plain(value)}{' ' + unit if unit else ''}")
     return ", ".join(parts)
+
+
+def method_title(name: str) -> str:
+    """The title a method is listed by ('nlm' -> 'Non-local means'); the name if unknown."""
+    from ..engine.methods import get_method
+    from ..errors import DenoiseError
+
+    try:
+        method = get_method(name)
+    except DenoiseError:
+        return name
+    return method.title or method.name
+
+
+def _one_tile_per_block(tick) -> bool:
+    """Whether each block (plane, frame...) is one tile: then the blocks are the parts."""
+    return bool(tick.position) and tick.total == int(np.prod([n for _, _, n in tick.position]))
+
+
+def progress_text(tick, title: str) -> str:
+    """A progress tick in words, with the method's title:
+    'Non-local means, frame 4 of 10: part 37 of 45', or 'Non-local means, frame 4 of 10'
+    when every frame is one part; a single plane: 'Non-local means: part 37 of 45'."""
+    from ..engine.denoise.plan import position_text
+
+    where = position_text(tick.position)
+    if tick.choosing:
+        return f"{title}: choosing its settings from the image" + (f" ({where})" if where else "")
+    head = f"{title}, {where}" if where else title
+    if tick.total <= 1 or _one_tile_per_block(tick):
+        return head
+    return f"{head}: part {tick.done} of {tick.total}"
+
+
+def stopped_text(last) -> str:
+    """' after 4 of 10 frames' (or '... parts') for the last tick of a stopped run."""
+    if last is None or last.choosing or last.total <= 1:
+        return ""
+    if _one_tile_per_block(last):
+        from ..engine.denoise.plan import POSITION_WORDS
+
+        axis = last.position[-1][0]
+        unit = POSITION_WORDS.get(axis, "block") + "s" if len(last.position) == 1 else "planes"
+        return f" after {last.done} of {last.total} {unit}"
+    return f" after {last.done} of {last.total} parts"
