@@ -81,3 +81,46 @@ def test_progress_texts_do_not_widen_the_train_form(make_napari_viewer):
     widget.status.setText("Training on 'a rather long layer name', starting from a model " * 3)
     QApplication.processEvents()  # the layouts take the new texts into account
     assert body.minimumSizeHint().width() <= before
+
+
+def test_the_closed_method_list_shows_the_choice_whole_at_the_minimum_width(
+    make_napari_viewer, qtbot
+):
+    # 'U-Net (fluorescence, blind) (defau': the closed box cut the title and '(default)'.
+    from qtpy.QtGui import QFontMetrics
+    from qtpy.QtWidgets import QStyle, QStyleOptionComboBox
+
+    from napari_denoise._qt._method_picker import display_name
+
+    viewer = make_napari_viewer(show=True)
+    widget = _open_all(viewer)["Denoise"]
+    picker = widget.picker
+    dock = widget.parent()
+    dock.setFloating(True)  # then it takes exactly the width asked for
+    dock.resize(widget.minimumSizeHint().width(), 600)
+    for _ in range(5):
+        QApplication.processEvents()
+        qtbot.wait(50)
+    assert widget.width() <= MAX_WIDTH
+    option = QStyleOptionComboBox()
+    picker.initStyleOption(option)
+    field = picker.style().subControlRect(
+        QStyle.ComplexControl.CC_ComboBox, option, QStyle.SubControl.SC_ComboBoxEditField, picker
+    )
+    metrics = QFontMetrics(picker.font())
+    for method in picker._methods.values():
+        if not method.available:
+            continue
+        picker.set_method(method.name)
+        shown = picker.closed_text()
+        assert metrics.horizontalAdvance(shown) <= field.width(), shown
+        if method.is_default:
+            assert shown.endswith("(default)")
+        # Shortened or not, the tooltip has it whole, then what the list is for.
+        assert picker.toolTip().startswith(display_name(method))
+        assert "How to denoise" in picker.toolTip()
+        print(f"{field.width()} px: {shown!r}")
+    picker.set_method("unet-fluo")
+    # The entry as listed in the open list would not fit: the closed box needs its own text.
+    assert metrics.horizontalAdvance(picker.currentText()) > field.width()
+    assert picker.closed_text().endswith("(default)")

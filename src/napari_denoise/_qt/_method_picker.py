@@ -1,15 +1,22 @@
 """A drop-down of the registered methods, grouped: your models (by the names you gave
 them), the shipped deep-learning models, classical filters, then "More models" (the
-experimental networks)."""
+experimental networks).
+
+The open list shows every entry whole; the closed box, only ~250 px wide in a dock,
+shows the chosen one shortened if it must be (:meth:`MethodPicker.closed_text`: the
+trailing notes go first, then the middle is elided, "(default)" always stays), and its
+tooltip gives it whole.
+"""
 
 from __future__ import annotations
 
+import re
 import weakref
 from pathlib import Path
 
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QFont, QStandardItem, QStandardItemModel
-from qtpy.QtWidgets import QComboBox
+from qtpy.QtWidgets import QComboBox, QStyle, QStyleOptionComboBox, QStylePainter
 
 from ..engine.methods import default_method, list_methods
 from ..engine.models.store import SHIPPED_DIR
@@ -36,6 +43,24 @@ def is_experimental(method) -> bool:
 def display_name(method) -> str:
     """Your models by the name you gave them; shipped ones by their title."""
     return method.name if is_user_model(method) else (method.title or method.name)
+
+
+def short_names(method) -> list[str]:
+    """The display name, then shorter forms of it: without the note after ' — ', then
+    without the trailing parenthesis ('U-Net (fluorescence, blind)' -> 'U-Net')."""
+    names = [display_name(method)]
+    if is_user_model(method):
+        return names  # the name the user typed, as typed
+    names.append(names[-1].split(" — ")[0].strip())
+    names.append(re.sub(r"\s*\([^()]*\)\s*$", "", names[-1]).strip() or names[-1])
+    return list(dict.fromkeys(names))
+
+
+def flags(method) -> str:
+    """What the list adds after a name: '  (default)', '  (slow on large images)'."""
+    default = "  (default)" if method.available and method.is_default else ""
+    slow = "  (slow on large images)" if method.slow else ""
+    return default + slow
 
 
 def grouped(methods) -> list[tuple[str, list]]:
@@ -92,6 +117,7 @@ class MethodPicker(QComboBox):
     def __init__(self):
         super().__init__()
         self._methods = {}
+        self._hint = ""
         self.setModel(QStandardItemModel(self))
         self.currentIndexChanged.connect(self._emit)
         self.reload()
@@ -113,9 +139,7 @@ class MethodPicker(QComboBox):
             header.setFont(font)
             model.appendRow(header)
             for m in group:
-                default = "  (default)" if m.available and m.is_default else ""
-                slow = "  (slow on large images)" if m.slow else ""
-                item = QStandardItem("    " + display_name(m) + default + slow)
+                item = QStandardItem("    " + display_name(m) + flags(m))
                 item.setData(m.name, Qt.ItemDataRole.UserRole)
                 item.setToolTip(tooltip(m))
                 if not m.available:
@@ -146,5 +170,50 @@ class MethodPicker(QComboBox):
 
     def _emit(self, *_) -> None:
         method = self.method()
+        self._update_tooltip()
         if method is not None:
             self.methodChanged.emit(method)
+
+    # ------------------------------------------------------------------ the closed box
+    def setToolTip(self, text: str) -> None:
+        """Set the sentence that follows the chosen method's whole name in the tooltip."""
+        self._hint = text
+        self._update_tooltip()
+
+    def _update_tooltip(self) -> None:
+        method = self.method()
+        head = display_name(method) + flags(method) if method is not None else ""
+        super().setToolTip("\n".join(t for t in (head, self._hint) if t))
+
+    def _field_width(self) -> int:
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        field = self.style().subControlRect(
+            QStyle.ComplexControl.CC_ComboBox, option, QStyle.SubControl.SC_ComboBoxEditField, self
+        )
+        return field.width() - 4  # the style draws the text 1-2 px in from each side
+
+    def closed_text(self) -> str:
+        """The chosen method as the closed box shows it: whole if it fits, else a shorter
+        form (:func:`short_names`), else elided in the middle; '(default)' is never cut."""
+        method = self.method()
+        if method is None:
+            return self.currentText().strip()
+        metrics, width = self.fontMetrics(), self._field_width()
+        default = "  (default)" if method.available and method.is_default else ""
+        names = short_names(method)
+        for name in names:
+            for text in (name + flags(method), name + default):
+                if metrics.horizontalAdvance(text) <= width:
+                    return text
+        room = max(0, width - metrics.horizontalAdvance(default))
+        return metrics.elidedText(names[0], Qt.TextElideMode.ElideMiddle, room) + default
+
+    def paintEvent(self, event) -> None:
+        # As QComboBox paints itself, with the closed box's own text (not the list entry).
+        painter = QStylePainter(self)
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        option.currentText = self.closed_text()
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
