@@ -124,3 +124,25 @@ def test_the_closed_method_list_shows_the_choice_whole_at_the_minimum_width(
     # The entry as listed in the open list would not fit: the closed box needs its own text.
     assert metrics.horizontalAdvance(picker.currentText()) > field.width()
     assert picker.closed_text().endswith("(default)")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_unfolding_advanced_or_changing_method_does_not_widen_the_form(make_napari_viewer, name):
+    # The dock keeps the width it was given (330 px, shared by the three tabs): a form that
+    # grows wider once "Advanced" is unfolded is cut on the right ('Previ', 'Cance').
+    from napari_denoise._qt._compact import Collapsible, FormScroll
+
+    viewer = make_napari_viewer(show=True)  # shown: napari's style sheet applies
+    widget = _open_all(viewer)[name]
+    widget.parent().raise_()
+    QApplication.processEvents()
+    body = widget.scroll_area.widget()
+    bar = widget.scroll_area.verticalScrollBar().sizeHint().width()
+    for section in widget.findChildren(Collapsible):
+        section.set_open(True)
+    methods = list(widget.picker._methods) if name == "Denoise" else [None]
+    for method in methods:
+        if method is not None:
+            widget.picker.set_method(method)
+        QApplication.processEvents()
+        assert body.minimumSizeHint().width() + bar <= FormScroll.SHARED_WIDTH, method

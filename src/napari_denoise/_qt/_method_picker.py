@@ -200,10 +200,10 @@ class MethodPicker(QComboBox):
         if method is None:
             return self.currentText().strip()
         metrics, width = self.fontMetrics(), self._field_width()
-        default = "  (default)" if method.available and method.is_default else ""
+        default = " (default)" if method.available and method.is_default else ""
         names = short_names(method)
         for name in names:
-            for text in (name + flags(method), name + default):
+            for text in (name + flags(method).replace("  ", " "), name + default):
                 if metrics.horizontalAdvance(text) <= width:
                     return text
         room = max(0, width - metrics.horizontalAdvance(default))

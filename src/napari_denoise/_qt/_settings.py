@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from napari.layers import Image
 from napari.qt.threading import create_worker
-from qtpy.QtCore import Signal
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -17,7 +17,7 @@ from qtpy.QtWidgets import (
 
 from .._napari import layer_axes
 from ..engine.denoise.pipeline import DEFAULT_TILE
-from ..engine.device import DEVICES, resolve_device
+from ..engine.device import DEVICE_LABELS, DEVICES, resolve_device
 from ..engine.methods import Param
 from ..errors import DenoiseError
 from ..io import infer_axes, normalize_axes
@@ -153,9 +153,13 @@ class ComputeSettings(QWidget):
         self.tile.box.setSuffix(" px")
         self.device = QComboBox()
         self.device.addItems(list(DEVICES))
+        for i, words in enumerate(DEVICE_LABELS):  # the codes are what the CLI takes
+            self.device.setItemData(i, words, Qt.ItemDataRole.ToolTipRole)
         narrow(self.device, 6)
         self.device.setToolTip(DEVICE_HELP)
         self.device_note = QLabel("")
+        self.device_note.setWordWrap(True)  # 'CPU (classical filter)' must not widen the form
+        self.device_note.setMinimumWidth(60)
         self.device.currentTextChanged.connect(self._resolve_device)
         device_row = QHBoxLayout()
         device_row.addWidget(self.device)
