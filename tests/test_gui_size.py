@@ -146,3 +146,58 @@ def test_unfolding_advanced_or_changing_method_does_not_widen_the_form(make_napa
             widget.picker.set_method(method)
         QApplication.processEvents()
         assert body.minimumSizeHint().width() + bar <= FormScroll.SHARED_WIDTH, method
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_closed_drop_down_cuts_its_entry(make_napari_viewer, qtbot, name):
+    # 'Supervised: noisy + cle', 'U-Net (fluorescence, blii': every closed box shows its
+    # entry whole, or shortened on purpose with the whole entry in its tooltip.
+    from qtpy.QtCore import Qt
+    from qtpy.QtGui import QFontMetrics
+    from qtpy.QtWidgets import QComboBox, QStyle, QStyleOptionComboBox
+
+    from napari_denoise._qt._compact import Collapsible, FittingCombo, FormScroll
+
+    viewer = make_napari_viewer(show=True)
+    widget = _open_all(viewer)[name]
+    viewer.layers["noisy"].name = "noisy time-lapse of membranes, channel 2 [unet-fluo]"
+    dock = widget.parent()
+    dock.setFloating(True)
+    dock.resize(FormScroll.SHARED_WIDTH, 700)
+    for section in widget.findChildren(Collapsible):
+        section.set_open(True)
+    for _ in range(5):
+        QApplication.processEvents()
+        qtbot.wait(30)
+    checked = []
+
+    def fits(combo):
+        metrics = QFontMetrics(combo.font())
+        for i in range(combo.count()):
+            if not combo.model().index(i, 0).flags() & Qt.ItemFlag.ItemIsEnabled:
+                continue
+            combo.setCurrentIndex(i)
+            QApplication.processEvents()  # a new form may show or hide the scroll bar
+            option = QStyleOptionComboBox()
+            combo.initStyleOption(option)
+            field = combo.style().subControlRect(
+                QStyle.ComplexControl.CC_ComboBox,
+                option,
+                QStyle.SubControl.SC_ComboBoxEditField,
+                combo,
+            )
+            full = combo.currentText().strip()
+            shown = combo.closed_text() if isinstance(combo, FittingCombo) else full
+            assert metrics.horizontalAdvance(shown) <= field.width(), (shown, field.width(), combo)
+            if shown != full:
+                assert combo.toolTip().startswith(combo.full_text()), combo.toolTip()
+            checked.append(shown)
+            if combo is getattr(widget, "picker", None):  # each method's own drop-downs too
+                for inner in widget.params.findChildren(QComboBox):
+                    fits(inner)
+
+    form = getattr(widget, "params", None)  # rebuilt for each method: checked with the picker
+    combos = [c for c in widget.findChildren(QComboBox) if c.isVisibleTo(widget)]
+    for combo in [c for c in combos if form is None or not form.isAncestorOf(c)]:
+        fits(combo)
+    assert len(checked) >= 5

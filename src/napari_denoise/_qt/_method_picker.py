@@ -2,24 +2,23 @@
 them), the shipped deep-learning models, classical filters, then "More models" (the
 experimental networks).
 
-The open list shows every entry whole; the closed box, only ~250 px wide in a dock,
-shows the chosen one shortened if it must be (:meth:`MethodPicker.closed_text`: the
+The open list shows every entry whole; the closed box, only ~240 px wide in a dock,
+shows the chosen one shortened if it must be (:class:`~._compact.FittingCombo`: the
 trailing notes go first, then the middle is elided, "(default)" always stays), and its
 tooltip gives it whole.
 """
 
 from __future__ import annotations
 
-import re
 import weakref
 from pathlib import Path
 
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QFont, QStandardItem, QStandardItemModel
-from qtpy.QtWidgets import QComboBox, QStyle, QStyleOptionComboBox, QStylePainter
 
 from ..engine.methods import default_method, list_methods
 from ..engine.models.store import SHIPPED_DIR
+from ._compact import FittingCombo, shorter_forms
 
 YOURS, SHIPPED, CLASSICAL, MORE = (
     "Your models",
@@ -46,14 +45,10 @@ def display_name(method) -> str:
 
 
 def short_names(method) -> list[str]:
-    """The display name, then shorter forms of it: without the note after ' — ', then
-    without the trailing parenthesis ('U-Net (fluorescence, blind)' -> 'U-Net')."""
-    names = [display_name(method)]
-    if is_user_model(method):
-        return names  # the name the user typed, as typed
-    names.append(names[-1].split(" — ")[0].strip())
-    names.append(re.sub(r"\s*\([^()]*\)\s*$", "", names[-1]).strip() or names[-1])
-    return list(dict.fromkeys(names))
+    """The display name, then shorter forms of it (:func:`~._compact.shorter_forms`):
+    'U-Net (fluorescence, blind)' -> 'U-Net'; your models only by the name you gave."""
+    name = display_name(method)
+    return [name] if is_user_model(method) else [name, *shorter_forms(name)]
 
 
 def flags(method) -> str:
@@ -106,7 +101,7 @@ def notify_models_changed(select: str | None = None) -> None:
             _watchers.discard(widget)
 
 
-class MethodPicker(QComboBox):
+class MethodPicker(FittingCombo):
     """Choose a method; group headers cannot be chosen, unavailable methods are greyed out.
 
     Emits ``methodChanged`` with the :class:`~napari_denoise.engine.methods.Method`.
@@ -115,9 +110,8 @@ class MethodPicker(QComboBox):
     methodChanged = Signal(object)
 
     def __init__(self):
-        super().__init__()
+        super().__init__(elide=Qt.TextElideMode.ElideMiddle)
         self._methods = {}
-        self._hint = ""
         self.setModel(QStandardItemModel(self))
         self.currentIndexChanged.connect(self._emit)
         self.reload()
@@ -175,45 +169,33 @@ class MethodPicker(QComboBox):
             self.methodChanged.emit(method)
 
     # ------------------------------------------------------------------ the closed box
-    def setToolTip(self, text: str) -> None:
-        """Set the sentence that follows the chosen method's whole name in the tooltip."""
-        self._hint = text
-        self._update_tooltip()
-
-    def _update_tooltip(self) -> None:
-        method = self.method()
-        head = display_name(method) + flags(method) if method is not None else ""
-        super().setToolTip("\n".join(t for t in (head, self._hint) if t))
-
-    def _field_width(self) -> int:
-        option = QStyleOptionComboBox()
-        self.initStyleOption(option)
-        field = self.style().subControlRect(
-            QStyle.ComplexControl.CC_ComboBox, option, QStyle.SubControl.SC_ComboBoxEditField, self
-        )
-        return field.width() - 4  # the style draws the text 1-2 px in from each side
-
-    def closed_text(self) -> str:
-        """The chosen method as the closed box shows it: whole if it fits, else a shorter
-        form (:func:`short_names`), else elided in the middle; '(default)' is never cut."""
+    def full_text(self) -> str:
         method = self.method()
         if method is None:
-            return self.currentText().strip()
-        metrics, width = self.fontMetrics(), self._field_width()
-        default = " (default)" if method.available and method.is_default else ""
-        names = short_names(method)
-        for name in names:
-            for text in (name + flags(method).replace("  ", " "), name + default):
-                if metrics.horizontalAdvance(text) <= width:
-                    return text
-        room = max(0, width - metrics.horizontalAdvance(default))
-        return metrics.elidedText(names[0], Qt.TextElideMode.ElideMiddle, room) + default
+            return super().full_text()
+        return display_name(method) + flags(method).replace("  ", " ")
 
-    def paintEvent(self, event) -> None:
-        # As QComboBox paints itself, with the closed box's own text (not the list entry).
-        painter = QStylePainter(self)
-        option = QStyleOptionComboBox()
-        self.initStyleOption(option)
-        option.currentText = self.closed_text()
-        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
-        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
+    def shorter_texts(self) -> list[str]:
+        """The shorter names (:func:`short_names`), '(default)' kept, slowness dropped."""
+        method = self.method()
+        if method is None:
+            return []
+        return [name + _default(method) for name in short_names(method)]
+
+    def elided(self, width: int) -> str:
+        """Elided in the middle, '(default)' kept whole."""
+        method = self.method()
+        if method is None:
+            return super().elided(width)
+        default = _default(method)
+        room = max(0, width - self.fontMetrics().horizontalAdvance(default))
+        name = display_name(method)
+        return self.fontMetrics().elidedText(name, Qt.TextElideMode.ElideMiddle, room) + default
+
+    def tooltip_head(self) -> str:
+        """Always the chosen method's whole name (the closed box may shorten it)."""
+        return self.full_text() if self.method() is not None else ""
+
+
+def _default(method) -> str:
+    return " (default)" if method.available and method.is_default else ""

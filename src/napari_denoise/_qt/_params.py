@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ._compact import FittingCombo
 from ._words import param_label, plain
 
 BIG = 1e6  # upper bound for parameters the method leaves open
@@ -140,7 +141,7 @@ class ParamForm(QWidget):
             box.setChecked(bool(param.default))
             return box
         if param.choices is not None:
-            combo = QComboBox()
+            combo = FittingCombo(shorten=True)
             combo.addItems([param.choice_text(c) for c in param.choices])
             combo.setCurrentIndex(_index(param, param.default))
             combo.setToolTip(param.help)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
@@ -21,7 +20,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..engine.training import options
-from ._compact import Collapsible, narrow
+from ._compact import Collapsible, FittingCombo, narrow
 from ._layer_combo import ImageLayerCombo
 from ._layer_roles import looks_like_ground_truth, looks_like_noisy
 from ._train_inputs import ShapesLayerCombo, StartModelCombo
@@ -68,7 +67,7 @@ class TrainForm(QWidget):
 
     def _build_inputs(self) -> None:
         viewer = self.viewer
-        self.mode = QComboBox()
+        self.mode = FittingCombo(shorten=True)
         for key, text in MODES:
             self.mode.addItem(text, key)
         self.mode.setToolTip(
@@ -101,10 +100,10 @@ class TrainForm(QWidget):
         # As wide as six digits, not as the largest budget allowed (a million steps).
         self.budget.setMinimumWidth(self.budget.fontMetrics().horizontalAdvance("000000") + 40)
         self.budget.setToolTip("How long to train: a time, or a number of optimisation steps.")
-        self.budget_unit = QComboBox()
+        self.budget_unit = FittingCombo(shorten=True)
         self.budget_unit.addItems(["minutes", "steps"])
         self.budget_unit.setToolTip("Count the training budget in minutes or in steps.")
-        self.loss = QComboBox()
+        self.loss = FittingCombo(shorten=True)
         for key, text in LOSSES:
             self.loss.addItem(text, key)
         self.loss.setToolTip(
@@ -124,7 +123,7 @@ class TrainForm(QWidget):
         self.positivity.setSingleStep(0.5)
         self.positivity.setValue(1.0)
         self.positivity.setToolTip("Weight of the penalty on negative deconvolved values.")
-        self.blind = QComboBox()
+        self.blind = FittingCombo(shorten=True)
         self.blind.addItem("automatic (from the noise)", None)
         self.blind.addItem("1 pixel (independent noise)", 0)
         for r in (1, 2, 3):
