@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 pytest.importorskip("qtpy")
@@ -115,3 +117,49 @@ def test_a_cancelled_run_says_how_far_it_got_in_words():
     assert stopped_text(Progress(37, 45, "", position=(("T", 3, 10),))) == " after 37 of 45 parts"
     assert stopped_text(Progress(0, 1, "", choosing=True)) == ""
     assert stopped_text(None) == ""
+
+
+# --- what a stranger reads: no internal names anywhere on the three widgets ---------------
+
+INTERNAL = re.compile(r"_|\bsigma\b|\bvst\b|\bnlm\b|\bnp\b|\d[eE][+-]?\d|\bcuda\b|\bmps\b")
+
+
+def _on_screen(widget) -> list[str]:
+    from qtpy.QtWidgets import QAbstractButton, QComboBox, QGroupBox, QLabel
+
+    texts = [w.text() for w in widget.findChildren(QLabel) if w.isVisibleTo(widget)]
+    texts += [w.text() for w in widget.findChildren(QAbstractButton) if w.isVisibleTo(widget)]
+    texts += [w.title() for w in widget.findChildren(QGroupBox) if w.isVisibleTo(widget)]
+    for combo in widget.findChildren(QComboBox):
+        if combo.isVisibleTo(widget) and combo.parent() is not None:
+            texts += [combo.itemText(i) for i in range(combo.count())]
+    return [t for t in texts if t]
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("name", ["Denoise", "Train", "Compare"])
+def test_no_internal_word_on_any_widget(make_napari_viewer, name):
+    import numpy as np
+    from qtpy.QtWidgets import QApplication
+
+    from napari_denoise._qt._compact import Collapsible
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((3, 32, 32), np.float32), name="noisy", metadata={"axes": "TYX"})
+    _, widget = viewer.window.add_plugin_dock_widget("napari-denoise", name)
+    for section in widget.findChildren(Collapsible):
+        section.set_open(True)
+    seen = []
+    if name == "Denoise":
+        for method in [m for m, v in widget.picker._methods.items() if v.available]:
+            widget.picker.set_method(method)
+            seen += _on_screen(widget)
+    elif name == "Train":
+        for i in range(widget.mode.count()):
+            widget.mode.setCurrentIndex(i)
+            QApplication.processEvents()
+            seen += _on_screen(widget)
+    seen += _on_screen(widget)
+    # Layer names and model names are the user's; method descriptions come from model cards.
+    bad = sorted({t for t in seen if INTERNAL.search(t) and "noisy" not in t})
+    assert not bad, bad

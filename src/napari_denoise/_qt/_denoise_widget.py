@@ -204,7 +204,7 @@ class DenoiseWidget(DockTabs, QWidget):
             }
         )
         label, tile = f"Denoising: {what}", self.settings.tile_size()
-        device = self.settings.device.currentText()
+        device = self.settings.device_name()
         job = Job(data, method.name, axes, params, tile, label, source, device, fill=not preview)
         if not self.runner.start(job):
             return False
@@ -216,7 +216,7 @@ class DenoiseWidget(DockTabs, QWidget):
             "settings": non_default(method, params),
             "params": params,
             "tile": tile,
-            "device": self.settings.device.currentText() if method.kind == "model" else None,
+            "device": self.settings.device_name() if method.kind == "model" else None,
             "path": layer.source.path or layer.metadata.get("source_path"),
             "planes": _planes(np.shape(data), axes),
         }

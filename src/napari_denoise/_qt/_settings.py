@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from napari.layers import Image
 from napari.qt.threading import create_worker
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
-    QComboBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -21,13 +20,13 @@ from ..engine.device import DEVICE_LABELS, DEVICES, resolve_device
 from ..engine.methods import Param
 from ..errors import DenoiseError
 from ..io import infer_axes, normalize_axes
-from ._compact import narrow
+from ._compact import FittingCombo, narrow
 from ._params import AutoNumber
 from ._words import param_label
 
 DEVICE_HELP = (
-    "Where a deep-learning model runs: auto picks the graphics card when there is one, "
-    "else the processor (CPU)."
+    "Where a deep-learning model runs: Automatic picks the graphics card (GPU) when there "
+    "is one, else the processor (CPU)."
 )
 AXIS_NAMES = {"T": "time", "Z": "Z", "C": "channel", "Y": "Y", "X": "X"}
 NO_LAYER = "No image layer: open an image or a sample (File > Open Sample)."
@@ -151,16 +150,15 @@ class ComputeSettings(QWidget):
         self.tile.box.setValue(DEFAULT_TILE)
         self.tile.box.setSingleStep(128)
         self.tile.box.setSuffix(" px")
-        self.device = QComboBox()
-        self.device.addItems(list(DEVICES))
-        for i, words in enumerate(DEVICE_LABELS):  # the codes are what the CLI takes
-            self.device.setItemData(i, words, Qt.ItemDataRole.ToolTipRole)
-        narrow(self.device, 6)
+        self.device = FittingCombo(shorten=True)
+        for code, words in zip(DEVICES, DEVICE_LABELS, strict=True):  # codes: for the CLI
+            self.device.addItem(words, code)
+        narrow(self.device, 8)
         self.device.setToolTip(DEVICE_HELP)
         self.device_note = QLabel("")
         self.device_note.setWordWrap(True)  # 'CPU (classical filter)' must not widen the form
         self.device_note.setMinimumWidth(60)
-        self.device.currentTextChanged.connect(self._resolve_device)
+        self.device.currentIndexChanged.connect(lambda *_: self._resolve_device(self.device_name()))
         device_row = QHBoxLayout()
         device_row.addWidget(self.device)
         device_row.addWidget(self.device_note, 1)
@@ -169,6 +167,10 @@ class ComputeSettings(QWidget):
         form.addRow(param_label(TILE), self.tile)
         form.addRow("Device", device_row)
         self._device_choice: dict[str, str] = {}
+
+    def device_name(self) -> str:
+        """The chosen device as the engine and the CLI name it: auto, cpu, cuda or mps."""
+        return self.device.currentData() or "auto"
 
     def tile_size(self) -> int | None:
         """The tile size, or None for the method's default."""
@@ -182,7 +184,7 @@ class ComputeSettings(QWidget):
         self.device.setEnabled(is_model)
         self.device.setToolTip(DEVICE_HELP if is_model else "Classical filters run on the CPU.")
         if is_model:
-            self._resolve_device(self.device.currentText())
+            self._resolve_device(self.device_name())
         else:
             self.device_note.setText("CPU (classical filter)")
 
@@ -197,7 +199,7 @@ class ComputeSettings(QWidget):
         def show(text: str, name=name) -> None:
             self._device_choice[name] = text
             try:
-                if self.device.currentText() == name:
+                if self.device_name() == name:
                     self.device_note.setText(text)
             except RuntimeError:  # the widget was closed meanwhile
                 pass
