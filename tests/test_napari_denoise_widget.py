@@ -238,7 +238,7 @@ def test_preview_on_the_visible_plane_of_a_stack(make_napari_viewer, qtbot):
     np.testing.assert_allclose(preview.translate, [3, 0, 0])
     expected = nd.denoise(np.asarray(stack.data[3]), "gaussian", sigma=1.5)
     np.testing.assert_array_equal(preview.data[0], expected)
-    assert "T=3" in widget.status.text()
+    assert "256 × 256 px at frame 3" in widget.status.text()  # as numbered on the slider
     widget.preview()  # a second preview replaces the first
     wait_idle(qtbot, widget)
     assert [ly.name for ly in viewer.layers].count(preview.name) == 1
