@@ -163,3 +163,16 @@ def test_no_internal_word_on_any_widget(make_napari_viewer, name):
     # Layer names and model names are the user's; method descriptions come from model cards.
     bad = sorted({t for t in seen if INTERNAL.search(t) and "noisy" not in t})
     assert not bad, bad
+
+
+def test_each_method_entry_says_the_name_a_result_layer_and_the_command_line_use(qtbot):
+    # Result layers are named 'noisy [nlm]': the list entry 'Non-local means' says so.
+    from qtpy.QtCore import Qt
+
+    from napari_denoise._qt._method_picker import MethodPicker
+
+    picker = MethodPicker()
+    qtbot.addWidget(picker)
+    index = picker.findData("nlm", Qt.ItemDataRole.UserRole)
+    tip = picker.itemData(index, Qt.ItemDataRole.ToolTipRole)
+    assert "Averages similar patches" in tip and "--method nlm" in tip

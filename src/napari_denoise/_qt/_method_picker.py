@@ -73,11 +73,15 @@ def grouped(methods) -> list[tuple[str, list]]:
 
 
 def tooltip(method) -> str:
-    """What the entry is: the title (for your models), the description or why unavailable."""
+    """What the entry is: the title (for your models), the description or why unavailable,
+    and the name that result layers, the command line and Python use."""
     if not method.available:
         return method.unavailable_reason
     head = f"{method.title}\n" if is_user_model(method) and method.title else ""
-    return head + method.description
+    name = (
+        f"\nIn result layer names and on the command line: {method.name} (--method {method.name})"
+    )
+    return head + method.description + name
 
 
 # Open widgets listing models (anything with ``reload()``), refreshed when one is added.
