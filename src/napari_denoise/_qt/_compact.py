@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
 
 MAX_WIDTH = 420  # px: every widget's minimum width stays at or under this
 COMBO_CHARS = 16
+TEXT_INSET = 1  # px: Qt's styles draw a drop-down's text this far in from each side
 
 
 class FormScroll(QScrollArea):
@@ -129,7 +130,14 @@ class FittingCombo(QComboBox):
         field = self.style().subControlRect(
             QStyle.ComplexControl.CC_ComboBox, option, QStyle.SubControl.SC_ComboBoxEditField, self
         )
-        return field.width() - 4  # the style draws the text 1-2 px in from each side
+        return field.width() - 2 * TEXT_INSET
+
+    def sizeHint(self) -> QSize:
+        # Qt's hint fits the longest entry exactly; the inset it draws text with needs more.
+        return super().sizeHint() + QSize(2 * TEXT_INSET, 0)
+
+    def minimumSizeHint(self) -> QSize:
+        return super().minimumSizeHint() + QSize(2 * TEXT_INSET, 0)
 
     def elided(self, width: int) -> str:
         """The last resort: the entry elided to ``width`` pixels."""
