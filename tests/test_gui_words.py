@@ -176,3 +176,17 @@ def test_each_method_entry_says_the_name_a_result_layer_and_the_command_line_use
     index = picker.findData("nlm", Qt.ItemDataRole.UserRole)
     tip = picker.itemData(index, Qt.ItemDataRole.ToolTipRole)
     assert "Averages similar patches" in tip and "--method nlm" in tip
+
+
+def test_an_automatic_value_says_where_it_will_come_from(qtbot):
+    # '[x] auto  [- auto +]' said 'auto' twice and not what it means.
+    from napari_denoise._qt._params import ParamForm
+    from napari_denoise.engine.methods import get_method
+
+    form = ParamForm()
+    qtbot.addWidget(form)
+    form.set_method(get_method("nlm"))
+    box = form.control("h").box
+    assert box.specialValueText() == "from the image" and box.text() == "from the image"
+    form.control("h").set_value(2.0)
+    assert box.text() != "from the image"

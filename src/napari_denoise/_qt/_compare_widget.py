@@ -80,7 +80,7 @@ class CompareWidget(DockTabs, QWidget):
         self.left_out.setStyleSheet("color: gray")
         self.results = ImageLayerChecklist(napari_viewer)
         self.results.setToolTip("Tick the layers to score (results of the same size).")
-        self.data_range = AutoNumber(RANGE)
+        self.data_range = AutoNumber(RANGE, waiting_text="from the ground truth")
         self.per_slice = QCheckBox("One row per plane")
         self.per_slice.setToolTip("For stacks: a row for every plane instead of the average.")
         self.compute_button = QPushButton("Compute")

@@ -51,7 +51,7 @@ def _number_box(param) -> QSpinBox | QDoubleSpinBox:
 class AutoNumber(QWidget):
     """A number that can be left to the method: [x] auto  [spin box]."""
 
-    def __init__(self, param, *, auto_text: str = "auto", waiting_text: str = "auto"):
+    def __init__(self, param, *, auto_text: str = "auto", waiting_text: str = "from the image"):
         super().__init__()
         self.param = param
         self.waiting_text = waiting_text
