@@ -51,7 +51,7 @@ ASK_GT = (
 )
 BEST = QColor(60, 130, 80)
 EXPLAIN = (
-    "Higher is better. Range-invariant: each image is first rescaled to the ground truth "
+    "Higher is better. RI, range-invariant: each image is first rescaled to the ground truth "
     "(least-squares gain and offset, as in CARE), so a change of brightness is not penalised."
 )
 
