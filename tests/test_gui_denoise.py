@@ -181,3 +181,23 @@ def test_copy_as_command_repeats_the_run_headless(make_napari_viewer, qtbot, tmp
     namespace: dict = {}
     exec(python, namespace)  # the Python call too
     np.testing.assert_array_equal(namespace["result"], written)
+
+
+def test_a_refused_setting_is_named_by_its_label(make_napari_viewer, qtbot):
+    # 'parameter 'size' of method 'box' must be odd' spoke the command line's names.
+    viewer = make_napari_viewer()
+    _noisy(viewer)
+    widget = DenoiseWidget(viewer)
+    widget.picker.set_method("box")
+    widget.params.set_values({"size": 4})
+    widget.run()
+    wait_idle(qtbot, widget)
+    text = widget.status.text()
+    assert "'Window (pixels)' must be odd" in text, text
+    assert "size" not in text and "method 'box'" not in text
+    widget.picker.set_method("unet-fluo")
+    widget.params.set_values({"norm_low": 50.0, "norm_high": 10.0})
+    widget.run()
+    wait_idle(qtbot, widget)
+    text = widget.status.text()
+    assert "'Black level' (50.0) must be below 'White level' (10.0)" in text, text

@@ -35,7 +35,14 @@ from ._preview_controls import RECTANGLE, REGION_LAYER, VISIBLE, PreviewControls
 from ._runner import Job, Runner
 from ._settings import ComputeSettings, InputAxes
 from ._view_mode import ComparisonToggle
-from ._words import labelled_value, method_title, non_default, progress_text, stopped_text
+from ._words import (
+    labelled_value,
+    method_title,
+    non_default,
+    progress_text,
+    reworded,
+    stopped_text,
+)
 
 __all__ = ["RECTANGLE", "REGION_LAYER", "VISIBLE", "DenoiseWidget"]
 
@@ -341,7 +348,7 @@ class DenoiseWidget(DockTabs, QWidget):
 
     def _on_job_failed(self, message: str) -> None:
         self._discard_partial()
-        self._on_failed(message)
+        self._on_failed(reworded(message, self._task.get("method", "")))
 
     def _on_cancelled(self, last) -> None:
         self._discard_partial()

@@ -127,3 +127,22 @@ def stopped_text(last) -> str:
         unit = POSITION_WORDS.get(axis, "block") + "s" if len(last.position) == 1 else "planes"
         return f" after {last.done} of {last.total} {unit}"
     return f" after {last.done} of {last.total} parts"
+
+
+def reworded(message: str, method_name: str) -> str:
+    """An engine message in the widget's words: "parameter 'size' of method 'box' must be
+    odd" -> "'Window (pixels)' must be odd" (the engine names parameters as the command
+    line takes them; the widget shows their labels)."""
+    from ..engine.methods import get_method
+    from ..errors import DenoiseError
+
+    try:
+        labels = {p.name: param_label(p) for p in get_method(method_name).params}
+    except DenoiseError:
+        return message
+    message = re.sub(
+        r"parameter '(\w+)' of method '[^']*'",
+        lambda m: f"'{labels.get(m[1], m[1])}'",
+        message,
+    )
+    return re.sub(r"'(\w+)'", lambda m: f"'{labels[m[1]]}'" if m[1] in labels else m[0], message)
