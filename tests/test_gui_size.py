@@ -201,3 +201,20 @@ def test_no_closed_drop_down_cuts_its_entry(make_napari_viewer, qtbot, name):
     for combo in [c for c in combos if form is None or not form.isAncestorOf(c)]:
         fits(combo)
     assert len(checked) >= 5
+
+
+def test_parameter_labels_are_not_broken_over_two_lines(make_napari_viewer, qtbot):
+    # 'Search radius / (pixels)' and 'Flip-and-turn / averaging' wrapped with room to spare.
+    from qtpy.QtWidgets import QLabel
+
+    viewer = make_napari_viewer(show=True)
+    widget = _open_all(viewer)["Denoise"]
+    widget.parent().raise_()
+    for method in ("nlm", "unet-fluo", "box3d", "bilateral"):
+        widget.picker.set_method(method)
+        for _ in range(3):
+            QApplication.processEvents()
+            qtbot.wait(20)
+        for label in widget.params.findChildren(QLabel):
+            if label.isVisible() and label.text():
+                assert label.height() < 1.5 * label.fontMetrics().height(), label.text()

@@ -125,7 +125,8 @@ class ParamForm(QWidget):
             else:
                 label = QLabel(param_label(param))
                 label.setToolTip(param.help)
-                label.setWordWrap(True)
+                # Labels are short (Param.label); a word-wrapped QLabel would break even
+                # 'Search radius (pixels)' over two lines in a form with room to spare.
                 self._layout.addRow(label, control)
         if not self._shown(method):
             self._layout.addRow(QLabel("This method has no parameters."))
