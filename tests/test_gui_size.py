@@ -140,12 +140,14 @@ def test_unfolding_advanced_or_changing_method_does_not_widen_the_form(make_napa
     bar = widget.scroll_area.verticalScrollBar().sizeHint().width()
     for section in widget.findChildren(Collapsible):
         section.set_open(True)
-    methods = list(widget.picker._methods) if name == "Denoise" else [None]
-    for method in methods:
-        if method is not None:
-            widget.picker.set_method(method)
+    # Denoise: every method's form; Train: every mode's (the PSF mode adds rows).
+    choices = {"Denoise": "picker", "Train": "mode"}.get(name)
+    combo = getattr(widget, choices) if choices else None
+    for i in range(combo.count()) if combo is not None else [None]:
+        if i is not None:
+            combo.setCurrentIndex(i)
         QApplication.processEvents()
-        assert body.minimumSizeHint().width() + bar <= FormScroll.SHARED_WIDTH, method
+        assert body.minimumSizeHint().width() + bar <= FormScroll.SHARED_WIDTH, i
 
 
 @pytest.mark.parametrize("name", NAMES)

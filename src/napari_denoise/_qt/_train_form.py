@@ -169,7 +169,7 @@ class TrainForm(QWidget):
         budget.addWidget(self.budget_unit)
         form.addRow("Train for", budget)
         form.addRow("PSF width", self.psf_sigma)
-        form.addRow("Positivity penalty", self.positivity)
+        form.addRow("Positivity", self.positivity)  # short: a longer label widens the form
         form.addRow(self.apply)
         form.addRow(self.add_deconvolved)
         self._psf_widgets = [
