@@ -11,6 +11,10 @@ import re
 
 import numpy as np
 
+from ..engine.denoise.plan import POSITION_WORDS, position_text
+from ..engine.methods import get_method
+from ..errors import DenoiseError
+
 LABEL_CHARS = 40
 
 
@@ -86,9 +90,6 @@ def settings_text(method, values: dict) -> str:
 
 def method_title(name: str) -> str:
     """The title a method is listed by ('nlm' -> 'Non-local means'); the name if unknown."""
-    from ..engine.methods import get_method
-    from ..errors import DenoiseError
-
     try:
         method = get_method(name)
     except DenoiseError:
@@ -105,8 +106,6 @@ def progress_text(tick, title: str) -> str:
     """A progress tick in words, with the method's title:
     'Non-local means, frame 4 of 10: part 37 of 45', or 'Non-local means, frame 4 of 10'
     when every frame is one part; a single plane: 'Non-local means: part 37 of 45'."""
-    from ..engine.denoise.plan import position_text
-
     where = position_text(tick.position)
     if tick.choosing:
         return f"{title}: choosing its settings from the image" + (f" ({where})" if where else "")
@@ -121,8 +120,6 @@ def stopped_text(last) -> str:
     if last is None or last.choosing or last.total <= 1:
         return ""
     if _one_tile_per_block(last):
-        from ..engine.denoise.plan import POSITION_WORDS
-
         axis = last.position[-1][0]
         unit = POSITION_WORDS.get(axis, "block") + "s" if len(last.position) == 1 else "planes"
         return f" after {last.done} of {last.total} {unit}"
@@ -133,9 +130,6 @@ def reworded(message: str, method_name: str) -> str:
     """An engine message in the widget's words: "parameter 'size' of method 'box' must be
     odd" -> "'Window (pixels)' must be odd" (the engine names parameters as the command
     line takes them; the widget shows their labels)."""
-    from ..engine.methods import get_method
-    from ..errors import DenoiseError
-
     try:
         labels = {p.name: param_label(p) for p in get_method(method_name).params}
     except DenoiseError:
