@@ -3,6 +3,8 @@ choice a text, while the CLI and the Python API keep the internal names."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from napari_denoise.engine.methods import Param, list_methods
@@ -23,6 +25,8 @@ def test_every_parameter_has_a_plain_label(method, param):
     assert label, f"{method}.{param.name} has no label"
     assert label.lower() not in _internal(param.name), f"{method}.{param.name}: {label!r}"
     assert "_" not in label and "=" not in label
+    # The help is the tooltip: plain words too, not the names of the command line.
+    assert not re.search(r"\w_\w|\bsigma\b|\bvst\b", param.help), param.help
 
 
 @pytest.mark.parametrize(
