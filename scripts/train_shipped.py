@@ -136,9 +136,9 @@ SPECS = {
         title="U-Net told the noise (fluorescence)",
         description=(
             "U-Net denoiser for single fluorescence frames that is told the image's noise: "
-            "the Poisson-Gaussian variance a*x+b estimated from the image becomes a "
+            "the Poisson-Gaussian variance a·x + b estimated from the image becomes a "
             "per-pixel noise map (a second input, as in DRUNet), so it smooths bright, "
-            "shot-noise-limited structures more than a dark background. 'strength' scales "
+            "shot-noise-limited structures more than a dark background. Strength scales "
             "the noise it is told. Trained like unet-fluo: natural and microscopy images "
             "with synthetic Poisson-Gaussian noise (partly correlated), then real W2S pairs."
         ),
@@ -209,7 +209,7 @@ SPECS = {
         description=(
             "U-Net of residual blocks (DRUNet, Zhang et al. 2021, scaled down to 1.1M "
             "parameters for a CPU) told one noise standard deviation per image (estimated; "
-            "'strength' overrides it). Pre-trained on photographs with synthetic noise, "
+            "the Strength setting overrides it). Pre-trained on photographs with synthetic noise, "
             "then fine-tuned on microscopy as unet-fluo; shorter training."
         ),
         experimental=True,

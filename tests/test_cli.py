@@ -163,3 +163,11 @@ def test_console_script_and_light_import():
     )
     res = subprocess.run([exe, "list"], capture_output=True, text=True)
     assert res.returncode == 0 and "gaussian" in res.stdout
+
+
+def test_list_names_each_parameter_by_its_label_too(capsys):
+    # The widget shows 'Blur width (pixels)'; the command line takes 'sigma': list links them.
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "--param sigma=<float> (default auto): Blur width (pixels). " in out
+    assert "np = Normal" in out

@@ -11,7 +11,6 @@ import pytest
 pytest.importorskip("napari")
 pytestmark = pytest.mark.gui
 
-from napari_denoise.engine.tiling import Progress  # noqa: E402
 from qtpy.QtWidgets import (  # noqa: E402
     QAbstractButton,
     QAbstractItemView,
@@ -21,7 +20,7 @@ from qtpy.QtWidgets import (  # noqa: E402
     QListWidget,
 )
 
-from napari_denoise._qt._denoise_widget import DenoiseWidget, _progress_text  # noqa: E402
+from napari_denoise._qt._denoise_widget import DenoiseWidget  # noqa: E402
 
 PLUGIN = "napari-denoise"
 WAIT = 30_000
@@ -58,7 +57,7 @@ def test_a_result_name_says_its_non_default_parameters(make_napari_viewer, qtbot
     widget.params.set_values({"sigma": 1.5, "vst": True})
     assert widget.run()
     wait_idle(qtbot, widget)
-    assert viewer.layers[-1].name == "noisy [gaussian sigma=1.5 vst=on]"
+    assert viewer.layers[-1].name == "noisy [gaussian, Blur width 1.5 px, Shot-noise correction on]"
 
 
 def test_status_lines_use_the_labels_on_screen_and_plain_numbers(make_napari_viewer, qtbot):
@@ -69,16 +68,35 @@ def test_status_lines_use_the_labels_on_screen_and_plain_numbers(make_napari_vie
     assert widget.run()
     wait_idle(qtbot, widget)
     text = widget.status.text()
-    assert "Filtering strength" in text and not re.search(r"\bh =", text)
+    assert "Strength = " in text and "Noise level = " in text and not re.search(r"\bh =", text)
     assert "e+" not in text and "e-" not in text
 
 
-def test_progress_counts_planes_when_each_plane_is_one_tile():
-    assert _progress_text(Progress(3, 10, "gaussian T=2"), planes=10) == (
-        "gaussian T=2: plane 3 of 10"
+def test_progress_and_cancel_lines_use_the_methods_title_and_plain_words(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    viewer.add_image((rng.random((3, 160, 160)) * 200).astype(np.float32), name="stack")
+    widget = DenoiseWidget(viewer)
+    widget.picker.set_method("nlm")
+    widget.input.axes.setText("TYX")
+    widget.settings.tile.set_value(48)
+    shown: list[str] = []
+    set_text = widget.status.setText
+    widget.status.setText = lambda text: (shown.append(text), set_text(text))[1]
+    assert widget.run()
+    wait_idle(qtbot, widget)
+    progress = [t for t in shown if ": part " in t]
+    assert progress and all(
+        re.match(r"Non-local means, frame [1-3] of 3: part", t) for t in progress
     )
-    assert _progress_text(Progress(3, 40, "gaussian T=0"), planes=10) == (
-        "gaussian T=0: tile 3 of 40"
+    assert shown[-1].startswith("Done in")  # it names the new layer, 'stack [nlm]'
+    assert not any("nlm" in t or "T=" in t or "tile" in t for t in shown[:-1])
+    last = widget.runner.last
+    assert last.total > 3  # several parts per frame
+    widget._on_cancelled(last)
+    assert (
+        widget.status.text()
+        == f"Cancelled after {last.total} of {last.total} parts; nothing was added."
     )
 
 
@@ -163,3 +181,23 @@ def test_copy_as_command_repeats_the_run_headless(make_napari_viewer, qtbot, tmp
     namespace: dict = {}
     exec(python, namespace)  # the Python call too
     np.testing.assert_array_equal(namespace["result"], written)
+
+
+def test_a_refused_setting_is_named_by_its_label(make_napari_viewer, qtbot):
+    # 'parameter 'size' of method 'box' must be odd' spoke the command line's names.
+    viewer = make_napari_viewer()
+    _noisy(viewer)
+    widget = DenoiseWidget(viewer)
+    widget.picker.set_method("box")
+    widget.params.set_values({"size": 4})
+    widget.run()
+    wait_idle(qtbot, widget)
+    text = widget.status.text()
+    assert "'Window (pixels)' must be odd" in text, text
+    assert "size" not in text and "method 'box'" not in text
+    widget.picker.set_method("unet-fluo")
+    widget.params.set_values({"norm_low": 50.0, "norm_high": 10.0})
+    widget.run()
+    wait_idle(qtbot, widget)
+    text = widget.status.text()
+    assert "'Black level' (50.0) must be below 'White level' (10.0)" in text, text

@@ -81,3 +81,142 @@ def test_progress_texts_do_not_widen_the_train_form(make_napari_viewer):
     widget.status.setText("Training on 'a rather long layer name', starting from a model " * 3)
     QApplication.processEvents()  # the layouts take the new texts into account
     assert body.minimumSizeHint().width() <= before
+
+
+def test_the_closed_method_list_shows_the_choice_whole_at_the_minimum_width(
+    make_napari_viewer, qtbot
+):
+    # 'U-Net (fluorescence, blind) (defau': the closed box cut the title and '(default)'.
+    from qtpy.QtGui import QFontMetrics
+    from qtpy.QtWidgets import QStyle, QStyleOptionComboBox
+
+    from napari_denoise._qt._method_picker import display_name
+
+    viewer = make_napari_viewer(show=True)
+    widget = _open_all(viewer)["Denoise"]
+    picker = widget.picker
+    dock = widget.parent()
+    dock.setFloating(True)  # then it takes exactly the width asked for
+    dock.resize(widget.minimumSizeHint().width(), 600)
+    for _ in range(5):
+        QApplication.processEvents()
+        qtbot.wait(50)
+    assert widget.width() <= MAX_WIDTH
+    option = QStyleOptionComboBox()
+    picker.initStyleOption(option)
+    field = picker.style().subControlRect(
+        QStyle.ComplexControl.CC_ComboBox, option, QStyle.SubControl.SC_ComboBoxEditField, picker
+    )
+    metrics = QFontMetrics(picker.font())
+    for method in picker._methods.values():
+        if not method.available:
+            continue
+        picker.set_method(method.name)
+        shown = picker.closed_text()
+        assert metrics.horizontalAdvance(shown) <= field.width(), shown
+        if method.is_default:
+            assert shown.endswith("(default)")
+        # Shortened or not, the tooltip has it whole, then what the list is for.
+        assert picker.toolTip().startswith(display_name(method))
+        assert "How to denoise" in picker.toolTip()
+        print(f"{field.width()} px: {shown!r}")
+    picker.set_method("unet-fluo")
+    # The entry as listed in the open list would not fit: the closed box needs its own text.
+    assert metrics.horizontalAdvance(picker.currentText()) > field.width()
+    assert picker.closed_text().endswith("(default)")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_unfolding_advanced_or_changing_method_does_not_widen_the_form(make_napari_viewer, name):
+    # The dock keeps the width it was given (330 px, shared by the three tabs): a form that
+    # grows wider once "Advanced" is unfolded is cut on the right ('Previ', 'Cance').
+    from napari_denoise._qt._compact import Collapsible, FormScroll
+
+    viewer = make_napari_viewer(show=True)  # shown: napari's style sheet applies
+    widget = _open_all(viewer)[name]
+    widget.parent().raise_()
+    QApplication.processEvents()
+    body = widget.scroll_area.widget()
+    bar = widget.scroll_area.verticalScrollBar().sizeHint().width()
+    for section in widget.findChildren(Collapsible):
+        section.set_open(True)
+    # Denoise: every method's form; Train: every mode's (the PSF mode adds rows).
+    choices = {"Denoise": "picker", "Train": "mode"}.get(name)
+    combo = getattr(widget, choices) if choices else None
+    for i in range(combo.count()) if combo is not None else [None]:
+        if i is not None:
+            combo.setCurrentIndex(i)
+        QApplication.processEvents()
+        assert body.minimumSizeHint().width() + bar <= FormScroll.SHARED_WIDTH, i
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_closed_drop_down_cuts_its_entry(make_napari_viewer, qtbot, name):
+    # 'Supervised: noisy + cle', 'U-Net (fluorescence, blii': every closed box shows its
+    # entry whole, or shortened on purpose with the whole entry in its tooltip.
+    from qtpy.QtCore import Qt
+    from qtpy.QtGui import QFontMetrics
+    from qtpy.QtWidgets import QComboBox, QStyle, QStyleOptionComboBox
+
+    from napari_denoise._qt._compact import Collapsible, FittingCombo, FormScroll
+
+    viewer = make_napari_viewer(show=True)
+    widget = _open_all(viewer)[name]
+    viewer.layers["noisy"].name = "noisy time-lapse of membranes, channel 2 [unet-fluo]"
+    dock = widget.parent()
+    dock.setFloating(True)
+    dock.resize(FormScroll.SHARED_WIDTH, 700)
+    for section in widget.findChildren(Collapsible):
+        section.set_open(True)
+    for _ in range(5):
+        QApplication.processEvents()
+        qtbot.wait(30)
+    checked = []
+
+    def fits(combo):
+        metrics = QFontMetrics(combo.font())
+        for i in range(combo.count()):
+            if not combo.model().index(i, 0).flags() & Qt.ItemFlag.ItemIsEnabled:
+                continue
+            combo.setCurrentIndex(i)
+            QApplication.processEvents()  # a new form may show or hide the scroll bar
+            option = QStyleOptionComboBox()
+            combo.initStyleOption(option)
+            field = combo.style().subControlRect(
+                QStyle.ComplexControl.CC_ComboBox,
+                option,
+                QStyle.SubControl.SC_ComboBoxEditField,
+                combo,
+            )
+            full = combo.currentText().strip()
+            shown = combo.closed_text() if isinstance(combo, FittingCombo) else full
+            assert metrics.horizontalAdvance(shown) <= field.width(), (shown, field.width(), combo)
+            if shown != full:
+                assert combo.toolTip().startswith(combo.full_text()), combo.toolTip()
+            checked.append(shown)
+            if combo is getattr(widget, "picker", None):  # each method's own drop-downs too
+                for inner in widget.params.findChildren(QComboBox):
+                    fits(inner)
+
+    form = getattr(widget, "params", None)  # rebuilt for each method: checked with the picker
+    combos = [c for c in widget.findChildren(QComboBox) if c.isVisibleTo(widget)]
+    for combo in [c for c in combos if form is None or not form.isAncestorOf(c)]:
+        fits(combo)
+    assert len(checked) >= 5
+
+
+def test_parameter_labels_are_not_broken_over_two_lines(make_napari_viewer, qtbot):
+    # 'Search radius / (pixels)' and 'Flip-and-turn / averaging' wrapped with room to spare.
+    from qtpy.QtWidgets import QLabel
+
+    viewer = make_napari_viewer(show=True)
+    widget = _open_all(viewer)["Denoise"]
+    widget.parent().raise_()
+    for method in ("nlm", "unet-fluo", "box3d", "bilateral"):
+        widget.picker.set_method(method)
+        for _ in range(3):
+            QApplication.processEvents()
+            qtbot.wait(20)
+        for label in widget.params.findChildren(QLabel):
+            if label.isVisible() and label.text():
+                assert label.height() < 1.5 * label.fontMetrics().height(), label.text()

@@ -50,7 +50,7 @@ def test_table_equals_the_engine_on_the_real_pair(make_napari_viewer, qtbot, tmp
         for key in KEYS:
             assert cell(widget, row, key) == expected[key]
     assert cell(widget, 1, "psnr") > cell(widget, 0, "psnr")
-    assert "255" in widget.note.text() and "Range-invariant" in widget.note.text()
+    assert "255" in widget.note.text() and "RI, range-invariant" in widget.note.text()
     assert widget.data_range.box.value() == 255
 
     out = tmp_path / "scores.csv"

@@ -114,7 +114,7 @@ def test_run_adds_a_matching_result_layer_and_leaves_the_input_alone(make_napari
     assert prov["method"] == "gaussian" and prov["params"]["sigma"] > 0
     assert prov["napari_layer"] == "noisy (FMD)" and "versions" in prov
     assert psnr(gt.data, result.data) > psnr(gt.data, noisy.data) + 3  # real data, real gain
-    assert "Sigma (px) = " in widget.status.text()  # the label on screen
+    assert "Blur width = " in widget.status.text()  # the label on screen
     # the automatic sigma is now shown (greyed) in its control
     sigma = widget.params.control("sigma")
     assert sigma.auto.isChecked() and sigma.box.value() == pytest.approx(prov["params"]["sigma"])
@@ -238,7 +238,7 @@ def test_preview_on_the_visible_plane_of_a_stack(make_napari_viewer, qtbot):
     np.testing.assert_allclose(preview.translate, [3, 0, 0])
     expected = nd.denoise(np.asarray(stack.data[3]), "gaussian", sigma=1.5)
     np.testing.assert_array_equal(preview.data[0], expected)
-    assert "T=3" in widget.status.text()
+    assert "256 × 256 px at frame 3" in widget.status.text()  # as numbered on the slider
     widget.preview()  # a second preview replaces the first
     wait_idle(qtbot, widget)
     assert [ly.name for ly in viewer.layers].count(preview.name) == 1

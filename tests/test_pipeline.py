@@ -106,3 +106,23 @@ def test_denoise_iter_refuses_values_float32_cannot_hold():
         drain(denoise_iter(big, "gaussian"))
     with pytest.raises(InputError, match="nested list"):
         drain(denoise_iter([[1.0, 2.0], [3.0]], "gaussian"))
+
+
+def test_progress_says_where_it_is_as_data_and_in_the_methods_title():
+    # Issue 14: 'nlm T=2: tile 5 of 12' spoke our internal names. The engine now says the
+    # loop position as data (axis, index, size) and in words with the method's title.
+    rng = np.random.default_rng(0)
+    image = (rng.random((2, 3, 40, 40)) * 100).astype(np.float32)
+    ticks = [t for t in denoise_iter(image, "gaussian", axes="CTYX", tile=24, params={"sigma": 1})]
+    tiles = [t for t in ticks if t.position]
+    assert tiles[-1].position == (("C", 1, 2), ("T", 2, 3))
+    assert tiles[-1].message == "Gaussian (self-calibrated), channel 2 of 2, frame 3 of 3"
+    assert all("=" not in t.message and "gaussian" not in t.message for t in ticks)
+    choosing = [t for t in ticks if t.choosing]
+    assert [t.position for t in choosing] == [(("C", 0, 2),), (("C", 1, 2),)]
+
+
+def test_progress_of_a_single_plane_has_no_position():
+    image = np.random.default_rng(0).random((40, 40)).astype(np.float32)
+    ticks = list(denoise_iter(image, "box", tile=24, params={"size": 3}))
+    assert ticks[-1].position == () and ticks[-1].message == "Box (mean)"

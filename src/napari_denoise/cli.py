@@ -42,8 +42,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(f"{m.name:<{width}}  {m.kind:<9}  {m.title or m.name}{flag}{state}")
         for p in m.params:
             d = p.describe()
+            # The label is what the napari widget shows for this parameter; choices too.
+            label = f"{p.label}. " if p.label else ""
+            words = ""
+            if p.choice_labels:
+                pairs = zip(p.choices, p.choice_labels, strict=True)
+                words = " (" + "; ".join(f"{c} = {w}" for c, w in pairs) + ")"
             print(
-                f"{'':<{width}}    --param {p.name}=<{d['type']}> (default {d['default']}): {p.help}"
+                f"{'':<{width}}    --param {p.name}=<{d['type']}> (default {d['default']}): "
+                f"{label}{p.help}{words}"
             )
     return 0
 

@@ -2,20 +2,26 @@
 
 A widget's form goes inside a vertical scroll area (a long form scrolls instead of
 stretching napari's window), drop-downs take their width from a few characters rather
-than from their longest entry (the open list is as wide as it needs), and rarely used
+than from their longest entry (the open list is as wide as it needs; the closed box
+shortens the chosen entry to fit, :class:`FittingCombo`), and rarely used
 options fold away under an "Advanced" header. Three napari-denoise docks in the same
 area share it as tabs instead of stacking.
 """
 
 from __future__ import annotations
 
-from qtpy.QtCore import QSize, Qt, QTimer
+import re
+
+from qtpy.QtCore import QEvent, QSize, Qt, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QDockWidget,
     QFrame,
     QMainWindow,
     QScrollArea,
+    QStyle,
+    QStyleOptionComboBox,
+    QStylePainter,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -23,6 +29,7 @@ from qtpy.QtWidgets import (
 
 MAX_WIDTH = 420  # px: every widget's minimum width stays at or under this
 COMBO_CHARS = 16
+TEXT_INSET = 1  # px: Qt's styles draw a drop-down's text this far in from each side
 
 
 class FormScroll(QScrollArea):
@@ -77,6 +84,103 @@ def narrow(combo: QComboBox, chars: int = COMBO_CHARS) -> QComboBox:
         lambda *_: view.setMinimumWidth(view.sizeHintForColumn(0) + 24)
     )
     return combo
+
+
+def shorter_forms(text: str) -> list[str]:
+    """Ever shorter forms of an entry, each keeping its head: without a trailing
+    '[name]', the note after ' — ', the explanation after ': ', the trailing parenthesis.
+
+    'Supervised: noisy + clean pairs' -> ['Supervised'];
+    'U-Net (fluorescence, blind)  [unet-fluo]' -> ['U-Net (fluorescence, blind)', 'U-Net'].
+    """
+    forms = []
+    for pattern in (r"\s*\[[^\[\]]*\]$", r" — .*$", r": .*$", r"\s*\([^()]*\)$"):
+        shorter = re.sub(pattern, "", forms[-1] if forms else text).strip()
+        if shorter and shorter != (forms[-1] if forms else text):
+            forms.append(shorter)
+    return forms
+
+
+class FittingCombo(QComboBox):
+    """A drop-down whose closed box shows the chosen entry readably however narrow the dock:
+    whole if it fits, else its first shorter form that fits (:meth:`shorter_texts`), else
+    elided (``elide``: right, or middle for names whose end matters). The open list shows
+    every entry whole; when the closed box shortens, the tooltip gives the entry whole,
+    followed by the sentence set with ``setToolTip``.
+    """
+
+    def __init__(self, *, shorten: bool = False, elide=Qt.TextElideMode.ElideRight):
+        super().__init__()
+        self._shorten = shorten
+        self._elide = elide
+        self._hint = ""
+        self.currentIndexChanged.connect(self._update_tooltip)
+
+    def full_text(self) -> str:
+        """The chosen entry as the open list shows it (without its indentation)."""
+        return self.currentText().strip()
+
+    def shorter_texts(self) -> list[str]:
+        """Shorter forms to try, in order, when the entry does not fit."""
+        return shorter_forms(self.full_text()) if self._shorten else []
+
+    def _field_width(self) -> int:
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        field = self.style().subControlRect(
+            QStyle.ComplexControl.CC_ComboBox, option, QStyle.SubControl.SC_ComboBoxEditField, self
+        )
+        return field.width() - 2 * TEXT_INSET
+
+    def sizeHint(self) -> QSize:
+        # Qt's hint fits the longest entry exactly; the inset it draws text with needs more.
+        return super().sizeHint() + QSize(2 * TEXT_INSET, 0)
+
+    def minimumSizeHint(self) -> QSize:
+        return super().minimumSizeHint() + QSize(2 * TEXT_INSET, 0)
+
+    def elided(self, width: int) -> str:
+        """The last resort: the entry elided to ``width`` pixels."""
+        return self.fontMetrics().elidedText(self.full_text(), self._elide, width)
+
+    def closed_text(self) -> str:
+        """What the closed box shows."""
+        metrics, width = self.fontMetrics(), self._field_width()
+        for text in (self.full_text(), *self.shorter_texts()):
+            if metrics.horizontalAdvance(text) <= width:
+                return text
+        return self.elided(width)
+
+    def tooltip_head(self) -> str:
+        """The tooltip's first line: the entry whole when the closed box shortens it."""
+        full = self.full_text()
+        return full if full and self.closed_text() != full else ""
+
+    def setToolTip(self, text: str) -> None:
+        """Set the sentence the tooltip gives after the entry (when that is shortened)."""
+        self._hint = text
+        self._update_tooltip()
+
+    def _update_tooltip(self, *_) -> None:
+        super().setToolTip("\n".join(t for t in (self.tooltip_head(), self._hint) if t))
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._update_tooltip()
+
+    def event(self, event) -> bool:
+        if event.type() == QEvent.Type.ToolTip:  # an entry may have been renamed meanwhile
+            self._update_tooltip()
+        return super().event(event)
+
+    def paintEvent(self, event) -> None:
+        # As QComboBox paints itself, with the closed box's own text.
+        painter = QStylePainter(self)
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        option.currentText = self.closed_text()
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
 
 
 class Collapsible(QWidget):

@@ -35,9 +35,15 @@ from ._layers import DIFFERENCE_KEY, add_difference
 from ._params import AutoNumber
 from ._runner import guarded
 from ._scores import BASELINE, COLUMN_HELP, COLUMNS, score_layers, table_rows, write_csv
+from ._words import param_label
 
 RANGE = Param(
-    "data_range", float, None, "Span of possible intensities; auto: from the ground truth", 1e-9
+    "data_range",
+    float,
+    None,
+    "Span of possible intensities; auto: from the ground truth",
+    1e-9,
+    label="Data range",
 )
 ASK_GT = (
     "Which layer is the ground truth (e.g. the average of many frames)? None is clearly one, "
@@ -45,7 +51,7 @@ ASK_GT = (
 )
 BEST = QColor(60, 130, 80)
 EXPLAIN = (
-    "Higher is better. Range-invariant: each image is first rescaled to the ground truth "
+    "Higher is better. RI, range-invariant: each image is first rescaled to the ground truth "
     "(least-squares gain and offset, as in CARE), so a change of brightness is not penalised."
 )
 
@@ -74,7 +80,7 @@ class CompareWidget(DockTabs, QWidget):
         self.left_out.setStyleSheet("color: gray")
         self.results = ImageLayerChecklist(napari_viewer)
         self.results.setToolTip("Tick the layers to score (results of the same size).")
-        self.data_range = AutoNumber(RANGE)
+        self.data_range = AutoNumber(RANGE, waiting_text="from the ground truth")
         self.per_slice = QCheckBox("One row per plane")
         self.per_slice.setToolTip("For stacks: a row for every plane instead of the average.")
         self.compute_button = QPushButton("Compute")
@@ -125,7 +131,7 @@ class CompareWidget(DockTabs, QWidget):
         rare = QWidget()
         rare_form = QFormLayout(rare)
         rare_form.setContentsMargins(0, 0, 0, 0)
-        rare_form.addRow("Data range", self.data_range)
+        rare_form.addRow(param_label(RANGE), self.data_range)
         self.advanced = Collapsible(
             "Advanced", rare, tooltip="The data range used by PSNR and SSIM (automatic by default)."
         )

@@ -35,25 +35,23 @@ from ._preview_controls import RECTANGLE, REGION_LAYER, VISIBLE, PreviewControls
 from ._runner import Job, Runner
 from ._settings import ComputeSettings, InputAxes
 from ._view_mode import ComparisonToggle
-from ._words import non_default, param_label, plain
+from ._words import (
+    labelled_value,
+    method_title,
+    non_default,
+    progress_text,
+    reworded,
+    stopped_text,
+)
 
 __all__ = ["RECTANGLE", "REGION_LAYER", "VISIBLE", "DenoiseWidget"]
 
 
-def _progress_text(tick, planes: int | None = None) -> str:
-    """'gaussian T=3: plane 3 of 10' when each plane is one tile, else 'tile 12 of 40'
-    (the first ticks only say what is being prepared)."""
-    if tick.total <= 1:
-        return tick.message
-    unit = "plane" if planes is not None and tick.total == planes else "tile"
-    return f"{tick.message}: {unit} {tick.done} of {tick.total}"
-
-
 def _chosen(params: dict, form: ParamForm) -> str:
-    """'Noise standard deviation = 1.27 (chosen automatically)': labels as on screen."""
+    """'Noise level = 1.27 (chosen automatically)': labels as on screen."""
     auto = [p for p in form.method.params if p.auto and p.name not in form.values()]
     parts = [
-        f"{param_label(p)} = {plain(params[p.name])}"
+        labelled_value(p, params[p.name])
         for p in auto
         if isinstance(params.get(p.name), int | float)
     ]
@@ -201,7 +199,7 @@ class DenoiseWidget(DockTabs, QWidget):
         except DenoiseError as err:
             self._on_failed(str(err))
             return False
-        what = f"{method.name} on {layer.name!r}" + (
+        what = f"{method_title(method.name)} on {layer.name!r}" + (
             f" (preview, {region.description})" if preview else ""
         )
         source = (
@@ -213,7 +211,7 @@ class DenoiseWidget(DockTabs, QWidget):
             }
         )
         label, tile = f"Denoising: {what}", self.settings.tile_size()
-        device = self.settings.device.currentText()
+        device = self.settings.device_name()
         job = Job(data, method.name, axes, params, tile, label, source, device, fill=not preview)
         if not self.runner.start(job):
             return False
@@ -225,7 +223,7 @@ class DenoiseWidget(DockTabs, QWidget):
             "settings": non_default(method, params),
             "params": params,
             "tile": tile,
-            "device": self.settings.device.currentText() if method.kind == "model" else None,
+            "device": self.settings.device_name() if method.kind == "model" else None,
             "path": layer.source.path or layer.metadata.get("source_path"),
             "planes": _planes(np.shape(data), axes),
         }
@@ -234,7 +232,7 @@ class DenoiseWidget(DockTabs, QWidget):
 
     # ------------------------------------------------------------------ results
     def _on_progress(self, tick) -> None:
-        text = _progress_text(tick, self._task.get("planes"))
+        text = progress_text(tick, method_title(self._task["method"]))
         if self._filling.get("file"):
             text += f" (writing to {self._filling['file']})"
         self.status.setText(text)
@@ -350,13 +348,11 @@ class DenoiseWidget(DockTabs, QWidget):
 
     def _on_job_failed(self, message: str) -> None:
         self._discard_partial()
-        self._on_failed(message)
+        self._on_failed(reworded(message, self._task.get("method", "")))
 
     def _on_cancelled(self, last) -> None:
         self._discard_partial()
-        unit = "planes" if last and last.total == self._task.get("planes") else "tiles"
-        done = f" after {last.done} of {last.total} {unit}" if last and last.total > 1 else ""
-        self.status.setText(f"Cancelled{done}; nothing was added.")
+        self.status.setText(f"Cancelled{stopped_text(last)}; nothing was added.")
 
     def _on_busy(self, busy: bool) -> None:
         self.run_button.setEnabled(not busy)

@@ -8,10 +8,12 @@ from napari.layers import Image
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import QComboBox, QListWidget, QListWidgetItem
 
+from ._compact import FittingCombo
+
 NONE_TEXT = "(none)"
 
 
-class ImageLayerCombo(QComboBox):
+class ImageLayerCombo(FittingCombo):
     """Pick one image layer (grayscale only); optionally offers "(none)".
 
     ``accept(layer) -> bool`` narrows the choice further (e.g. same shape as a GT layer);
@@ -29,7 +31,7 @@ class ImageLayerCombo(QComboBox):
         accept: Callable | None = None,
         prefer: Callable | None = None,
     ):
-        super().__init__()
+        super().__init__(elide=Qt.TextElideMode.ElideMiddle)  # a result's name ends in [...]
         self._viewer = viewer
         self._allow_none = allow_none
         self._accept = accept or (lambda layer: True)

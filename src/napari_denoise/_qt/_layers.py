@@ -16,7 +16,7 @@ import numpy as np
 from .._napari import PROVENANCE_KEY
 from ..errors import InputError
 from ._preview import current_index
-from ._words import short_settings
+from ._words import settings_text
 
 PREVIEW_SUFFIX = "preview"
 # Metadata keys marking layers this plugin made (never offered as an input or ground truth).
@@ -38,13 +38,17 @@ def difference_colormap():
 def result_name(
     input_name: str, method: str, *, preview: bool = False, settings: dict | None = None
 ) -> str:
-    """'noisy [gaussian]', 'noisy [gaussian sigma=1.5]' or 'noisy [gaussian preview]'.
+    """'noisy [gaussian]', 'noisy [gaussian, Blur width 1.5 px]' or 'noisy [gaussian preview]'.
 
-    ``settings``: the parameters set away from their defaults, so that two results of one
-    method with different settings have names that say how they differ.
+    ``settings``: the parameters set away from their defaults, named in the name by their
+    labels on screen (:func:`~._words.settings_text`), so that two results of one method
+    with different settings have names that say how they differ.
     """
-    words = [method, short_settings(settings or {}), PREVIEW_SUFFIX if preview else ""]
-    return f"{input_name} [{' '.join(w for w in words if w)}]"
+    from ..engine.methods import get_method
+
+    head = f"{method} {PREVIEW_SUFFIX}" if preview else method
+    words = settings_text(get_method(method), settings) if settings else ""
+    return f"{input_name} [{', '.join(w for w in (head, words) if w)}]"
 
 
 def previews_of(viewer, source) -> list:

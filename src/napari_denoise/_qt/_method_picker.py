@@ -1,6 +1,12 @@
 """A drop-down of the registered methods, grouped: your models (by the names you gave
 them), the shipped deep-learning models, classical filters, then "More models" (the
-experimental networks)."""
+experimental networks).
+
+The open list shows every entry whole; the closed box, only ~240 px wide in a dock,
+shows the chosen one shortened if it must be (:class:`~._compact.FittingCombo`: the
+trailing notes go first, then the middle is elided, "(default)" always stays), and its
+tooltip gives it whole.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,10 @@ from pathlib import Path
 
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QFont, QStandardItem, QStandardItemModel
-from qtpy.QtWidgets import QComboBox
 
 from ..engine.methods import default_method, list_methods
 from ..engine.models.store import SHIPPED_DIR
+from ._compact import FittingCombo, shorter_forms
 
 YOURS, SHIPPED, CLASSICAL, MORE = (
     "Your models",
@@ -38,6 +44,20 @@ def display_name(method) -> str:
     return method.name if is_user_model(method) else (method.title or method.name)
 
 
+def short_names(method) -> list[str]:
+    """The display name, then shorter forms of it (:func:`~._compact.shorter_forms`):
+    'U-Net (fluorescence, blind)' -> 'U-Net'; your models only by the name you gave."""
+    name = display_name(method)
+    return [name] if is_user_model(method) else [name, *shorter_forms(name)]
+
+
+def flags(method) -> str:
+    """What the list adds after a name: '  (default)', '  (slow on large images)'."""
+    default = "  (default)" if method.available and method.is_default else ""
+    slow = "  (slow on large images)" if method.slow else ""
+    return default + slow
+
+
 def grouped(methods) -> list[tuple[str, list]]:
     """``[(group title, methods)]`` in the order shown; empty groups left out."""
     models = [m for m in methods if m.kind == "model"]
@@ -53,11 +73,15 @@ def grouped(methods) -> list[tuple[str, list]]:
 
 
 def tooltip(method) -> str:
-    """What the entry is: the title (for your models), the description or why unavailable."""
+    """What the entry is: the title (for your models), the description or why unavailable,
+    and the name that result layers, the command line and Python use."""
     if not method.available:
         return method.unavailable_reason
     head = f"{method.title}\n" if is_user_model(method) and method.title else ""
-    return head + method.description
+    name = (
+        f"\nIn result layer names and on the command line: {method.name} (--method {method.name})"
+    )
+    return head + method.description + name
 
 
 # Open widgets listing models (anything with ``reload()``), refreshed when one is added.
@@ -81,7 +105,7 @@ def notify_models_changed(select: str | None = None) -> None:
             _watchers.discard(widget)
 
 
-class MethodPicker(QComboBox):
+class MethodPicker(FittingCombo):
     """Choose a method; group headers cannot be chosen, unavailable methods are greyed out.
 
     Emits ``methodChanged`` with the :class:`~napari_denoise.engine.methods.Method`.
@@ -90,7 +114,7 @@ class MethodPicker(QComboBox):
     methodChanged = Signal(object)
 
     def __init__(self):
-        super().__init__()
+        super().__init__(elide=Qt.TextElideMode.ElideMiddle)
         self._methods = {}
         self.setModel(QStandardItemModel(self))
         self.currentIndexChanged.connect(self._emit)
@@ -113,9 +137,7 @@ class MethodPicker(QComboBox):
             header.setFont(font)
             model.appendRow(header)
             for m in group:
-                default = "  (default)" if m.available and m.is_default else ""
-                slow = "  (slow on large images)" if m.slow else ""
-                item = QStandardItem("    " + display_name(m) + default + slow)
+                item = QStandardItem("    " + display_name(m) + flags(m))
                 item.setData(m.name, Qt.ItemDataRole.UserRole)
                 item.setToolTip(tooltip(m))
                 if not m.available:
@@ -146,5 +168,38 @@ class MethodPicker(QComboBox):
 
     def _emit(self, *_) -> None:
         method = self.method()
+        self._update_tooltip()
         if method is not None:
             self.methodChanged.emit(method)
+
+    # ------------------------------------------------------------------ the closed box
+    def full_text(self) -> str:
+        method = self.method()
+        if method is None:
+            return super().full_text()
+        return display_name(method) + flags(method).replace("  ", " ")
+
+    def shorter_texts(self) -> list[str]:
+        """The shorter names (:func:`short_names`), '(default)' kept, slowness dropped."""
+        method = self.method()
+        if method is None:
+            return []
+        return [name + _default(method) for name in short_names(method)]
+
+    def elided(self, width: int) -> str:
+        """Elided in the middle, '(default)' kept whole."""
+        method = self.method()
+        if method is None:
+            return super().elided(width)
+        default = _default(method)
+        room = max(0, width - self.fontMetrics().horizontalAdvance(default))
+        name = display_name(method)
+        return self.fontMetrics().elidedText(name, Qt.TextElideMode.ElideMiddle, room) + default
+
+    def tooltip_head(self) -> str:
+        """Always the chosen method's whole name (the closed box may shorten it)."""
+        return self.full_text() if self.method() is not None else ""
+
+
+def _default(method) -> str:
+    return " (default)" if method.available and method.is_default else ""

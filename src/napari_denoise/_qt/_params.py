@@ -1,7 +1,8 @@
 """Parameter controls built from a method's declared :class:`~napari_denoise.engine.methods.Param`.
 
-One row per parameter: a check box for booleans, a drop-down for choices, a spin box for
-numbers. A parameter the method can choose from the image (``Param.auto``) gets an
+One row per parameter, shown by its label (``Param.label``, plain words; the internal
+name is for the CLI and the API): a check box for booleans, a drop-down for choices (each in
+words, ``Param.choice_text``), a spin box for numbers. A parameter the method can choose from the image (``Param.auto``) gets an
 "auto" check box beside its spin box; while it is ticked the value is left to the method,
 and after a run or preview the spin box shows (greyed) the value that was chosen.
 """
@@ -21,6 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ._compact import FittingCombo
 from ._words import param_label, plain
 
 BIG = 1e6  # upper bound for parameters the method leaves open
@@ -49,7 +51,7 @@ def _number_box(param) -> QSpinBox | QDoubleSpinBox:
 class AutoNumber(QWidget):
     """A number that can be left to the method: [x] auto  [spin box]."""
 
-    def __init__(self, param, *, auto_text: str = "auto", waiting_text: str = "auto"):
+    def __init__(self, param, *, auto_text: str = "auto", waiting_text: str = "from the image"):
         super().__init__()
         self.param = param
         self.waiting_text = waiting_text
@@ -123,7 +125,8 @@ class ParamForm(QWidget):
             else:
                 label = QLabel(param_label(param))
                 label.setToolTip(param.help)
-                label.setWordWrap(True)
+                # Labels are short (Param.label); a word-wrapped QLabel would break even
+                # 'Search radius (pixels)' over two lines in a form with room to spare.
                 self._layout.addRow(label, control)
         if not self._shown(method):
             self._layout.addRow(QLabel("This method has no parameters."))
@@ -134,14 +137,14 @@ class ParamForm(QWidget):
 
     def _control(self, param) -> QWidget:
         if param.type is bool:
-            box = QCheckBox(_bool_text(param))
+            box = QCheckBox(param_label(param))
             box.setToolTip(param.help)
             box.setChecked(bool(param.default))
             return box
         if param.choices is not None:
-            combo = QComboBox()
-            combo.addItems([str(c) for c in param.choices])
-            combo.setCurrentText(str(param.default))
+            combo = FittingCombo(shorten=True)
+            combo.addItems([param.choice_text(c) for c in param.choices])
+            combo.setCurrentIndex(_index(param, param.default))
             combo.setToolTip(param.help)
             return combo
         if param.auto:
@@ -174,7 +177,7 @@ class ParamForm(QWidget):
             if isinstance(control, QCheckBox):
                 control.setChecked(bool(value))
             elif isinstance(control, QComboBox):
-                control.setCurrentText(str(value))
+                control.setCurrentIndex(_index(self.method.param(name), value))
             else:
                 control.set_value(value) if isinstance(control, AutoNumber) else control.setValue(
                     value
@@ -192,6 +195,6 @@ class ParamForm(QWidget):
         return self._controls[name]
 
 
-def _bool_text(param) -> str:
-    # The first clause of the help is the label; the rest is the tooltip.
-    return param_label(param) if param.help else param.name.replace("_", " ")
+def _index(param, value) -> int:
+    """The position of ``value`` among the choices (a CLI string such as '4' too)."""
+    return param.choices.index(param.coerce(value))

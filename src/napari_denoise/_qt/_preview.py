@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..engine.denoise.plan import POSITION_WORDS
 from ..errors import InputError
 
 MAX_SIDE = 1024  # a preview is for tuning: at most this many pixels in Y and in X
@@ -124,11 +125,12 @@ def preview_region(viewer, layer, axes: str, *, method_ndim: int = 2, box=None) 
             offset.append(current[d])
             crop_axes += letter
             plane.append(current[d] - lo)
-            where.append(f"{letter}={current[d]}")
+            where.append(f"{POSITION_WORDS.get(letter, letter)} {current[d]}")
         else:
             index.append(current[d])
             offset.append(current[d])
-            where.append(f"{letter}={current[d]}")
+            where.append(f"{POSITION_WORDS.get(letter, letter)} {current[d]}")
     plane += [slice(None), slice(None)]
-    text = f"{y1 - y0}x{x1 - x0} px" + (" at " + ", ".join(where) if where else "")
+    # The plane as napari's sliders number it ('frame 3'), not as axis letters ('T=3').
+    text = f"{y1 - y0} × {x1 - x0} px" + (" at " + ", ".join(where) if where else "")
     return Region(tuple(index), crop_axes, tuple(offset), tuple(plane), text)

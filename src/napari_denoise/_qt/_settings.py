@@ -6,7 +6,6 @@ from napari.layers import Image
 from napari.qt.threading import create_worker
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
-    QComboBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -17,16 +16,17 @@ from qtpy.QtWidgets import (
 
 from .._napari import layer_axes
 from ..engine.denoise.pipeline import DEFAULT_TILE
-from ..engine.device import DEVICES, resolve_device
+from ..engine.device import DEVICE_LABELS, DEVICES, resolve_device
 from ..engine.methods import Param
 from ..errors import DenoiseError
 from ..io import infer_axes, normalize_axes
-from ._compact import narrow
+from ._compact import FittingCombo, narrow
 from ._params import AutoNumber
+from ._words import param_label
 
 DEVICE_HELP = (
-    "Where a deep-learning model runs: auto picks the graphics card when there is one, "
-    "else the processor (CPU)."
+    "Where a deep-learning model runs: Automatic picks the graphics card (GPU) when there "
+    "is one, else the processor (CPU)."
 )
 AXIS_NAMES = {"T": "time", "Z": "Z", "C": "channel", "Y": "Y", "X": "X"}
 NO_LAYER = "No image layer: open an image or a sample (File > Open Sample)."
@@ -40,7 +40,13 @@ GUESSED = (
     "File > Open with Plugin > napari-denoise (reads axes and pixel size)."
 )
 TILE = Param(
-    "tile", int, None, "Tile size in Y and X (pixels); auto = the method's default", 16, 8192
+    "tile",
+    int,
+    None,
+    "Tile size in Y and X (pixels); auto: the method's default",
+    16,
+    8192,
+    label="Tile size",
 )
 
 
@@ -144,20 +150,27 @@ class ComputeSettings(QWidget):
         self.tile.box.setValue(DEFAULT_TILE)
         self.tile.box.setSingleStep(128)
         self.tile.box.setSuffix(" px")
-        self.device = QComboBox()
-        self.device.addItems(list(DEVICES))
-        narrow(self.device, 6)
+        self.device = FittingCombo(shorten=True)
+        for code, words in zip(DEVICES, DEVICE_LABELS, strict=True):  # codes: for the CLI
+            self.device.addItem(words, code)
+        narrow(self.device, 8)
         self.device.setToolTip(DEVICE_HELP)
         self.device_note = QLabel("")
-        self.device.currentTextChanged.connect(self._resolve_device)
+        self.device_note.setWordWrap(True)  # 'CPU (classical filter)' must not widen the form
+        self.device_note.setMinimumWidth(60)
+        self.device.currentIndexChanged.connect(lambda *_: self._resolve_device(self.device_name()))
         device_row = QHBoxLayout()
         device_row.addWidget(self.device)
         device_row.addWidget(self.device_note, 1)
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
-        form.addRow("Tile size", self.tile)
+        form.addRow(param_label(TILE), self.tile)
         form.addRow("Device", device_row)
         self._device_choice: dict[str, str] = {}
+
+    def device_name(self) -> str:
+        """The chosen device as the engine and the CLI name it: auto, cpu, cuda or mps."""
+        return self.device.currentData() or "auto"
 
     def tile_size(self) -> int | None:
         """The tile size, or None for the method's default."""
@@ -171,7 +184,7 @@ class ComputeSettings(QWidget):
         self.device.setEnabled(is_model)
         self.device.setToolTip(DEVICE_HELP if is_model else "Classical filters run on the CPU.")
         if is_model:
-            self._resolve_device(self.device.currentText())
+            self._resolve_device(self.device_name())
         else:
             self.device_note.setText("CPU (classical filter)")
 
@@ -186,7 +199,7 @@ class ComputeSettings(QWidget):
         def show(text: str, name=name) -> None:
             self._device_choice[name] = text
             try:
-                if self.device.currentText() == name:
+                if self.device_name() == name:
                     self.device_note.setText(text)
             except RuntimeError:  # the widget was closed meanwhile
                 pass

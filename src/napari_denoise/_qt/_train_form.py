@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
@@ -21,7 +20,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..engine.training import options
-from ._compact import Collapsible, narrow
+from ._compact import Collapsible, FittingCombo, narrow
 from ._layer_combo import ImageLayerCombo
 from ._layer_roles import looks_like_ground_truth, looks_like_noisy
 from ._train_inputs import ShapesLayerCombo, StartModelCombo
@@ -68,7 +67,7 @@ class TrainForm(QWidget):
 
     def _build_inputs(self) -> None:
         viewer = self.viewer
-        self.mode = QComboBox()
+        self.mode = FittingCombo(shorten=True)
         for key, text in MODES:
             self.mode.addItem(text, key)
         self.mode.setToolTip(
@@ -101,10 +100,10 @@ class TrainForm(QWidget):
         # As wide as six digits, not as the largest budget allowed (a million steps).
         self.budget.setMinimumWidth(self.budget.fontMetrics().horizontalAdvance("000000") + 40)
         self.budget.setToolTip("How long to train: a time, or a number of optimisation steps.")
-        self.budget_unit = QComboBox()
+        self.budget_unit = FittingCombo(shorten=True)
         self.budget_unit.addItems(["minutes", "steps"])
         self.budget_unit.setToolTip("Count the training budget in minutes or in steps.")
-        self.loss = QComboBox()
+        self.loss = FittingCombo(shorten=True)
         for key, text in LOSSES:
             self.loss.addItem(text, key)
         self.loss.setToolTip(
@@ -118,18 +117,24 @@ class TrainForm(QWidget):
         self.psf_sigma.setSingleStep(0.1)
         self.psf_sigma.setValue(1.0)
         self.psf_sigma.setSuffix(" px")
-        self.psf_sigma.setToolTip("Standard deviation of the microscope's Gaussian PSF.")
+        self.psf_sigma.setToolTip(
+            "How much the microscope blurs a point: the standard deviation of its point "
+            "spread function (PSF), taken as Gaussian, in pixels."
+        )
         self.positivity = QDoubleSpinBox()
         self.positivity.setRange(0.0, 100.0)
         self.positivity.setSingleStep(0.5)
         self.positivity.setValue(1.0)
-        self.positivity.setToolTip("Weight of the penalty on negative deconvolved values.")
-        self.blind = QComboBox()
+        self.positivity.setToolTip(
+            "How strongly negative values in the deconvolved image are penalised (light "
+            "intensities cannot be negative)."
+        )
+        self.blind = FittingCombo(shorten=True)
         self.blind.addItem("automatic (from the noise)", None)
         self.blind.addItem("1 pixel (independent noise)", 0)
         for r in (1, 2, 3):
             side = 2 * r + 1
-            self.blind.addItem(f"{side} x {side} block (correlated noise)", r)
+            self.blind.addItem(f"{side} × {side} block (correlated noise)", r)
         self.blind.setToolTip(
             "What each blind spot hides. Noise2Void assumes neighbouring pixels have "
             "independent noise; camera noise that is spatially correlated (widefield, binned "
@@ -163,8 +168,8 @@ class TrainForm(QWidget):
         budget.addWidget(self.budget, 1)
         budget.addWidget(self.budget_unit)
         form.addRow("Train for", budget)
-        form.addRow("PSF sigma", self.psf_sigma)
-        form.addRow("Positivity", self.positivity)
+        form.addRow("PSF width", self.psf_sigma)
+        form.addRow("Positivity", self.positivity)  # short: a longer label widens the form
         form.addRow(self.apply)
         form.addRow(self.add_deconvolved)
         self._psf_widgets = [
@@ -177,7 +182,7 @@ class TrainForm(QWidget):
         rare = QWidget()
         form = QFormLayout(rare)
         form.addRow("Loss", self.loss)
-        form.addRow("Seed", self.seed)
+        form.addRow("Random seed", self.seed)
         form.addRow("Blind spot", self.blind)
         self._blind_widgets = [self.blind, form.labelForField(self.blind)]
         form.addRow(self.resume)

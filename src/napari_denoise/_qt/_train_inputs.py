@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from napari.layers import Shapes
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox
 
 from ..engine.methods import list_methods
 from ..engine.training.options import passes_input_through
+from ._compact import FittingCombo
 from ._layer_combo import NONE_TEXT, _disconnect
 from ._method_picker import display_name, grouped, tooltip, watch_models
 
 NEW_UNET = "new:unet"
 
 
-class ShapesLayerCombo(QComboBox):
+class ShapesLayerCombo(FittingCombo):
     """Pick a Shapes layer, or "(none)"; follows the viewer's layer list."""
 
     def __init__(self, viewer):
-        super().__init__()
+        super().__init__(elide=Qt.TextElideMode.ElideMiddle)
         self._viewer = viewer
         self._layers: list = []
         events = viewer.layers.events
@@ -47,11 +47,11 @@ class ShapesLayerCombo(QComboBox):
         self.blockSignals(False)
 
 
-class StartModelCombo(QComboBox):
+class StartModelCombo(FittingCombo):
     """Where training starts: a shipped or user model from the registry, or a new U-Net."""
 
     def __init__(self):
-        super().__init__()
+        super().__init__(shorten=True)
         self.setToolTip(
             "Fine-tune a trained model (fast, needs little data) or train a new U-Net "
             "from random weights (needs more steps)."

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from ..errors import ParameterError
 
-__all__ = ["DEVICES", "resolve_device"]
+__all__ = ["DEVICES", "DEVICE_LABELS", "resolve_device"]
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+DEVICE_LABELS = ("Automatic", "CPU", "NVIDIA GPU (CUDA)", "Apple GPU (MPS)")  # for people
 
 
 def resolve_device(name: str | None = "auto") -> str:

@@ -44,6 +44,11 @@ class Param:
 
     ``default=None`` means *automatic*: the method's ``auto`` hook chooses the value
     from the image (noise estimate or self-supervised calibration).
+
+    ``name`` is what the CLI (``--param NAME=VALUE``) and the Python API take; ``label``
+    is what people read (the GUI's form, status lines and layer names), in plain words
+    with the unit, e.g. ``"Blur width (pixels)"``; ``choice_labels`` likewise says each
+    of ``choices`` in words (``"np"`` -> ``"Normal"``).
     """
 
     name: str
@@ -54,11 +59,25 @@ class Param:
     maximum: float | None = None
     choices: tuple[Any, ...] | None = None
     odd: bool = False  # a window width: even widths have no centre pixel
+    label: str = ""
+    choice_labels: tuple[str, ...] | None = None  # one per choice, in the same order
+
+    def __post_init__(self) -> None:
+        if self.choice_labels is not None and (
+            self.choices is None or len(self.choice_labels) != len(self.choices)
+        ):
+            raise ValueError(f"parameter '{self.name}': one choice label per choice")
 
     @property
     def auto(self) -> bool:
         """Whether leaving the parameter unset lets the method choose it from the image."""
         return self.default is None and self.type is not bool
+
+    def choice_text(self, value: Any) -> str:
+        """How the choice ``value`` is shown to people (itself when it has no label)."""
+        if self.choice_labels is not None and value in self.choices:
+            return self.choice_labels[self.choices.index(value)]
+        return str(value)
 
     def coerce(self, value: Any, *, method: str = "") -> Any:
         """Convert ``value`` (possibly a CLI string) to this parameter's type and check range.
@@ -109,11 +128,13 @@ class Param:
         """JSON-able description (used by ``napari-denoise list --json`` and the GUI)."""
         return {
             "name": self.name,
+            "label": self.label,
             "type": self.type.__name__,
             "default": "auto" if self.auto else self.default,
             "minimum": self.minimum,
             "maximum": self.maximum,
             "choices": list(self.choices) if self.choices is not None else None,
+            **({"choice_labels": list(self.choice_labels)} if self.choice_labels else {}),
             "help": self.help,
         }
 

@@ -35,12 +35,21 @@ VST = Param(
     "vst",
     bool,
     False,
-    "Poisson noise correction (variance-stabilising transform): denoise in the generalised "
-    "Anscombe domain, where shot noise is the same everywhere",
+    "Shot noise grows with brightness: transform the image so that its noise is the same "
+    "everywhere (generalised Anscombe transform), denoise, and transform back",
+    label="Shot-noise correction",
 )
 # Filters whose strength comes from one global noise level need the noise to be the same
 # everywhere, which Poisson-Gaussian noise is only after stabilisation: VST on by default.
-VST_ON = Param("vst", bool, True, VST.help)
+VST_ON = Param("vst", bool, True, VST.help, label=VST.label)
+NOISE_LEVEL = Param(
+    "sigma",
+    float,
+    None,
+    "Noise standard deviation, in the image's intensity units (auto: estimated from the image)",
+    0.0,
+    label="Noise level",
+)
 CALIBRATION_CROP = 512  # calibrate on the central crop: representative, and bounded cost
 FILTERS: list[Method] = []  # in the order they are offered
 
@@ -136,9 +145,10 @@ FILTERS.append(
                 "sigma",
                 float,
                 None,
-                "Standard deviation of the Gaussian kernel (pixels)",
+                "Standard deviation of the Gaussian kernel (pixels); larger smooths more",
                 0.1,
                 20.0,
+                label="Blur width (pixels)",
             ),
             VST,
         ),
@@ -174,7 +184,16 @@ FILTERS.append(
         "box",
         _box,
         (
-            Param("size", int, None, "Width of the square window (pixels, odd)", 3, 31, odd=True),
+            Param(
+                "size",
+                int,
+                None,
+                "Width of the square window (pixels, odd)",
+                3,
+                31,
+                odd=True,
+                label="Window (pixels)",
+            ),
             VST,
         ),
         halo=lambda p: (p["size"] or 13) // 2,
@@ -215,9 +234,25 @@ FILTERS.append(
         _box3d,
         (
             Param(
-                "size", int, None, "Width of the window in Y and X (pixels, odd)", 1, 31, odd=True
+                "size",
+                int,
+                None,
+                "Width of the window in Y and X (pixels, odd)",
+                1,
+                31,
+                odd=True,
+                label="Window in Y and X (pixels)",
             ),
-            Param("size_z", int, None, "Depth of the window along Z (or T, odd)", 1, 15, odd=True),
+            Param(
+                "size_z",
+                int,
+                None,
+                "Depth of the window along Z or T (planes or frames, odd)",
+                1,
+                15,
+                odd=True,
+                label="Window depth (planes)",
+            ),
             VST,
         ),
         ndim=3,
@@ -249,7 +284,16 @@ FILTERS.append(
         "median",
         _median,
         (
-            Param("size", int, None, "Width of the square window (pixels, odd)", 3, 15, odd=True),
+            Param(
+                "size",
+                int,
+                None,
+                "Width of the square window (pixels, odd)",
+                3,
+                15,
+                odd=True,
+                label="Window (pixels)",
+            ),
             VST,
         ),
         halo=lambda p: (p["size"] or 7) // 2,
@@ -295,12 +339,30 @@ FILTERS.append(
                 "h",
                 float,
                 None,
-                "Filtering strength (intensity units; auto = 0.8 x noise sigma)",
+                "Filtering strength, in the image's intensity units (auto: 0.8 × the noise "
+                "level); larger smooths more",
                 0.0,
+                label="Strength",
             ),
-            Param("patch_size", int, 5, "Patch width (pixels)", 3, 11),
-            Param("patch_distance", int, 6, "Search radius (pixels)", 1, 21),
-            Param("sigma", float, None, "Noise standard deviation (auto = estimated)", 0.0),
+            Param(
+                "patch_size",
+                int,
+                5,
+                "Width of the patches compared (pixels)",
+                3,
+                11,
+                label="Patch width (pixels)",
+            ),
+            Param(
+                "patch_distance",
+                int,
+                6,
+                "How far away similar patches are looked for (pixels)",
+                1,
+                21,
+                label="Search radius (pixels)",
+            ),
+            NOISE_LEVEL,
             VST_ON,
         ),
         halo=lambda p: p["patch_distance"] + p["patch_size"] // 2 + 1,
@@ -338,7 +400,17 @@ FILTERS.append(
     Method(
         "tv",
         _tv,
-        (Param("weight", float, None, "Total-variation weight (intensity units)", 0.0), VST),
+        (
+            Param(
+                "weight",
+                float,
+                None,
+                "Total-variation weight, in the image's intensity units; larger smooths more",
+                0.0,
+                label="Strength",
+            ),
+            VST,
+        ),
         # TV is not strictly local; this margin makes tile borders invisible in practice.
         halo=lambda p: 16,
         auto=_tv_auto,
@@ -371,9 +443,31 @@ FILTERS.append(
         "wavelet",
         _wavelet,
         (
-            Param("sigma", float, None, "Noise standard deviation (auto = estimated)", 0.0),
-            Param("wavelet", str, "db2", "Wavelet family", choices=("db1", "db2", "sym4", "coif1")),
-            Param("mode", str, "soft", "Thresholding", choices=("soft", "hard")),
+            NOISE_LEVEL,
+            Param(
+                "wavelet",
+                str,
+                "db2",
+                "Wavelet family (the shape of the building blocks the image is split into)",
+                choices=("db1", "db2", "sym4", "coif1"),
+                label="Wavelet family",
+                choice_labels=(
+                    "Haar (db1)",
+                    "Daubechies 2 (db2)",
+                    "Symlet 4 (sym4)",
+                    "Coiflet 1 (coif1)",
+                ),
+            ),
+            Param(
+                "mode",
+                str,
+                "soft",
+                "How small wavelet coefficients are removed: soft shrinks all of them (smoother), "
+                "hard keeps the large ones unchanged (sharper, more artefacts)",
+                choices=("soft", "hard"),
+                label="Thresholding",
+                choice_labels=("Soft (smoother)", "Hard (sharper)"),
+            ),
             VST_ON,
         ),
         halo=lambda p: 32,
@@ -411,8 +505,24 @@ FILTERS.append(
         "bilateral",
         _bilateral,
         (
-            Param("sigma_color", float, None, "Intensity scale (auto = 2 x noise sigma)", 0.0),
-            Param("sigma_spatial", float, 1.5, "Spatial scale (pixels)", 0.3, 10.0),
+            Param(
+                "sigma_color",
+                float,
+                None,
+                "How different in intensity neighbours may be and still be averaged, in the "
+                "image's units (auto: 2 × the noise level)",
+                0.0,
+                label="Intensity tolerance",
+            ),
+            Param(
+                "sigma_spatial",
+                float,
+                1.5,
+                "Standard deviation of the distance weighting (pixels)",
+                0.3,
+                10.0,
+                label="Reach (pixels)",
+            ),
             VST_ON,
         ),
         halo=lambda p: max(5, 2 * math.ceil(3 * p["sigma_spatial"]) + 1) // 2 + 1,
@@ -455,13 +565,21 @@ FILTERS.append(
         "bm3d",
         _bm3d,
         (
-            Param("sigma", float, None, "Noise standard deviation (auto = estimated)", 0.0),
+            NOISE_LEVEL,
             Param(
                 "profile",
                 str,
                 "np",
-                "BM3D profile",
+                "The bm3d package's preset of block sizes and thresholds",
                 choices=("np", "refilter", "vn", "high", "deb"),
+                label="Preset",
+                choice_labels=(
+                    "Normal",
+                    "Normal, filtered twice",
+                    "Very noisy images",
+                    "High quality (slower)",
+                    "For deblurring",
+                ),
             ),
             VST_ON,
         ),

@@ -33,6 +33,7 @@ from .plan import (
     Plan,
     choose_params,
     make_plan,
+    position_text,
     sample_planes,
 )
 from .tiling import Progress, plan_tiles, run_tiled
@@ -258,10 +259,12 @@ def plan_iter(
     )
     view = np.transpose(arr, plan.order)  # a view: memory-mapped data is read block by block
     n = plan.n_channels
+    title = m.title or m.name
     for c in plan.choose(view, check=check):
-        yield Progress(
-            0, 1, f"{m.name}: choosing parameters from the image (channel {c + 1} of {n})"
-        )
+        channel = (("C", c, n),) if n > 1 else ()
+        where = f" ({position_text(channel)})" if channel else ""
+        message = f"{title}: choosing its settings from the image{where}"
+        yield Progress(0, 1, message, position=channel, choosing=True)
     return plan, view
 
 
@@ -281,9 +284,11 @@ def block_iter(plan: Plan, view: np.ndarray) -> Generator[Progress | Block, None
     indices = plan.indices()
     total = sum(tiles_per_block[plan.channel(i)] for i in indices)
     done = 0
+    title = m.title or m.name
     for index in indices:
         c = plan.channel(index)
-        where = plan.where(index)
+        where, position = plan.where(index), plan.position(index)
+        message = ", ".join(w for w in (title, position_text(position)) if w)
         block = view[index]
         if _is_dask(block):  # computed once per block, not once per tile
             block = np.asarray(block)
@@ -295,7 +300,7 @@ def block_iter(plan: Plan, view: np.ndarray) -> Generator[Progress | Block, None
         try:
             while True:
                 tick = next(gen)
-                yield Progress(done + tick.done, total, where)
+                yield Progress(done + tick.done, total, message, position=position)
         except StopIteration as stop:
             result = stop.value
         done += tiles_per_block[c]

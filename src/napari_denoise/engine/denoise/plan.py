@@ -108,12 +108,24 @@ class Plan:
             self.stabilisers.append(model)
             yield c
 
+    def position(self, index: tuple[int, ...]) -> tuple[tuple[str, int, int], ...]:
+        """The block at loop position ``index`` as ``((axis, index, size), ...)``."""
+        return tuple(zip(self.loop_axes, index, self.loop_shape, strict=True))
+
     def where(self, index: tuple[int, ...]) -> str:
         """The method's name and the block's loop position, for progress messages."""
         name = self.method.name
         if not self.loop_axes:
             return name
         return name + " " + " ".join(f"{a}={i}" for a, i in zip(self.loop_axes, index, strict=True))
+
+
+POSITION_WORDS = {"T": "frame", "Z": "plane", "C": "channel"}
+
+
+def position_text(position: tuple[tuple[str, int, int], ...]) -> str:
+    """'channel 2 of 3, frame 4 of 10' for ``(("C", 1, 3), ("T", 3, 10))`` (counted from 1)."""
+    return ", ".join(f"{POSITION_WORDS.get(axis, axis)} {i + 1} of {n}" for axis, i, n in position)
 
 
 def make_plan(

@@ -44,11 +44,20 @@ NORM_BAND = 2**17  # values of the weight sum held at a time (see _normalise)
 
 @dataclass(frozen=True)
 class Progress:
-    """A progress tick: ``done`` of ``total`` units of work, and what is happening."""
+    """A progress tick: ``done`` of ``total`` units of work, and what is happening.
+
+    ``message`` says it in words (the CLI prints it); ``position`` says it as data, for
+    callers that word it their own way: the block being worked on as ``(axis letter,
+    index, size)`` per loop axis, e.g. ``(("T", 3, 10),)`` for the fourth of ten frames
+    (empty for a single plane); ``choosing`` is true while parameters are being chosen
+    from the image, before any tile.
+    """
 
     done: int
     total: int
     message: str = ""
+    position: tuple[tuple[str, int, int], ...] = ()
+    choosing: bool = False
 
     @property
     def fraction(self) -> float:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ModelFileError, ParameterError
-from ..device import DEVICES
+from ..device import DEVICE_LABELS, DEVICES
 from ..methods import (
     Method,
     ModelInfo,
@@ -196,9 +196,19 @@ def _method_for(card_path: Path) -> Method:
     except ModelFileError as err:
         return _unavailable(card_path, str(err))
     params = [
-        Param("norm_low", float, None, "Intensity mapped to 0 for the network (0.1th percentile)"),
         Param(
-            "norm_high", float, None, "Intensity mapped to 1 for the network (99.9th percentile)"
+            "norm_low",
+            float,
+            None,
+            "Intensity the network sees as black (auto: the image's 0.1th percentile)",
+            label="Black level",
+        ),
+        Param(
+            "norm_high",
+            float,
+            None,
+            "Intensity the network sees as white (auto: the image's 99.9th percentile)",
+            label="White level",
         ),
     ]
     if card.get("noise_input") == "poisson-gaussian":
@@ -210,22 +220,27 @@ def _method_for(card_path: Path) -> Method:
                 "Multiplies the noise the network is told (1: as estimated); larger smooths more",
                 0.0,
                 4.0,
+                label="Strength (1: as estimated)",
             ),
             Param(
                 "noise_gain",
                 float,
                 None,
-                "Poisson part a of the noise variance a*x+b, normalised units (estimated)",
+                "Shot-noise part a of the noise variance a·x + b, which grows with brightness "
+                "(black to white = 0 to 1; auto: estimated from the image)",
                 0.0,
                 None,
+                label="Shot noise",
             ),
             Param(
                 "noise_floor",
                 float,
                 None,
-                "Constant part b of the noise variance a*x+b, normalised units (estimated)",
+                "Constant part b of the noise variance a·x + b, e.g. camera read noise "
+                "(black to white = 0 to 1; auto: estimated from the image)",
                 None,
                 None,
+                label="Constant noise",
             ),
         ]
     elif card.get("takes_noise_level"):
@@ -234,9 +249,11 @@ def _method_for(card_path: Path) -> Method:
                 "strength",
                 float,
                 None,
-                "Noise level the network assumes, in normalised units (estimated); larger smooths more",
+                "Noise level the network assumes (black to white = 0 to 1; auto: estimated "
+                "from the image); larger smooths more",
                 0.0,
                 1.0,
+                label="Strength (assumed noise level)",
             )
         )
     params.append(
@@ -244,10 +261,14 @@ def _method_for(card_path: Path) -> Method:
             "ensemble",
             int,
             1,
-            "Passes averaged (self-ensemble): the network also sees the image flipped "
-            "and rotated by 90 degrees, each output turned back; 1 (off), 2, 4 or 8 "
-            "(every symmetry: about 0.1 dB better, 8 times slower)",
+            "The network also sees the image flipped and turned by 90 degrees, and the "
+            "outputs are turned back and averaged (self-ensemble): 1 pass (off), 2, 4 or 8 "
+            "(every flip and turn: about 0.1 dB better, 8 times slower)",
             choices=ENSEMBLE_CHOICES,
+            label="Flip-and-turn averaging",
+            choice_labels=tuple(
+                "Off (1 pass)" if n == 1 else f"{n} passes ({n}× slower)" for n in ENSEMBLE_CHOICES
+            ),
         )
     )
     if card.get("blend"):
@@ -256,13 +277,24 @@ def _method_for(card_path: Path) -> Method:
                 "blend",
                 float,
                 None,
-                "Share of the network's output mixed with the input (1: the network alone); "
-                "chosen per image without ground truth (SURE) when unset",
+                "Share of the network's output mixed with the input (1: the network alone; "
+                "auto: chosen per image without ground truth, by SURE)",
                 0.0,
                 1.0,
+                label="Network share",
             )
         )
-    params.append(Param("device", str, "auto", "Compute device", choices=DEVICES))
+    params.append(
+        Param(
+            "device",
+            str,
+            "auto",
+            "Where the network runs (auto: a GPU when there is one)",
+            choices=DEVICES,
+            label="Compute device",
+            choice_labels=DEVICE_LABELS,
+        )
+    )
     name = card["name"]
     multiple = int(card.get("multiple", 1))
     tileable = card.get("tileable", True)
