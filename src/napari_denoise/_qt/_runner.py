@@ -22,11 +22,13 @@ from typing import Any
 
 import numpy as np
 from napari.qt.threading import create_worker
+from qtpy.QtCore import QTimer
 
 from ..engine.denoise.pipeline import DenoiseResult, denoise_iter
 from ..engine.denoise.tiling import Progress
 from ..errors import DenoiseError
 from ._fill import Filled, Started, fill_steps
+from ._warm import load_torch
 
 log = logging.getLogger(__name__)
 # Seconds between progress updates on screen: napari's progress bar processes events on
@@ -139,7 +141,10 @@ def job_steps(job: Job) -> Generator[Progress, None, Outcome]:
     from ..provenance import make_provenance
 
     params, extra = dict(job.params), {}
-    if "device" in {p.name for p in get_method(job.method).params}:
+    method = get_method(job.method)
+    if method.kind == "model":
+        load_torch()  # torch's import, paced so that the GUI thread keeps going
+    if "device" in {p.name for p in method.params}:
         from ..engine.device import resolve_device  # imports torch: not on the GUI thread
 
         params["device"] = extra["device"] = resolve_device(job.device)
@@ -295,10 +300,20 @@ class Runner:
         if worker is None:
             return  # a tick delivered after the end
         if isinstance(tick, BATCH_EVENTS):
-            if not self._silent:
-                calls = self.calls
-                handlers = (calls.started, calls.filled, calls.begun, calls.landed, calls.skipped)
-                handlers[BATCH_EVENTS.index(type(tick))](tick)
+            try:
+                if not self._silent:
+                    calls = self.calls
+                    handlers = (
+                        calls.started,
+                        calls.filled,
+                        calls.begun,
+                        calls.landed,
+                        calls.skipped,
+                    )
+                    handlers[BATCH_EVENTS.index(type(tick))](tick)
+            finally:
+                if isinstance(tick, Started):  # the worker waits until the layer is shown
+                    QTimer.singleShot(0, tick.shown.set)
             return
         self.last = tick
         self.ticks += 1

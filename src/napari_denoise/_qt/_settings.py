@@ -23,6 +23,7 @@ from ..errors import DenoiseError
 from ..io import infer_axes, normalize_axes
 from ._compact import narrow
 from ._params import AutoNumber
+from ._warm import load_torch
 
 DEVICE_HELP = (
     "Where a deep-learning model runs: auto picks the graphics card when there is one, "
@@ -205,6 +206,7 @@ class ComputeSettings(QWidget):
                 pass
 
         def work():  # importing torch takes a moment: not on the GUI thread
+            load_torch()  # paced so that the GUI thread keeps going
             try:
                 return f"→ {resolve_device(name).upper()}"
             except DenoiseError as err:
