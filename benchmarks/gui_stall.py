@@ -32,6 +32,7 @@ import numpy as np
 
 TARGET_MS = 100.0
 TICK_MS = 10
+WHY_MS = 60  # gaps this long get the other threads' stacks with --why
 
 
 def make_stack(frames: int = 10, side: int = 2048) -> np.ndarray:
@@ -52,15 +53,76 @@ def pump(app, seconds: float) -> None:
         time.sleep(0.001)
 
 
-def tick_timer(ticks: list[float]):
-    """A started QTimer that appends the time of each of its ticks to ``ticks``."""
+def tick_timer(ticks: list[float], why: list | None = None):
+    """A started QTimer that appends the time of each of its ticks to ``ticks``.
+
+    ``why``: for each gap of :data:`WHY_MS` or more, what the other threads are doing
+    when the GUI thread gets going again (where a worker that held the interpreter lock
+    stands just after its long step), appended as (gap in ms, {thread: frames}).
+    """
     from qtpy.QtCore import QTimer
+
+    def tick():
+        now = time.perf_counter()
+        if why is not None and ticks and (now - ticks[-1]) * 1000 >= WHY_MS:
+            why.append(((now - ticks[-1]) * 1000, other_threads()))
+        ticks.append(now)
 
     timer = QTimer()
     timer.setInterval(TICK_MS)
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.timeout.connect(tick)
     timer.start()
     return timer
+
+
+class Collections:
+    """Records every garbage collection (generation, start, end, thread) while on."""
+
+    def __init__(self):
+        import gc
+
+        self.gc, self.spans, self._start = gc, [], 0.0
+
+    def __enter__(self):
+        self.gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc):
+        self.gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        import threading
+
+        now = time.perf_counter()
+        if phase == "start":
+            self._start = now
+        else:
+            name = threading.current_thread().name
+            self.spans.append((info["generation"], self._start, now, name))
+
+    def longest(self) -> tuple[float, str]:
+        """The longest collection in ms and the thread it ran in."""
+        if not self.spans:
+            return 0.0, ""
+        _, begin, end, name = max(self.spans, key=lambda s: s[2] - s[1])
+        return (end - begin) * 1000.0, name
+
+
+def other_threads(depth: int = 4) -> dict[str, list[str]]:
+    """The innermost ``depth`` frames of every thread but this one, as 'file:line func'."""
+    import threading
+    import traceback
+
+    names = {t.ident: t.name for t in threading.enumerate()}
+    here = threading.get_ident()
+    return {
+        names.get(ident, str(ident)): [
+            f"{f.filename.rsplit('site-packages/', 1)[-1]}:{f.lineno} {f.name}"
+            for f in traceback.extract_stack(frame)[-depth:]
+        ]
+        for ident, frame in sys._current_frames().items()
+        if ident != here
+    }
 
 
 def timed(call, spans: list):
@@ -93,7 +155,9 @@ def plane_shown(viewer, first_result: int) -> bool:
     return raw is not None and bool(np.asarray(raw).any())
 
 
-def measure(method: str | None, frames: int, side: int, tile: int | None) -> dict:
+def measure(
+    method: str | None, frames: int, side: int, tile: int | None, why: bool = False
+) -> dict:
     """Run one denoising through the widget and return the timer statistics."""
     import napari
     from qtpy.QtWidgets import QApplication
@@ -118,19 +182,21 @@ def measure(method: str | None, frames: int, side: int, tile: int | None) -> dic
     for name in ("landed", "done"):  # the result lands: the widget finishes its layer
         if hasattr(calls, name):
             setattr(calls, name, timed(getattr(calls, name), landed))
-    timer = tick_timer(ticks)
-    start = time.perf_counter()
-    assert widget.run(), "the run did not start"
-    first_plane = None
-    while widget.runner.busy:
-        app.processEvents()
+    stacks: list = []
+    timer = tick_timer(ticks, stacks if why else None)
+    with Collections() as collections:
+        start = time.perf_counter()
+        assert widget.run(), "the run did not start"
+        first_plane = None
+        while widget.runner.busy:
+            app.processEvents()
+            if first_plane is None and plane_shown(viewer, len(before)):
+                first_plane = time.perf_counter() - start
+            time.sleep(0.001)
+        seconds = time.perf_counter() - start
+        pump(app, 0.5)  # the new layer's first draws are part of the cost
         if first_plane is None and plane_shown(viewer, len(before)):
-            first_plane = time.perf_counter() - start
-        time.sleep(0.001)
-    seconds = time.perf_counter() - start
-    pump(app, 0.5)  # the new layer's first draws are part of the cost
-    if first_plane is None and plane_shown(viewer, len(before)):
-        first_plane = time.perf_counter() - start  # a single plane: shown when it lands
+            first_plane = time.perf_counter() - start  # a single plane: shown when it lands
     timer.stop()
     times = np.array([start, *ticks])
     gaps = np.diff(times) * 1000.0
@@ -140,6 +206,9 @@ def measure(method: str | None, frames: int, side: int, tile: int | None) -> dic
     adding = spanning(times, [(t, t) for t in inserted])
     landing = spanning(times, landed)
     computing = gaps[~(adding | landing)] if (~(adding | landing)).any() else np.zeros(1)
+    # A garbage collection holds the interpreter lock, whichever thread runs it.
+    collecting = spanning(times, [(b, e) for g, b, e, _ in collections.spans if e - b > 0.02])
+    gc_ms, gc_thread = collections.longest()
     added = [layer.name for layer in viewer.layers][len(before) :]
     status = widget.status.text()
     viewer.close()
@@ -153,11 +222,15 @@ def measure(method: str | None, frames: int, side: int, tile: int | None) -> dic
         "gap_landing_ms": round(float(gaps[landing].max()), 1) if landing.any() else None,
         "first_layer_s": round(inserted[0] - start, 2) if inserted else None,
         "first_plane_s": None if first_plane is None else round(first_plane, 2),
+        "longest_gc_ms": round(gc_ms, 1),
+        "longest_gc_thread": gc_thread,
+        "gaps_over_100ms_with_gc": int(((gaps >= TARGET_MS) & collecting).sum()),
         "p99_gap_ms": round(float(np.percentile(gaps, 99)), 1),
         "gaps_over_100ms": int((gaps >= TARGET_MS).sum()),
         "ticks": len(ticks),
         "layers_added": added,
         "status": status,
+        **({"why": stacks} if why else {}),
     }
 
 
@@ -227,6 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs (the median is judged)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument(
+        "--why",
+        action="store_true",
+        help=f"for each gap of {WHY_MS} ms or more, print what the other threads were doing",
+    )
+    parser.add_argument(
         "--train",
         type=float,
         default=None,
@@ -244,7 +322,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         worst = float(np.median([r["max_gap_ms"] for r in runs]))
         return 0 if worst < TARGET_MS and all(r["steps_after_stop"] <= 1 for r in runs) else 1
-    results = [measure(args.method, args.frames, args.side, args.tile) for _ in range(args.repeat)]
+    results = [
+        measure(args.method, args.frames, args.side, args.tile, args.why)
+        for _ in range(args.repeat)
+    ]
     if args.json:
         print(json.dumps(results, indent=2))
     for r in results if not args.json else ():
@@ -255,8 +336,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['max_gap_while_computing_ms']} ms; napari adding the result layer "
             f"{r['gap_adding_layer_ms']} ms; the result landing {r['gap_landing_ms']} ms; "
             f"result layer after {r['first_layer_s']} s, first plane shown after "
-            f"{r['first_plane_s']} s; added {r['layers_added']}"
+            f"{r['first_plane_s']} s; longest garbage collection {r['longest_gc_ms']} ms (in "
+            f"{r['longest_gc_thread']}; {r['gaps_over_100ms_with_gc']} of the long gaps had one); "
+            f"added {r['layers_added']}"
         )
+    for r in results if args.why and not args.json else ():
+        for gap, threads in r["why"]:
+            print(f"gap of {gap:.0f} ms; the other threads then:")
+            for name, frames in threads.items():
+                print(f"  {name}: " + " <- ".join(reversed(frames)))
     worst = float(np.median([r["max_gap_ms"] for r in results]))
     if args.repeat > 1 and not args.json:
         print(f"median of the longest stalls over {args.repeat} runs: {worst:.1f} ms")
