@@ -105,3 +105,33 @@ def test_a_model_run_loads_torch_through_load_torch(monkeypatch):
         outcome = stop.value
     assert calls == [1]
     assert outcome.result.data.shape == image.shape
+
+
+@pytest.mark.gui
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
+def test_the_worker_yields_the_cores_to_the_gui_thread(make_napari_viewer, qtbot):
+    import os
+    import threading
+
+    pytest.importorskip("napari")
+    from napari_denoise._qt._denoise_widget import DenoiseWidget
+    from napari_denoise.engine.methods import Method, register, unregister
+
+    seen = []
+
+    def niceness(block):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return block
+
+    register(Method("test_niceness", niceness, title="Niceness (test)"), replace=True)
+    try:
+        viewer = make_napari_viewer()
+        viewer.add_image(np.zeros((2, 16, 16), np.float32), name="stack")
+        widget = DenoiseWidget(viewer)
+        widget.picker.set_method("test_niceness")
+        assert widget.run()
+        qtbot.waitUntil(lambda: not widget.runner.busy, timeout=30_000)
+    finally:
+        unregister("test_niceness")
+    gui = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert seen and min(seen) > gui

@@ -28,7 +28,7 @@ from ..engine.denoise.pipeline import DenoiseResult, denoise_iter
 from ..engine.denoise.tiling import Progress
 from ..errors import DenoiseError
 from ._fill import Filled, Started, fill_steps
-from ._warm import load_torch
+from ._warm import load_torch, lower_priority
 
 log = logging.getLogger(__name__)
 # Seconds between progress updates on screen: napari's progress bar processes events on
@@ -140,6 +140,7 @@ def job_steps(job: Job) -> Generator[Progress, None, Outcome]:
     from ..engine.methods import get_method
     from ..provenance import make_provenance
 
+    lower_priority()  # the GUI thread first when both want a core
     params, extra = dict(job.params), {}
     method = get_method(job.method)
     if method.kind == "model":

@@ -1,4 +1,4 @@
-"""Import torch in a worker thread without freezing napari's GUI thread.
+"""Keep napari's GUI thread going while a worker thread imports torch and computes.
 
 A worker thread shares the interpreter lock with the GUI thread, and two parts of a
 first model run hold it for a long time (measured with ``benchmarks/gui_stall.py --why``
@@ -19,6 +19,11 @@ on a 2-core machine):
 
 :func:`load_torch` does both, once per process; the widgets call it in their workers
 before anything imports torch.
+
+The computation itself competes with the GUI thread for the cores, not for the lock
+(torch and the filters release it): on a busy 2-core machine the GUI thread waited up to
+150-190 ms for a core. :func:`lower_priority` makes the worker thread (and the compute
+threads it starts, which inherit it) yield to the GUI thread; it still uses every idle core.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ log = logging.getLogger(__name__)
 # What torch's extension module links to; opening it opens its dependencies (libtorch_cpu,
 # libc10 ...) from the same folder, as the import would.
 LIBRARIES = ("libtorch_python.so",)
+NICE = 10  # the worker's scheduling niceness (the GUI thread keeps the process's, usually 0)
 _lock = threading.Lock()
 _loaded: list[bool] = []  # [whether torch imported] once tried
 
@@ -94,3 +100,18 @@ def load_torch() -> bool:
             if collecting:
                 gc.enable()
         return _loaded[0]
+
+
+def lower_priority(nice: int = NICE) -> bool:
+    """Give the calling thread a niceness of at least ``nice`` (Linux: per thread); whether
+    it has it. Raising niceness needs no privilege; the thread (a pool thread of napari's)
+    keeps it, which suits a thread that runs background work."""
+    if not sys.platform.startswith("linux"):
+        return False
+    tid = threading.get_native_id()
+    try:
+        if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+        return True
+    except OSError:  # not allowed here: run at the usual priority
+        return False
