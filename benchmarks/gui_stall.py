@@ -12,7 +12,19 @@ result layer (what the user waits for), and ends 0.5 s after that.
 Prints the longest gap (and separately the longest one while computing, the one in which
 napari adds the result layer and the one in which the widget takes the finished result),
 the 99th percentile, the number of gaps over 100 ms, and the time from Run to the result
-layer and to its first plane shown (the viewer stays on the first frame); exits with status 1 if the longest gap is 100 ms or more (the target of issue 3).
+layer and to its first plane shown (the viewer stays on the first frame); exits with
+status 1 if the longest gap is 100 ms or more (the target of issue 3). ``--why`` says
+what the other threads were doing after each long gap, and every run reports its longest
+garbage collection (which holds the interpreter lock, whichever thread runs it).
+
+``--save RUNS.json --label NAME`` adds the runs to a JSON file under NAME (e.g. the
+version measured); ``--docs RUNS.json docs/benchmarks.md`` writes the GUI section of the
+benchmarks page from it, between ``<!-- gui_stall:begin -->`` and ``<!-- gui_stall:end -->``
+(kept as they are when ``napari-denoise bench`` rewrites the page)::
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python benchmarks/gui_stall.py \
+        --save /tmp/stall.json --label "this version"   # twice: two fresh sessions
+    .venv/bin/python benchmarks/gui_stall.py --docs /tmp/stall.json docs/benchmarks.md
 
 ``--train SECONDS`` measures the Train widget instead: it fine-tunes the default model on
 the FMD sample pair for SECONDS, presses Stop, and also reports how many steps ran after
@@ -27,6 +39,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -290,6 +303,72 @@ def measure_training(seconds: float) -> dict:
     }
 
 
+BEGIN, END = "<!-- gui_stall:begin -->", "<!-- gui_stall:end -->"
+COLUMNS = (
+    ("run_seconds", "run (s)"),
+    ("first_layer_s", "result layer shown after (s)"),
+    ("first_plane_s", "first plane shown after (s)"),
+    ("max_gap_ms", "longest stall (ms)"),
+    ("max_gap_while_computing_ms", "while computing (ms)"),
+    ("gap_adding_layer_ms", "napari adding the result layer (ms)"),
+    ("gap_landing_ms", "the result landing (ms)"),
+    ("longest_gc_ms", "longest garbage collection (ms)"),
+)
+
+
+def section(saved: dict) -> str:
+    """The benchmarks page's GUI section: one row per run of every label in ``saved``."""
+    head = "| version | " + " | ".join(title for _, title in COLUMNS) + " |"
+    rows = [head, "|" + " --- |" * (len(COLUMNS) + 1)]
+    notes = []
+    for label, entry in saved.items():
+        for run in entry["runs"]:
+            cells = ["-" if run.get(key) is None else f"{run[key]:g}" for key, _ in COLUMNS]
+            rows.append(f"| {label} | " + " | ".join(cells) + " |")
+        notes.append(f"*{label}*: {entry.get('source') or 'the working tree'}, {entry['date']}")
+    first = next(iter(saved.values()))["runs"][0]
+    stack = " x ".join(str(n) for n in first["stack"])
+    return "\n".join(
+        [
+            "## GUI responsiveness (napari)",
+            "",
+            f"`benchmarks/gui_stall.py`: the Denoise widget denoises a {stack} uint16 stack "
+            f"with the {first['method']} method while a 10 ms Qt timer ticks on the GUI "
+            "thread; a stall is the longest gap between two ticks (target: under 100 ms). "
+            "Each row is the first run of a fresh napari session (torch not yet loaded). "
+            "The result layer appears when the run starts and fills in plane by plane; "
+            "*the result landing* is the gap in which the widget takes the finished result.",
+            "",
+            *rows,
+            "",
+            "; ".join(notes) + ".",
+        ]
+    )
+
+
+def write_section(doc: Path, text: str) -> None:
+    """Put ``text`` in ``doc`` between the gui_stall markers (in place of the section
+    there, or at the end)."""
+    old = doc.read_text()
+    block = f"{BEGIN}\n{text.rstrip()}\n{END}"
+    if BEGIN in old and END in old:
+        body = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END) :]
+    else:
+        body = old.rstrip("\n") + "\n\n" + block + "\n"
+    doc.write_text(body)
+
+
+def save(path: Path, label: str, source: str, runs: list[dict]) -> None:
+    """Add ``runs`` to the JSON file ``path`` under ``label`` (after those already there:
+    run the script once per napari session to compare first runs)."""
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    kept = [{k: v for k, v in r.items() if k not in ("why", "status")} for r in runs]
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    earlier = saved.get(label, {}).get("runs", [])
+    saved[label] = {"runs": earlier + kept, "date": date, "source": source}
+    path.write_text(json.dumps(saved, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry: measure, print, and fail when the target is missed."""
     parser = argparse.ArgumentParser(description="Longest GUI-thread stall during a denoise run.")
@@ -311,7 +390,20 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="measure the Train widget instead: fine-tune for SECONDS, then press Stop",
     )
+    parser.add_argument("--save", type=Path, help="add the runs to this JSON file (see --label)")
+    parser.add_argument("--label", default="this version", help="names the runs in --save")
+    parser.add_argument("--source", default="", help="what the measured code is (with --save)")
+    parser.add_argument(
+        "--docs",
+        nargs=2,
+        type=Path,
+        metavar=("RUNS_JSON", "DOC"),
+        help="write the GUI section of DOC (docs/benchmarks.md) from saved runs; run nothing",
+    )
     args = parser.parse_args(argv)
+    if args.docs:
+        write_section(args.docs[1], section(json.loads(args.docs[0].read_text())))
+        return 0
     if args.train is not None:
         runs = [measure_training(args.train) for _ in range(args.repeat)]
         for r in runs:
@@ -326,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         measure(args.method, args.frames, args.side, args.tile, args.why)
         for _ in range(args.repeat)
     ]
+    if args.save:
+        save(args.save, args.label, args.source, results)
     if args.json:
         print(json.dumps(results, indent=2))
     for r in results if not args.json else ():
