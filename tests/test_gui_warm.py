@@ -135,3 +135,15 @@ def test_the_worker_yields_the_cores_to_the_gui_thread(make_napari_viewer, qtbot
         unregister("test_niceness")
     gui = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     assert seen and min(seen) > gui
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
+def test_a_job_run_on_the_main_thread_keeps_its_priority():
+    import os
+    import threading
+
+    from napari_denoise._qt import _warm
+
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert not _warm.lower_priority()
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before

@@ -103,11 +103,14 @@ def load_torch() -> bool:
 
 
 def lower_priority(nice: int = NICE) -> bool:
-    """Give the calling thread a niceness of at least ``nice`` (Linux: per thread); whether
-    it has it. Raising niceness needs no privilege; the thread (a pool thread of napari's)
+    """Give the calling worker thread a niceness of at least ``nice`` (Linux: per thread);
+    whether it has it. Raising niceness needs no privilege; the thread (a pool thread of napari's)
     keeps it, which suits a thread that runs background work."""
-    if not sys.platform.startswith("linux"):
-        return False
+    if (
+        not sys.platform.startswith("linux")
+        or threading.current_thread() is threading.main_thread()
+    ):
+        return False  # never the GUI thread (e.g. a job run directly, in a test)
     tid = threading.get_native_id()
     try:
         if os.getpriority(os.PRIO_PROCESS, tid) < nice:
