@@ -78,6 +78,28 @@ def _names(layers) -> str:
     return ", ".join(f"'{layer.name}'" for layer in layers)
 
 
+def _job_and_task(layer, axes: str, method, params: dict, tile, device: str) -> tuple:
+    """The worker's :class:`Job` for one layer of a run, and what the widget keeps of it
+    to turn its result into a layer (and to repeat it: Copy as command)."""
+    path = layer.source.path or layer.metadata.get("source_path")
+    label = f"Denoising: {method.name} on {layer.name!r}"
+    source = {"path": path, "layer": layer.name}
+    job = Job(layer.data, method.name, axes, params, tile, label, source, device, fill=True)
+    task = {
+        "layer": layer,
+        "method": method.name,
+        "axes": axes,
+        "region": None,
+        "settings": non_default(method, params),
+        "params": params,
+        "tile": tile,
+        "device": device if method.kind == "model" else None,
+        "path": path,
+        "planes": _planes(np.shape(layer.data), axes),
+    }
+    return job, task
+
+
 def _planes(shape, axes: str) -> int:
     """How many Y/X planes an image of ``shape`` and ``axes`` holds."""
     return int(np.prod([n for n, a in zip(shape, axes, strict=False) if a not in "YX"]))
@@ -254,26 +276,9 @@ class DenoiseWidget(DockTabs, QWidget):
             except DenoiseError as err:
                 skipped.append((layer.name, str(err)))
                 continue
-            path = layer.source.path or layer.metadata.get("source_path")
-            label = f"Denoising: {method.name} on {layer.name!r}"
-            source = {"path": path, "layer": layer.name}
-            jobs.append(
-                Job(layer.data, method.name, axes, params, tile, label, source, device, True)
-            )
-            tasks.append(
-                {
-                    "layer": layer,
-                    "method": method.name,
-                    "axes": axes,
-                    "region": None,
-                    "settings": non_default(method, params),
-                    "params": params,
-                    "tile": tile,
-                    "device": device if method.kind == "model" else None,
-                    "path": path,
-                    "planes": _planes(np.shape(layer.data), axes),
-                }
-            )
+            job, task = _job_and_task(layer, axes, method, params, tile, device)
+            jobs.append(job)
+            tasks.append(task)
         if not jobs:
             self._on_failed(_skipped_text(skipped, alone=len(layers) == 1))
             return False
@@ -418,7 +423,8 @@ class DenoiseWidget(DockTabs, QWidget):
         if alone:
             return  # the one result's own line stays
         seconds = time.monotonic() - self._batch["start"]
-        done = f"Done: {len(landed)} layers in {seconds:.1f} s → {_names(landed)}."
+        count = f"{len(landed)} layer" + ("s" if len(landed) > 1 else "")
+        done = f"Done: {count} in {seconds:.1f} s → {_names(landed)}."
         if skipped:
             done += " " + _skipped_text(skipped, alone=False)
         self.status.setText(done)
