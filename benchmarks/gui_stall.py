@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -235,6 +236,7 @@ def measure(
         "gap_landing_ms": round(float(gaps[landing].max()), 1) if landing.any() else None,
         "first_layer_s": round(inserted[0] - start, 2) if inserted else None,
         "first_plane_s": None if first_plane is None else round(first_plane, 2),
+        "load_1min": round(os.getloadavg()[0], 1),  # other work on the machine
         "longest_gc_ms": round(gc_ms, 1),
         "longest_gc_thread": gc_thread,
         "gaps_over_100ms_with_gc": int(((gaps >= TARGET_MS) & collecting).sum()),
@@ -255,7 +257,6 @@ def measure_training(seconds: float) -> dict:
     fills in the form first. Stop is pressed after ``seconds``; the steps run after it
     are counted (the target: at most one).
     """
-    import os
     import tempfile
 
     import napari
@@ -313,6 +314,7 @@ COLUMNS = (
     ("gap_adding_layer_ms", "napari adding the result layer (ms)"),
     ("gap_landing_ms", "the result landing (ms)"),
     ("longest_gc_ms", "longest garbage collection (ms)"),
+    ("load_1min", "machine load (1 min)"),
 )
 
 
@@ -337,7 +339,9 @@ def section(saved: dict) -> str:
             "thread; a stall is the longest gap between two ticks (target: under 100 ms). "
             "Each row is the first run of a fresh napari session (torch not yet loaded). "
             "The result layer appears when the run starts and fills in plane by plane; "
-            "*the result landing* is the gap in which the widget takes the finished result.",
+            "*the result landing* is the gap in which the widget takes the finished result. "
+            "The machine load is the system's 1-minute load average at the end of the run "
+            "(other programs competing for the cores).",
             "",
             *rows,
             "",
@@ -349,7 +353,7 @@ def section(saved: dict) -> str:
 def write_section(doc: Path, text: str) -> None:
     """Put ``text`` in ``doc`` between the gui_stall markers (in place of the section
     there, or at the end)."""
-    old = doc.read_text()
+    old = doc.read_text() if doc.exists() else ""
     block = f"{BEGIN}\n{text.rstrip()}\n{END}"
     if BEGIN in old and END in old:
         body = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END) :]
