@@ -310,6 +310,7 @@ COLUMNS = (
     ("first_layer_s", "result layer shown after (s)"),
     ("first_plane_s", "first plane shown after (s)"),
     ("max_gap_ms", "longest stall (ms)"),
+    ("p99_gap_ms", "99th percentile gap (ms)"),
     ("max_gap_while_computing_ms", "while computing (ms)"),
     ("gap_adding_layer_ms", "napari adding the result layer (ms)"),
     ("gap_landing_ms", "the result landing (ms)"),
