@@ -182,3 +182,23 @@ def test_a_batch_whose_every_layer_is_refused_says_why(make_napari_viewer, qtbot
     qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
     assert results(viewer) == []
     assert len(errors) == 1 and "Skipped 'ch1'" in errors[0] and "Skipped 'ch2'" in errors[0]
+
+
+def test_each_result_of_a_batch_replaces_the_preview_of_its_input(make_napari_viewer, qtbot):
+    from napari_denoise._qt._layers import previews_of
+
+    viewer = make_napari_viewer()
+    layers = channels(viewer, shape=(24, 24))
+    widget = batch(viewer, layers)
+    widget.picker.set_method("gaussian")
+    for layer in layers[:2]:
+        widget.layer_combo.set_layer(layer)
+        assert widget.preview()
+        qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
+    assert previews_of(viewer, layers[0]) and previews_of(viewer, layers[1])
+    widget.layer_combo.set_layer(layers[0])
+    assert widget.batch_layers() == layers
+    assert widget.run()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
+    assert all(previews_of(viewer, layer) == [] for layer in layers)
+    assert len(results(viewer)) == 3
