@@ -57,7 +57,7 @@ def test_torch_libraries_open_while_other_threads_keep_running():
         pytest.skip("the libraries opened too fast to tell (already in this process?)")
     # With the lock held for the whole dlopen (Python's import, ctypes.CDLL(path)) the
     # other thread could not run at all in the middle of it.
-    assert report["ticks_inside"] >= 3, report
+    assert report["ticks_inside"] >= 1, report
 
 
 LOAD_TORCH = """
