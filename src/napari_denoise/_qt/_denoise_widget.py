@@ -10,11 +10,12 @@ layer as soon as it is done; Cancel stops the batch and keeps the results alread
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QEvent
+from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import (
     QFileDialog,
     QGroupBox,
@@ -338,7 +339,11 @@ class DenoiseWidget(DockTabs, QWidget):
             kwargs["metadata"][RESULT_FILE_KEY] = started.path
             self.status.setText(f"The result is too big for memory: writing it to {started.path}")
         name = result_name(layer.name, task["method"], settings=task["settings"])
-        new = self.viewer.add_image(started.data, name=name, **kwargs)
+        # Added hidden and shown a moment later: inserting a layer and drawing its first
+        # plane each cost napari's GUI thread tens of milliseconds, in two turns they do
+        # not add up to one long pause.
+        new = self.viewer.add_image(started.data, name=name, visible=False, **kwargs)
+        QTimer.singleShot(0, partial(_show, self.viewer, new))
         self._filling.update(layer=new, file=started.path, refresher=Refresher(new))
         if started.path:
             self._files.append((new, started.path))
@@ -557,6 +562,12 @@ class DenoiseWidget(DockTabs, QWidget):
     def closeEvent(self, event) -> None:
         self.runner.cancel()
         super().closeEvent(event)
+
+
+def _show(viewer, layer) -> None:
+    """Make a result layer visible (if it is still there)."""
+    if layer in viewer.layers:
+        layer.visible = True
 
 
 def _file_key(layer) -> dict:
