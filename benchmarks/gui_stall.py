@@ -9,9 +9,22 @@ result layer (what the user waits for), and ends 0.5 s after that.
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python benchmarks/gui_stall.py
 
-Prints the longest gap (and separately the longest one while computing, and the one in
-which napari adds the result layer), the 99th percentile and the number of gaps over
-100 ms; exits with status 1 if the longest gap is 100 ms or more (the target of issue 3).
+Prints the longest gap (and separately the longest one while computing, the one in which
+napari adds the result layer and the one in which the widget takes the finished result),
+the 99th percentile, the number of gaps over 100 ms, and the time from Run to the result
+layer and to its first plane shown (the viewer stays on the first frame); exits with
+status 1 if the longest gap is 100 ms or more (the target of issue 3). ``--why`` says
+what the other threads were doing after each long gap, and every run reports its longest
+garbage collection (which holds the interpreter lock, whichever thread runs it).
+
+``--save RUNS.json --label NAME`` adds the runs to a JSON file under NAME (e.g. the
+version measured); ``--docs RUNS.json docs/benchmarks.md`` writes the GUI section of the
+benchmarks page from it, between ``<!-- gui_stall:begin -->`` and ``<!-- gui_stall:end -->``
+(kept as they are when ``napari-denoise bench`` rewrites the page)::
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python benchmarks/gui_stall.py \
+        --save /tmp/stall.json --label "this version"   # twice: two fresh sessions
+    .venv/bin/python benchmarks/gui_stall.py --docs /tmp/stall.json docs/benchmarks.md
 
 ``--train SECONDS`` measures the Train widget instead: it fine-tunes the default model on
 the FMD sample pair for SECONDS, presses Stop, and also reports how many steps ran after
@@ -24,13 +37,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 TARGET_MS = 100.0
 TICK_MS = 10
+WHY_MS = 60  # gaps this long get the other threads' stacks with --why
 
 
 def make_stack(frames: int = 10, side: int = 2048) -> np.ndarray:
@@ -51,18 +67,111 @@ def pump(app, seconds: float) -> None:
         time.sleep(0.001)
 
 
-def tick_timer(ticks: list[float]):
-    """A started QTimer that appends the time of each of its ticks to ``ticks``."""
+def tick_timer(ticks: list[float], why: list | None = None):
+    """A started QTimer that appends the time of each of its ticks to ``ticks``.
+
+    ``why``: for each gap of :data:`WHY_MS` or more, what the other threads are doing
+    when the GUI thread gets going again (where a worker that held the interpreter lock
+    stands just after its long step), appended as (gap in ms, {thread: frames}).
+    """
     from qtpy.QtCore import QTimer
+
+    def tick():
+        now = time.perf_counter()
+        if why is not None and ticks and (now - ticks[-1]) * 1000 >= WHY_MS:
+            why.append(((now - ticks[-1]) * 1000, other_threads()))
+        ticks.append(now)
 
     timer = QTimer()
     timer.setInterval(TICK_MS)
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.timeout.connect(tick)
     timer.start()
     return timer
 
 
-def measure(method: str | None, frames: int, side: int, tile: int | None) -> dict:
+class Collections:
+    """Records every garbage collection (generation, start, end, thread) while on."""
+
+    def __init__(self):
+        import gc
+
+        self.gc, self.spans, self._start = gc, [], 0.0
+
+    def __enter__(self):
+        self.gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc):
+        self.gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        import threading
+
+        now = time.perf_counter()
+        if phase == "start":
+            self._start = now
+        else:
+            name = threading.current_thread().name
+            self.spans.append((info["generation"], self._start, now, name))
+
+    def longest(self) -> tuple[float, str]:
+        """The longest collection in ms and the thread it ran in."""
+        if not self.spans:
+            return 0.0, ""
+        _, begin, end, name = max(self.spans, key=lambda s: s[2] - s[1])
+        return (end - begin) * 1000.0, name
+
+
+def other_threads(depth: int = 4) -> dict[str, list[str]]:
+    """The innermost ``depth`` frames of every thread but this one, as 'file:line func'."""
+    import threading
+    import traceback
+
+    names = {t.ident: t.name for t in threading.enumerate()}
+    here = threading.get_ident()
+    return {
+        names.get(ident, str(ident)): [
+            f"{f.filename.rsplit('site-packages/', 1)[-1]}:{f.lineno} {f.name}"
+            for f in traceback.extract_stack(frame)[-depth:]
+        ]
+        for ident, frame in sys._current_frames().items()
+        if ident != here
+    }
+
+
+def timed(call, spans: list):
+    """``call``, recording the (start, end) time of each of its calls in ``spans``."""
+
+    def wrapper(*args):
+        begin = time.perf_counter()
+        try:
+            return call(*args)
+        finally:
+            spans.append((begin, time.perf_counter()))
+
+    return wrapper
+
+
+def spanning(times: np.ndarray, spans: list) -> np.ndarray:
+    """Which gaps between ``times`` overlap one of the (start, end) ``spans``."""
+    hit = np.zeros(len(times) - 1, bool)
+    for begin, end in spans:
+        hit |= (times[:-1] <= end) & (begin <= times[1:])
+    return hit
+
+
+def plane_shown(viewer, first_result: int) -> bool:
+    """Whether the first result layer is there and its displayed plane has data."""
+    layers = list(viewer.layers)
+    if len(layers) <= first_result:
+        return False
+    raw = layers[first_result]._slice.image.raw
+    return raw is not None and bool(np.asarray(raw).any())
+
+
+def measure(
+    method: str | None, frames: int, side: int, tile: int | None, why: bool = False
+) -> dict:
     """Run one denoising through the widget and return the timer statistics."""
     import napari
     from qtpy.QtWidgets import QApplication
@@ -70,6 +179,8 @@ def measure(method: str | None, frames: int, side: int, tile: int | None) -> dic
     viewer = napari.Viewer(show=True)
     app = QApplication.instance()
     viewer.add_image(make_stack(frames, side), name="stack", metadata={"axes": "TYX"})
+    viewer.dims.set_current_step(0, 0)  # the user looks at the first frame
+    before = list(viewer.layers)
     _, widget = viewer.window.add_plugin_dock_widget("napari-denoise", "Denoise")
     if method:
         widget.picker.set_method(method)
@@ -79,25 +190,40 @@ def measure(method: str | None, frames: int, side: int, tile: int | None) -> dic
 
     ticks: list[float] = []
     inserted: list[float] = []
+    landed: list[tuple[float, float]] = []  # (start, end) of the widget taking each result
     viewer.layers.events.inserted.connect(lambda e: inserted.append(time.perf_counter()))
-    timer = tick_timer(ticks)
-    start = time.perf_counter()
-    assert widget.run(), "the run did not start"
-    while widget.runner.busy:
-        app.processEvents()
-        time.sleep(0.001)
-    seconds = time.perf_counter() - start
-    pump(app, 0.5)  # the new layer's first draws are part of the cost
+    calls = widget.runner.calls
+    for name in ("landed", "done"):  # the result lands: the widget finishes its layer
+        if hasattr(calls, name):
+            setattr(calls, name, timed(getattr(calls, name), landed))
+    stacks: list = []
+    timer = tick_timer(ticks, stacks if why else None)
+    with Collections() as collections:
+        start = time.perf_counter()
+        assert widget.run(), "the run did not start"
+        first_plane = None
+        while widget.runner.busy:
+            app.processEvents()
+            if first_plane is None and plane_shown(viewer, len(before)):
+                first_plane = time.perf_counter() - start
+            time.sleep(0.001)
+        seconds = time.perf_counter() - start
+        pump(app, 0.5)  # the new layer's first draws are part of the cost
+        if first_plane is None and plane_shown(viewer, len(before)):
+            first_plane = time.perf_counter() - start  # a single plane: shown when it lands
     timer.stop()
     times = np.array([start, *ticks])
     gaps = np.diff(times) * 1000.0
     # The gap in which the result layer was inserted is napari's own add_image (layer
-    # controls, vispy visual, first slice); the others are the time the work runs.
-    adding = np.zeros(len(gaps), bool)
-    for t in inserted:
-        adding |= (times[:-1] <= t) & (t <= times[1:])
-    computing = gaps[~adding] if (~adding).any() else np.zeros(1)
-    added = [layer.name for layer in viewer.layers][1:]
+    # controls, vispy visual, first slice); the one in which the widget took the finished
+    # result is the landing; the others are the time the work runs.
+    adding = spanning(times, [(t, t) for t in inserted])
+    landing = spanning(times, landed)
+    computing = gaps[~(adding | landing)] if (~(adding | landing)).any() else np.zeros(1)
+    # A garbage collection holds the interpreter lock, whichever thread runs it.
+    collecting = spanning(times, [(b, e) for g, b, e, _ in collections.spans if e - b > 0.02])
+    gc_ms, gc_thread = collections.longest()
+    added = [layer.name for layer in viewer.layers][len(before) :]
     status = widget.status.text()
     viewer.close()
     return {
@@ -107,11 +233,19 @@ def measure(method: str | None, frames: int, side: int, tile: int | None) -> dic
         "max_gap_ms": round(float(gaps.max()), 1),
         "max_gap_while_computing_ms": round(float(computing.max()), 1),
         "gap_adding_layer_ms": round(float(gaps[adding].max()), 1) if adding.any() else None,
+        "gap_landing_ms": round(float(gaps[landing].max()), 1) if landing.any() else None,
+        "first_layer_s": round(inserted[0] - start, 2) if inserted else None,
+        "first_plane_s": None if first_plane is None else round(first_plane, 2),
+        "load_1min": round(os.getloadavg()[0], 1),  # other work on the machine
+        "longest_gc_ms": round(gc_ms, 1),
+        "longest_gc_thread": gc_thread,
+        "gaps_over_100ms_with_gc": int(((gaps >= TARGET_MS) & collecting).sum()),
         "p99_gap_ms": round(float(np.percentile(gaps, 99)), 1),
         "gaps_over_100ms": int((gaps >= TARGET_MS).sum()),
         "ticks": len(ticks),
         "layers_added": added,
         "status": status,
+        **({"why": stacks} if why else {}),
     }
 
 
@@ -123,7 +257,6 @@ def measure_training(seconds: float) -> dict:
     fills in the form first. Stop is pressed after ``seconds``; the steps run after it
     are counted (the target: at most one).
     """
-    import os
     import tempfile
 
     import napari
@@ -171,6 +304,76 @@ def measure_training(seconds: float) -> dict:
     }
 
 
+BEGIN, END = "<!-- gui_stall:begin -->", "<!-- gui_stall:end -->"
+COLUMNS = (
+    ("run_seconds", "run (s)"),
+    ("first_layer_s", "result layer shown after (s)"),
+    ("first_plane_s", "first plane shown after (s)"),
+    ("max_gap_ms", "longest stall (ms)"),
+    ("p99_gap_ms", "99th percentile gap (ms)"),
+    ("max_gap_while_computing_ms", "while computing (ms)"),
+    ("gap_adding_layer_ms", "napari adding the result layer (ms)"),
+    ("gap_landing_ms", "the result landing (ms)"),
+    ("longest_gc_ms", "longest garbage collection (ms)"),
+    ("load_1min", "machine load (1 min)"),
+)
+
+
+def section(saved: dict) -> str:
+    """The benchmarks page's GUI section: one row per run of every label in ``saved``."""
+    head = "| version | " + " | ".join(title for _, title in COLUMNS) + " |"
+    rows = [head, "|" + " --- |" * (len(COLUMNS) + 1)]
+    notes = []
+    for label, entry in saved.items():
+        for run in entry["runs"]:
+            cells = ["-" if run.get(key) is None else f"{run[key]:g}" for key, _ in COLUMNS]
+            rows.append(f"| {label} | " + " | ".join(cells) + " |")
+        notes.append(f"*{label}*: {entry.get('source') or 'the working tree'}, {entry['date']}")
+    first = next(iter(saved.values()))["runs"][0]
+    stack = " x ".join(str(n) for n in first["stack"])
+    return "\n".join(
+        [
+            "## GUI responsiveness (napari)",
+            "",
+            f"`benchmarks/gui_stall.py`: the Denoise widget denoises a {stack} uint16 stack "
+            f"with the {first['method']} method while a 10 ms Qt timer ticks on the GUI "
+            "thread; a stall is the longest gap between two ticks (target: under 100 ms). "
+            "Each row is the first run of a fresh napari session (torch not yet loaded). "
+            "The result layer appears when the run starts and fills in plane by plane; "
+            "*the result landing* is the gap in which the widget takes the finished result. "
+            "The machine load is the system's 1-minute load average at the end of the run "
+            "(other programs competing for the cores).",
+            "",
+            *rows,
+            "",
+            "; ".join(notes) + ".",
+        ]
+    )
+
+
+def write_section(doc: Path, text: str) -> None:
+    """Put ``text`` in ``doc`` between the gui_stall markers (in place of the section
+    there, or at the end)."""
+    old = doc.read_text() if doc.exists() else ""
+    block = f"{BEGIN}\n{text.rstrip()}\n{END}"
+    if BEGIN in old and END in old:
+        body = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END) :]
+    else:
+        body = old.rstrip("\n") + "\n\n" + block + "\n"
+    doc.write_text(body)
+
+
+def save(path: Path, label: str, source: str, runs: list[dict]) -> None:
+    """Add ``runs`` to the JSON file ``path`` under ``label`` (after those already there:
+    run the script once per napari session to compare first runs)."""
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    kept = [{k: v for k, v in r.items() if k not in ("why", "status")} for r in runs]
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    earlier = saved.get(label, {}).get("runs", [])
+    saved[label] = {"runs": earlier + kept, "date": date, "source": source}
+    path.write_text(json.dumps(saved, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry: measure, print, and fail when the target is missed."""
     parser = argparse.ArgumentParser(description="Longest GUI-thread stall during a denoise run.")
@@ -181,13 +384,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs (the median is judged)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument(
+        "--why",
+        action="store_true",
+        help=f"for each gap of {WHY_MS} ms or more, print what the other threads were doing",
+    )
+    parser.add_argument(
         "--train",
         type=float,
         default=None,
         metavar="SECONDS",
         help="measure the Train widget instead: fine-tune for SECONDS, then press Stop",
     )
+    parser.add_argument("--save", type=Path, help="add the runs to this JSON file (see --label)")
+    parser.add_argument("--label", default="this version", help="names the runs in --save")
+    parser.add_argument("--source", default="", help="what the measured code is (with --save)")
+    parser.add_argument(
+        "--docs",
+        nargs=2,
+        type=Path,
+        metavar=("RUNS_JSON", "DOC"),
+        help="write the GUI section of DOC (docs/benchmarks.md) from saved runs; run nothing",
+    )
     args = parser.parse_args(argv)
+    if args.docs:
+        write_section(args.docs[1], section(json.loads(args.docs[0].read_text())))
+        return 0
     if args.train is not None:
         runs = [measure_training(args.train) for _ in range(args.repeat)]
         for r in runs:
@@ -198,7 +419,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         worst = float(np.median([r["max_gap_ms"] for r in runs]))
         return 0 if worst < TARGET_MS and all(r["steps_after_stop"] <= 1 for r in runs) else 1
-    results = [measure(args.method, args.frames, args.side, args.tile) for _ in range(args.repeat)]
+    results = [
+        measure(args.method, args.frames, args.side, args.tile, args.why)
+        for _ in range(args.repeat)
+    ]
+    if args.save:
+        save(args.save, args.label, args.source, results)
     if args.json:
         print(json.dumps(results, indent=2))
     for r in results if not args.json else ():
@@ -207,8 +433,17 @@ def main(argv: list[str] | None = None) -> int:
             f"longest GUI stall {r['max_gap_ms']} ms (p99 {r['p99_gap_ms']} ms, "
             f"{r['gaps_over_100ms']} gaps >= {TARGET_MS:g} ms); while computing "
             f"{r['max_gap_while_computing_ms']} ms; napari adding the result layer "
-            f"{r['gap_adding_layer_ms']} ms; added {r['layers_added']}"
+            f"{r['gap_adding_layer_ms']} ms; the result landing {r['gap_landing_ms']} ms; "
+            f"result layer after {r['first_layer_s']} s, first plane shown after "
+            f"{r['first_plane_s']} s; longest garbage collection {r['longest_gc_ms']} ms (in "
+            f"{r['longest_gc_thread']}; {r['gaps_over_100ms_with_gc']} of the long gaps had one); "
+            f"added {r['layers_added']}"
         )
+    for r in results if args.why and not args.json else ():
+        for gap, threads in r["why"]:
+            print(f"gap of {gap:.0f} ms; the other threads then:")
+            for name, frames in threads.items():
+                print(f"  {name}: " + " <- ".join(reversed(frames)))
     worst = float(np.median([r["max_gap_ms"] for r in results]))
     if args.repeat > 1 and not args.json:
         print(f"median of the longest stalls over {args.repeat} runs: {worst:.1f} ms")

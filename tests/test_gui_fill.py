@@ -203,3 +203,56 @@ def test_a_failure_half_way_leaves_no_layer_and_no_file(
     assert results(viewer) == []
     assert not Path(seen[0]["result_file"]).exists()
     assert "simulated crash" in widget.status.text()
+
+
+def test_the_worker_computes_once_the_result_layer_is_shown(make_napari_viewer, qtbot):
+    """Adding a layer takes the GUI thread 50-150 ms; the worker's threads must not take
+    the cores meanwhile (gui_stall: 240-370 ms while both ran), so it waits."""
+    import time
+
+    calls = []
+
+    def timed(block):
+        calls.append(time.perf_counter())
+        return block
+
+    register(Method("test_timed", timed, title="Timed (test)"), replace=True)
+    try:
+        viewer = make_napari_viewer()
+        stack(viewer)
+        widget = DenoiseWidget(viewer)
+        widget.picker.set_method("test_timed")
+        shown = []
+        started = widget.runner.calls.started
+
+        def record(tick):
+            started(tick)
+            shown.append(time.perf_counter())
+
+        widget.runner.calls.started = record
+        assert widget.run()
+        qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
+    finally:
+        unregister("test_timed")
+    assert len(shown) == 1 and len(calls) == 4
+    assert min(calls) > shown[0]
+
+
+def test_the_result_layer_is_drawn_in_a_later_turn_than_it_is_added(
+    make_napari_viewer, qtbot, gated
+):
+    """Inserting a layer and drawing its first plane each cost napari's GUI thread tens
+    of milliseconds: split in two turns of the event loop, they make two short pauses."""
+    viewer = make_napari_viewer()
+    stack(viewer)
+    widget = DenoiseWidget(viewer)
+    widget.picker.set_method(gated.name)
+    visible_when_added = []
+    viewer.layers.events.inserted.connect(lambda e: visible_when_added.append(e.value.visible))
+    assert widget.run()
+    layer = partial_shown(qtbot, widget, viewer)
+    assert visible_when_added == [False]
+    qtbot.waitUntil(lambda: layer.visible, timeout=WAIT)
+    gated.release.set()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
+    assert layer.visible and results(viewer) == [layer]

@@ -2,15 +2,20 @@
 
 Composed of small widgets (layer combo, method picker, parameter form, run settings,
 comparison toggle); the work runs in a :class:`~._runner.Runner`. This file only wires
-them together and turns results into layers.
+them together and turns results into layers. Run denoises the chosen layer and the ones
+ticked under "More layers", one after another in one worker: each result lands as its own
+layer as soon as it is done; Cancel stops the batch and keeps the results already landed.
 """
 
 from __future__ import annotations
 
+import time
+from functools import partial
+
 import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QEvent
+from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import (
     QFileDialog,
     QGroupBox,
@@ -25,14 +30,15 @@ from ..errors import DenoiseError, InputError
 from ._command import as_command, as_python
 from ._compact import Collapsible, DockTabs, narrow, scrolling
 from ._fill import RESULT_FILE_KEY, Refresher, remove_file
-from ._layer_combo import ImageLayerCombo
+from ._layer_combo import ImageLayerChecklist, ImageLayerCombo
+from ._layer_roles import made_here
 from ._layers import previews_of, result_kwargs, result_name, save_layer
 from ._method_picker import MethodPicker
 from ._model_files import ModelFiles
 from ._params import ParamForm
 from ._preview import preview_region
 from ._preview_controls import RECTANGLE, REGION_LAYER, VISIBLE, PreviewControls
-from ._runner import Job, Runner
+from ._runner import BatchDone, Job, Runner
 from ._settings import ComputeSettings, InputAxes
 from ._view_mode import ComparisonToggle
 from ._words import (
@@ -46,6 +52,8 @@ from ._words import (
 
 __all__ = ["RECTANGLE", "REGION_LAYER", "VISIBLE", "DenoiseWidget"]
 
+RUN_ONE = "Run on whole image"
+
 
 def _chosen(params: dict, form: ParamForm) -> str:
     """'Noise level = 1.27 (chosen automatically)': labels as on screen."""
@@ -56,6 +64,39 @@ def _chosen(params: dict, form: ParamForm) -> str:
         if isinstance(params.get(p.name), int | float)
     ]
     return f"{', '.join(parts)} (chosen automatically)" if parts else ""
+
+
+def _skipped_text(skipped: list, *, alone: bool) -> str:
+    """The reasons layers were skipped: the sentence alone for a run on one layer."""
+    if alone and len(skipped) == 1:
+        return skipped[0][1]
+    return " ".join(f"Skipped '{name}': {reason}" for name, reason in skipped)
+
+
+def _names(layers) -> str:
+    return ", ".join(f"'{layer.name}'" for layer in layers)
+
+
+def _job_and_task(layer, axes: str, method, params: dict, tile, device: str) -> tuple:
+    """The worker's :class:`Job` for one layer of a run, and what the widget keeps of it
+    to turn its result into a layer (and to repeat it: Copy as command)."""
+    path = layer.source.path or layer.metadata.get("source_path")
+    label = f"Denoising: {method_title(method.name)} on {layer.name!r}"
+    source = {"path": path, "layer": layer.name}
+    job = Job(layer.data, method.name, axes, params, tile, label, source, device, fill=True)
+    task = {
+        "layer": layer,
+        "method": method.name,
+        "axes": axes,
+        "region": None,
+        "settings": non_default(method, params),
+        "params": params,
+        "tile": tile,
+        "device": device if method.kind == "model" else None,
+        "path": path,
+        "planes": _planes(np.shape(layer.data), axes),
+    }
+    return job, task
 
 
 def _planes(shape, axes: str) -> int:
@@ -82,12 +123,23 @@ class DenoiseWidget(DockTabs, QWidget):
         self.settings = ComputeSettings()
         self.previewer = PreviewControls(napari_viewer, self.layer_combo.layer)
         self.preview_on, self.preview_button = self.previewer.source, self.previewer.button
-        self.run_button = QPushButton("Run on whole image")
+        self.more_layers = ImageLayerChecklist(
+            napari_viewer, accept=self._other_input, ticked=False
+        )
+        self.more_layers.setToolTip(
+            "Tick other layers (e.g. the other channels) to denoise them too, one after "
+            "another, with the same method and settings; each gets its own result layer."
+        )
+        self.run_button = QPushButton(RUN_ONE)
         self.run_button.setToolTip(
-            "Denoise the whole layer (every plane) into a new layer, in the background."
+            "Denoise the whole layer (every plane), and the layers ticked under More layers, "
+            "into new layers, in the background."
         )
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop the running job; nothing is added.")
+        self.cancel_button.setToolTip(
+            "Stop the running job; the layer being computed is not added (results of other "
+            "layers already finished are kept)."
+        )
         self.cancel_button.setEnabled(False)
         self.save_button = QPushButton("Save result…")
         self.save_button.setToolTip(
@@ -102,7 +154,6 @@ class DenoiseWidget(DockTabs, QWidget):
         )
         self.copy_button.setEnabled(False)
         self.last_result = None
-        self._last_run: dict = {}
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.status.setMinimumWidth(120)  # wraps: no wider than the dock
@@ -115,15 +166,23 @@ class DenoiseWidget(DockTabs, QWidget):
             on_progress=self._on_progress,
             on_busy=self._on_busy,
             on_started=self._on_started,
-            on_filled=lambda f: self._filling["refresher"].request(),
+            on_filled=self._on_filled,
+            on_begun=self._on_begun,
+            on_landed=self._on_landed,
+            on_skipped=self._on_skipped,
         )
-        self._task: dict = {}
+        self._task: dict = {}  # the input being denoised
+        self._tasks: list[dict] = []  # every input of the batch, in order
+        self._batch: dict = {}  # the batch's results and skipped layers so far
+        self._runs: list = []  # (result layer, how it was made) for Save and Copy
         # The result being filled in: layer, file, refresher (one dict, emptied, never replaced,
         # so that the teardown below can remove a half-filled layer without this widget).
         self._filling: dict = {}
         self._files: list = []  # (layer, path) of the file-backed results this widget made
         self._layout()
         self.layer_combo.layerChanged.connect(self.input.set_layer)
+        self.layer_combo.layerChanged.connect(lambda *_: self.more_layers.refresh())
+        self.more_layers.changed.connect(self._update_run_button)
         self.input.split.connect(lambda layers: self.layer_combo.set_layer(layers[0]))
         self.save_button.clicked.connect(self._ask_save)
         self.copy_button.clicked.connect(self.copy_command)
@@ -155,6 +214,12 @@ class DenoiseWidget(DockTabs, QWidget):
         layout.addWidget(QLabel("Image layer"))
         layout.addWidget(self.layer_combo)
         layout.addWidget(self.input)
+        self.more = Collapsible(
+            "More layers",
+            self.more_layers,
+            tooltip="Denoise other layers too (e.g. every channel), with the same settings.",
+        )
+        layout.addWidget(self.more)
         layout.addWidget(method_box)
         layout.addWidget(self.previewer)
         layout.addLayout(run_row)
@@ -171,68 +236,104 @@ class DenoiseWidget(DockTabs, QWidget):
     # ------------------------------------------------------------------ actions
     def preview(self) -> bool:
         """Denoise the current plane's visible area (or drawn rectangle) into a preview layer."""
-        return self._start(preview=True)
-
-    def run(self) -> bool:
-        """Denoise the whole image layer in a worker thread; the result becomes a new layer."""
-        return self._start(preview=False)
-
-    def _start(self, *, preview: bool) -> bool:
         layer, method = self.layer_combo.layer(), self.picker.method()
         if layer is None:
             show_info("Choose an image layer first (File > Open, or File > Open Sample).")
             return False
         try:
-            if layer.multiscale:
-                raise InputError(
-                    f"Layer '{layer.name}' is a multiscale pyramid; open its full-resolution "
-                    "image as a plain layer to denoise it."
-                )
-            axes = self.input.axes_for(layer.ndim)
+            axes = self._checked_axes(layer, chosen=True)
             params = self.params.values()
-            if preview:
-                box = self.previewer.box(layer)
-                region = preview_region(self.viewer, layer, axes, method_ndim=method.ndim, box=box)
-                data, axes = region.cut(layer.data), region.axes
-            else:
-                region, data = None, layer.data
+            box = self.previewer.box(layer)
+            region = preview_region(self.viewer, layer, axes, method_ndim=method.ndim, box=box)
+            data, axes = region.cut(layer.data), region.axes
         except DenoiseError as err:
             self._on_failed(str(err))
             return False
-        what = f"{method_title(method.name)} on {layer.name!r}" + (
-            f" (preview, {region.description})" if preview else ""
-        )
-        source = (
-            None
-            if preview
-            else {
-                "path": layer.source.path or layer.metadata.get("source_path"),
-                "layer": layer.name,
-            }
-        )
-        label, tile = f"Denoising: {what}", self.settings.tile_size()
-        device = self.settings.device_name()
-        job = Job(data, method.name, axes, params, tile, label, source, device, fill=not preview)
+        what = f"{method_title(method.name)} on {layer.name!r} (preview, {region.description})"
+        tile, device = self.settings.tile_size(), self.settings.device_name()
+        job = Job(data, method.name, axes, params, tile, f"Denoising: {what}", None, device)
         if not self.runner.start(job):
             return False
         self._task = {
             "layer": layer,
             "method": method.name,
-            "axes": axes,
             "region": region,
-            "settings": non_default(method, params),
-            "params": params,
-            "tile": tile,
-            "device": self.settings.device_name() if method.kind == "model" else None,
-            "path": layer.source.path or layer.metadata.get("source_path"),
             "planes": _planes(np.shape(data), axes),
         }
+        self._tasks, self._batch = [], {}
         self.status.setText(f"Denoising {what}…")
         return True
+
+    def run(self) -> bool:
+        """Denoise the whole image layer, then the layers ticked under More layers, one
+        after another in a worker thread; each result becomes a new layer."""
+        layers, method = self.batch_layers(), self.picker.method()
+        if not layers:
+            show_info("Choose an image layer first (File > Open, or File > Open Sample).")
+            return False
+        params, tile = self.params.values(), self.settings.tile_size()
+        device = self.settings.device_name()
+        jobs, tasks, skipped = [], [], []
+        for layer in layers:
+            try:
+                axes = self._checked_axes(layer, chosen=layer is layers[0])
+            except DenoiseError as err:
+                skipped.append((layer.name, reworded(str(err), method.name)))
+                continue
+            job, task = _job_and_task(layer, axes, method, params, tile, device)
+            jobs.append(job)
+            tasks.append(task)
+        if not jobs:
+            self._on_failed(_skipped_text(skipped, alone=len(layers) == 1))
+            return False
+        if len(jobs) > 1:
+            jobs[0].label = f"Denoising {len(jobs)} layers with {method_title(method.name)}"
+        if not self.runner.start(jobs):
+            return False
+        self._tasks, self._task = tasks, tasks[0]
+        self._batch = {"skipped": skipped, "landed": [], "start": time.monotonic(), "index": 0}
+        title = method_title(method.name)
+        what = f"{title} on {tasks[0]['layer'].name!r}"
+        if len(jobs) > 1:
+            what = f"{title} on {len(jobs)} layers ({_names(t['layer'] for t in tasks)})"
+        self.status.setText(f"Denoising {what}…")
+        return True
+
+    def batch_layers(self) -> list:
+        """The layers Run denoises: the chosen one, then those ticked under More layers
+        (in the layer list's order, bottom first, as channels are added)."""
+        first = self.layer_combo.layer()
+        if first is None:
+            return []
+        order = list(self.viewer.layers)
+        extra = [ly for ly in self.more_layers.checked() if ly is not first and ly in order]
+        return [first, *sorted(extra, key=order.index)]
+
+    def _checked_axes(self, layer, *, chosen: bool) -> str:
+        """The axes to denoise ``layer`` with (InputError with a sentence if it cannot be)."""
+        if layer.multiscale:
+            raise InputError(
+                f"Layer '{layer.name}' is a multiscale pyramid; open its full-resolution "
+                "image as a plain layer to denoise it."
+            )
+        return self.input.axes_for(layer.ndim) if chosen else self.input.axes_like(layer)
+
+    def _other_input(self, layer) -> bool:
+        """Offered under More layers: an image we did not make, other than the chosen one."""
+        return not made_here(layer) and layer is not self.layer_combo.layer()
+
+    def _update_run_button(self) -> None:
+        n = len(self.batch_layers())
+        self.run_button.setText(RUN_ONE if n <= 1 else f"Run on {n} layers")
+        self.more.button.setText("More layers" + (f" ({n - 1} ticked)" if n > 1 else ""))
 
     # ------------------------------------------------------------------ results
     def _on_progress(self, tick) -> None:
         text = progress_text(tick, method_title(self._task["method"]))
+        if len(self._tasks) > 1:  # 'layer 2 of 3 (ch2): Gaussian ...: part 1 of 3'
+            index = self._batch.get("index", 0)
+            where = f"layer {index + 1} of {len(self._tasks)} ({self._task['layer'].name})"
+            text = f"{where}: {text}"
         if self._filling.get("file"):
             text += f" (writing to {self._filling['file']})"
         self.status.setText(text)
@@ -246,64 +347,125 @@ class DenoiseWidget(DockTabs, QWidget):
             kwargs["metadata"][RESULT_FILE_KEY] = started.path
             self.status.setText(f"The result is too big for memory: writing it to {started.path}")
         name = result_name(layer.name, task["method"], settings=task["settings"])
-        new = self.viewer.add_image(started.data, name=name, **kwargs)
+        # Added hidden and shown a moment later: inserting a layer and drawing its first
+        # plane each cost napari's GUI thread tens of milliseconds, in two turns they do
+        # not add up to one long pause.
+        new = self.viewer.add_image(started.data, name=name, visible=False, **kwargs)
+        QTimer.singleShot(0, partial(_show, self.viewer, new))
         self._filling.update(layer=new, file=started.path, refresher=Refresher(new))
         if started.path:
             self._files.append((new, started.path))
+
+    def _on_filled(self, filled) -> None:
+        refresher = self._filling.get("refresher")
+        if refresher is not None:
+            refresher.request()
 
     def _discard_partial(self) -> None:
         """Cancel or failure: the half-filled result layer and its file go."""
         _discard(self.viewer, self._filling)
 
-    def _on_done(self, outcome) -> None:
-        task, result = self._task, outcome.result
-        layer = task["layer"]
+    def _on_begun(self, begun) -> None:
+        """The batch moves on to its next input."""
+        self._task = self._tasks[begun.index]
+        self._batch["index"] = begun.index
+
+    def _on_skipped(self, skipped) -> None:
+        """The engine refused an input of the batch: its half-filled result goes."""
+        self._discard_partial()
+        task = self._tasks[skipped.index]
+        reason = reworded(skipped.reason, task.get("method", ""))
+        self._batch["skipped"].append((task["layer"].name, reason))
+
+    def _on_landed(self, landed) -> None:
+        """One input's result is complete: finish its layer (provenance, name, status)."""
+        task, outcome = self._tasks[landed.index], landed.outcome
+        result, layer = outcome.result, task["layer"]
         if layer not in self.viewer.layers:
             self._discard_partial()
             return  # cancelled on removal; a result that arrived meanwhile is dropped
-        region = task["region"]
         kwargs = result_kwargs(layer, axes=task["axes"], provenance=outcome.provenance)
         chosen = _chosen(result.params, self.params)
         self.params.show_chosen(result.params)
-        if region is None:
-            for preview in previews_of(self.viewer, layer):  # it would hide the input
-                self.viewer.layers.remove(preview)
-            new, file = self._filling.get("layer"), self._filling.get("file")
-            if new is None:
-                name = result_name(layer.name, result.method, settings=task["settings"])
-                new = self.viewer.add_image(result.data, name=name, **kwargs)
-            elif new not in self.viewer.layers:
-                self._discard_partial()
-                return  # the user deleted the filling layer (and so cancelled)
-            else:
-                self._filling.pop("refresher").refresh()
-                self._filling.clear()  # done: the layer (and its file) stays
-                new.metadata = {**kwargs["metadata"], **_file_key(new)}
-            self.last_result = new
-            self.save_button.setEnabled(True)
-            self.copy_button.setEnabled(True)
-            self._last_run = {k: task[k] for k in ("method", "params", "axes", "tile", "device")}
-            self._last_run["input_path"] = task["path"]
-            self.compare.set_pair(layer, new)
-            done = f"Done in {result.seconds:.1f} s → layer '{new.name}'. {chosen}"
-            if file:
-                done += f" It is kept in {file} (too big for memory) until the layer is deleted."
-            self.status.setText(done.strip())
+        for preview in previews_of(self.viewer, layer):  # it would hide the input
+            self.viewer.layers.remove(preview)
+        new, file = self._filling.get("layer"), self._filling.get("file")
+        if new is None:
+            name = result_name(layer.name, result.method, settings=task["settings"])
+            new = self.viewer.add_image(result.data, name=name, **kwargs)
+        elif new not in self.viewer.layers:
+            self._discard_partial()
+            return  # the user deleted the filling layer (and so cancelled)
+        else:
+            self._filling.pop("refresher").refresh()
+            self._filling.clear()  # done: the layer (and its file) stays
+            new.metadata = {**kwargs["metadata"], **_file_key(new)}
+        self.last_result = new
+        self._batch["landed"].append(new)
+        self.save_button.setEnabled(True)
+        self.copy_button.setEnabled(True)
+        run = {k: task[k] for k in ("method", "params", "axes", "tile", "device")}
+        self._runs.append((new, {**run, "input_path": task["path"]}))
+        self.compare.set_pair(layer, new)
+        done = f"Done in {result.seconds:.1f} s → layer '{new.name}'. {chosen}"
+        if file:
+            done += f" It is kept in {file} (too big for memory) until the layer is deleted."
+        self.status.setText(done.strip())
+
+    def _on_done(self, outcome) -> None:
+        if isinstance(outcome, BatchDone):
+            self._on_batch_done()
             return
+        task, result = self._task, outcome.result  # a preview
+        layer, region = task["layer"], task["region"]
+        if layer not in self.viewer.layers:
+            return  # cancelled on removal; a result that arrived meanwhile is dropped
+        kwargs = result_kwargs(layer, axes=region.axes, provenance=outcome.provenance)
+        chosen = _chosen(result.params, self.params)
+        self.params.show_chosen(result.params)
         self.previewer.add_result(layer, region, result, kwargs)
         done = f"Preview ({region.description}) in {result.seconds:.1f} s. {chosen}"
         self.status.setText(done.strip())
 
+    def _on_batch_done(self) -> None:
+        """Every input is done or skipped: say so once for the whole batch."""
+        landed, skipped = self._batch["landed"], self._batch["skipped"]
+        alone = len(landed) + len(skipped) == 1
+        if not landed:
+            if skipped:
+                self._on_failed(_skipped_text(skipped, alone=alone))
+            return
+        if alone:
+            return  # the one result's own line stays
+        seconds = time.monotonic() - self._batch["start"]
+        count = f"{len(landed)} layer" + ("s" if len(landed) > 1 else "")
+        done = f"Done: {count} in {seconds:.1f} s → {_names(landed)}."
+        if skipped:
+            done += " " + _skipped_text(skipped, alone=False)
+        self.status.setText(done)
+
+    def chosen_result(self):
+        """The result Save and Copy act on: the layer selected in napari when it is one of
+        this widget's results, else the last result (None when there is none)."""
+        active = self.viewer.layers.selection.active
+        if any(layer is active for layer, _ in self._runs):
+            return active
+        last = self.last_result
+        return last if last is not None and last in self.viewer.layers else None
+
     def save_result(self, path) -> list:
-        """Write the last result (TIFF + provenance sidecar) to ``path``; the written paths."""
-        if self.last_result is None or self.last_result not in self.viewer.layers:
+        """Write the chosen result (TIFF + provenance sidecar) to ``path``; the written
+        paths (see :meth:`chosen_result`)."""
+        layer = self.chosen_result()
+        if layer is None:
             raise InputError("There is no result to save yet: press Run first.")
-        return save_layer(self.last_result, path)
+        return save_layer(layer, path)
 
     def command_text(self) -> str:
-        """The command line and the Python call that repeat the last run."""
-        run = self._last_run
-        if not run:
+        """The command line and the Python call that repeat the run of the chosen result."""
+        layer = self.chosen_result()
+        run = next((run for made, run in self._runs if made is layer), None)
+        if run is None:
             return ""
         python = {k: run[k] for k in ("method", "params", "axes", "input_path")}
         return f"{as_command(**run)}\n\n{as_python(**python)}"
@@ -319,8 +481,8 @@ class DenoiseWidget(DockTabs, QWidget):
         return text
 
     def _ask_save(self) -> None:
-        layer = self.last_result
-        if layer is None or layer not in self.viewer.layers:
+        layer = self.chosen_result()
+        if layer is None:
             self._on_failed("There is no result to save yet: press Run first.")
             return
         start = f"{layer.name}.tif".replace("/", "-")
@@ -348,11 +510,24 @@ class DenoiseWidget(DockTabs, QWidget):
 
     def _on_job_failed(self, message: str) -> None:
         self._discard_partial()
-        self._on_failed(reworded(message, self._task.get("method", "")))
+        self._on_failed(reworded(message, self._task.get("method", "")) + self._kept())
+
+    def _kept(self) -> str:
+        """' The finished results are kept: ...' for a batch stopped half-way."""
+        landed = self._batch.get("landed")
+        return f" The finished results are kept: {_names(landed)}." if landed else ""
 
     def _on_cancelled(self, last) -> None:
         self._discard_partial()
-        self.status.setText(f"Cancelled{stopped_text(last)}; nothing was added.")
+        done = stopped_text(last)
+        if len(self._tasks) > 1:
+            where = f" layer {self._batch['index'] + 1} of {len(self._tasks)}"
+            self.status.setText(
+                f"Cancelled during{where} ({self._task['layer'].name}){done}; that layer was "
+                f"not added.{self._kept() or ' Nothing was added.'}"
+            )
+            return
+        self.status.setText(f"Cancelled{done}; nothing was added.")
 
     def _on_busy(self, busy: bool) -> None:
         self.run_button.setEnabled(not busy)
@@ -368,11 +543,13 @@ class DenoiseWidget(DockTabs, QWidget):
         self.about.setText(method.description)
 
     def _on_layer_removed(self, event) -> None:
-        if self.runner.busy and event.value is self._task.get("layer"):
-            self.runner.cancel()
+        waiting = self._tasks[self._batch.get("index", 0) :] or [self._task]
+        if self.runner.busy and any(event.value is t.get("layer") for t in waiting):
+            self.runner.cancel()  # an input still to denoise is gone: stop the batch
             show_info(f"Layer '{event.value.name}' was deleted: denoising stopped, nothing added.")
         elif self.runner.busy and event.value is self._filling.get("layer"):
             self.runner.cancel()  # the result being filled in was deleted: stop computing it
+        self._runs = [(layer, run) for layer, run in self._runs if layer is not event.value]
         # A file-backed result is the layer's alone: it goes with the layer.
         for layer, path in [f for f in self._files if f[0] is event.value]:
             self._files.remove((layer, path))
@@ -394,6 +571,12 @@ class DenoiseWidget(DockTabs, QWidget):
     def closeEvent(self, event) -> None:
         self.runner.cancel()
         super().closeEvent(event)
+
+
+def _show(viewer, layer) -> None:
+    """Make a result layer visible (if it is still there)."""
+    if layer in viewer.layers:
+        layer.visible = True
 
 
 def _file_key(layer) -> dict:

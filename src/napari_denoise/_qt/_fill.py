@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +35,22 @@ from ..engine.denoise.tiling import Progress
 # A result is kept in memory when it takes less than this share of the available memory.
 MEMORY_SHARE = 0.5
 REFRESH_INTERVAL = 0.25  # seconds between redraws of a filling layer
+SHOW_WAIT = 2.0  # seconds the worker waits at most for the GUI to show the result layer
 RESULT_FILE_KEY = "result_file"  # layer metadata: the file behind a file-backed result
 
 
 @dataclass(frozen=True)
 class Started:
-    """The (still empty) result array, and its file when it is file-backed."""
+    """The (still empty) result array, and its file when it is file-backed.
+
+    The worker waits (at most :data:`SHOW_WAIT` seconds) until ``shown`` is set: adding a
+    layer costs napari's GUI thread 50-150 ms, longer still while the worker's threads
+    take every core, so the computing starts once the layer is there.
+    """
 
     data: np.ndarray
     path: str | None
+    shown: threading.Event = field(default_factory=threading.Event, compare=False)
 
 
 @dataclass(frozen=True)
@@ -112,7 +120,9 @@ def fill_steps(
     else:
         out, path = output_array(plan.shape, plan.out_dtype, name)
         announce = True
-        yield Started(out, path)
+        started = Started(out, path)
+        yield started
+        started.shown.wait(SHOW_WAIT)
     target = np.transpose(out, plan.order)  # a view: each block is written where it lies
     finished = False
     try:

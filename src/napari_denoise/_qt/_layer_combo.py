@@ -105,15 +105,24 @@ def _disconnect(viewer, refresh, rename) -> None:
 
 
 class ImageLayerChecklist(QListWidget):
-    """Tick any number of image layers; follows the viewer's layer list like the combo."""
+    """Tick any number of image layers; follows the viewer's layer list like the combo.
 
-    def __init__(self, viewer, *, accept: Callable | None = None):
+    ``ticked``: whether a layer starts ticked (new layers too); a layer the user ticked or
+    unticked keeps that state across refreshes and renames. Emits ``changed`` when what is
+    listed or ticked may have changed.
+    """
+
+    changed = Signal()
+
+    def __init__(self, viewer, *, accept: Callable | None = None, ticked: bool = True):
         super().__init__()
         self._viewer = viewer
         self._accept = accept or (lambda layer: True)
+        self._ticked = ticked
         self._layers: list = []
-        self._unticked: set[str] = set()  # remembered across refreshes, by name
+        self._flipped: set[str] = set()  # names not in the starting state, by name
         self.itemChanged.connect(self._remember)
+        self.itemChanged.connect(lambda *_: self.changed.emit())
         events = viewer.layers.events
         for event in (events.inserted, events.removed, events.moved, events.reordered):
             event.connect(self.refresh)
@@ -133,8 +142,14 @@ class ImageLayerChecklist(QListWidget):
             if self.item(i).checkState() == Qt.CheckState.Checked
         ]
 
+    def set_checked(self, layer, on: bool = True) -> None:
+        """Tick (or untick) ``layer`` if it is listed."""
+        if layer in self._layers:
+            state = Qt.CheckState.Checked if on else Qt.CheckState.Unchecked
+            self.item(self._layers.index(layer)).setCheckState(state)
+
     def refresh(self, *_) -> None:
-        """Rebuild from the viewer; new layers start ticked."""
+        """Rebuild from the viewer; new layers start in the starting state."""
         self.blockSignals(True)
         self.clear()
         self._layers = [
@@ -148,26 +163,27 @@ class ImageLayerChecklist(QListWidget):
         for layer in self._layers:
             item = QListWidgetItem(layer.name)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            unticked = layer.name in self._unticked
-            item.setCheckState(Qt.CheckState.Unchecked if unticked else Qt.CheckState.Checked)
+            on = self._ticked != (layer.name in self._flipped)
+            item.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
             self.addItem(item)
         self.blockSignals(False)
         self.setMaximumHeight(24 + 22 * min(max(len(self._layers), 1), 6))
+        self.changed.emit()
 
     def _rename(self, event) -> None:
         layer = event.source
         if layer not in self._layers:
             return
         item = self.item(self._layers.index(layer))
-        if item.text() in self._unticked:  # an unticked layer stays unticked
-            self._unticked.discard(item.text())
-            self._unticked.add(layer.name)
+        if item.text() in self._flipped:  # a flipped layer stays flipped
+            self._flipped.discard(item.text())
+            self._flipped.add(layer.name)
         self.blockSignals(True)
         item.setText(layer.name)
         self.blockSignals(False)
 
     def _remember(self, item) -> None:
-        if item.checkState() == Qt.CheckState.Checked:
-            self._unticked.discard(item.text())
+        if (item.checkState() == Qt.CheckState.Checked) == self._ticked:
+            self._flipped.discard(item.text())
         else:
-            self._unticked.add(item.text())
+            self._flipped.add(item.text())

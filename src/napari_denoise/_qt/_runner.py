@@ -5,23 +5,31 @@ run by napari's ``create_worker``: each tile is a ``yield``, hence a progress ti
 napari's activity dock and a point where ``quit()`` (Cancel) takes effect, so the
 computation itself stops within one tile. The provenance record (which hashes the input
 file) is also made in the worker thread, never on the GUI thread.
+
+A batch (several layers, the same method and settings) runs its jobs one after another in
+the same worker (:func:`batch_steps`): it says when it moves on to the next input
+(:class:`Begun`), hands each finished result over at once (:class:`Landed`), and skips an
+input the engine refuses (:class:`Skipped`, with the sentence why); Cancel stops the batch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from napari.qt.threading import create_worker
+from qtpy.QtCore import QTimer
 
 from ..engine.denoise.pipeline import DenoiseResult, denoise_iter
 from ..engine.denoise.tiling import Progress
 from ..errors import DenoiseError
 from ._fill import Filled, Started, fill_steps
+from ._warm import load_torch, lower_priority
 
 log = logging.getLogger(__name__)
 # Seconds between progress updates on screen: napari's progress bar processes events on
@@ -59,6 +67,9 @@ class Callbacks:
     busy: Callable[[bool], None] = lambda b: None
     started: Callable[[Started], None] = lambda s: None
     filled: Callable[[Filled], None] = lambda f: None
+    begun: Callable[[Begun], None] = lambda b: None
+    landed: Callable[[Landed], None] = lambda item: None
+    skipped: Callable[[Skipped], None] = lambda s: None
 
 
 @dataclass
@@ -69,6 +80,41 @@ class Outcome:
     provenance: dict | None = None
 
 
+@dataclass(frozen=True)
+class Begun:
+    """A batch starts on its input ``index`` (of ``total``)."""
+
+    index: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Landed:
+    """The job ``index`` of a batch is finished: its outcome."""
+
+    index: int
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """The job ``index`` of a batch was refused by the engine: the sentence why."""
+
+    index: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class BatchDone:
+    """A whole batch ran to its end: how many results landed and how many were skipped."""
+
+    landed: int
+    skipped: int
+
+
+BATCH_EVENTS = (Started, Filled, Begun, Landed, Skipped)
+
+
 def guarded(gen: Generator, what: str = "Denoising") -> Generator:
     """Run ``gen``, turning unexpected errors into :class:`WorkFailed` with a sentence.
 
@@ -77,7 +123,7 @@ def guarded(gen: Generator, what: str = "Denoising") -> Generator:
     """
     try:
         return (yield from gen)
-    except DenoiseError:
+    except (DenoiseError, WorkFailed):  # WorkFailed: from an inner guarded job of a batch
         raise
     except MemoryError:
         raise WorkFailed(
@@ -95,8 +141,12 @@ def job_steps(job: Job) -> Generator[Progress, None, Outcome]:
     from ..engine.methods import get_method
     from ..provenance import make_provenance
 
+    lower_priority()  # the GUI thread first when both want a core
     params, extra = dict(job.params), {}
-    if "device" in {p.name for p in get_method(job.method).params}:
+    method = get_method(job.method)
+    if method.kind == "model":
+        load_torch()  # torch's import, paced so that the GUI thread keeps going
+    if "device" in {p.name for p in method.params}:
         from ..engine.device import resolve_device  # imports torch: not on the GUI thread
 
         params["device"] = extra["device"] = resolve_device(job.device)
@@ -127,12 +177,48 @@ def job_steps(job: Job) -> Generator[Progress, None, Outcome]:
     return Outcome(result, provenance)
 
 
+def _in_batch(tick: Progress, index: int, total: int, name: str) -> Progress:
+    """The tick of one input of a batch, its message saying which input it is."""
+    where = f"layer {index + 1} of {total} ({name})"
+    message = f"{where}: {tick.message}" if tick.message else where
+    return dataclasses.replace(tick, message=message)  # the position stays, as data
+
+
+def batch_steps(jobs: Sequence[Job]) -> Generator[Any, None, BatchDone]:
+    """Run ``jobs`` one after another: :class:`Begun`, the job's own ticks (their messages
+    prefixed with 'layer 2 of 3 (name)' when there are several), then :class:`Landed`, or
+    :class:`Skipped` when the engine refuses that input (a
+    :class:`~napari_denoise.errors.DenoiseError`: bad shape, dtype, NaN ...). Any other
+    error ends the batch. A cancelled batch stops inside the job it was running."""
+    total, landed = len(jobs), 0
+    for index, job in enumerate(jobs):
+        yield Begun(index, total)
+        name = (job.source or {}).get("layer") or f"input {index + 1}"
+        steps = guarded(job_steps(job))
+        try:
+            tick = next(steps)
+            while True:
+                if total > 1 and isinstance(tick, Progress):
+                    tick = _in_batch(tick, index, total, name)
+                tick = steps.send((yield tick))
+        except StopIteration as stop:
+            landed += 1
+            yield Landed(index, stop.value)
+        except DenoiseError as err:
+            yield Skipped(index, str(err))
+        finally:
+            steps.close()  # cancelled: the job's generator cleans up (e.g. a half-written file)
+    return BatchDone(landed, total - landed)
+
+
 class Runner:
     """Starts at most one job at a time and reports back through plain callbacks.
 
     ``on_progress(Progress)``, ``on_done(Outcome)``, ``on_failed(str)``,
     ``on_cancelled(Progress | None)`` and ``on_busy(bool)`` are called on the GUI thread,
     and for a job that fills its result in, ``on_started(Started)`` and ``on_filled(Filled)``.
+    A batch (a list of jobs) also calls ``on_begun(Begun)``, ``on_landed(Landed)`` and
+    ``on_skipped(Skipped)``, and ends with ``on_done(BatchDone)``.
     """
 
     def __init__(
@@ -145,9 +231,21 @@ class Runner:
         on_busy: Callable[[bool], None] = lambda b: None,
         on_started: Callable[[Started], None] = lambda s: None,
         on_filled: Callable[[Filled], None] = lambda f: None,
+        on_begun: Callable[[Begun], None] = lambda b: None,
+        on_landed: Callable[[Landed], None] = lambda item: None,
+        on_skipped: Callable[[Skipped], None] = lambda s: None,
     ):
         self.calls = Callbacks(
-            on_done, on_failed, on_cancelled, on_progress, on_busy, on_started, on_filled
+            on_done,
+            on_failed,
+            on_cancelled,
+            on_progress,
+            on_busy,
+            on_started,
+            on_filled,
+            on_begun,
+            on_landed,
+            on_skipped,
         )
         self.worker = None
         self.last: Progress | None = None
@@ -164,12 +262,17 @@ class Runner:
         """Whether a job is running."""
         return self.worker is not None
 
-    def start(self, job: Job) -> bool:
-        """Start ``job``; returns False (and does nothing) while another one runs."""
+    def start(self, job: Job | Sequence[Job]) -> bool:
+        """Start ``job`` (or a batch: a list of jobs run one after another); returns False
+        (and does nothing) while another one runs."""
         if self.busy:
             return False
         self.last, self.ticks, self._outcome, self._error, self._cancel = None, 0, None, None, False
-        gen = self._gen = guarded(job_steps(job))
+        if isinstance(job, Job):
+            gen = self._gen = guarded(job_steps(job))
+        else:
+            gen = self._gen = guarded(batch_steps(job))
+            job = job[0]  # its label names the progress bar
 
         def steps():  # keeps a handle on the generator, to close it once the thread is done
             return (yield from gen)
@@ -195,13 +298,25 @@ class Runner:
         self._silent = True
         self.cancel()
 
-    def _on_yielded(self, tick: Progress | Started | Filled) -> None:
+    def _on_yielded(self, tick) -> None:
         worker = self.worker
         if worker is None:
             return  # a tick delivered after the end
-        if isinstance(tick, Started | Filled):
-            if not self._silent:
-                (self.calls.started if isinstance(tick, Started) else self.calls.filled)(tick)
+        if isinstance(tick, BATCH_EVENTS):
+            try:
+                if not self._silent:
+                    calls = self.calls
+                    handlers = (
+                        calls.started,
+                        calls.filled,
+                        calls.begun,
+                        calls.landed,
+                        calls.skipped,
+                    )
+                    handlers[BATCH_EVENTS.index(type(tick))](tick)
+            finally:
+                if isinstance(tick, Started):  # the worker waits until the layer is shown
+                    QTimer.singleShot(0, tick.shown.set)
             return
         self.last = tick
         self.ticks += 1
@@ -224,7 +339,7 @@ class Runner:
         if tick.message and tick.message != pbar.desc and self.worker is worker:
             pbar.set_description(tick.message)
 
-    def _on_returned(self, outcome: Outcome) -> None:
+    def _on_returned(self, outcome: Outcome | BatchDone) -> None:
         self._outcome = outcome
 
     def _on_errored(self, error: Exception) -> None:

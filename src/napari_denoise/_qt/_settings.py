@@ -22,6 +22,7 @@ from ..errors import DenoiseError
 from ..io import infer_axes, normalize_axes
 from ._compact import FittingCombo, narrow
 from ._params import AutoNumber
+from ._warm import load_torch
 from ._words import param_label
 
 DEVICE_HELP = (
@@ -138,6 +139,19 @@ class InputAxes(QWidget):
         """The axes typed in, checked (InputError with a sentence if they do not fit)."""
         return normalize_axes(self.axes.text() or "?", ndim)
 
+    def axes_like(self, layer) -> str:
+        """Axes for another layer run with the same settings: those stored with it, else
+        those typed in when it has as many dimensions, else guessed from its shape
+        (InputError with a sentence if none fits)."""
+        shape = layer.data.shape
+        stored = layer_axes(shape, layer.metadata)
+        if stored:
+            return normalize_axes(stored, len(shape))
+        typed = self.axes.text()
+        if typed and len(typed) == len(shape):
+            return normalize_axes(typed, len(shape))
+        return normalize_axes(infer_axes(shape), len(shape))
+
 
 class ComputeSettings(QWidget):
     """Tile size (memory per step) and compute device (models only)."""
@@ -205,6 +219,7 @@ class ComputeSettings(QWidget):
                 pass
 
         def work():  # importing torch takes a moment: not on the GUI thread
+            load_torch()  # paced so that the GUI thread keeps going
             try:
                 return f"→ {resolve_device(name).upper()}"
             except DenoiseError as err:

@@ -25,6 +25,7 @@ from napari.qt.threading import create_worker
 
 from ._method_picker import notify_models_changed
 from ._runner import guarded
+from ._warm import load_torch
 
 # Seconds between progress updates on screen (the plot and the bar). Every update costs a
 # repaint of the window (composited through OpenGL, in software on machines without a
@@ -79,6 +80,7 @@ def warm_up() -> None:
 
     def work():
         try:
+            load_torch()  # paced so that the GUI thread keeps going
             import torch
 
             from ..engine.training import finetune, loop  # noqa: F401
