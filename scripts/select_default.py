@@ -11,8 +11,9 @@ CPU precision this machine's probe chooses (``NAPARI_DENOISE_PRECISION`` overrid
 A default must also hold across the SNR range: on the SNR ladder of
 ``benchmarks/blend_default.py`` (hela and W2S 009-010 ground truths with synthetic
 Poisson-Gaussian noise from 10 to 3000 photons at the brightest pixel; allowed data
-only) its mean PSNR at each photon level must be within ``--tolerance`` dB (0.1) of the
-classical default's. Among the models that hold, and beat the classical default on W2S,
+only) its PSNR on every image must be within ``--tolerance`` dB (0.1) of the classical
+default's (image by image, as FMD's target is type by type: a mean over a level hid a
+0.9 dB loss on one W2S image at 3000 photons). Among the models that hold, and beat the classical default on W2S,
 the best on W2S gets ``default_rank`` 1 in its card (and every other shipped card
 ``null``), so it becomes the method used when none is named. If no model holds, the one
 with the smallest worst-level deficit that still beats the classical default on W2S is
@@ -75,13 +76,22 @@ def ladder(data: Path):
         yield int(name.rsplit("-p", 1)[1]), noisy, matched(gt, noisy)
 
 
-def ladder_scores(method: str, images) -> dict[int, float]:
-    by_level: dict[int, list[float]] = {}
+def ladder_scores(method: str, images) -> list[tuple[int, float]]:
+    """(photons, PSNR dB) of ``method`` on every image of the ladder."""
+    scores = []
     for photons, noisy, gt in images:
         out = denoise(noisy, method, output_dtype="float32")
         err = float(np.mean((out.astype(np.float64) - gt) ** 2))
-        by_level.setdefault(photons, []).append(10 * np.log10(np.ptp(gt) ** 2 / err))
-    return {k: float(np.mean(v)) for k, v in sorted(by_level.items())}
+        scores.append((photons, float(10 * np.log10(np.ptp(gt) ** 2 / err))))
+    return scores
+
+
+def by_level(scores) -> dict[int, float]:
+    """Mean PSNR per photon level."""
+    levels: dict[int, list[float]] = {}
+    for photons, value in scores:
+        levels.setdefault(photons, []).append(value)
+    return {k: float(np.mean(v)) for k, v in sorted(levels.items())}
 
 
 def main(argv=None) -> int:
@@ -96,11 +106,12 @@ def main(argv=None) -> int:
     names = [CLASSICAL] + [read_card(path)["name"] for path in cards]
     scores = {name: score(name, pairs) for name in names}
     levels = {name: ladder_scores(name, images) for name in names}
-    deficit = {
-        name: max(levels[CLASSICAL][k] - v for k, v in levels[name].items()) for name in names
+    deficit = {  # the largest loss against the classical default on one ladder image
+        name: max(c - v for (_, c), (_, v) in zip(levels[CLASSICAL], levels[name], strict=True))
+        for name in names
     }
     for name in sorted(names, key=lambda n: -scores[n]):
-        ladder_text = "  ".join(f"p{k} {v:.2f}" for k, v in levels[name].items())
+        ladder_text = "  ".join(f"p{k} {v:.2f}" for k, v in by_level(levels[name]).items())
         print(
             f"{name:16s} W2S FOV 009-010 PSNR* {scores[name]:.2f} dB | SNR ladder {ladder_text}"
             f" | worst vs {CLASSICAL} {-deficit[name]:+.2f} dB"
@@ -114,7 +125,7 @@ def main(argv=None) -> int:
         print(f"no model holds within {args.tolerance} dB across the SNR ladder")
     else:
         best = CLASSICAL
-    print(f"default: {best}")
+    print(f"default: {best} (worst image of the ladder: {-deficit[best]:+.2f} dB)")
     if args.write:
         for path in cards:
             card = json.loads(path.read_text(encoding="utf-8"))
@@ -123,13 +134,15 @@ def main(argv=None) -> int:
                 "rule": "highest mean range-invariant PSNR on held-out W2S FOVs 009-010 "
                 "(whole images, automatic parameters, this machine's precision) among the "
                 "models that beat the classical default there and stay within "
-                f"{args.tolerance} dB of it at every level of the SNR ladder (hela and W2S "
+                f"{args.tolerance} dB of it on every image of the SNR ladder (hela and W2S "
                 "009-010 ground truths, synthetic Poisson-Gaussian noise, 10-3000 photons); "
                 "never FMD",
                 "scores_db": {k: round(v, 3) for k, v in scores.items()},
-                "snr_ladder_db": {
-                    k: {str(p): round(v, 3) for p, v in lv.items()} for k, lv in levels.items()
+                "snr_ladder_db": {  # mean per photon level
+                    k: {str(p): round(v, 3) for p, v in by_level(lv).items()}
+                    for k, lv in levels.items()
                 },
+                "snr_ladder_worst_image_db": {k: round(-v, 3) for k, v in deficit.items()},
                 "command": "python scripts/select_default.py --write",
             }
             path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")

@@ -117,6 +117,10 @@ class Spec:
 
 
 SPECS = {
+    # The default (since 2026-11-30): photon counts up to 30000 at the brightest pixel
+    # (was 3000, which over-smoothed clean confocal-like frames), selected also on the
+    # high-SNR held-out images. The recipe before it (photons up to 3000, no high-SNR
+    # validation) is unet-fluo's card in git history before that date.
     "unet-fluo": Spec(
         name="unet-fluo",
         architecture="unet",
@@ -124,10 +128,13 @@ SPECS = {
         title="U-Net (fluorescence, blind)",
         description=(
             "Blind U-Net denoiser for single fluorescence frames (widefield, confocal, "
-            "two-photon). Pre-trained on natural and microscopy images with synthetic "
-            "Poisson-Gaussian noise, part of it spatially correlated, at random levels, "
-            "backgrounds and contrasts; fine-tuned on real widefield pairs (W2S)."
+            "two-photon), from noisy to nearly clean. Pre-trained on natural and microscopy "
+            "images with synthetic Poisson-Gaussian noise, part of it spatially correlated, "
+            "at random levels (up to 30000 photons at the brightest pixel), backgrounds and "
+            "contrasts; fine-tuned on real widefield pairs (W2S)."
         ),
+        recipe=NoiseRecipe(photons=(10.0, 30000.0)),
+        val_high_snr=True,
     ),
     "unet-fluo-nm": Spec(
         name="unet-fluo-nm",
@@ -143,24 +150,9 @@ SPECS = {
             "with synthetic Poisson-Gaussian noise (partly correlated), then real W2S pairs."
         ),
     ),
-    # Candidates for a default that does not over-smooth clean (high-SNR) frames: photon
-    # counts up to 30000 at the brightest pixel instead of 3000, selected also on high-SNR
-    # held-out images; the second one also has less correlated noise (40% instead of 60%).
-    "unet-fluo-hisnr": Spec(
-        name="unet-fluo-hisnr",
-        architecture="unet",
-        config={"base": 16, "depth": 3},
-        title="U-Net (fluorescence, blind)",
-        description=(
-            "Blind U-Net denoiser for single fluorescence frames (widefield, confocal, "
-            "two-photon), from noisy to nearly clean. Pre-trained on natural and microscopy "
-            "images with synthetic Poisson-Gaussian noise, part of it spatially correlated, "
-            "at random levels (up to 30000 photons at the brightest pixel), backgrounds and "
-            "contrasts; fine-tuned on real widefield pairs (W2S)."
-        ),
-        recipe=NoiseRecipe(photons=(10.0, 30000.0)),
-        val_high_snr=True,
-    ),
+    # Not shipped: the other candidate trained on 2026-11-30, unet-fluo's recipe with 40%
+    # instead of 60% correlated noise. Better on the high-SNR ladder (blend_default.py),
+    # 0.015 dB lower on held-out real W2S pairs, which decide (scripts/select_default.py).
     "unet-fluo-hisnr-white": Spec(
         name="unet-fluo-hisnr-white",
         architecture="unet",
