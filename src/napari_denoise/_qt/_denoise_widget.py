@@ -291,7 +291,13 @@ class DenoiseWidget(DockTabs, QWidget):
         if not self.runner.start(jobs):
             return False
         self._tasks, self._task = tasks, tasks[0]
-        self._batch = {"skipped": skipped, "landed": [], "start": time.monotonic(), "index": 0}
+        self._batch = {
+            "skipped": skipped,
+            "landed": [],
+            "start": time.monotonic(),
+            "index": 0,
+            "ended": 0,  # inputs landed, skipped or dropped: they end in order
+        }
         title = method_title(method.name)
         what = f"{title} on {tasks[0]['layer'].name!r}"
         if len(jobs) > 1:
@@ -373,6 +379,7 @@ class DenoiseWidget(DockTabs, QWidget):
     def _on_skipped(self, skipped) -> None:
         """The engine refused an input of the batch: its half-filled result goes."""
         self._discard_partial()
+        self._batch["ended"] = skipped.index + 1
         task = self._tasks[skipped.index]
         reason = reworded(skipped.reason, task.get("method", ""))
         self._batch["skipped"].append((task["layer"].name, reason))
@@ -380,6 +387,7 @@ class DenoiseWidget(DockTabs, QWidget):
     def _on_landed(self, landed) -> None:
         """One input's result is complete: finish its layer (provenance, name, status)."""
         task, outcome = self._tasks[landed.index], landed.outcome
+        self._batch["ended"] = landed.index + 1
         result, layer = outcome.result, task["layer"]
         if layer not in self.viewer.layers:
             self._discard_partial()
@@ -519,12 +527,16 @@ class DenoiseWidget(DockTabs, QWidget):
 
     def _on_cancelled(self, last) -> None:
         self._discard_partial()
+        ended = self._batch.get("ended", 0)
+        if self._tasks and ended >= len(self._tasks):
+            self._on_batch_done()  # Cancel came as the last result landed: all of it is done
+            return
         done = stopped_text(last)
-        if len(self._tasks) > 1:
-            where = f" layer {self._batch['index'] + 1} of {len(self._tasks)}"
+        if len(self._tasks) > 1:  # the first input not ended is the one stopped
+            where = f" layer {ended + 1} of {len(self._tasks)}"
             self.status.setText(
-                f"Cancelled during{where} ({self._task['layer'].name}){done}; that layer was "
-                f"not added.{self._kept() or ' Nothing was added.'}"
+                f"Cancelled during{where} ({self._tasks[ended]['layer'].name}){done}; that "
+                f"layer was not added.{self._kept() or ' Nothing was added.'}"
             )
             return
         self.status.setText(f"Cancelled{done}; nothing was added.")

@@ -303,6 +303,8 @@ class Runner:
         if worker is None:
             return  # a tick delivered after the end
         if isinstance(tick, BATCH_EVENTS):
+            if isinstance(tick, Begun | Landed | Skipped):
+                self.last = None  # the last tick was of a job that ended: not this one's
             try:
                 if not self._silent:
                     calls = self.calls
