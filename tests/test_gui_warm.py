@@ -89,6 +89,30 @@ def test_load_torch_leaves_the_imported_objects_out_of_later_collections():
     assert report["walked"] < 0.1 * report["frozen"], report
 
 
+GARBAGE_BEFORE = """
+import gc, json, weakref
+import numpy as np
+from napari_denoise._qt import _warm
+
+class Node:  # a reference cycle, as napari leaves behind a deleted layer
+    pass
+
+node = Node()
+node.cycle, node.data = node, np.zeros(1000)
+alive = weakref.ref(node)
+del node
+_warm.load_torch()
+gc.collect()
+print(json.dumps({"alive": alive() is not None}))
+"""
+
+
+def test_garbage_that_exists_before_load_torch_is_not_frozen_forever():
+    # A deleted napari layer (its data included) waits in a reference cycle for the next
+    # collection; freezing it would keep it for the rest of the session.
+    assert not run(GARBAGE_BEFORE)["alive"]
+
+
 def test_a_model_run_loads_torch_through_load_torch(monkeypatch):
     from napari_denoise._qt import _runner
     from napari_denoise.engine.methods import default_method
