@@ -171,3 +171,32 @@ def test_a_job_run_on_the_main_thread_keeps_its_priority():
     before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     assert not _warm.lower_priority()
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+
+
+@pytest.mark.gui
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
+def test_later_work_on_napari_thread_pool_keeps_its_priority(make_napari_viewer, qtbot):
+    # A thread keeps its niceness: the denoising worker must not leave one of napari's
+    # shared pool threads (napari's histogram, other plugins, Save, Train) at niceness 10.
+    import os
+    import threading
+
+    pytest.importorskip("napari")
+    from napari.qt.threading import create_worker
+
+    from napari_denoise._qt._denoise_widget import DenoiseWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((2, 16, 16), np.float32), name="stack")
+    widget = DenoiseWidget(viewer)
+    widget.picker.set_method("gaussian")
+    assert widget.run()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=30_000)
+    gui = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen = []
+    for _ in range(3):  # the pool's threads, one after another
+        worker = create_worker(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        worker.returned.connect(seen.append)
+        with qtbot.waitSignal(worker.finished, timeout=10_000):
+            worker.start()
+    assert seen == [gui] * 3

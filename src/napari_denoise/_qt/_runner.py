@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 from napari.qt.threading import create_worker
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QCoreApplication, QThreadPool, QTimer
 
 from ..engine.denoise.pipeline import DenoiseResult, denoise_iter
 from ..engine.denoise.tiling import Progress
@@ -113,6 +113,27 @@ class BatchDone:
 
 
 BATCH_EVENTS = (Started, Filled, Begun, Landed, Skipped)
+_pool: list[QThreadPool] = []
+_running: set = set()  # the workers started on it, kept alive until they finish
+
+
+def worker_pool() -> QThreadPool:
+    """The threads denoising jobs run on: their own, not napari's shared pool.
+
+    A job lowers its thread's priority (:func:`~._warm.lower_priority`) and a thread keeps
+    it, so on napari's pool every later job (napari's histogram, other plugins, Save,
+    training) would run at that priority too.
+    """
+    if not _pool:
+        _pool.append(QThreadPool(QCoreApplication.instance()))
+    return _pool[0]
+
+
+def start_worker(worker) -> None:
+    """Start ``worker`` on :func:`worker_pool` (what ``worker.start()`` does on napari's)."""
+    _running.add(worker)
+    worker.finished.connect(lambda: _running.discard(worker))
+    worker_pool().start(worker)
 
 
 def guarded(gen: Generator, what: str = "Denoising") -> Generator:
@@ -284,7 +305,7 @@ class Runner:
         worker.finished.connect(self._on_finished)
         self.worker = worker
         self.calls.busy(True)
-        worker.start()
+        start_worker(worker)
         return True
 
     def cancel(self) -> None:
