@@ -201,3 +201,15 @@ def test_a_refused_setting_is_named_by_its_label(make_napari_viewer, qtbot):
     wait_idle(qtbot, widget)
     text = widget.status.text()
     assert "'Black level' (50.0) must be below 'White level' (10.0)" in text, text
+
+
+def test_only_parameters_are_renamed_in_a_message(make_napari_viewer, qtbot):
+    # A layer (or method) that happens to share a parameter's name keeps its name.
+    viewer = make_napari_viewer()
+    pyramid = [np.zeros((64, 64), np.float32), np.zeros((32, 32), np.float32)]
+    viewer.add_image(pyramid, multiscale=True, name="size")
+    widget = DenoiseWidget(viewer)
+    widget.picker.set_method("box")
+    assert not widget.run()
+    text = widget.status.text()
+    assert "Layer 'size' is a multiscale pyramid" in text, text
