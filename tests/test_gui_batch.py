@@ -293,3 +293,29 @@ def test_cancel_as_the_last_result_of_a_batch_lands_says_done(
     assert len(results(viewer)) == 2
     text = widget.status.text()
     assert "Done: 2 layers" in text and "Cancelled" not in text, text
+
+
+def test_deleting_a_later_input_mid_batch_says_the_finished_results_stay(
+    make_napari_viewer, qtbot, monkeypatch
+):
+    said = []
+    monkeypatch.setattr(widget_module, "show_info", said.append)
+    gate = Gate(free=4)  # ch1's 3 planes and ch2's first plane, then it waits
+    register(Method(gate.name, gate, title="Gate (test)"), replace=True)
+    try:
+        viewer = make_napari_viewer()
+        layers = channels(viewer)
+        widget = batch(viewer, layers)
+        widget.picker.set_method(gate.name)
+        assert widget.run()
+        qtbot.waitUntil(lambda: len(results(viewer)) == 2, timeout=WAIT)
+        viewer.layers.remove(layers[2])  # ch3, still to do
+        gate.release.set()
+        qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
+    finally:
+        gate.release.set()
+        unregister(gate.name)
+    (kept,) = results(viewer)
+    assert kept.name == "ch1 [test_gate]"
+    assert len(said) == 1 and "'ch3' was deleted" in said[0], said
+    assert "nothing added" not in said[0] and "'ch1 [test_gate]'" in said[0], said

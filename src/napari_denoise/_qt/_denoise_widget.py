@@ -558,7 +558,8 @@ class DenoiseWidget(DockTabs, QWidget):
         waiting = self._tasks[self._batch.get("index", 0) :] or [self._task]
         if self.runner.busy and any(event.value is t.get("layer") for t in waiting):
             self.runner.cancel()  # an input still to denoise is gone: stop the batch
-            show_info(f"Layer '{event.value.name}' was deleted: denoising stopped, nothing added.")
+            stopped = f"Layer '{event.value.name}' was deleted: denoising stopped"
+            show_info(f"{stopped}.{self._kept()}" if self._kept() else f"{stopped}, nothing added.")
         elif self.runner.busy and event.value is self._filling.get("layer"):
             self.runner.cancel()  # the result being filled in was deleted: stop computing it
         self._runs = [(layer, run) for layer, run in self._runs if layer is not event.value]
