@@ -319,3 +319,24 @@ def test_deleting_a_later_input_mid_batch_says_the_finished_results_stay(
     assert kept.name == "ch1 [test_gate]"
     assert len(said) == 1 and "'ch3' was deleted" in said[0], said
     assert "nothing added" not in said[0] and "'ch1 [test_gate]'" in said[0], said
+
+
+def test_deleting_the_result_as_it_lands_says_nothing_was_added(
+    make_napari_viewer, qtbot, pause_after_landing
+):
+    viewer = make_napari_viewer()
+    (layer,) = channels(viewer, names=("ch1",))
+    widget = batch(viewer, [layer])
+    widget.picker.set_method("gaussian")
+    landed, go = widget.runner.calls.landed, pause_after_landing
+
+    def delete_then_land(item):
+        viewer.layers.remove(widget._filling["layer"])  # the user deletes the filling result
+        landed(item)
+        go.set()
+
+    widget.runner.calls.landed = delete_then_land
+    assert widget.run()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
+    assert results(viewer) == []
+    assert "nothing was added" in widget.status.text().lower(), widget.status.text()

@@ -528,14 +528,15 @@ class DenoiseWidget(DockTabs, QWidget):
     def _on_cancelled(self, last) -> None:
         self._discard_partial()
         ended = self._batch.get("ended", 0)
-        if self._tasks and ended >= len(self._tasks):
+        if self._tasks and ended >= len(self._tasks) and self._batch["landed"]:
             self._on_batch_done()  # Cancel came as the last result landed: all of it is done
             return
         done = stopped_text(last)
         if len(self._tasks) > 1:  # the first input not ended is the one stopped
-            where = f" layer {ended + 1} of {len(self._tasks)}"
+            index = min(ended, len(self._tasks) - 1)
+            where = f" layer {index + 1} of {len(self._tasks)}"
             self.status.setText(
-                f"Cancelled during{where} ({self._tasks[ended]['layer'].name}){done}; that "
+                f"Cancelled during{where} ({self._tasks[index]['layer'].name}){done}; that "
                 f"layer was not added.{self._kept() or ' Nothing was added.'}"
             )
             return
