@@ -124,8 +124,13 @@ def worker_pool() -> QThreadPool:
     it, so on napari's pool every later job (napari's histogram, other plugins, Save,
     training) would run at that priority too.
     """
-    if not _pool:
-        _pool.append(QThreadPool(QCoreApplication.instance()))
+    if _pool:
+        try:
+            _pool[0].activeThreadCount()
+            return _pool[0]
+        except RuntimeError:  # deleted with the application it belonged to
+            _pool.clear()
+    _pool.append(QThreadPool(QCoreApplication.instance()))
     return _pool[0]
 
 
