@@ -113,6 +113,35 @@ def test_garbage_that_exists_before_load_torch_is_not_frozen_forever():
     assert not run(GARBAGE_BEFORE)["alive"]
 
 
+BROKEN_TORCH = """
+import gc, json, sys
+from napari_denoise._qt import _warm
+
+class Broken:  # torch installed but unloadable, e.g. a missing CUDA library
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            raise OSError("libcudnn.so.9: cannot open shared object file")
+
+sys.meta_path.insert(0, Broken())
+freezes, freeze = [], gc.freeze
+gc.freeze = lambda: freezes.append(1) or freeze()
+answers = []
+for _ in range(3):
+    try:
+        answers.append(_warm.load_torch())
+    except OSError as err:
+        answers.append(str(err))
+print(json.dumps({"answers": answers, "freezes": len(freezes), "enabled": gc.isenabled()}))
+"""
+
+
+def test_torch_that_fails_to_load_is_tried_once(monkeypatch):
+    # Each try collects and freezes the whole process: not on every run of a model.
+    report = run(BROKEN_TORCH)
+    assert report["answers"] == [False, False, False] and report["freezes"] == 1, report
+    assert report["enabled"]
+
+
 def test_a_model_run_loads_torch_through_load_torch(monkeypatch):
     from napari_denoise._qt import _runner
     from napari_denoise.engine.methods import default_method

@@ -97,7 +97,11 @@ def load_torch() -> bool:
 
             models.list_architectures()  # imports every network module
             _loaded.append(True)
-        except ImportError:
+        except ImportError:  # not installed
+            _loaded.append(False)
+        except Exception as exc:  # unloadable (a missing CUDA library ...): not tried again;
+            # the run that needs torch reports the error in its own words
+            log.warning("torch could not be imported: %s", exc)
             _loaded.append(False)
         finally:
             gc.freeze()
