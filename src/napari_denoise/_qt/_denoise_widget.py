@@ -82,7 +82,8 @@ def _job_and_task(layer, axes: str, method, params: dict, tile, device: str) -> 
     to turn its result into a layer (and to repeat it: Copy as command)."""
     path = layer.source.path or layer.metadata.get("source_path")
     label = f"Denoising: {method_title(method.name)} on {layer.name!r}"
-    source = {"path": path, "layer": layer.name}
+    channel = layer.metadata.get("channel") if path else None  # of a file with channels
+    source = {"path": path, "layer": layer.name, "channel": channel}
     job = Job(layer.data, method.name, axes, params, tile, label, source, device, fill=True)
     task = {
         "layer": layer,
@@ -94,6 +95,7 @@ def _job_and_task(layer, axes: str, method, params: dict, tile, device: str) -> 
         "tile": tile,
         "device": device if method.kind == "model" else None,
         "path": path,
+        "channel": channel,
         "planes": _planes(np.shape(layer.data), axes),
     }
     return job, task
@@ -413,7 +415,7 @@ class DenoiseWidget(DockTabs, QWidget):
         self.save_button.setEnabled(True)
         self.copy_button.setEnabled(True)
         run = {k: task[k] for k in ("method", "params", "axes", "tile", "device")}
-        self._runs.append((new, {**run, "input_path": task["path"]}))
+        self._runs.append((new, {**run, "input_path": task["path"], "channel": task["channel"]}))
         self.compare.set_pair(layer, new)
         done = f"Done in {result.seconds:.1f} s → layer '{new.name}'. {chosen}"
         if file:
@@ -475,7 +477,7 @@ class DenoiseWidget(DockTabs, QWidget):
         run = next((run for made, run in self._runs if made is layer), None)
         if run is None:
             return ""
-        python = {k: run[k] for k in ("method", "params", "axes", "input_path")}
+        python = {k: run[k] for k in ("method", "params", "axes", "input_path", "channel")}
         return f"{as_command(**run)}\n\n{as_python(**python)}"
 
     def copy_command(self) -> str:

@@ -191,6 +191,8 @@ def job_steps(job: Job) -> Generator[Progress, None, Outcome]:
     extra.update({k: v for k, v in info.items() if k not in ("method", "params", "axes")})
     if job.tile is not None:
         extra["tile"] = job.tile
+    if job.source.get("channel") is not None:  # the layer is that channel of the input file
+        extra["input_channel"] = job.source["channel"]
     provenance = make_provenance(
         method=result.method,
         params=result.params,
