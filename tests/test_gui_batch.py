@@ -340,3 +340,26 @@ def test_deleting_the_result_as_it_lands_says_nothing_was_added(
     qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
     assert results(viewer) == []
     assert "nothing was added" in widget.status.text().lower(), widget.status.text()
+
+
+def test_deleting_an_input_already_done_lets_the_batch_go_on(
+    make_napari_viewer, qtbot, pause_after_landing
+):
+    viewer = make_napari_viewer()
+    layers = channels(viewer)
+    widget = batch(viewer, layers)
+    widget.picker.set_method("gaussian")
+    landed, go = widget.runner.calls.landed, pause_after_landing
+
+    def land_then_delete_its_input(item):
+        landed(item)
+        if item.index == 0:
+            viewer.layers.remove(layers[0])  # ch1 is done: its result stays, the rest goes on
+        go.set()
+
+    widget.runner.calls.landed = land_then_delete_its_input
+    assert widget.run()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
+    names = [ly.name for ly in results(viewer)]
+    assert names == ["ch1 [gaussian]", "ch2 [gaussian]", "ch3 [gaussian]"], names
+    assert "Done: 3 layers" in widget.status.text(), widget.status.text()

@@ -558,7 +558,7 @@ class DenoiseWidget(DockTabs, QWidget):
         self.about.setText(method.description)
 
     def _on_layer_removed(self, event) -> None:
-        waiting = self._tasks[self._batch.get("index", 0) :] or [self._task]
+        waiting = self._tasks[self._batch.get("ended", 0) :] or [self._task]
         if self.runner.busy and any(event.value is t.get("layer") for t in waiting):
             self.runner.cancel()  # an input still to denoise is gone: stop the batch
             stopped = f"Layer '{event.value.name}' was deleted: denoising stopped"
