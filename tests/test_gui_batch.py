@@ -202,3 +202,164 @@ def test_each_result_of_a_batch_replaces_the_preview_of_its_input(make_napari_vi
     qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
     assert all(previews_of(viewer, layer) == [] for layer in layers)
     assert len(results(viewer)) == 3
+
+
+@pytest.fixture
+def pause_after_landing(monkeypatch):
+    """The batch's worker waits after each landed result until ``go`` is set: a Cancel
+    pressed then falls before the next layer's first tick (or right as the last result
+    lands)."""
+    from napari_denoise._qt import _runner
+
+    go = threading.Event()
+    steps = _runner.batch_steps
+
+    def paused(jobs):
+        gen = steps(jobs)
+        try:
+            item = next(gen)
+            while True:
+                sent = yield item
+                if isinstance(item, _runner.Landed):
+                    go.wait(20)
+                item = gen.send(sent)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            gen.close()
+
+    monkeypatch.setattr(_runner, "batch_steps", paused)
+    return go
+
+
+def cancel_on_landing(widget, go, index):
+    """Press Cancel as the result ``index`` lands, then let the worker go on."""
+    landed = widget.runner.calls.landed
+
+    def then_cancel(item):
+        landed(item)
+        if item.index == index:
+            widget.cancel_button.click()
+        go.set()
+
+    widget.runner.calls.landed = then_cancel
+
+
+def test_cancel_as_the_only_result_lands_keeps_it_and_says_done(
+    make_napari_viewer, qtbot, pause_after_landing
+):
+    viewer = make_napari_viewer()
+    (layer,) = channels(viewer, names=("ch1",))
+    widget = batch(viewer, [layer])
+    widget.picker.set_method("gaussian")
+    cancel_on_landing(widget, pause_after_landing, 0)
+    assert widget.run()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
+    (kept,) = results(viewer)
+    text = widget.status.text()
+    assert "nothing was added" not in text.lower() and "Cancelled" not in text, text
+    assert f"'{kept.name}'" in text
+
+
+def test_cancel_between_two_layers_names_the_layer_not_yet_done(
+    make_napari_viewer, qtbot, pause_after_landing
+):
+    viewer = make_napari_viewer()
+    layers = channels(viewer)
+    widget = batch(viewer, layers)
+    widget.picker.set_method("gaussian")
+    cancel_on_landing(widget, pause_after_landing, 0)
+    assert widget.run()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
+    (kept,) = results(viewer)
+    assert kept.name == "ch1 [gaussian]"
+    text = widget.status.text()
+    # ch1 is finished and kept: the layer not added is the next one, and no count of
+    # ch1's frames is passed off as how far the cancelled layer got.
+    assert "layer 2 of 3 (ch2)" in text and "(ch1)" not in text, text
+    assert " after " not in text and "'ch1 [gaussian]'" in text, text
+
+
+def test_cancel_as_the_last_result_of_a_batch_lands_says_done(
+    make_napari_viewer, qtbot, pause_after_landing
+):
+    viewer = make_napari_viewer()
+    layers = channels(viewer, names=("ch1", "ch2"))
+    widget = batch(viewer, layers)
+    widget.picker.set_method("gaussian")
+    cancel_on_landing(widget, pause_after_landing, 1)
+    assert widget.run()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
+    assert len(results(viewer)) == 2
+    text = widget.status.text()
+    assert "Done: 2 layers" in text and "Cancelled" not in text, text
+
+
+def test_deleting_a_later_input_mid_batch_says_the_finished_results_stay(
+    make_napari_viewer, qtbot, monkeypatch
+):
+    said = []
+    monkeypatch.setattr(widget_module, "show_info", said.append)
+    gate = Gate(free=4)  # ch1's 3 planes and ch2's first plane, then it waits
+    register(Method(gate.name, gate, title="Gate (test)"), replace=True)
+    try:
+        viewer = make_napari_viewer()
+        layers = channels(viewer)
+        widget = batch(viewer, layers)
+        widget.picker.set_method(gate.name)
+        assert widget.run()
+        qtbot.waitUntil(lambda: len(results(viewer)) == 2, timeout=WAIT)
+        viewer.layers.remove(layers[2])  # ch3, still to do
+        gate.release.set()
+        qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
+    finally:
+        gate.release.set()
+        unregister(gate.name)
+    (kept,) = results(viewer)
+    assert kept.name == "ch1 [test_gate]"
+    assert len(said) == 1 and "'ch3' was deleted" in said[0], said
+    assert "nothing added" not in said[0] and "'ch1 [test_gate]'" in said[0], said
+
+
+def test_deleting_the_result_as_it_lands_says_nothing_was_added(
+    make_napari_viewer, qtbot, pause_after_landing
+):
+    viewer = make_napari_viewer()
+    (layer,) = channels(viewer, names=("ch1",))
+    widget = batch(viewer, [layer])
+    widget.picker.set_method("gaussian")
+    landed, go = widget.runner.calls.landed, pause_after_landing
+
+    def delete_then_land(item):
+        viewer.layers.remove(widget._filling["layer"])  # the user deletes the filling result
+        landed(item)
+        go.set()
+
+    widget.runner.calls.landed = delete_then_land
+    assert widget.run()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
+    assert results(viewer) == []
+    assert "nothing was added" in widget.status.text().lower(), widget.status.text()
+
+
+def test_deleting_an_input_already_done_lets_the_batch_go_on(
+    make_napari_viewer, qtbot, pause_after_landing
+):
+    viewer = make_napari_viewer()
+    layers = channels(viewer)
+    widget = batch(viewer, layers)
+    widget.picker.set_method("gaussian")
+    landed, go = widget.runner.calls.landed, pause_after_landing
+
+    def land_then_delete_its_input(item):
+        landed(item)
+        if item.index == 0:
+            viewer.layers.remove(layers[0])  # ch1 is done: its result stays, the rest goes on
+        go.set()
+
+    widget.runner.calls.landed = land_then_delete_its_input
+    assert widget.run()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
+    names = [ly.name for ly in results(viewer)]
+    assert names == ["ch1 [gaussian]", "ch2 [gaussian]", "ch3 [gaussian]"], names
+    assert "Done: 3 layers" in widget.status.text(), widget.status.text()

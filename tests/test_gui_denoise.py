@@ -83,6 +83,9 @@ def test_progress_and_cancel_lines_use_the_methods_title_and_plain_words(make_na
     shown: list[str] = []
     set_text = widget.status.setText
     widget.status.setText = lambda text: (shown.append(text), set_text(text))[1]
+    ticks = []
+    progress = widget.runner.calls.progress
+    widget.runner.calls.progress = lambda tick: (ticks.append(tick), progress(tick))
     assert widget.run()
     wait_idle(qtbot, widget)
     progress = [t for t in shown if ": part " in t]
@@ -91,8 +94,9 @@ def test_progress_and_cancel_lines_use_the_methods_title_and_plain_words(make_na
     )
     assert shown[-1].startswith("Done in")  # it names the new layer, 'stack [nlm]'
     assert not any("nlm" in t or "T=" in t or "tile" in t for t in shown[:-1])
-    last = widget.runner.last
+    last = ticks[-1]
     assert last.total > 3  # several parts per frame
+    widget._batch["ended"] = 0  # as if Cancel had stopped it before the result landed
     widget._on_cancelled(last)
     assert (
         widget.status.text()
@@ -201,3 +205,58 @@ def test_a_refused_setting_is_named_by_its_label(make_napari_viewer, qtbot):
     wait_idle(qtbot, widget)
     text = widget.status.text()
     assert "'Black level' (50.0) must be below 'White level' (10.0)" in text, text
+
+
+def test_only_parameters_are_renamed_in_a_message(make_napari_viewer, qtbot):
+    # A layer (or method) that happens to share a parameter's name keeps its name.
+    viewer = make_napari_viewer()
+    pyramid = [np.zeros((64, 64), np.float32), np.zeros((32, 32), np.float32)]
+    viewer.add_image(pyramid, multiscale=True, name="size")
+    widget = DenoiseWidget(viewer)
+    widget.picker.set_method("box")
+    assert not widget.run()
+    text = widget.status.text()
+    assert "Layer 'size' is a multiscale pyramid" in text, text
+
+
+def test_copy_as_command_for_a_channel_of_a_file_repeats_that_channel(
+    make_napari_viewer, qtbot, tmp_path
+):
+    # A file with channels opens as one layer per channel, each with the file as source:
+    # the copied Python call must denoise that channel, not the whole file as if it were one.
+    import shlex
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import tifffile
+
+    source = tmp_path / "two.tif"
+    rng = np.random.default_rng(4)
+    data = (rng.random((2, 40, 40)) * 1000).astype(np.uint16)
+    tifffile.imwrite(source, data, imagej=True, metadata={"axes": "CYX"})
+    viewer = make_napari_viewer()
+    viewer.open(str(source), plugin=PLUGIN)
+    first, second = (ly for ly in viewer.layers if ly.metadata.get("channel") is not None)
+    widget = DenoiseWidget(viewer)
+    widget.layer_combo.set_layer(first)
+    widget.more_layers.set_checked(second)
+    widget.picker.set_method("gaussian")
+    assert widget.run()
+    wait_idle(qtbot, widget)
+    made = [ly for ly in viewer.layers if ly.metadata.get("result_of") == second.name]
+    provenance = made[0].metadata["napari_denoise"]
+    assert provenance["input"]["path"] == str(source) and provenance["input_channel"] == 1
+    viewer.layers.selection.active = made[0]
+    command, python = widget.command_text().split("\n\n")
+    namespace: dict = {}
+    exec(python, namespace)
+    np.testing.assert_array_equal(namespace["result"], np.asarray(made[0].data))
+    # The command line denoises the whole file; its second channel is this result.
+    words = shlex.split(command, comments=True)
+    cli = shutil.which("napari-denoise", path=str(Path(sys.executable).parent))
+    out = subprocess.run([cli, *words[1:]], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    written = tifffile.imread(tmp_path / "two_denoised.tif")
+    np.testing.assert_array_equal(written[1], np.asarray(made[0].data))

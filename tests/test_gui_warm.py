@@ -89,6 +89,59 @@ def test_load_torch_leaves_the_imported_objects_out_of_later_collections():
     assert report["walked"] < 0.1 * report["frozen"], report
 
 
+GARBAGE_BEFORE = """
+import gc, json, weakref
+import numpy as np
+from napari_denoise._qt import _warm
+
+class Node:  # a reference cycle, as napari leaves behind a deleted layer
+    pass
+
+node = Node()
+node.cycle, node.data = node, np.zeros(1000)
+alive = weakref.ref(node)
+del node
+_warm.load_torch()
+gc.collect()
+print(json.dumps({"alive": alive() is not None}))
+"""
+
+
+def test_garbage_that_exists_before_load_torch_is_not_frozen_forever():
+    # A deleted napari layer (its data included) waits in a reference cycle for the next
+    # collection; freezing it would keep it for the rest of the session.
+    assert not run(GARBAGE_BEFORE)["alive"]
+
+
+BROKEN_TORCH = """
+import gc, json, sys
+from napari_denoise._qt import _warm
+
+class Broken:  # torch installed but unloadable, e.g. a missing CUDA library
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            raise OSError("libcudnn.so.9: cannot open shared object file")
+
+sys.meta_path.insert(0, Broken())
+freezes, freeze = [], gc.freeze
+gc.freeze = lambda: freezes.append(1) or freeze()
+answers = []
+for _ in range(3):
+    try:
+        answers.append(_warm.load_torch())
+    except OSError as err:
+        answers.append(str(err))
+print(json.dumps({"answers": answers, "freezes": len(freezes), "enabled": gc.isenabled()}))
+"""
+
+
+def test_torch_that_fails_to_load_is_tried_once(monkeypatch):
+    # Each try collects and freezes the whole process: not on every run of a model.
+    report = run(BROKEN_TORCH)
+    assert report["answers"] == [False, False, False] and report["freezes"] == 1, report
+    assert report["enabled"]
+
+
 def test_a_model_run_loads_torch_through_load_torch(monkeypatch):
     from napari_denoise._qt import _runner
     from napari_denoise.engine.methods import default_method
@@ -147,3 +200,32 @@ def test_a_job_run_on_the_main_thread_keeps_its_priority():
     before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     assert not _warm.lower_priority()
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+
+
+@pytest.mark.gui
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
+def test_later_work_on_napari_thread_pool_keeps_its_priority(make_napari_viewer, qtbot):
+    # A thread keeps its niceness: the denoising worker must not leave one of napari's
+    # shared pool threads (napari's histogram, other plugins, Save, Train) at niceness 10.
+    import os
+    import threading
+
+    pytest.importorskip("napari")
+    from napari.qt.threading import create_worker
+
+    from napari_denoise._qt._denoise_widget import DenoiseWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((2, 16, 16), np.float32), name="stack")
+    widget = DenoiseWidget(viewer)
+    widget.picker.set_method("gaussian")
+    assert widget.run()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=30_000)
+    gui = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen = []
+    for _ in range(3):  # the pool's threads, one after another
+        worker = create_worker(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        worker.returned.connect(seen.append)
+        with qtbot.waitSignal(worker.finished, timeout=10_000):
+            worker.start()
+    assert seen == [gui] * 3

@@ -16,6 +16,7 @@ from qtpy.QtCore import QThreadPool  # noqa: E402
 import napari_denoise as nd  # noqa: E402
 from napari_denoise._qt import DenoiseWidget  # noqa: E402
 from napari_denoise._qt import _denoise_widget as widget_module  # noqa: E402
+from napari_denoise._qt._runner import worker_pool  # noqa: E402
 from napari_denoise._qt._view_mode import OFF, OVERLAY, SIDE_BY_SIDE  # noqa: E402
 from napari_denoise.engine.methods import (  # noqa: E402
     Method,
@@ -62,6 +63,12 @@ def errors(monkeypatch):
     shown = []
     monkeypatch.setattr(widget_module, "show_error", shown.append)
     return shown
+
+
+def no_thread_runs() -> bool:
+    """No worker thread is running: neither a denoising job nor anything on napari's pool."""
+    pools = (QThreadPool.globalInstance(), worker_pool())
+    return all(pool.activeThreadCount() == 0 for pool in pools)
 
 
 def wait_idle(qtbot, widget):
@@ -176,7 +183,7 @@ def test_closing_the_dock_mid_run_stops_the_thread(make_napari_viewer, qtbot, sl
     assert widget.run()
     qtbot.waitUntil(lambda: slow.calls >= 2, timeout=WAIT)
     viewer.window.remove_dock_widget(dock)  # what napari's close button does
-    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=WAIT)
+    qtbot.waitUntil(no_thread_runs, timeout=WAIT)
     assert slow.calls < 3 * 49 / 2
     qtbot.wait(100)
     assert [ly.name for ly in viewer.layers] == ["stack"]
@@ -296,7 +303,7 @@ def test_widget_deleted_mid_run_leaves_no_thread(make_napari_viewer, qtbot, slow
     viewer = make_napari_viewer()
     _, widget = slow_run(viewer, qtbot, slow)
     widget.deleteLater()
-    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=WAIT)
+    qtbot.waitUntil(no_thread_runs, timeout=WAIT)
     assert slow.calls < 3 * 49 / 2
     qtbot.wait(100)
     assert [ly.name for ly in viewer.layers] == ["stack"]

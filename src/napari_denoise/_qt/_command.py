@@ -24,28 +24,44 @@ def as_command(
     input_path: str | None,
     tile: int | None = None,
     device: str | None = None,
+    channel: int | None = None,
 ) -> str:
-    """``napari-denoise denoise INPUT -o OUTPUT --method ... --param k=v ... --axes ...``."""
+    """``napari-denoise denoise INPUT -o OUTPUT --method ... --param k=v ... --axes ...``.
+
+    ``channel``: the layer is that channel of the input file; the command denoises the
+    whole file (its own axes, channels included), of which that channel is the layer's run.
+    """
     source = Path(input_path) if input_path else Path("INPUT.tif")
     output = source.with_name(f"{source.name.split('.')[0]}_denoised.tif")
     words = ["napari-denoise", "denoise", str(source), "-o", str(output), "--method", method]
     for key, value in params.items():
         words += ["--param", f"{key}={_value(value)}"]
-    words += ["--axes", axes]
+    if channel is None:
+        words += ["--axes", axes]
     if tile is not None:
         words += ["--tile", str(tile)]
     if device and device != "auto":
         words += ["--device", device]
-    return shlex.join(words)
+    note = f"  # every channel; channel {channel + 1} is this layer" if channel is not None else ""
+    return shlex.join(words) + note
 
 
-def as_python(*, method: str, params: dict, axes: str, input_path: str | None) -> str:
-    """The same run as a few lines of Python on an array read from the file."""
+def as_python(
+    *, method: str, params: dict, axes: str, input_path: str | None, channel: int | None = None
+) -> str:
+    """The same run as a few lines of Python on an array read from the file (``channel``:
+    the layer is that channel of the file)."""
     path = input_path or "INPUT.tif"
     args = [f"method={method!r}", f"axes={axes!r}"] + [f"{k}={v!r}" for k, v in params.items()]
+    read = f"image = read_image({str(path)!r}).data\n"
+    if channel is not None:
+        read = (
+            f"image = read_image({str(path)!r})\n"
+            f"image = image.data.take({channel}, axis=image.axes.index('C'))\n"
+        )
     return (
         "import napari_denoise\n"
         "from napari_denoise.io import read_image\n"
-        f"image = read_image({str(path)!r}).data\n"
+        f"{read}"
         f"result = napari_denoise.denoise(image, {', '.join(args)})\n"
     )

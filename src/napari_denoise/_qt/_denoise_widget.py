@@ -82,7 +82,8 @@ def _job_and_task(layer, axes: str, method, params: dict, tile, device: str) -> 
     to turn its result into a layer (and to repeat it: Copy as command)."""
     path = layer.source.path or layer.metadata.get("source_path")
     label = f"Denoising: {method_title(method.name)} on {layer.name!r}"
-    source = {"path": path, "layer": layer.name}
+    channel = layer.metadata.get("channel") if path else None  # of a file with channels
+    source = {"path": path, "layer": layer.name, "channel": channel}
     job = Job(layer.data, method.name, axes, params, tile, label, source, device, fill=True)
     task = {
         "layer": layer,
@@ -94,6 +95,7 @@ def _job_and_task(layer, axes: str, method, params: dict, tile, device: str) -> 
         "tile": tile,
         "device": device if method.kind == "model" else None,
         "path": path,
+        "channel": channel,
         "planes": _planes(np.shape(layer.data), axes),
     }
     return job, task
@@ -291,7 +293,13 @@ class DenoiseWidget(DockTabs, QWidget):
         if not self.runner.start(jobs):
             return False
         self._tasks, self._task = tasks, tasks[0]
-        self._batch = {"skipped": skipped, "landed": [], "start": time.monotonic(), "index": 0}
+        self._batch = {
+            "skipped": skipped,
+            "landed": [],
+            "start": time.monotonic(),
+            "index": 0,
+            "ended": 0,  # inputs landed, skipped or dropped: they end in order
+        }
         title = method_title(method.name)
         what = f"{title} on {tasks[0]['layer'].name!r}"
         if len(jobs) > 1:
@@ -373,6 +381,7 @@ class DenoiseWidget(DockTabs, QWidget):
     def _on_skipped(self, skipped) -> None:
         """The engine refused an input of the batch: its half-filled result goes."""
         self._discard_partial()
+        self._batch["ended"] = skipped.index + 1
         task = self._tasks[skipped.index]
         reason = reworded(skipped.reason, task.get("method", ""))
         self._batch["skipped"].append((task["layer"].name, reason))
@@ -380,6 +389,7 @@ class DenoiseWidget(DockTabs, QWidget):
     def _on_landed(self, landed) -> None:
         """One input's result is complete: finish its layer (provenance, name, status)."""
         task, outcome = self._tasks[landed.index], landed.outcome
+        self._batch["ended"] = landed.index + 1
         result, layer = outcome.result, task["layer"]
         if layer not in self.viewer.layers:
             self._discard_partial()
@@ -405,7 +415,7 @@ class DenoiseWidget(DockTabs, QWidget):
         self.save_button.setEnabled(True)
         self.copy_button.setEnabled(True)
         run = {k: task[k] for k in ("method", "params", "axes", "tile", "device")}
-        self._runs.append((new, {**run, "input_path": task["path"]}))
+        self._runs.append((new, {**run, "input_path": task["path"], "channel": task["channel"]}))
         self.compare.set_pair(layer, new)
         done = f"Done in {result.seconds:.1f} s → layer '{new.name}'. {chosen}"
         if file:
@@ -467,7 +477,7 @@ class DenoiseWidget(DockTabs, QWidget):
         run = next((run for made, run in self._runs if made is layer), None)
         if run is None:
             return ""
-        python = {k: run[k] for k in ("method", "params", "axes", "input_path")}
+        python = {k: run[k] for k in ("method", "params", "axes", "input_path", "channel")}
         return f"{as_command(**run)}\n\n{as_python(**python)}"
 
     def copy_command(self) -> str:
@@ -519,12 +529,17 @@ class DenoiseWidget(DockTabs, QWidget):
 
     def _on_cancelled(self, last) -> None:
         self._discard_partial()
+        ended = self._batch.get("ended", 0)
+        if self._tasks and ended >= len(self._tasks) and self._batch["landed"]:
+            self._on_batch_done()  # Cancel came as the last result landed: all of it is done
+            return
         done = stopped_text(last)
-        if len(self._tasks) > 1:
-            where = f" layer {self._batch['index'] + 1} of {len(self._tasks)}"
+        if len(self._tasks) > 1:  # the first input not ended is the one stopped
+            index = min(ended, len(self._tasks) - 1)
+            where = f" layer {index + 1} of {len(self._tasks)}"
             self.status.setText(
-                f"Cancelled during{where} ({self._task['layer'].name}){done}; that layer was "
-                f"not added.{self._kept() or ' Nothing was added.'}"
+                f"Cancelled during{where} ({self._tasks[index]['layer'].name}){done}; that "
+                f"layer was not added.{self._kept() or ' Nothing was added.'}"
             )
             return
         self.status.setText(f"Cancelled{done}; nothing was added.")
@@ -543,10 +558,11 @@ class DenoiseWidget(DockTabs, QWidget):
         self.about.setText(method.description)
 
     def _on_layer_removed(self, event) -> None:
-        waiting = self._tasks[self._batch.get("index", 0) :] or [self._task]
+        waiting = self._tasks[self._batch.get("ended", 0) :] or [self._task]
         if self.runner.busy and any(event.value is t.get("layer") for t in waiting):
             self.runner.cancel()  # an input still to denoise is gone: stop the batch
-            show_info(f"Layer '{event.value.name}' was deleted: denoising stopped, nothing added.")
+            stopped = f"Layer '{event.value.name}' was deleted: denoising stopped"
+            show_info(f"{stopped}.{self._kept()}" if self._kept() else f"{stopped}, nothing added.")
         elif self.runner.busy and event.value is self._filling.get("layer"):
             self.runner.cancel()  # the result being filled in was deleted: stop computing it
         self._runs = [(layer, run) for layer, run in self._runs if layer is not event.value]

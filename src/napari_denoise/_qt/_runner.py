@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 from napari.qt.threading import create_worker
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QCoreApplication, QThreadPool, QTimer
 
 from ..engine.denoise.pipeline import DenoiseResult, denoise_iter
 from ..engine.denoise.tiling import Progress
@@ -113,6 +113,32 @@ class BatchDone:
 
 
 BATCH_EVENTS = (Started, Filled, Begun, Landed, Skipped)
+_pool: list[QThreadPool] = []
+_running: set = set()  # the workers started on it, kept alive until they finish
+
+
+def worker_pool() -> QThreadPool:
+    """The threads denoising jobs run on: their own, not napari's shared pool.
+
+    A job lowers its thread's priority (:func:`~._warm.lower_priority`) and a thread keeps
+    it, so on napari's pool every later job (napari's histogram, other plugins, Save,
+    training) would run at that priority too.
+    """
+    if _pool:
+        try:
+            _pool[0].activeThreadCount()
+            return _pool[0]
+        except RuntimeError:  # deleted with the application it belonged to
+            _pool.clear()
+    _pool.append(QThreadPool(QCoreApplication.instance()))
+    return _pool[0]
+
+
+def start_worker(worker) -> None:
+    """Start ``worker`` on :func:`worker_pool` (what ``worker.start()`` does on napari's)."""
+    _running.add(worker)
+    worker.finished.connect(lambda: _running.discard(worker))
+    worker_pool().start(worker)
 
 
 def guarded(gen: Generator, what: str = "Denoising") -> Generator:
@@ -165,6 +191,8 @@ def job_steps(job: Job) -> Generator[Progress, None, Outcome]:
     extra.update({k: v for k, v in info.items() if k not in ("method", "params", "axes")})
     if job.tile is not None:
         extra["tile"] = job.tile
+    if job.source.get("channel") is not None:  # the layer is that channel of the input file
+        extra["input_channel"] = job.source["channel"]
     provenance = make_provenance(
         method=result.method,
         params=result.params,
@@ -284,7 +312,7 @@ class Runner:
         worker.finished.connect(self._on_finished)
         self.worker = worker
         self.calls.busy(True)
-        worker.start()
+        start_worker(worker)
         return True
 
     def cancel(self) -> None:
@@ -303,6 +331,8 @@ class Runner:
         if worker is None:
             return  # a tick delivered after the end
         if isinstance(tick, BATCH_EVENTS):
+            if isinstance(tick, Begun | Landed | Skipped):
+                self.last = None  # the last tick was of a job that ended: not this one's
             try:
                 if not self._silent:
                     calls = self.calls

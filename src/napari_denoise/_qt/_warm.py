@@ -14,8 +14,9 @@ on a 2-core machine):
   lock held: 130-250 ms each, during the import and when the first network is built.
   The import runs with the collector paused, then every object that exists is frozen
   (:func:`gc.freeze`: later collections skip them). Modules, classes and functions live
-  as long as the process anyway; what freezing keeps is at most the cyclic garbage of
-  that moment, once.
+  as long as the process anyway. Garbage is collected once before: napari leaves a
+  deleted layer (its data included) in reference cycles until the next collection, and a
+  frozen cycle is never freed.
 
 :func:`load_torch` does both, once per process; the widgets call it in their workers
 before anything imports torch.
@@ -84,6 +85,9 @@ def load_torch() -> bool:
             preload_libraries(torch_library_dir())
         except (OSError, AttributeError) as exc:  # only a head start: the import still works
             log.debug("could not preload torch's libraries: %s", exc)
+        # One full collection of what exists now (napari's objects, not yet torch's), so
+        # that no garbage, e.g. a deleted layer's array, is frozen with the rest.
+        gc.collect()
         collecting = gc.isenabled()
         gc.disable()
         try:
@@ -93,7 +97,11 @@ def load_torch() -> bool:
 
             models.list_architectures()  # imports every network module
             _loaded.append(True)
-        except ImportError:
+        except ImportError:  # not installed
+            _loaded.append(False)
+        except Exception as exc:  # unloadable (a missing CUDA library ...): not tried again;
+            # the run that needs torch reports the error in its own words
+            log.warning("torch could not be imported: %s", exc)
             _loaded.append(False)
         finally:
             gc.freeze()

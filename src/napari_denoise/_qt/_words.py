@@ -134,9 +134,11 @@ def reworded(message: str, method_name: str) -> str:
         labels = {p.name: param_label(p) for p in get_method(method_name).params}
     except DenoiseError:
         return message
-    message = re.sub(
+    message, found = re.subn(
         r"parameter '(\w+)' of method '[^']*'",
         lambda m: f"'{labels.get(m[1], m[1])}'",
         message,
     )
+    if not found:  # not about a parameter: a quoted word is a layer's or a method's name
+        return message
     return re.sub(r"'(\w+)'", lambda m: f"'{labels[m[1]]}'" if m[1] in labels else m[0], message)
