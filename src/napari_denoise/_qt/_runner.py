@@ -14,6 +14,7 @@ input the engine refuses (:class:`Skipped`, with the sentence why); Cancel stops
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import logging
 import time
@@ -132,6 +133,20 @@ def worker_pool() -> QThreadPool:
             _pool.clear()
     _pool.append(QThreadPool(QCoreApplication.instance()))
     return _pool[0]
+
+
+def wait_for_workers(timeout_ms: int = 15000) -> None:
+    """Let running workers (ours and napari's pool, e.g. the device check importing torch)
+    finish before the interpreter shuts down: a worker still running then emits on signal
+    objects already deleted, and the process aborts."""
+    for pool in (*_pool, QThreadPool.globalInstance()):
+        try:
+            pool.waitForDone(timeout_ms)
+        except RuntimeError:  # deleted with the application
+            pass
+
+
+atexit.register(wait_for_workers)
 
 
 def start_worker(worker) -> None:
