@@ -304,7 +304,6 @@ def measure_training(seconds: float) -> dict:
     }
 
 
-BEGIN, END = "<!-- gui_stall:begin -->", "<!-- gui_stall:end -->"
 COLUMNS = (
     ("run_seconds", "run (s)"),
     ("first_layer_s", "result layer shown after (s)"),
@@ -351,18 +350,6 @@ def section(saved: dict) -> str:
     )
 
 
-def write_section(doc: Path, text: str) -> None:
-    """Put ``text`` in ``doc`` between the gui_stall markers (in place of the section
-    there, or at the end)."""
-    old = doc.read_text() if doc.exists() else ""
-    block = f"{BEGIN}\n{text.rstrip()}\n{END}"
-    if BEGIN in old and END in old:
-        body = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END) :]
-    else:
-        body = old.rstrip("\n") + "\n\n" + block + "\n"
-    doc.write_text(body)
-
-
 def save(path: Path, label: str, source: str, runs: list[dict]) -> None:
     """Add ``runs`` to the JSON file ``path`` under ``label`` (after those already there:
     run the script once per napari session to compare first runs)."""
@@ -407,7 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.docs:
-        write_section(args.docs[1], section(json.loads(args.docs[0].read_text())))
+        from report import write_section
+
+        write_section(args.docs[1], "gui_stall", section(json.loads(args.docs[0].read_text())))
         return 0
     if args.train is not None:
         runs = [measure_training(args.train) for _ in range(args.repeat)]

@@ -227,21 +227,6 @@ def _ratio_text(row: dict) -> str:
     return f"{row['extra_per_plane']:.1f}x"
 
 
-BEGIN, END = "<!-- memory:begin -->", "<!-- memory:end -->"
-
-
-def write_section(doc: Path, text: str) -> None:
-    """Put ``text`` in ``doc`` between the memory markers, in place of the section there (or
-    at the end); ``benchmarks/report.py`` keeps marked sections when it rewrites the doc."""
-    old = doc.read_text()
-    block = f"{BEGIN}\n{text.rstrip()}\n{END}"
-    if BEGIN in old and END in old:
-        body = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END) :]
-    else:
-        body = old.rstrip("\n") + "\n\n" + block + "\n"
-    doc.write_text(body)
-
-
 def _parse_case(text: str) -> tuple:
     kind, method, planes, side, *limit = text.split(":")
     return (
@@ -280,7 +265,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.docs:
         data, before, after, doc = args.docs
-        write_section(Path(doc), section(json.loads(Path(data).read_text()), before, after))
+        from report import write_section
+
+        write_section(
+            Path(doc), "memory", section(json.loads(Path(data).read_text()), before, after)
+        )
         return 0
     if args.tables:
         for label, entry in json.loads(args.tables.read_text()).items():

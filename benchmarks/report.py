@@ -33,6 +33,19 @@ def kept_sections(text: str) -> list[str]:
     return [m.group(0) for m in SECTION.finditer(text)]
 
 
+def write_section(doc: Path, name: str, text: str) -> None:
+    """Put ``text`` in ``doc`` between the ``<!-- NAME:begin/end -->`` markers, in place of
+    the section there (or at the end); :func:`rewrite_markdown` keeps marked sections."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    old = doc.read_text(encoding="utf-8") if doc.exists() else ""
+    block = f"{begin}\n{text.rstrip()}\n{end}"
+    if begin in old and end in old:
+        body = old[: old.index(begin)] + block + old[old.index(end) + len(end) :]
+    else:
+        body = old.rstrip("\n") + "\n\n" + block + "\n"
+    doc.write_text(body, encoding="utf-8")
+
+
 def _repeats(speeds: dict) -> str:
     """'5', or '2 to 5' when rows were measured in runs of different lengths."""
     counts = sorted({int(s.get("repeats", 2)) for s in speeds.values()})  # 2 before it was kept

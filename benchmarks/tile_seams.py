@@ -35,7 +35,6 @@ from napari_denoise.errors import DenoiseError  # noqa: E402
 CAPTURES = ("Confocal_MICE_1", "WideField_BPAE_B_1", "TwoPhoton_MICE_1", "Confocal_FISH_1")
 TILES = ("default", 16, 128, 256, 512)  # 1024 and up: one tile for the mosaic
 WHOLE = 4096  # one tile holds the whole mosaic
-BEGIN, END = "<!-- tile_seams:begin -->", "<!-- tile_seams:end -->"
 
 
 def mosaic(data: Path) -> np.ndarray:
@@ -115,7 +114,7 @@ def main(argv=None) -> int:
     print(text)
     if args.write:
         section = (
-            f"{BEGIN}\n## Tiles against one whole pass (benchmarks/tile_seams.py)\n\n"
+            "## Tiles against one whole pass (benchmarks/tile_seams.py)\n\n"
             "Largest absolute difference, in grey levels, between a model's output tiled at "
             "the given tile size and one whole-image pass, on a 1000 x 1000 uint8 mosaic of "
             f"four real FMD raw captures ({', '.join(CAPTURES)}; 500 x 500 crops); in "
@@ -125,16 +124,11 @@ def main(argv=None) -> int:
             "level for every model and tile size. Output float32, CPU, "
             f"{os.environ.get('NAPARI_DENOISE_THREADS', 'all')} torch threads.\n\n"
             f"{text}\n\n"
-            "Command: `NAPARI_DENOISE_THREADS=2 python benchmarks/tile_seams.py --write`\n"
-            f"{END}"
+            "Command: `NAPARI_DENOISE_THREADS=2 python benchmarks/tile_seams.py --write`"
         )
-        doc = REPO / "docs" / "benchmarks.md"
-        old = doc.read_text(encoding="utf-8")
-        if BEGIN in old and END in old:
-            new = old[: old.index(BEGIN)] + section + old[old.index(END) + len(END) :]
-        else:
-            new = old.rstrip("\n") + "\n\n" + section + "\n"
-        doc.write_text(new, encoding="utf-8")
+        from report import write_section
+
+        write_section(REPO / "docs" / "benchmarks.md", "tile_seams", section)
     return 0
 
 
