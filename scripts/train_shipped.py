@@ -267,6 +267,17 @@ def w2s_pair(data: Path, fov: int, channel: int) -> tuple[np.ndarray, np.ndarray
     return noisy, clean
 
 
+def synthetic_pairs(cleans, recipe: NoiseRecipe, seed: int) -> list:
+    """(noisy, clean) central crops of ``cleans`` degraded by ``recipe``, in 0..255."""
+    gen = torch.Generator().manual_seed(seed)
+    crop = (VAL_CROP, VAL_CROP)
+    pairs = []
+    for clean in cleans:
+        noisy_t, clean_t = SyntheticNoiseDataset([clean], recipe, region=512).batch(1, 512, gen)
+        pairs.append((noisy_t[0, 0].numpy()[crop] * 255, clean_t[0, 0].numpy()[crop] * 255))
+    return pairs
+
+
 def load_data(data: Path, recipe: NoiseRecipe, high_snr: bool = False):
     bsd = [
         load_image(p) for p in sorted((data / "BSD_Train400_natural" / "Train400").glob("*.png"))
@@ -282,20 +293,11 @@ def load_data(data: Path, recipe: NoiseRecipe, high_snr: bool = False):
     crop = (VAL_CROP, VAL_CROP)
     val_real = [(noisy[crop], align_affine(clean, noisy)[crop]) for noisy, clean in val_raw]
     # The held-out clean images with one moderate level of correlated synthetic noise (lag-1
-    # correlation about 0.5), the same every run.
-    gen = torch.Generator().manual_seed(VAL_SEED)
-    val_synthetic = []
-    for _, clean in val_raw:
-        sampler = SyntheticNoiseDataset([clean], VAL_RECIPE, region=512)
-        noisy_t, clean_t = sampler.batch(1, 512, gen)
-        val_synthetic.append((noisy_t[0, 0].numpy()[crop] * 255, clean_t[0, 0].numpy()[crop] * 255))
-    val_high = []
-    if high_snr:
-        gen = torch.Generator().manual_seed(VAL_SEED + 1)
-        for _, clean in val_raw:
-            sampler = SyntheticNoiseDataset([clean], VAL_HIGH_RECIPE, region=512)
-            noisy_t, clean_t = sampler.batch(1, 512, gen)
-            val_high.append((noisy_t[0, 0].numpy()[crop] * 255, clean_t[0, 0].numpy()[crop] * 255))
+    # correlation about 0.5), and (high_snr) with white noise as a clean frame has; the same
+    # every run.
+    cleans = [clean for _, clean in val_raw]
+    val_synthetic = synthetic_pairs(cleans, VAL_RECIPE, VAL_SEED)
+    val_high = synthetic_pairs(cleans, VAL_HIGH_RECIPE, VAL_SEED + 1) if high_snr else []
     return synthetic_bsd, synthetic_w2s, real, val_real, val_synthetic, val_high
 
 
