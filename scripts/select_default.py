@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from napari_denoise import denoise  # noqa: E402
-from napari_denoise.engine.metrics import compare  # noqa: E402
+from napari_denoise.engine.metrics import compare, psnr  # noqa: E402
 from napari_denoise.engine.models.store import read_card  # noqa: E402
 from napari_denoise.engine.training.datasets import load_image  # noqa: E402
 
@@ -80,12 +80,10 @@ def ladder(data: Path):
 
 def ladder_scores(method: str, images) -> list[tuple[int, float]]:
     """(photons, PSNR dB) of ``method`` on every image of the ladder."""
-    scores = []
-    for photons, noisy, gt in images:
-        out = denoise(noisy, method, output_dtype="float32")
-        err = float(np.mean((out.astype(np.float64) - gt) ** 2))
-        scores.append((photons, float(10 * np.log10(np.ptp(gt) ** 2 / err))))
-    return scores
+    return [
+        (photons, psnr(gt, denoise(noisy, method, output_dtype="float32"), data_range=np.ptp(gt)))
+        for photons, noisy, gt in images
+    ]
 
 
 def by_level(scores) -> dict[int, float]:
@@ -107,18 +105,18 @@ def main(argv=None) -> int:
     names = [CLASSICAL] + [read_card(path)["name"] for path in cards]
     scores = {name: score(name, pairs) for name in names}
     levels = {name: ladder_scores(name, images) for name in names}
-    deficit = {  # the largest loss against the classical default on one ladder image
-        name: max(c - v for (_, c), (_, v) in zip(levels[CLASSICAL], levels[name], strict=True))
+    worst = {  # the lowest margin over the classical default on one ladder image
+        name: min(v - c for (_, c), (_, v) in zip(levels[CLASSICAL], levels[name], strict=True))
         for name in names
     }
     for name in sorted(names, key=lambda n: -scores[n]):
         ladder_text = "  ".join(f"p{k} {v:.2f}" for k, v in by_level(levels[name]).items())
         print(
             f"{name:16s} W2S FOV 009-010 PSNR* {scores[name]:.2f} dB | SNR ladder {ladder_text}"
-            f" | worst vs {CLASSICAL} {-deficit[name]:+.2f} dB"
+            f" | worst vs {CLASSICAL} {worst[name]:+.2f} dB"
         )
     best = max(scores, key=scores.get)
-    print(f"default: {best} (worst image of the SNR ladder: {-deficit[best]:+.2f} dB)")
+    print(f"default: {best} (worst image of the SNR ladder: {worst[best]:+.2f} dB)")
     if args.write:
         for path in cards:
             card = json.loads(path.read_text(encoding="utf-8"))
@@ -134,7 +132,7 @@ def main(argv=None) -> int:
                     k: {str(p): round(v, 3) for p, v in by_level(lv).items()}
                     for k, lv in levels.items()
                 },
-                "snr_ladder_worst_image_db": {k: round(-v, 3) for k, v in deficit.items()},
+                "snr_ladder_worst_image_db": {k: round(v, 3) for k, v in worst.items()},
                 "command": "python scripts/select_default.py --write",
             }
             path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
