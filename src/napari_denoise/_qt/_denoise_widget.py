@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from functools import partial
 
-import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QEvent, QTimer
@@ -96,14 +95,8 @@ def _job_and_task(layer, axes: str, method, params: dict, tile, device: str) -> 
         "device": device if method.kind == "model" else None,
         "path": path,
         "channel": channel,
-        "planes": _planes(np.shape(layer.data), axes),
     }
     return job, task
-
-
-def _planes(shape, axes: str) -> int:
-    """How many Y/X planes an image of ``shape`` and ``axes`` holds."""
-    return int(np.prod([n for n, a in zip(shape, axes, strict=False) if a not in "YX"]))
 
 
 class DenoiseWidget(DockTabs, QWidget):
@@ -256,12 +249,7 @@ class DenoiseWidget(DockTabs, QWidget):
         job = Job(data, method.name, axes, params, tile, f"Denoising: {what}", None, device)
         if not self.runner.start(job):
             return False
-        self._task = {
-            "layer": layer,
-            "method": method.name,
-            "region": region,
-            "planes": _planes(np.shape(data), axes),
-        }
+        self._task = {"layer": layer, "method": method.name, "region": region}
         self._tasks, self._batch = [], {}
         self.status.setText(f"Denoising {what}…")
         return True
