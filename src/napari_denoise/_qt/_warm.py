@@ -112,8 +112,8 @@ def load_torch() -> bool:
 
 def lower_priority(nice: int = NICE) -> bool:
     """Give the calling worker thread a niceness of at least ``nice`` (Linux: per thread);
-    whether it has it. Raising niceness needs no privilege; the thread (a pool thread of napari's)
-    keeps it, which suits a thread that runs background work."""
+    whether it has it. Raising niceness needs no privilege; the thread keeps it, so it is
+    for the threads of :func:`~._runner.worker_pool`, which run only denoising jobs."""
     if (
         not sys.platform.startswith("linux")
         or threading.current_thread() is threading.main_thread()
