@@ -13,7 +13,7 @@ If a model beats the classical default, the best one gets
 the method used when none is named.
 
 Printed and written into the cards beside it, not deciding: the SNR ladder of
-``benchmarks/blend_default.py`` (hela and W2S 009-010 ground truths with synthetic
+``benchmarks/detail_default.py`` (hela and W2S 009-010 ground truths with synthetic
 Poisson-Gaussian noise from 10 to 3000 photons at the brightest pixel; allowed data
 only): each method's mean PSNR per photon level and its largest loss against the
 classical default on one image. It was tried as a gate on 2026-11-30 (within 0.1 dB of
@@ -71,7 +71,7 @@ def score(method: str, pairs) -> float:
 
 def ladder(data: Path):
     """(photons, noisy, ground truth in the noisy image's scale) of the SNR ladder."""
-    from blend_default import synthetic
+    from detail_default import synthetic
     from selfcheck_agreement import matched
 
     for name, noisy, gt in synthetic(data):

@@ -147,7 +147,7 @@ SPECS = {
     # (2026-11-30): photon counts up to 30000 at the brightest pixel instead of 3000, selected
     # also on high-SNR held-out images; the second one also with 40% instead of 60% correlated
     # noise. On allowed data both looked better (every image of the SNR ladder of
-    # benchmarks/blend_default.py at or above the Gaussian; W2S 009-010 PSNR* 34.641 and
+    # benchmarks/detail_default.py at or above the Gaussian; W2S 009-010 PSNR* 34.641 and
     # 34.626 against 34.654). The first, tested once on FMD, scored 33.87 dB against the
     # shipped unet-fluo's 34.36, lower on exactly the confocal types it aimed at (Conf
     # BPAE_R 34.15 vs 35.41): the synthetic ladder does not predict real confocal frames.

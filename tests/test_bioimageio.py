@@ -174,10 +174,10 @@ def _imported_agrees(name: str, original: str | None, image: np.ndarray) -> None
     else:  # never a silent seam: a model no halo makes exact runs whole planes
         assert card["tileable"] is False and seams == 0
     if original is not None:
-        # The package holds the network alone: the shipped default's per-image blend with
-        # its input (chosen without ground truth) is off for this comparison.
+        # The package holds the network alone: the shipped default's per-image detail
+        # restoration (chosen without ground truth) is off for this comparison.
         names = [p.name for p in nd.get_method(original).params]
-        ref = nd.denoise(image, original, **({"blend": 1.0} if "blend" in names else {}))
+        ref = nd.denoise(image, original, **({"detail": 0.0} if "detail" in names else {}))
         assert np.abs(whole.astype(int) - ref.astype(int)).max() <= 1
 
 

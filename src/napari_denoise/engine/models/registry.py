@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ModelFileError, ParameterError
+from ..denoise.selfcheck import put_back
 from ..device import DEVICE_LABELS, DEVICES
 from ..methods import (
     Method,
@@ -84,7 +85,8 @@ def _infer(
     noise_gain=None,
     noise_floor=None,
     ensemble=1,
-    blend=None,
+    detail=None,
+    detail_width=None,
 ):
     limit = whole_plane_max_pixels
     if limit is not None and np.shape(block)[-2] * np.shape(block)[-1] > limit:
@@ -119,35 +121,40 @@ def _infer(
         noise_level=level,
         ensemble=int(ensemble),
     )
-    if blend is not None and float(blend) < 1.0:  # pixel by pixel: tiles stay seamless
-        w = np.float32(blend)
-        out = w * out + (np.float32(1) - w) * np.asarray(block, np.float32)
+    if detail is not None and float(detail) > 0.0:
+        # A Gaussian of at most DETAIL_MAX_WIDTH px reaches far less than any halo, so the
+        # tiles stay as seamless as the network's output (a block's margin is discarded).
+        width = min(float(detail_width or 0.0), DETAIL_MAX_WIDTH)
+        out = put_back(out, block, float(detail), width)
     return out
 
 
-BLEND_CROP = 512  # the blend weight is chosen on the central crop of one sample plane
+DETAIL_MAX_WIDTH = 4.0  # px: reach 16 px (truncated at 4 widths), inside every card's halo
 
 
-def choose_blend(samples, params, *, card_path, rule) -> float:
-    """The share of the network's output in ``w * output + (1 - w) * input`` for this image,
-    chosen without ground truth: the SURE-optimal ``w``
-    (:func:`~..denoise.selfcheck.blend_weight`) on the central crop of the middle sample,
-    moved towards 1 by the card's ``deadband`` (SURE-optimal weights just below 1 were
-    noise on real low-SNR images; only clear over-smoothing is backed off)."""
+DETAIL_CROP = 512  # the detail restoration is chosen on the central crop of one sample plane
+
+
+def choose_detail(samples, params, *, card_path, rule) -> tuple[float, float]:
+    """How much of the image's own detail to put back into the network's output, and how
+    smoothed, for this image: ``output + detail * G_width(input - output)`` with the
+    ``(detail, width)`` of lowest estimated error (SURE under a noise ``1 + margin`` times
+    the estimated one, :func:`~..denoise.selfcheck.detail_choice`) on the central crop of
+    the middle sample."""
     from ..denoise.calibrate import center_crop
-    from ..denoise.selfcheck import blend_weight
+    from ..denoise.selfcheck import detail_choice
 
-    plane = center_crop(np.asarray(samples[len(samples) // 2], np.float32), BLEND_CROP)
+    plane = center_crop(np.asarray(samples[len(samples) // 2], np.float32), DETAIL_CROP)
     if plane.ndim != 2 or min(plane.shape) < 32:
-        return 1.0
-    fixed = {k: v for k, v in params.items() if k != "blend"}
+        return 0.0, 0.0
+    fixed = {k: v for k, v in params.items() if k not in ("detail", "detail_width")}
 
     def net(image):
         return _infer(image, card_path=card_path, **fixed)
 
-    w = blend_weight(plane, net)
-    deadband = float(rule.get("deadband", 0.0))
-    return float(min(1.0, w + deadband))
+    widths = tuple(float(w) for w in rule.get("widths", (0.0,)))
+    widths = tuple(w for w in widths if w <= DETAIL_MAX_WIDTH) or (0.0,)
+    return detail_choice(plane, net, widths=widths, margin=float(rule.get("margin", 0.0)))
 
 
 def _auto(samples, params, *, card, card_path=None):
@@ -184,9 +191,16 @@ def _auto(samples, params, *, card, card_path=None):
         params["strength"] = noise_level_of(
             [(np.asarray(s, np.float32) - params["norm_low"]) / span for s in samples]
         )
-    rule = card.get("blend")
-    if rule and card_path is not None and params.get("blend") is None:
-        params["blend"] = choose_blend(samples, params, card_path=card_path, rule=rule)
+    rule = card.get("detail")
+    if rule and card_path is not None:
+        if params.get("detail") is None:
+            amount, width = choose_detail(samples, params, card_path=card_path, rule=rule)
+            params["detail"] = amount
+            if params.get("detail_width") is None:
+                params["detail_width"] = width
+        elif params.get("detail_width") is None:  # an amount given, no width: the middle one
+            widths = sorted(float(w) for w in rule.get("widths", (0.0,)))
+            params["detail_width"] = widths[len(widths) // 2]
     return params
 
 
@@ -271,19 +285,30 @@ def _method_for(card_path: Path) -> Method:
             ),
         )
     )
-    if card.get("blend"):
-        params.append(
+    if card.get("detail"):
+        params += [
             Param(
-                "blend",
+                "detail",
                 float,
                 None,
-                "Share of the network's output mixed with the input (1: the network alone; "
-                "auto: chosen per image without ground truth, by SURE)",
+                "Share of what the network removed that is put back, smoothed (0: the "
+                "network alone; 1: all of it; auto: chosen per image without ground truth, "
+                "by SURE, so a clean image is not over-smoothed)",
                 0.0,
                 1.0,
-                label="Network share",
-            )
-        )
+                label="Detail put back",
+            ),
+            Param(
+                "detail_width",
+                float,
+                None,
+                "Blur width of the detail put back (0: unsmoothed, like mixing in the "
+                f"input; auto: chosen with it; at most {DETAIL_MAX_WIDTH:g})",
+                0.0,
+                DETAIL_MAX_WIDTH,
+                label="Detail blur (pixels)",
+            ),
+        ]
     params.append(
         Param(
             "device",
