@@ -155,7 +155,7 @@ def main(argv=None) -> int:
             f"{name:16s} gauss {row['gaussian']:.2f} net {row['network']:.2f} "
             + " ".join(
                 f"m{m:g}:{v['psnr']:.2f}({v['detail']:.2f},{v['width']:g})"
-                for m, v in zip(MARGINS, row["rule"].values())
+                for m, v in zip(MARGINS, row["rule"].values(), strict=True)
             ),
             flush=True,
         )
