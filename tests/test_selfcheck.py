@@ -217,11 +217,13 @@ def test_default_puts_back_detail_on_a_clean_image_and_not_on_a_noisy_one(clean_
             assert err[params["detail"]] < 0.9 * err[0.0]
 
 
-def test_detail_is_local_so_tiles_stay_as_the_network_makes_them(clean):
+def test_detail_is_local_so_tiles_stay_as_the_network_makes_them(clean_whole):
     import napari_denoise as nd
     from napari_denoise.engine.denoise.selfcheck import put_back
 
-    noisy = np.clip(np.round(poisson_gaussian(clean, 3000, seed=2)), 0, 255).astype(np.uint8)
+    # 512 x 512 in tiles of at least four times the overlap (~460 px): 2 x 2 tiles
+    noisy = np.clip(np.round(poisson_gaussian(clean_whole, 3000, seed=2)), 0, 255)
+    noisy = noisy.astype(np.uint8)
     whole = None
     for tile in (None, 96):
         kw = dict(tile=tile, output_dtype="float32")
@@ -231,5 +233,5 @@ def test_detail_is_local_so_tiles_stay_as_the_network_makes_them(clean):
         assert np.max(np.abs(restored - expected)) < 0.02
         if whole is None:
             whole = restored
-        else:  # the detail's reach (12 px) adds no seam to the network's own
-            assert np.max(np.abs(restored - whole)) < 0.02
+        else:  # the halo grows by the detail's reach (12 px): exact as the network alone
+            assert np.max(np.abs(restored - whole)) < 3e-5  # 5e-5 with the network's halo

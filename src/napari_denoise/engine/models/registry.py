@@ -122,14 +122,24 @@ def _infer(
         ensemble=int(ensemble),
     )
     if detail is not None and float(detail) > 0.0:
-        # A Gaussian of at most DETAIL_MAX_WIDTH px reaches far less than any halo, so the
-        # tiles stay as seamless as the network's output (a block's margin is discarded).
+        # The tiles' halo grows by the Gaussian's reach (_halo), so the tiles stay as
+        # exact as the network's own output.
         width = min(float(detail_width or 0.0), DETAIL_MAX_WIDTH)
         out = put_back(out, block, float(detail), width)
     return out
 
 
-DETAIL_MAX_WIDTH = 4.0  # px: reach 16 px (truncated at 4 widths), inside every card's halo
+DETAIL_MAX_WIDTH = 4.0  # px: reach 16 px (truncated at 4 widths)
+
+
+def _halo(params, *, network: int) -> int:
+    """The tiles' halo: the network's, plus the reach of the detail put back (if any)."""
+    from ..denoise.selfcheck import SMOOTH_TRUNCATE
+
+    detail, width = params.get("detail"), params.get("detail_width")
+    if not detail or float(detail) <= 0 or not width:
+        return network
+    return network + int(np.ceil(SMOOTH_TRUNCATE * min(float(width), DETAIL_MAX_WIDTH)))
 
 
 DETAIL_CROP = 512  # the detail restoration is chosen on the central crop of one sample plane
@@ -353,7 +363,7 @@ def _method_for(card_path: Path) -> Method:
         partial(_infer, **fn_args),
         tuple(params),
         kind="model",
-        halo=lambda p, _h=halo: _h,
+        halo=partial(_halo, network=halo),
         auto=partial(_auto, card=card, card_path=str(card_path)),
         title=title,
         description=description,
