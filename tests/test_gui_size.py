@@ -220,3 +220,31 @@ def test_parameter_labels_are_not_broken_over_two_lines(make_napari_viewer, qtbo
         for label in widget.params.findChildren(QLabel):
             if label.isVisible() and label.text():
                 assert label.height() < 1.5 * label.fontMetrics().height(), label.text()
+
+
+def test_run_is_on_screen_without_scrolling_for_the_default_method(make_napari_viewer, qtbot):
+    """A new user at 1366 x 768 sees Run for the default model without scrolling (a long
+    model description and its parameters pushed it below the fold)."""
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1366, 768)
+    viewer.add_image(np.zeros((64, 64), np.uint16), name="noisy")
+    for name in ("Compare", "Train"):  # as the plugin's menu docks them: tabs of one dock
+        viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=True)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Denoise", tabify=True)
+    for _ in range(5):
+        QApplication.processEvents()
+        qtbot.wait(50)
+    window.resize(1366, 768)
+    qtbot.wait(100)
+    assert widget.picker.method().name == "unet-fluo"  # the premise: the default model
+    viewport = widget.scroll_area.viewport()
+    bottom = widget.run_button.mapTo(viewport, widget.run_button.rect().bottomLeft()).y()
+    assert 0 < bottom <= viewport.height()
+    # The whole description stays one click away, and in the tooltip.
+    about = widget.about
+    assert about.toolTip() == widget.picker.method().description
+    about.set_open(True)
+    assert about.plain_text() == widget.picker.method().description
+    about.set_open(False)
+    assert len(about.plain_text()) < len(widget.picker.method().description)

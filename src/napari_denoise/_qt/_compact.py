@@ -10,6 +10,7 @@ area share it as tabs instead of stacking.
 
 from __future__ import annotations
 
+import html
 import re
 
 from qtpy.QtCore import QEvent, QSize, Qt, QTimer
@@ -17,6 +18,7 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDockWidget,
     QFrame,
+    QLabel,
     QMainWindow,
     QScrollArea,
     QStyle,
@@ -181,6 +183,45 @@ class FittingCombo(QComboBox):
         option.currentText = self.closed_text()
         painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
         painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
+
+
+class Summary(QLabel):
+    """A description shown by its first sentence, with a "More" link that unfolds the
+    rest in place (and "Less" that folds it again); the whole text is the tooltip. A long
+    model description would otherwise push the Run button below a laptop screen's fold."""
+
+    MORE, LESS = "More…", "Less"
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWordWrap(True)
+        self.setMinimumWidth(120)  # wraps: no wider than the dock
+        self.setStyleSheet("color: gray")
+        self.setTextFormat(Qt.TextFormat.RichText)
+        self.linkActivated.connect(lambda *_: self.set_open(not self._open))
+        self._full, self._first, self._open = "", "", False
+
+    def set_description(self, text: str) -> None:
+        self._full = text.strip()
+        match = re.match(r"(.+?[.!?])\s+\S", self._full, flags=re.S)
+        self._first = match.group(1) if match else self._full
+        self.setToolTip(self._full if self._first != self._full else "")
+        self.set_open(False)
+
+    def set_open(self, shown: bool) -> None:
+        self._open = bool(shown)
+        if self._first == self._full:
+            self.setText(html.escape(self._full))
+            return
+        body, link = (self._full, self.LESS) if self._open else (self._first, self.MORE)
+        self.setText(f'{html.escape(body)} <a href="#">{link}</a>')
+
+    def is_open(self) -> bool:
+        return self._open
+
+    def plain_text(self) -> str:
+        """What the label shows, without the link."""
+        return self._full if self._open or self._first == self._full else self._first
 
 
 class Collapsible(QWidget):

@@ -27,7 +27,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import DenoiseError, InputError
 from ._command import as_command, as_python
-from ._compact import Collapsible, DockTabs, narrow, scrolling
+from ._compact import Collapsible, DockTabs, Summary, narrow, scrolling
 from ._fill import RESULT_FILE_KEY, Refresher, remove_file
 from ._layer_combo import ImageLayerChecklist, ImageLayerCombo
 from ._layer_roles import made_here
@@ -109,10 +109,7 @@ class DenoiseWidget(DockTabs, QWidget):
         self.layer_combo.setToolTip("The image to denoise (it is never changed).")
         self.picker = MethodPicker()
         self.picker.setToolTip("How to denoise: a trained network or a classical filter.")
-        self.about = QLabel()
-        self.about.setWordWrap(True)
-        self.about.setMinimumWidth(120)  # wraps: no wider than the dock
-        self.about.setStyleSheet("color: gray")
+        self.about = Summary()
         self.params = ParamForm()
         self.input = InputAxes(napari_viewer)
         self.settings = ComputeSettings()
@@ -543,7 +540,7 @@ class DenoiseWidget(DockTabs, QWidget):
             return
         self.params.set_method(method)
         self.settings.set_method(method)
-        self.about.setText(method.description)
+        self.about.set_description(method.description)
 
     def _on_layer_removed(self, event) -> None:
         waiting = self._tasks[self._batch.get("ended", 0) :] or [self._task]
