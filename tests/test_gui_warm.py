@@ -229,3 +229,42 @@ def test_later_work_on_napari_thread_pool_keeps_its_priority(make_napari_viewer,
         with qtbot.waitSignal(worker.finished, timeout=10_000):
             worker.start()
     assert seen == [gui] * 3
+
+
+@pytest.mark.gui
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
+def test_training_yields_the_cores_to_the_gui_thread_and_leaves_napari_pool_alone(
+    make_napari_viewer, qtbot, monkeypatch
+):
+    # Training runs minutes at full speed: like denoising it must leave the GUI thread
+    # first in line for a core, on a thread of its own pool (a niced thread of napari's
+    # shared pool would slow napari's later jobs).
+    import os
+    import threading
+
+    pytest.importorskip("napari")
+    from napari.qt.threading import create_worker
+
+    from napari_denoise._qt import _train_job
+
+    make_napari_viewer()
+    seen, done = [], []
+
+    def fake_steps(job, stop):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        yield "tick"
+        return "trained"
+
+    monkeypatch.setattr(_train_job, "train_steps", fake_steps)
+    runner = _train_job.TrainRunner(on_done=done.append, on_failed=done.append)
+    assert runner.start(_train_job.TrainJob(spec={}, noisy=np.zeros((8, 8))))
+    qtbot.waitUntil(lambda: not runner.busy, timeout=30_000)
+    gui = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert done == ["trained"] and seen and min(seen) > gui
+    later = []
+    for _ in range(3):  # napari's pool threads, one after another
+        worker = create_worker(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        worker.returned.connect(later.append)
+        with qtbot.waitSignal(worker.finished, timeout=10_000):
+            worker.start()
+    assert later == [gui] * 3

@@ -24,8 +24,8 @@ import numpy as np
 from napari.qt.threading import create_worker
 
 from ._method_picker import notify_models_changed
-from ._runner import guarded
-from ._warm import load_torch
+from ._runner import guarded, start_worker
+from ._warm import load_torch, lower_priority
 
 # Seconds between progress updates on screen (the plot and the bar). Every update costs a
 # repaint of the window (composited through OpenGL, in software on machines without a
@@ -142,6 +142,7 @@ class TrainRunner:
         gen = self._gen = guarded(train_steps(job, stop), "Training")
 
         def steps():
+            lower_priority()  # the GUI thread first when both want a core
             return (yield from gen)
 
         worker = create_worker(steps, _ignore_errors=True)
@@ -151,7 +152,7 @@ class TrainRunner:
         worker.finished.connect(self._on_finished)
         self.worker = worker
         self._on_busy(True)
-        worker.start()
+        start_worker(worker)  # our own pool: its threads keep the lowered priority
         return True
 
     def stop(self) -> None:
