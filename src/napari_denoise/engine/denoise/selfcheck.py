@@ -243,10 +243,12 @@ def detail_choice(
     widths: tuple[float, ...] = DETAIL_WIDTHS,
     margin: float = 0.0,
     seed: int = 0,
+    amount: float | None = None,
 ) -> tuple[float, float]:
     """How much of the smoothed residual to put back into ``h(y)``, and how smoothed:
     the ``(alpha, s)`` with the lowest estimated error of ``h + alpha G_s(y - h)``,
-    ``alpha`` in [0, 1], ``s`` among ``widths``.
+    ``alpha`` in [0, 1], ``s`` among ``widths``. With ``amount`` given, ``alpha`` is that
+    and only ``s`` is chosen (the width of lowest estimated error for that ``alpha``).
 
     For one ``s``, with ``r = G_s(y - h)``, SURE is quadratic in ``alpha``::
 
@@ -266,7 +268,10 @@ def detail_choice(
     moved = np.asarray(denoise((image + EPSILON * z).astype(np.float32)), np.float64)
     response = (moved - result) / EPSILON  # J_h z
     scale = 1.0 + float(margin)
-    best = (0.0, 0.0, 0.0)  # (SURE change against h alone, alpha, width)
+    fixed = None if amount is None else float(np.clip(amount, 0.0, 1.0))
+    # (SURE change against h alone, alpha, width); a fixed alpha takes the best width
+    # even where h alone would be better.
+    best = (0.0, 0.0, 0.0) if fixed is None else (np.inf, fixed, float(widths[0]))
     for width in widths:
         r = smooth(y - result, width)
         rr = float(np.sum(r * r))
@@ -274,7 +279,7 @@ def detail_choice(
             continue
         t = _trace_of_smoothing(noise, width) - float(np.sum(smooth(z, width) * response))
         gain = float(np.sum(r * (y - result))) - scale * t
-        alpha = float(np.clip(gain / rr, 0.0, 1.0))
+        alpha = float(np.clip(gain / rr, 0.0, 1.0)) if fixed is None else fixed
         change = alpha * alpha * rr - 2 * alpha * gain
         if change < best[0]:
             best = (change, alpha, float(width))
