@@ -198,6 +198,7 @@ def blend_weight(
 
 
 DETAIL_WIDTHS = (0.0, 0.9, 1.3, 2.0, 3.0)  # pixels; 0: the residual itself (a blend)
+DETAIL_MAX_WIDTH = 4.0  # pixels: reach 16 px (truncated at SMOOTH_TRUNCATE widths)
 SMOOTH_TRUNCATE = 4.0  # the Gaussian's radius in widths (3 px wide: 12 px, in any halo)
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ModelFileError, ParameterError
-from ..denoise.selfcheck import put_back
+from ..denoise.selfcheck import DETAIL_MAX_WIDTH, put_back
 from ..device import DEVICE_LABELS, DEVICES
 from ..methods import (
     Method,
@@ -127,9 +127,6 @@ def _infer(
         width = min(float(detail_width or 0.0), DETAIL_MAX_WIDTH)
         out = put_back(out, block, float(detail), width)
     return out
-
-
-DETAIL_MAX_WIDTH = 4.0  # px: reach 16 px (truncated at 4 widths)
 
 
 def _halo(params, *, network: int) -> int:
