@@ -279,3 +279,30 @@ def test_one_detail_setting_given_the_other_is_chosen_for_it(clean_whole):
     samples = [noisy.astype(np.float32)]
     given = chosen(detail_width=2.0)
     assert (given["detail"], given["detail_width"]) == (0.0, 2.0)
+
+
+def test_a_stack_gets_no_detail_that_one_of_its_planes_would_refuse(clean_whole):
+    """One detail setting serves every plane of a channel. A stack whose middle plane is
+    clean and the others noisy (a Z-stack's focus, a bleaching time-lapse) got the middle
+    plane's choice, which put noise back into the noisy planes (twice the network's
+    squared error there); every sampled plane must now find the setting harmless, and a
+    stack of clean planes still gets its detail back."""
+    from napari_denoise.engine.denoise.pipeline import denoise_iter, drain
+
+    def plane(photons, seed):
+        noisy = np.clip(np.round(poisson_gaussian(clean_whole, photons, seed=seed)), 0, 255)
+        return noisy.astype(np.uint8)
+
+    def run(stack, **params):
+        kw = dict(axes="ZYX", output_dtype="float32", params=params)
+        return drain(denoise_iter(stack, "unet-fluo", **kw))
+
+    def err(out):
+        return float(np.mean((out - clean_whole) ** 2))
+
+    mixed = np.stack([plane(30, 1), plane(3000, 2), plane(30, 3)])
+    auto, net = run(mixed), run(mixed, detail=0.0)
+    for k in (0, 2):  # the noisy planes: no worse than the network alone
+        assert err(auto.data[k]) <= 1.01 * err(net.data[k])
+    clean = np.stack([plane(3000, 4), plane(3000, 5)])
+    assert run(clean).params["detail"] > 0.3

@@ -23,7 +23,7 @@ correlated, its autocovariance measured in the image's flattest tiles.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -236,7 +236,7 @@ def _trace_of_smoothing(noise: NoiseCovariance, width: float) -> float:
 
 
 def detail_choice(
-    image: np.ndarray,
+    image: np.ndarray | Sequence[np.ndarray],
     denoise: Denoiser,
     *,
     result: np.ndarray | None = None,
@@ -261,7 +261,36 @@ def detail_choice(
     noise ``1 + margin`` times the estimated variance: a noise level read a few percent
     low makes pure noise look like lost detail (measured on real W2S pairs: estimates
     0.88-1.02 times the true variance), and the margin keeps such noise out.
+
+    ``image`` may be a list of planes that share one setting (a stack's sample planes,
+    each with its own noise model; ``result`` and ``noise`` are then not given): for
+    each ``s``, ``alpha`` is the smallest of the planes' own, so that no plane's SURE
+    finds it harmful (a clean plane's choice would put noise back into a noisy one),
+    and ``s`` is the width of the lowest total.
     """
+    if isinstance(image, np.ndarray):
+        planes = [_detail_terms(image, denoise, result, noise, widths, margin, seed)]
+    else:
+        planes = [_detail_terms(im, denoise, None, None, widths, margin, seed) for im in image]
+    fixed = None if amount is None else float(np.clip(amount, 0.0, 1.0))
+    # (SURE change against h alone, alpha, width); a fixed alpha takes the best width
+    # even where h alone would be better.
+    best = (0.0, 0.0, 0.0) if fixed is None else (np.inf, fixed, float(widths[0]))
+    for k, width in enumerate(widths):
+        terms = [plane[k] for plane in planes if plane[k][1] > 0]  # (gain, |r|^2)
+        if not terms:
+            continue
+        alpha = fixed
+        if alpha is None:
+            alpha = min(float(np.clip(gain / rr, 0.0, 1.0)) for gain, rr in terms)
+        change = sum(alpha * alpha * rr - 2 * alpha * gain for gain, rr in terms)
+        if change < best[0]:
+            best = (change, alpha, float(width))
+    return best[1], best[2]
+
+
+def _detail_terms(image, denoise, result, noise, widths, margin, seed):
+    """``(gain, |r|^2)`` per width of :func:`detail_choice` for one plane."""
     y = np.asarray(image, np.float64)
     noise = estimate_noise_covariance(image) if noise is None else noise
     result = np.asarray(denoise(image) if result is None else result, np.float64)
@@ -269,19 +298,10 @@ def detail_choice(
     moved = np.asarray(denoise((image + EPSILON * z).astype(np.float32)), np.float64)
     response = (moved - result) / EPSILON  # J_h z
     scale = 1.0 + float(margin)
-    fixed = None if amount is None else float(np.clip(amount, 0.0, 1.0))
-    # (SURE change against h alone, alpha, width); a fixed alpha takes the best width
-    # even where h alone would be better.
-    best = (0.0, 0.0, 0.0) if fixed is None else (np.inf, fixed, float(widths[0]))
+    terms = []
     for width in widths:
         r = smooth(y - result, width)
         rr = float(np.sum(r * r))
-        if rr <= 0:
-            continue
         t = _trace_of_smoothing(noise, width) - float(np.sum(smooth(z, width) * response))
-        gain = float(np.sum(r * (y - result))) - scale * t
-        alpha = float(np.clip(gain / rr, 0.0, 1.0)) if fixed is None else fixed
-        change = alpha * alpha * rr - 2 * alpha * gain
-        if change < best[0]:
-            best = (change, alpha, float(width))
-    return best[1], best[2]
+        terms.append((float(np.sum(r * (y - result))) - scale * t, rr))
+    return terms

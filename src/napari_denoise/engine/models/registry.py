@@ -149,12 +149,13 @@ def choose_detail(
     smoothed, for this image: ``output + detail * G_width(input - output)`` with the
     ``(detail, width)`` of lowest estimated error (SURE under a noise ``1 + margin`` times
     the estimated one, :func:`~..denoise.selfcheck.detail_choice`) on the central crop of
-    the middle sample. A given ``amount`` or ``width`` is kept, the other chosen for it."""
+    each sample plane (a stack's planes share one setting: none may find it harmful).
+    A given ``amount`` or ``width`` is kept, the other chosen for it."""
     from ..denoise.calibrate import center_crop
     from ..denoise.selfcheck import detail_choice
 
-    plane = center_crop(np.asarray(samples[len(samples) // 2], np.float32), DETAIL_CROP)
-    if plane.ndim != 2 or min(plane.shape) < 32:
+    planes = [center_crop(np.asarray(s, np.float32), DETAIL_CROP) for s in samples]
+    if not planes or any(p.ndim != 2 or min(p.shape) < 32 for p in planes):
         return 0.0, 0.0
     fixed = {k: v for k, v in params.items() if k not in ("detail", "detail_width")}
 
@@ -167,7 +168,7 @@ def choose_detail(
         widths = tuple(float(w) for w in rule.get("widths", (0.0,)))
         widths = tuple(w for w in widths if w <= DETAIL_MAX_WIDTH) or (0.0,)
     margin = float(rule.get("margin", 0.0))
-    return detail_choice(plane, net, widths=widths, margin=margin, amount=amount)
+    return detail_choice(planes, net, widths=widths, margin=margin, amount=amount)
 
 
 def _auto(samples, params, *, card, card_path=None):
