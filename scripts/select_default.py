@@ -6,7 +6,7 @@ Every shipped model and the classical default (``gaussian``, automatic strength)
 denoises the 6 held-out W2S pairs (FOVs 009-010, whole 512 x 512 images; no shipped
 model trained on them), scored with range-invariant PSNR (W2S images were stretched to
 0-255 one by one). Each method runs as users get it: automatic parameters (for the
-default's card, its per-image blend with the input, chosen without ground truth) and the
+default's card, its per-image detail restoration, chosen without ground truth) and the
 CPU precision this machine's probe chooses (``NAPARI_DENOISE_PRECISION`` overrides it).
 If a model beats the classical default, the best one gets
 ``default_rank`` 1 in its card (and every other shipped card ``null``), so it becomes

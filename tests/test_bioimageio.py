@@ -105,6 +105,9 @@ def test_export_is_a_valid_0_5_package_with_the_size_rules_and_a_readme(exported
         assert "cover.png" in z.namelist()
     for words in ("## Validation", "W2S", "normalised units", "BSD-3-Clause", "doi:"):
         assert words in readme
+    # The package is the network alone; napari-denoise's default also puts detail back,
+    # so the README names the setting that matches the package (not the default's output).
+    assert "--param detail=0" in readme
     # the test input is a crop of the real shipped image, not a synthetic one
     size = test_input.shape[-1]
     np.testing.assert_array_equal(test_input[0, 0], center_crop(sample_image(), size))

@@ -54,6 +54,14 @@ BAD_FIELDS = [
     ({"inference": {"cpu_bf16": "no"}}, "cpu_bf16"),
     ({"tileable": "no"}, "tileable"),
     ({"whole_plane_max_pixels": 0}, "whole_plane_max_pixels"),
+    # the default's detail restoration rule: read at run time, so checked here
+    ({"detail": "yes"}, "detail"),
+    ({"detail": {"widths": ["a"]}}, "detail"),
+    ({"detail": {"widths": []}}, "detail"),
+    ({"detail": {"widths": [-1.0]}}, "detail"),
+    ({"detail": {"widths": [9.0]}}, "detail"),
+    ({"detail": {"margin": "0.2"}}, "detail"),
+    ({"detail": {"margin": -0.5}}, "detail"),
 ]
 
 
@@ -119,3 +127,12 @@ def test_a_valid_user_card_is_untouched_by_validation(user_card):
     method = nd.get_method("mine")
     assert method.available and method.default_rank is None
     assert np.isfinite(nd.denoise(np.random.default_rng(0).random((40, 40)), "mine")).all()
+
+
+def test_a_user_card_with_a_detail_rule_gets_the_detail_restoration(user_card):
+    _edit(user_card, detail={"widths": [0.0, 1.3], "margin": 0.2})
+    method = nd.get_method("mine")
+    assert {"detail", "detail_width"} <= {p.name for p in method.params}
+    image = np.random.default_rng(0).random((48, 48)).astype(np.float32)
+    out = nd.denoise(image, "mine", output_dtype="float32")
+    assert out.shape == image.shape and np.isfinite(out).all()

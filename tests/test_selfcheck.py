@@ -235,3 +235,74 @@ def test_detail_is_local_so_tiles_stay_as_the_network_makes_them(clean_whole):
             whole = restored
         else:  # the halo grows by the detail's reach (12 px): exact as the network alone
             assert np.max(np.abs(restored - whole)) < 3e-5  # 5e-5 with the network's halo
+
+
+def test_one_detail_setting_given_the_other_is_chosen_for_it(clean_whole):
+    """A width given alone gets the amount best for that width, not the amount chosen for
+    another width (on a clean image ``detail_width=0`` got the amount chosen for 0.9 px,
+    1.0: the noisy input itself came back); an amount given alone gets the width best
+    for that amount (it got a fixed 1.3 px whatever the image)."""
+    from napari_denoise.engine.denoise.pipeline import choose_params
+    from napari_denoise.engine.methods import get_method
+    from napari_denoise.engine.models.registry import choose_detail
+    from napari_denoise.engine.models.store import read_card
+
+    method = get_method("unet-fluo")
+    rule = read_card(method.model.card)["detail"]
+    noisy = np.clip(np.round(poisson_gaussian(clean_whole, 3000, seed=1)), 0, 255)
+    samples = [noisy.astype(np.float32)]
+
+    def chosen(**given):
+        params, _ = choose_params(method, method.resolve_params(given), samples)
+        return params
+
+    auto = chosen()
+    amount, width = auto["detail"], auto["detail_width"]
+    assert amount > 0.3  # the premise: a clean image gets detail back
+    # Either value given alone: the other one comes back as chosen with it.
+    assert chosen(detail=amount)["detail_width"] == width
+    assert chosen(detail_width=width)["detail"] == pytest.approx(amount, abs=1e-6)
+    # A width the rule did not choose: the amount of the rule restricted to that width.
+    other = min((w for w in rule["widths"] if w != width), key=lambda w: abs(w - 0.0))
+    fixed = {k: v for k, v in auto.items() if k not in ("detail", "detail_width")}
+    best, _ = choose_detail(
+        samples, fixed, card_path=method.model.card, rule={**rule, "widths": [other]}
+    )
+    assert abs(best - amount) > 0.05  # the premise: another width, another amount
+    given = chosen(detail_width=other)
+    assert given["detail_width"] == other
+    assert given["detail"] == pytest.approx(best, abs=1e-6)
+    # The network alone: no width to choose, none recorded.
+    assert chosen(detail=0.0)["detail_width"] == 0.0
+    # A noisy image with a width given: nothing put back, and the width stays as given.
+    noisy = np.clip(np.round(poisson_gaussian(clean_whole, 10, seed=1)), 0, 255)
+    samples = [noisy.astype(np.float32)]
+    given = chosen(detail_width=2.0)
+    assert (given["detail"], given["detail_width"]) == (0.0, 2.0)
+
+
+def test_a_stack_gets_no_detail_that_one_of_its_planes_would_refuse(clean_whole):
+    """One detail setting serves every plane of a channel. A stack whose middle plane is
+    clean and the others noisy (a Z-stack's focus, a bleaching time-lapse) got the middle
+    plane's choice, which put noise back into the noisy planes (twice the network's
+    squared error there); every sampled plane must now find the setting harmless, and a
+    stack of clean planes still gets its detail back."""
+    from napari_denoise.engine.denoise.pipeline import denoise_iter, drain
+
+    def plane(photons, seed):
+        noisy = np.clip(np.round(poisson_gaussian(clean_whole, photons, seed=seed)), 0, 255)
+        return noisy.astype(np.uint8)
+
+    def run(stack, **params):
+        kw = dict(axes="ZYX", output_dtype="float32", params=params)
+        return drain(denoise_iter(stack, "unet-fluo", **kw))
+
+    def err(out):
+        return float(np.mean((out - clean_whole) ** 2))
+
+    mixed = np.stack([plane(30, 1), plane(3000, 2), plane(30, 3)])
+    auto, net = run(mixed), run(mixed, detail=0.0)
+    for k in (0, 2):  # the noisy planes: no worse than the network alone
+        assert err(auto.data[k]) <= 1.01 * err(net.data[k])
+    clean = np.stack([plane(3000, 4), plane(3000, 5)])
+    assert run(clean).params["detail"] > 0.3

@@ -227,7 +227,13 @@ def _readme(card: dict, geometry: dict, citations: list[tuple[str, str]]) -> str
         "- Output: the denoised image in the same normalised units: 0 is the input's "
         f"{LOW_PERCENTILE}th percentile, 1 its {HIGH_PERCENTILE}th. To get the input's units, "
         "multiply by (p99.9 - p0.1) and add p0.1: that is what `napari-denoise denoise` "
-        "returns with this model.",
+        + (
+            "returns with this model and `--param detail=0` (by default napari-denoise "
+            "also puts back part of what the network removed, chosen per image; the "
+            "package holds the network alone)."
+            if card.get("detail")
+            else "returns with this model."
+        ),
         f"- Sizes: y and x are {geometry['min']} + n x {geometry['step']} pixels "
         f"(the network downsamples by {geometry['step']}); tiles need a halo of "
         f"{geometry['halo']} pixels per side to be seam-free (measured: tiled and whole "

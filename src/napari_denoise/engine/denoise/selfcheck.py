@@ -23,7 +23,7 @@ correlated, its autocovariance measured in the image's flattest tiles.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -198,6 +198,7 @@ def blend_weight(
 
 
 DETAIL_WIDTHS = (0.0, 0.9, 1.3, 2.0, 3.0)  # pixels; 0: the residual itself (a blend)
+DETAIL_MAX_WIDTH = 4.0  # pixels: reach 16 px (truncated at SMOOTH_TRUNCATE widths)
 SMOOTH_TRUNCATE = 4.0  # the Gaussian's radius in widths (3 px wide: 12 px, in any halo)
 
 
@@ -235,7 +236,7 @@ def _trace_of_smoothing(noise: NoiseCovariance, width: float) -> float:
 
 
 def detail_choice(
-    image: np.ndarray,
+    image: np.ndarray | Sequence[np.ndarray],
     denoise: Denoiser,
     *,
     result: np.ndarray | None = None,
@@ -243,10 +244,12 @@ def detail_choice(
     widths: tuple[float, ...] = DETAIL_WIDTHS,
     margin: float = 0.0,
     seed: int = 0,
+    amount: float | None = None,
 ) -> tuple[float, float]:
     """How much of the smoothed residual to put back into ``h(y)``, and how smoothed:
     the ``(alpha, s)`` with the lowest estimated error of ``h + alpha G_s(y - h)``,
-    ``alpha`` in [0, 1], ``s`` among ``widths``.
+    ``alpha`` in [0, 1], ``s`` among ``widths``. With ``amount`` given, ``alpha`` is that
+    and only ``s`` is chosen (the width of lowest estimated error for that ``alpha``).
 
     For one ``s``, with ``r = G_s(y - h)``, SURE is quadratic in ``alpha``::
 
@@ -258,7 +261,36 @@ def detail_choice(
     noise ``1 + margin`` times the estimated variance: a noise level read a few percent
     low makes pure noise look like lost detail (measured on real W2S pairs: estimates
     0.88-1.02 times the true variance), and the margin keeps such noise out.
+
+    ``image`` may be a list of planes that share one setting (a stack's sample planes,
+    each with its own noise model; ``result`` and ``noise`` are then not given): for
+    each ``s``, ``alpha`` is the smallest of the planes' own, so that no plane's SURE
+    finds it harmful (a clean plane's choice would put noise back into a noisy one),
+    and ``s`` is the width of the lowest total.
     """
+    if isinstance(image, np.ndarray):
+        planes = [_detail_terms(image, denoise, result, noise, widths, margin, seed)]
+    else:
+        planes = [_detail_terms(im, denoise, None, None, widths, margin, seed) for im in image]
+    fixed = None if amount is None else float(np.clip(amount, 0.0, 1.0))
+    # (SURE change against h alone, alpha, width); a fixed alpha takes the best width
+    # even where h alone would be better.
+    best = (0.0, 0.0, 0.0) if fixed is None else (np.inf, fixed, float(widths[0]))
+    for k, width in enumerate(widths):
+        terms = [plane[k] for plane in planes if plane[k][1] > 0]  # (gain, |r|^2)
+        if not terms:
+            continue
+        alpha = fixed
+        if alpha is None:
+            alpha = min(float(np.clip(gain / rr, 0.0, 1.0)) for gain, rr in terms)
+        change = sum(alpha * alpha * rr - 2 * alpha * gain for gain, rr in terms)
+        if change < best[0]:
+            best = (change, alpha, float(width))
+    return best[1], best[2]
+
+
+def _detail_terms(image, denoise, result, noise, widths, margin, seed):
+    """``(gain, |r|^2)`` per width of :func:`detail_choice` for one plane."""
     y = np.asarray(image, np.float64)
     noise = estimate_noise_covariance(image) if noise is None else noise
     result = np.asarray(denoise(image) if result is None else result, np.float64)
@@ -266,16 +298,10 @@ def detail_choice(
     moved = np.asarray(denoise((image + EPSILON * z).astype(np.float32)), np.float64)
     response = (moved - result) / EPSILON  # J_h z
     scale = 1.0 + float(margin)
-    best = (0.0, 0.0, 0.0)  # (SURE change against h alone, alpha, width)
+    terms = []
     for width in widths:
         r = smooth(y - result, width)
         rr = float(np.sum(r * r))
-        if rr <= 0:
-            continue
         t = _trace_of_smoothing(noise, width) - float(np.sum(smooth(z, width) * response))
-        gain = float(np.sum(r * (y - result))) - scale * t
-        alpha = float(np.clip(gain / rr, 0.0, 1.0))
-        change = alpha * alpha * rr - 2 * alpha * gain
-        if change < best[0]:
-            best = (change, alpha, float(width))
-    return best[1], best[2]
+        terms.append((float(np.sum(r * (y - result))) - scale * t, rr))
+    return terms

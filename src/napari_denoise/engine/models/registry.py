@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ModelFileError, ParameterError
-from ..denoise.selfcheck import put_back
+from ..denoise.selfcheck import DETAIL_MAX_WIDTH, put_back
 from ..device import DEVICE_LABELS, DEVICES
 from ..methods import (
     Method,
@@ -129,9 +129,6 @@ def _infer(
     return out
 
 
-DETAIL_MAX_WIDTH = 4.0  # px: reach 16 px (truncated at 4 widths)
-
-
 def _halo(params, *, network: int) -> int:
     """The tiles' halo: the network's, plus the reach of the detail put back (if any)."""
     from ..denoise.selfcheck import SMOOTH_TRUNCATE
@@ -145,26 +142,33 @@ def _halo(params, *, network: int) -> int:
 DETAIL_CROP = 512  # the detail restoration is chosen on the central crop of one sample plane
 
 
-def choose_detail(samples, params, *, card_path, rule) -> tuple[float, float]:
+def choose_detail(
+    samples, params, *, card_path, rule, amount=None, width=None
+) -> tuple[float, float]:
     """How much of the image's own detail to put back into the network's output, and how
     smoothed, for this image: ``output + detail * G_width(input - output)`` with the
     ``(detail, width)`` of lowest estimated error (SURE under a noise ``1 + margin`` times
     the estimated one, :func:`~..denoise.selfcheck.detail_choice`) on the central crop of
-    the middle sample."""
+    each sample plane (a stack's planes share one setting: none may find it harmful).
+    A given ``amount`` or ``width`` is kept, the other chosen for it."""
     from ..denoise.calibrate import center_crop
     from ..denoise.selfcheck import detail_choice
 
-    plane = center_crop(np.asarray(samples[len(samples) // 2], np.float32), DETAIL_CROP)
-    if plane.ndim != 2 or min(plane.shape) < 32:
+    planes = [center_crop(np.asarray(s, np.float32), DETAIL_CROP) for s in samples]
+    if not planes or any(p.ndim != 2 or min(p.shape) < 32 for p in planes):
         return 0.0, 0.0
     fixed = {k: v for k, v in params.items() if k not in ("detail", "detail_width")}
 
     def net(image):
         return _infer(image, card_path=card_path, **fixed)
 
-    widths = tuple(float(w) for w in rule.get("widths", (0.0,)))
-    widths = tuple(w for w in widths if w <= DETAIL_MAX_WIDTH) or (0.0,)
-    return detail_choice(plane, net, widths=widths, margin=float(rule.get("margin", 0.0)))
+    if width is not None:
+        widths = (min(float(width), DETAIL_MAX_WIDTH),)
+    else:
+        widths = tuple(float(w) for w in rule.get("widths", (0.0,)))
+        widths = tuple(w for w in widths if w <= DETAIL_MAX_WIDTH) or (0.0,)
+    margin = float(rule.get("margin", 0.0))
+    return detail_choice(planes, net, widths=widths, margin=margin, amount=amount)
 
 
 def _auto(samples, params, *, card, card_path=None):
@@ -203,14 +207,15 @@ def _auto(samples, params, *, card, card_path=None):
         )
     rule = card.get("detail")
     if rule and card_path is not None:
-        if params.get("detail") is None:
-            amount, width = choose_detail(samples, params, card_path=card_path, rule=rule)
-            params["detail"] = amount
-            if params.get("detail_width") is None:
-                params["detail_width"] = width
-        elif params.get("detail_width") is None:  # an amount given, no width: the middle one
-            widths = sorted(float(w) for w in rule.get("widths", (0.0,)))
-            params["detail_width"] = widths[len(widths) // 2]
+        amount, width = params.get("detail"), params.get("detail_width")
+        if amount is not None and float(amount) <= 0.0:  # the network alone: no width
+            params["detail_width"] = 0.0 if width is None else width
+        elif amount is None or width is None:  # what is not given is chosen for what is
+            best = choose_detail(
+                samples, params, card_path=card_path, rule=rule, amount=amount, width=width
+            )
+            params["detail"] = best[0] if amount is None else amount
+            params["detail_width"] = best[1] if width is None else width
     return params
 
 
@@ -313,7 +318,8 @@ def _method_for(card_path: Path) -> Method:
                 float,
                 None,
                 "Blur width of the detail put back (0: unsmoothed, like mixing in the "
-                f"input; auto: chosen with it; at most {DETAIL_MAX_WIDTH:g})",
+                "input; auto: chosen per image with the share, or for the share given; "
+                f"at most {DETAIL_MAX_WIDTH:g})",
                 0.0,
                 DETAIL_MAX_WIDTH,
                 label="Detail blur (pixels)",

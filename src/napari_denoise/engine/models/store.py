@@ -220,6 +220,33 @@ def card_problems(card: Mapping[str, Any]) -> list[str]:
     inference = card.get("inference")
     if isinstance(inference, dict) and not isinstance(inference.get("cpu_bf16", False), bool):
         problems.append("'inference.cpu_bf16' must be true or false")
+    problems += _detail_problems(card.get("detail"))
+    return problems
+
+
+def _detail_problems(rule: Any) -> list[str]:
+    """What is wrong with a card's detail restoration rule (``"detail"``, read when the
+    model runs: :func:`~.registry.choose_detail`)."""
+    from ..denoise.selfcheck import DETAIL_MAX_WIDTH
+
+    if rule is None:
+        return []
+    if not isinstance(rule, dict):
+        return [f"'detail' must be a JSON object, not {json.dumps(rule)[:40]}"]
+    problems = []
+    widths = rule.get("widths", [0.0])
+    if not (
+        isinstance(widths, list)
+        and widths
+        and all(_is_number(w) and 0 <= w <= DETAIL_MAX_WIDTH for w in widths)
+    ):
+        problems.append(
+            f"'detail.widths' must be a non-empty list of widths from 0 to "
+            f"{DETAIL_MAX_WIDTH:g} pixels, not {json.dumps(widths)[:40]}"
+        )
+    margin = rule.get("margin", 0.0)
+    if not (_is_number(margin) and margin >= 0):
+        problems.append(f"'detail.margin' must be a number >= 0, not {json.dumps(margin)[:20]}")
     return problems
 
 
