@@ -256,3 +256,37 @@ def test_the_result_layer_is_drawn_in_a_later_turn_than_it_is_added(
     gated.release.set()
     qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
     assert layer.visible and results(viewer) == [layer]
+
+
+def test_a_result_file_goes_with_its_layer_after_the_widget_is_closed(
+    make_napari_viewer, qtbot, tiny_memory
+):
+    from qtpy.QtWidgets import QApplication
+
+    viewer = make_napari_viewer()
+    stack(viewer)
+    widget = DenoiseWidget(viewer)
+    widget.picker.set_method("gaussian")
+    assert widget.run()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
+    (layer,) = results(viewer)
+    path = Path(layer.metadata["result_file"])
+    assert path.is_file()
+    widget.close()
+    widget.deleteLater()  # the dock closed: the widget and its connections are gone
+    QApplication.processEvents()
+    qtbot.wait(50)
+    viewer.layers.remove(layer)
+    assert not path.exists()  # not left in the user's cache folder for ever
+
+
+def test_only_files_in_the_results_folder_are_removed_with_a_layer(
+    make_napari_viewer, tiny_memory, tmp_path_factory
+):
+    viewer = make_napari_viewer()
+    DenoiseWidget(viewer)
+    mine = tmp_path_factory.mktemp("user") / "mine.npy"  # a user's file, named in metadata
+    np.save(mine, np.zeros((2, 2)))
+    layer = viewer.add_image(np.zeros((2, 2)), name="x", metadata={"result_file": str(mine)})
+    viewer.layers.remove(layer)
+    assert mine.exists()

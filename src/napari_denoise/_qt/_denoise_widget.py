@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
 from ..errors import DenoiseError, InputError
 from ._command import as_command, as_python
 from ._compact import Collapsible, DockTabs, Summary, narrow, scrolling
-from ._fill import RESULT_FILE_KEY, Refresher, remove_file
+from ._fill import RESULT_FILE_KEY, Refresher, forget_result_file, remove_file
 from ._layer_combo import ImageLayerChecklist, ImageLayerCombo
 from ._layer_roles import made_here
 from ._layers import previews_of, result_kwargs, result_name, save_layer
@@ -183,6 +183,9 @@ class DenoiseWidget(DockTabs, QWidget):
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.runner.cancel)
         napari_viewer.layers.events.removed.connect(self._on_layer_removed)
+        # Not tied to this widget: a result's file goes with its layer even after the
+        # widget is closed (connected once per viewer: the same function).
+        napari_viewer.layers.events.removed.connect(forget_result_file)
         # Not self: the slot must work while the widget is destroyed.
         runner, filling, removed = self.runner, self._filling, self._on_layer_removed
         self.destroyed.connect(lambda *_: _teardown(napari_viewer, runner, removed, filling))

@@ -151,6 +151,22 @@ def remove_file(path: str | None) -> None:
             pass
 
 
+def forget_result_file(event) -> None:
+    """On a layer's removal from the viewer: delete the file behind it if this plugin wrote
+    it (a ``.npy`` in :func:`results_dir` named in the layer's metadata; never a file
+    elsewhere, whatever the metadata says)."""
+    metadata = getattr(event.value, "metadata", None) or {}
+    path = metadata.get(RESULT_FILE_KEY)
+    if not path:
+        return
+    try:
+        inside = Path(path).resolve().parent == results_dir().resolve()
+    except (OSError, RuntimeError, TypeError):
+        return
+    if inside and str(path).endswith(".npy"):
+        remove_file(path)
+
+
 class Refresher:
     """Redraws a filling layer at most every :data:`REFRESH_INTERVAL` seconds, and always
     once after the last request (a slow next plane must not hide a finished one)."""
