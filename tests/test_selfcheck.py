@@ -363,3 +363,18 @@ def test_the_detail_floor_keeps_photon_counting_noise(clean):
     noisy = (10.0 * rng.poisson(truth / 10.0)).astype(np.float32)
     energy = selfcheck._finest_detail_energy(noisy)
     assert energy == pytest.approx(np.mean((noisy - truth) ** 2), rel=0.2)
+
+
+def test_a_black_plane_has_no_noise_and_does_not_veto_a_stack(clean):
+    """An all-zero plane (a dark frame) read its noise as NaN, and a stack sampled with one
+    silently got no detail back at all."""
+    black = np.zeros((128, 128), np.float32)
+    assert np.isfinite(selfcheck.estimate_noise_covariance(black).variance).all()
+    noisy = poisson_gaussian(clean, photons=2000)
+
+    def lifted(im):  # a denoiser whose output is not exactly 0 on a black plane
+        return blur(3.0)(im) + 0.01
+
+    alone = selfcheck.detail_choice([noisy], lifted, margin=0.2)
+    assert alone[0] > 0.3  # the premise: this plane gets detail back
+    assert selfcheck.detail_choice([black, noisy], lifted, margin=0.2) == alone
