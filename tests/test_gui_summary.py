@@ -1,0 +1,54 @@
+"""The method's description folded to its first sentence (``_compact.Summary``)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("qtpy")
+pytestmark = pytest.mark.gui
+
+from napari_denoise._qt._compact import Summary  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "text,first",
+    [
+        (
+            "Plain residual CNN (DnCNN, Zhang et al. 2017): 17 layers. Blind; shorter training.",
+            "Plain residual CNN (DnCNN, Zhang et al. 2017): 17 layers.",
+        ),
+        ("Averages similar patches (Buades et al. 2005); strength from the noise.", None),
+        ("Keeps small spots, e.g. beads, sharp. Slower.", "Keeps small spots, e.g. beads, sharp."),
+        ("A halo of approx. 3 px is added. Slower.", "A halo of approx. 3 px is added."),
+        ("Fast (see Fig. 2 for the error). Slower on GPUs.", "Fast (see Fig. 2 for the error)."),
+        ("One sentence without an end", None),
+        ("", None),
+    ],
+)
+def test_the_first_sentence_is_not_cut_at_an_abbreviation(qtbot, text, first):
+    """'Zhang et al.' ended the first "sentence" inside its parentheses: the label showed
+    'Plain residual CNN (DnCNN, Zhang et al.' and a More link."""
+    label = Summary()
+    qtbot.addWidget(label)
+    label.set_description(text)
+    assert label.plain_text() == (text if first is None else first)
+    assert ("More" in label.text()) == (first is not None)
+
+
+def test_no_shipped_description_is_cut_inside_parentheses(qtbot):
+    from napari_denoise.engine.methods import list_methods
+
+    label = Summary()
+    qtbot.addWidget(label)
+    for method in list_methods():
+        label.set_description(method.description)
+        shown = label.plain_text()
+        assert shown.count("(") == shown.count(")"), (method.name, shown)
+
+
+def test_html_characters_are_shown_as_written(qtbot):
+    label = Summary()
+    qtbot.addWidget(label)
+    label.set_description("Noise < 5 & <b>bold</b>. The rest.")
+    assert label.plain_text() == "Noise < 5 & <b>bold</b>."
+    assert "&lt;b&gt;" in label.text() and "&amp;" in label.text()
