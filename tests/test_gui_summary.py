@@ -7,6 +7,8 @@ import pytest
 pytest.importorskip("qtpy")
 pytestmark = pytest.mark.gui
 
+from qtpy.QtCore import Qt  # noqa: E402
+
 from napari_denoise._qt._compact import Summary  # noqa: E402
 
 
@@ -52,3 +54,22 @@ def test_html_characters_are_shown_as_written(qtbot):
     label.set_description("Noise < 5 & <b>bold</b>. The rest.")
     assert label.plain_text() == "Noise < 5 & <b>bold</b>."
     assert "&lt;b&gt;" in label.text() and "&amp;" in label.text()
+
+
+def test_more_is_reachable_from_the_keyboard(qtbot):
+    """A QLabel's links take only the mouse unless told otherwise: a keyboard user could
+    not unfold the description."""
+    label = Summary()
+    qtbot.addWidget(label)
+    label.set_description("First sentence here. The rest of the description.")
+    label.show()
+    qtbot.waitExposed(label)
+    assert label.focusPolicy() & Qt.FocusPolicy.TabFocus
+    label.setFocus()
+    qtbot.keyClick(label, Qt.Key.Key_Tab)  # onto the link
+    qtbot.keyClick(label, Qt.Key.Key_Return)
+    assert label.is_open()
+    label.set_description("Nothing to unfold.")  # no link: no stop on the way
+    assert label.focusPolicy() == Qt.FocusPolicy.NoFocus
+    label.set_description("Folds again. The rest.")
+    assert label.focusPolicy() & Qt.FocusPolicy.TabFocus and not label.is_open()

@@ -236,7 +236,14 @@ class Summary(QLabel):
 
     def set_open(self, shown: bool) -> None:
         self._open = bool(shown)
-        if self._first == self._full:
+        folds = self._first != self._full
+        # Tab reaches the link (Enter follows it) only where there is one.
+        flags = Qt.TextInteractionFlag.LinksAccessibleByMouse
+        if folds:
+            flags |= Qt.TextInteractionFlag.LinksAccessibleByKeyboard
+        self.setTextInteractionFlags(flags)
+        if not folds:
+            self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             self.setText(html.escape(self._full))
             return
         body, link = (self._full, self.LESS) if self._open else (self._first, self.MORE)
