@@ -268,3 +268,45 @@ def test_training_yields_the_cores_to_the_gui_thread_and_leaves_napari_pool_alon
         with qtbot.waitSignal(worker.finished, timeout=10_000):
             worker.start()
     assert later == [gui] * 3
+
+
+@pytest.mark.gui
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sched_setaffinity is Linux's")
+def test_a_denoising_job_is_not_queued_behind_a_training_on_one_core(
+    make_napari_viewer, qtbot, monkeypatch
+):
+    """Training and denoising share our pool; Qt sizes a pool to the cores, so on a
+    one-core machine a Denoise run waited, silently, for the whole training to end."""
+    import os
+    import threading
+
+    from napari.qt.threading import create_worker
+
+    from napari_denoise._qt import _runner, _train_job
+
+    make_napari_viewer()
+    release, done = threading.Event(), []
+
+    def fake_steps(job, stop):
+        while not (release.is_set() or stop()):
+            yield "tick"
+            release.wait(0.05)
+        return "trained"
+
+    monkeypatch.setattr(_train_job, "train_steps", fake_steps)
+    monkeypatch.setattr(_runner, "_pool", [])  # a pool made on the machine below
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cores)})  # a one-core machine, as Qt sees it
+    try:
+        runner = _train_job.TrainRunner(on_done=done.append, on_failed=done.append)
+        assert runner.start(_train_job.TrainJob(spec={}, noisy=np.zeros((8, 8))))
+        worker = create_worker(lambda: "denoised")
+        worker.returned.connect(done.append)
+        with qtbot.waitSignal(worker.finished, timeout=5_000):
+            _runner.start_worker(worker)
+        assert done == ["denoised"] and runner.busy  # while the training still runs
+    finally:
+        os.sched_setaffinity(0, cores)
+        release.set()
+        qtbot.waitUntil(lambda: not runner.busy, timeout=30_000)
+    assert done == ["denoised", "trained"]

@@ -176,3 +176,14 @@ def test_degenerate_fit_falls_back_to_a_gaussian_estimate(shared_data):
     )[0]
     model = N.estimate_noise_model(frame)
     assert model.variance(np.median(frame)) > 0
+
+
+@pytest.mark.parametrize("method", ["tv", "drunet-fluo"])
+def test_a_black_frame_has_no_noise_and_denoises_to_a_finite_image(method):
+    """scikit-image reads only non-zero detail coefficients: a black frame was NaN noise,
+    and methods set by the noise level returned an image of NaN."""
+    import napari_denoise as nd
+
+    black = np.zeros((64, 64), np.float32)
+    assert N.estimate_sigma(black) == 0.0
+    assert np.isfinite(nd.denoise(black, method)).all()

@@ -185,6 +185,33 @@ class FittingCombo(QComboBox):
         painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
 
 
+# Words whose full stop ends no sentence (the next word may still be capitalised).
+_ABBREVIATION = re.compile(
+    r"(?:^|[\s(\[])(?:e\.g|i\.e|et al|cf|vs|approx|fig|eq|no|resp|dr)\.$", re.I
+)
+
+
+def first_sentence(text: str) -> str:
+    """``text`` up to the end of its first sentence: a ``.``, ``!`` or ``?`` outside
+    brackets, before a capital, and not an abbreviation's (``Zhang et al. 2017``,
+    ``e.g. Beads``, ``approx. 3 px`` end none); all of ``text`` if it has one sentence."""
+    depth = 0
+    for i, char in enumerate(text):
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth = max(depth - 1, 0)
+        elif char in ".!?" and depth == 0:
+            after = text[i + 1 :]
+            start = after.lstrip(" \t\n\"'([")
+            if len(start) == len(after) or not start[:1].isupper():
+                continue
+            if char == "." and _ABBREVIATION.search(text[: i + 1]):
+                continue
+            return text[: i + 1]
+    return text
+
+
 class Summary(QLabel):
     """A description shown by its first sentence, with a "More" link that unfolds the
     rest in place (and "Less" that folds it again); the whole text is the tooltip. A long
@@ -203,14 +230,20 @@ class Summary(QLabel):
 
     def set_description(self, text: str) -> None:
         self._full = text.strip()
-        match = re.match(r"(.+?[.!?])\s+\S", self._full, flags=re.S)
-        self._first = match.group(1) if match else self._full
+        self._first = first_sentence(self._full)
         self.setToolTip(self._full if self._first != self._full else "")
         self.set_open(False)
 
     def set_open(self, shown: bool) -> None:
         self._open = bool(shown)
-        if self._first == self._full:
+        folds = self._first != self._full
+        # Tab reaches the link (Enter follows it) only where there is one.
+        flags = Qt.TextInteractionFlag.LinksAccessibleByMouse
+        if folds:
+            flags |= Qt.TextInteractionFlag.LinksAccessibleByKeyboard
+        self.setTextInteractionFlags(flags)
+        if not folds:
+            self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             self.setText(html.escape(self._full))
             return
         body, link = (self._full, self.LESS) if self._open else (self._first, self.MORE)

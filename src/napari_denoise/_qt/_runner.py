@@ -114,6 +114,8 @@ class BatchDone:
 
 
 BATCH_EVENTS = (Started, Filled, Begun, Landed, Skipped)
+# Runners that may each run one job at once: Denoise, Train and Train's denoising after it.
+POOL_THREADS = 3
 _pool: list[QThreadPool] = []
 _running: set = set()  # the workers started on it, kept alive until they finish
 
@@ -123,7 +125,9 @@ def worker_pool() -> QThreadPool:
 
     A job lowers its thread's priority (:func:`~._warm.lower_priority`) and a thread keeps
     it, so on napari's pool every later job (napari's histogram, other plugins, Save,
-    training) would run at that priority too.
+    training) would run at that priority too. Training runs here as well, so the pool has
+    a thread for every runner that may be busy at once: Qt sizes a pool to the cores, and
+    on one core a Denoise run waited for the whole training to end.
     """
     if _pool:
         try:
@@ -131,7 +135,9 @@ def worker_pool() -> QThreadPool:
             return _pool[0]
         except RuntimeError:  # deleted with the application it belonged to
             _pool.clear()
-    _pool.append(QThreadPool(QCoreApplication.instance()))
+    pool = QThreadPool(QCoreApplication.instance())
+    pool.setMaxThreadCount(max(pool.maxThreadCount(), POOL_THREADS))
+    _pool.append(pool)
     return _pool[0]
 
 

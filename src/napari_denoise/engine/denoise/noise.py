@@ -162,7 +162,21 @@ def estimate_sigma(image) -> float:
     arr = _as_float(image, min_ndim=2)
     if min(arr.shape[-2:]) < 8:
         raise InputError(f"image is too small to estimate noise: shape {arr.shape}.")
-    return float(np.median([_sk_estimate_sigma(p) for p in _yx_slices(arr, max_slices=32)]))
+    sigmas = [_plane_sigma(p, _sk_estimate_sigma) for p in _yx_slices(arr, max_slices=32)]
+    return float(np.median(sigmas))
+
+
+def _plane_sigma(plane: np.ndarray, sk_estimate_sigma) -> float:
+    """scikit-image's estimate on one plane; 0 where it has no non-zero finest detail
+    (a black or constant frame: scikit-image reads only non-zero coefficients, so NaN)."""
+    import warnings
+
+    if not np.any(plane != plane.flat[0]):
+        return 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "mean of empty slice"
+        sigma = float(sk_estimate_sigma(plane))
+    return sigma if np.isfinite(sigma) else 0.0
 
 
 _WAVELET = "db3"  # orthonormal; its details vanish on quadratic trends (little leakage)
