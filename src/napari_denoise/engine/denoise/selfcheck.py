@@ -119,6 +119,8 @@ def estimate_noise_covariance(image: np.ndarray) -> NoiseCovariance:
 
 CHI2_1_Q75 = 1.323304  # upper quartile of a chi-square with one degree of freedom
 DETAIL_OUTLIER = 100.0  # times the local noise energy: structure, far beyond any noise
+DETAIL_CELL = 8  # blocks per side of the cells the local noise energy is read in
+UPPER_QUARTILE = (47, 48)  # ranks around the upper quartile of DETAIL_CELL**2 = 64 values
 
 
 def _finest_detail_energy(image: np.ndarray) -> float:
@@ -127,14 +129,22 @@ def _finest_detail_energy(image: np.ndarray) -> float:
     A few blocks on sharp structure (bright sub-resolution spots, a diagonal edge) hold
     far more energy than noise could, and the mean is not robust: 60 beads on a W2S crop
     read the noise 8 times too high. Such a block counts with the local noise energy
-    instead (from the upper quartile of the 7 x 7 blocks around it: a median is 0 where
-    most blocks see no photon), so noise alone gives the plain mean.
+    instead: the upper quartile of the 8 x 8 cell of blocks it lies in (a median is 0
+    where most blocks see no photon; cells, not a sliding window: a few ms instead of 40
+    on a 512 x 512 crop), so noise alone gives the plain mean.
     """
-    from scipy.ndimage import percentile_filter
-
     y = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2].astype(np.float64)
     energy = ((y[0::2, 0::2] - y[0::2, 1::2] - y[1::2, 0::2] + y[1::2, 1::2]) / 2) ** 2
-    local = percentile_filter(energy, 75, size=7, mode="reflect") / CHI2_1_Q75
+    ny, nx = energy.shape
+    c = DETAIL_CELL
+    padded = np.pad(
+        energy, ((0, -ny % c), (0, -nx % c)), mode="reflect" if min(ny, nx) > c else "edge"
+    )
+    cells = padded.reshape(padded.shape[0] // c, c, padded.shape[1] // c, c).swapaxes(1, 2)
+    ranked = np.partition(cells.reshape(*cells.shape[:2], c * c), UPPER_QUARTILE, axis=-1)
+    low, high = (ranked[..., k] for k in UPPER_QUARTILE)  # np.percentile's interpolation
+    q75 = (low + (0.75 * (c * c - 1) - UPPER_QUARTILE[0]) * (high - low)) / CHI2_1_Q75
+    local = np.repeat(np.repeat(q75, c, axis=0), c, axis=1)[:ny, :nx]
     local = np.where(local > 0, local, float(np.mean(energy)))
     return float(np.mean(np.where(energy > DETAIL_OUTLIER * local, local, energy)))
 
