@@ -121,3 +121,18 @@ def test_the_results_list_follows_renames_and_keeps_what_was_unticked(make_napar
     assert [ly.name for ly in widget.results.checked()] == ["a (unet)"]
     widget.results.refresh()  # a later rebuild still remembers the untick, under the new name
     assert [ly.name for ly in widget.results.checked()] == ["a (unet)"]
+
+
+def test_a_new_layer_with_an_unticked_layers_name_starts_ticked(make_napari_viewer):
+    # The list remembers ticks by layer, not by name: a result deleted after being
+    # unticked, then made again under the same name, is a new layer in the starting state.
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((32, 32), np.uint8), name="gt")
+    viewer.add_image(np.zeros((32, 32), np.uint8), name="a")
+    widget = CompareWidget(viewer)
+    widget.gt.set_layer(viewer.layers["gt"])
+    widget.results.item(0).setCheckState(Qt.CheckState.Unchecked)
+    assert widget.results.checked() == []
+    viewer.layers.remove(viewer.layers["a"])
+    viewer.add_image(np.ones((32, 32), np.uint8), name="a")
+    assert [ly.name for ly in widget.results.checked()] == ["a"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 from napari.layers import Image
@@ -120,7 +121,9 @@ class ImageLayerChecklist(QListWidget):
         self._accept = accept or (lambda layer: True)
         self._ticked = ticked
         self._layers: list = []
-        self._flipped: set[str] = set()  # names not in the starting state, by name
+        # Layers not in the starting state (by layer, not name: a new layer under a deleted
+        # one's name starts afresh; weak: a deleted layer is not kept alive by this list).
+        self._flipped: weakref.WeakSet = weakref.WeakSet()
         self.itemChanged.connect(self._remember)
         self.itemChanged.connect(lambda *_: self.changed.emit())
         events = viewer.layers.events
@@ -163,7 +166,7 @@ class ImageLayerChecklist(QListWidget):
         for layer in self._layers:
             item = QListWidgetItem(layer.name)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            on = self._ticked != (layer.name in self._flipped)
+            on = self._ticked != (layer in self._flipped)
             item.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
             self.addItem(item)
         self.blockSignals(False)
@@ -175,15 +178,16 @@ class ImageLayerChecklist(QListWidget):
         if layer not in self._layers:
             return
         item = self.item(self._layers.index(layer))
-        if item.text() in self._flipped:  # a flipped layer stays flipped
-            self._flipped.discard(item.text())
-            self._flipped.add(layer.name)
         self.blockSignals(True)
         item.setText(layer.name)
         self.blockSignals(False)
 
     def _remember(self, item) -> None:
+        row = self.row(item)
+        if not 0 <= row < len(self._layers):
+            return
+        layer = self._layers[row]
         if (item.checkState() == Qt.CheckState.Checked) == self._ticked:
-            self._flipped.discard(item.text())
+            self._flipped.discard(layer)
         else:
-            self._flipped.add(item.text())
+            self._flipped.add(layer)
