@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,13 @@ def _progress_printer():
         pct = int(100 * tick.fraction)
         if pct != last["pct"]:
             last["pct"] = pct
-            print(f"\r  {pct:3d}% {tick.message[:60]:<60}", end="", file=sys.stderr, flush=True)
+            # As wide as the terminal (COLUMNS, else the real one), less the "  100% " in
+            # front and one column so that the cursor does not wrap; a cut message says so.
+            room = max(10, shutil.get_terminal_size().columns - 8)
+            text = tick.message
+            if len(text) > room:
+                text = text[: room - 1].rstrip() + "…"
+            print(f"\r  {pct:3d}% {text:<{room}}", end="", file=sys.stderr, flush=True)
 
     return show
 
