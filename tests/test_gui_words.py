@@ -13,10 +13,23 @@ from napari_denoise._qt._words import plain
 
 
 def test_plain_numbers():
-    assert plain(12345.6) == "12300"
+    assert plain(12345.6) == "12346"  # the whole part kept (see the next test)
     assert plain(0.000123456) == "0.000123"
     assert plain(1.5) == "1.5"
     assert plain(True) == "on" and plain(7) == "7"
+
+
+def test_a_large_value_keeps_its_whole_part():
+    """A 16-bit image's White level chosen as 4095 was reported as 'White level = 4100' in
+    the status line while the form showed 4095.000: the digits before the point stay."""
+    from napari_denoise._qt._words import labelled_value
+    from napari_denoise.engine.methods import get_method
+
+    white = get_method("unet-fluo").param("norm_high")
+    assert labelled_value(white, 4095.0) == "White level = 4095"
+    assert plain(36842.629) == "36843"
+    assert plain(-4095.4) == "-4095"
+    assert plain(221.0) == "221" and plain(0.306745) == "0.307" and plain(999.6) == "1000"
 
 
 def test_the_training_plot_axes_never_use_e_notation():

@@ -19,14 +19,21 @@ LABEL_CHARS = 40
 
 
 def plain(value, digits: int = 3) -> str:
-    """``value`` with ``digits`` significant digits, without e-notation; True/False as on/off."""
+    """``value`` with ``digits`` significant digits, without e-notation; True/False as on/off.
+
+    The whole part is never rounded away: 4095.0 is '4095', not '4100' (a 16-bit image's
+    White level, shown beside a form that says 4095.000).
+    """
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, int | np.integer):
         return str(int(value))
     if isinstance(value, float | np.floating):
+        value = float(value)
+        if abs(value) >= 10**digits:  # more whole digits than ``digits``: keep them all
+            return np.format_float_positional(value, precision=0, unique=False, trim="-")
         return np.format_float_positional(
-            float(value), precision=digits, unique=False, fractional=False, trim="-"
+            value, precision=digits, unique=False, fractional=False, trim="-"
         )
     return str(value)
 
