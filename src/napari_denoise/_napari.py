@@ -120,13 +120,13 @@ def sample_fmd_pair() -> list[tuple]:
     noisy = read_image(SAMPLES / "fmd_confocal_mice_noisy.png")
     gt = read_image(SAMPLES / "fmd_confocal_mice_gt.png")
     info = "FMD test_mix, Confocal_MICE_1 (Zhang et al., CVPR 2019); see sample_data/README.md"
+
+    def meta(image) -> dict:  # the file too, as for any opened file (Copy as command, Save)
+        return {"axes": "YX", "source": info, "source_path": str(image.path)}
+
     return [
-        (
-            gt.data,
-            {"name": "ground truth (FMD)", "metadata": {"axes": "YX", "source": info}},
-            "image",
-        ),
-        (noisy.data, {"name": "noisy (FMD)", "metadata": {"axes": "YX", "source": info}}, "image"),
+        (gt.data, {"name": "ground truth (FMD)", "metadata": meta(gt)}, "image"),
+        (noisy.data, {"name": "noisy (FMD)", "metadata": meta(noisy)}, "image"),
     ]
 
 
