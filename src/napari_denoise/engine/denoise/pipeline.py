@@ -410,12 +410,15 @@ def _spatial(value: int, block_shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Plain Python values; floats to 9 significant digits (enough to give a float32 value
+    back exactly), not to a number of decimals: an image in small units (a black level of
+    4e-8) must not be reported as 0, so that the reported parameters reproduce the run."""
     out = {}
     for k, v in params.items():
         if isinstance(v, np.generic):
             v = v.item()
-        if isinstance(v, float):
-            v = round(v, 6)
+        if isinstance(v, float) and np.isfinite(v):
+            v = float(f"{v:.9g}")
         out[k] = v
     return out
 
