@@ -97,11 +97,14 @@ def estimate_noise_covariance(image: np.ndarray) -> NoiseCovariance:
     except InputError:  # a thin stripe: too few pixels for a signal-dependent model
         a, b = 0.0, float(estimate_sigma(plane)) ** 2
     variance = a * gaussian_filter(image, 1.0).astype(np.float64) + b
-    floor = max(1e-6 * float(np.ptp(image)) ** 2, 1e-12)
+    # Floors relative to the image's range, never absolute: an image in tiny units (a
+    # noise variance of 1e-13) is the same image as in grey levels.
+    unit = float(np.ptp(image)) ** 2 or 1e-6  # a flat image: the floors as they were
+    floor = 1e-6 * unit
     block = min(32, min(plane.shape) // 2 * 2)  # a thin stripe: tiles as tall as it
     cov = noise_covariance(plane, radius=CORRELATION_RADIUS, block=block)
     r = CORRELATION_RADIUS
-    rho = cov / max(cov[r, r], 1e-12)
+    rho = cov / max(cov[r, r], 1e-12 * unit)
     # Energy of the finest diagonal Haar detail relative to the pixel variance (1 for
     # independent noise): what the finest-scale fit saw of each pixel's noise.
     fine = 1 - rho[r, r + 1] - rho[r + 1, r] + (rho[r + 1, r + 1] + rho[r + 1, r - 1]) / 2
@@ -111,7 +114,7 @@ def estimate_noise_covariance(image: np.ndarray) -> NoiseCovariance:
     # frames) is a floor for the fit: a noise read low makes SURE take noise for detail.
     # The fit reads correlated noise low (by 15% on the hela proxy's widefield regime), and
     # on small, dim frames with a black level it sometimes read a third of the truth.
-    scale = max(_finest_detail_energy(image) / max(float(np.mean(variance)), 1e-12), 1.0)
+    scale = max(_finest_detail_energy(image) / max(float(np.mean(variance)), 1e-12 * unit), 1.0)
     if ratio < CORRELATED_RATIO:
         return NoiseCovariance(np.maximum(variance * scale, floor))
     return NoiseCovariance(np.maximum(variance * scale * ratio, floor), rho)
