@@ -290,3 +290,18 @@ def test_only_files_in_the_results_folder_are_removed_with_a_layer(
     layer = viewer.add_image(np.zeros((2, 2)), name="x", metadata={"result_file": str(mine)})
     viewer.layers.remove(layer)
     assert mine.exists()
+
+
+def test_the_status_of_a_file_backed_result_reads_as_sentences(
+    make_napari_viewer, qtbot, tiny_memory
+):
+    viewer = make_napari_viewer()
+    stack(viewer)
+    widget = DenoiseWidget(viewer)
+    widget.picker.set_method("gaussian")
+    assert widget.run()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
+    text = widget.status.text()
+    # '... Blur width = 1.2 px (chosen automatically). It is kept in ...': a full stop
+    # between the chosen values and the file's sentence.
+    assert "(chosen automatically). It is kept in " in text, text

@@ -405,10 +405,11 @@ class DenoiseWidget(DockTabs, QWidget):
         run = {k: task[k] for k in ("method", "params", "axes", "tile", "device")}
         self._runs.append((new, {**run, "input_path": task["path"], "channel": task["channel"]}))
         self.compare.set_pair(layer, new)
-        done = f"Done in {result.seconds:.1f} s → layer '{new.name}'. {chosen}"
-        if file:
-            done += f" It is kept in {file} (too big for memory) until the layer is deleted."
-        self.status.setText(done.strip())
+        done = f"Done in {result.seconds:.1f} s → layer '{new.name}'. {chosen}".strip()
+        if file:  # a sentence of its own, after the chosen values' full stop
+            done += ("." if chosen else "") + f" It is kept in {file} (too big for memory)"
+            done += " until the layer is deleted."
+        self.status.setText(done)
 
     def _on_done(self, outcome) -> None:
         if isinstance(outcome, BatchDone):
