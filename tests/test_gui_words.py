@@ -203,3 +203,35 @@ def test_an_automatic_value_says_where_it_will_come_from(qtbot):
     assert box.specialValueText() == "from the image" and box.text() == "from the image"
     form.control("h").set_value(2.0)
     assert box.text() != "from the image"
+
+
+def test_taking_detail_off_auto_starts_from_the_network_alone(qtbot):
+    # Before any run, unticking 'auto' started 'Detail put back' at 1: all of what the
+    # network removed, i.e. (at blur 0) the noisy input itself.
+    from napari_denoise._qt._params import ParamForm
+    from napari_denoise.engine.methods import get_method
+
+    form = ParamForm()
+    qtbot.addWidget(form)
+    form.set_method(get_method("unet-fluo"))
+    form.control("detail").auto.setChecked(False)
+    form.control("detail_width").auto.setChecked(False)
+    assert form.values()["detail"] == 0.0
+    assert form.values()["detail_width"] == pytest.approx(1.3)
+    form.set_method(get_method("nlm"))  # a parameter without a starting point: 1
+    form.control("h").auto.setChecked(False)
+    assert form.values()["h"] == 1.0
+
+
+def test_the_status_does_not_report_the_blur_of_detail_not_put_back(qtbot):
+    from napari_denoise._qt._denoise_widget import _chosen
+    from napari_denoise._qt._params import ParamForm
+    from napari_denoise.engine.methods import get_method
+
+    form = ParamForm()
+    qtbot.addWidget(form)
+    form.set_method(get_method("unet-fluo"))
+    none_back = _chosen({"detail": 0.0, "detail_width": 0.0, "norm_low": 3.0}, form)
+    assert "Detail put back = 0" in none_back and "Detail blur" not in none_back
+    some_back = _chosen({"detail": 0.31, "detail_width": 1.3, "norm_low": 3.0}, form)
+    assert "Detail blur = 1.3" in some_back

@@ -54,13 +54,19 @@ __all__ = ["RECTANGLE", "REGION_LAYER", "VISIBLE", "DenoiseWidget"]
 RUN_ONE = "Run on whole image"
 
 
+def _moot(name: str, params: dict) -> bool:
+    """A setting that does nothing with the others as they are (the blur of a detail
+    that is not put back): not worth a word."""
+    return name == "detail_width" and not params.get("detail")
+
+
 def _chosen(params: dict, form: ParamForm) -> str:
     """'Noise level = 1.27 (chosen automatically)': labels as on screen."""
     auto = [p for p in form.method.params if p.auto and p.name not in form.values()]
     parts = [
         labelled_value(p, params[p.name])
         for p in auto
-        if isinstance(params.get(p.name), int | float)
+        if isinstance(params.get(p.name), int | float) and not _moot(p.name, params)
     ]
     return f"{', '.join(parts)} (chosen automatically)" if parts else ""
 

@@ -76,8 +76,10 @@ class AutoNumber(QWidget):
         if waiting:
             self.box.setValue(self.box.minimum())
         if manual and self.box.value() == self.box.minimum():
-            # Start from what the method chose last, else from a plain 1 (px, or units).
-            start = self._chosen if self._chosen is not None else 1
+            # Start from what the method chose last, else from the parameter's own starting
+            # point, else from a plain 1 (px, or units).
+            start = self._chosen if self._chosen is not None else self.param.start
+            start = 1 if start is None else start
             self.box.setValue(max(self.box.minimum(), min(self.box.maximum(), start)))
 
     def value(self) -> Any:

@@ -61,6 +61,9 @@ class Param:
     odd: bool = False  # a window width: even widths have no centre pixel
     label: str = ""
     choice_labels: tuple[str, ...] | None = None  # one per choice, in the same order
+    # Where a number the user takes off "auto" starts before the method has chosen one
+    # (None: 1, a pixel or a unit); e.g. 0 for a share where 1 would mean "all of it".
+    start: float | None = None
 
     def __post_init__(self) -> None:
         if self.choice_labels is not None and (

@@ -312,17 +312,19 @@ def _method_for(card_path: Path) -> Method:
                 0.0,
                 1.0,
                 label="Detail put back",
+                start=0.0,  # the network alone, not "all of it"
             ),
             Param(
                 "detail_width",
                 float,
                 None,
                 "Blur width of the detail put back (0: unsmoothed, like mixing in the "
-                "input; auto: chosen per image with the share, or for the share given; "
+                "input; auto: chosen per image with the amount put back, or for the amount given; "
                 f"at most {DETAIL_MAX_WIDTH:g})",
                 0.0,
                 DETAIL_MAX_WIDTH,
                 label="Detail blur (pixels)",
+                start=1.3,
             ),
         ]
     params.append(
