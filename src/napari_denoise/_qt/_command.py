@@ -9,6 +9,18 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+PACKAGE = Path(__file__).resolve().parents[1]  # the installed napari_denoise folder
+
+
+def _output_for(source: Path) -> Path:
+    """The output beside the input, unless the input is a file shipped in the package (a
+    sample): an installed package is no place for results, and is often read-only, so
+    that one goes to the working directory."""
+    name = f"{source.name.split('.')[0]}_denoised.tif"
+    if source.resolve().is_relative_to(PACKAGE):
+        return Path(name)
+    return source.with_name(name)
+
 
 def _value(value) -> str:
     if isinstance(value, bool):
@@ -32,7 +44,7 @@ def as_command(
     whole file (its own axes, channels included), of which that channel is the layer's run.
     """
     source = Path(input_path) if input_path else Path("INPUT.tif")
-    output = source.with_name(f"{source.name.split('.')[0]}_denoised.tif")
+    output = _output_for(source)
     words = ["napari-denoise", "denoise", str(source), "-o", str(output), "--method", method]
     for key, value in params.items():
         words += ["--param", f"{key}={_value(value)}"]
