@@ -298,7 +298,9 @@ def split_images(
         "regions": None if whole else [list(r) for r in rects],
         "training_crops": len(crops),
         "train_pixels": int(sum(a.size for a, _ in crops)),
-        "normalisation": {"low": round(lo, 6), "high": round(hi, 6)},
+        # 9 significant digits, not 6 decimals: an image in small units (a black level of
+        # 3e-7) must not be recorded as 0 (as the denoising run's parameters are).
+        "normalisation": {"low": float(f"{lo:.9g}"), "high": float(f"{hi:.9g}")},
         "validation": {
             "stripes": len(stripes),
             "rectangles": [list(v) for v in stripes],
