@@ -55,3 +55,13 @@ def test_the_cli_description_keeps_the_internal_name_and_adds_the_label():
 
 def test_a_choice_without_a_text_is_shown_as_itself():
     assert Param("mode", str, "soft", choices=("soft", "hard")).choice_text("hard") == "hard"
+
+
+def test_the_cli_description_says_where_a_value_taken_off_auto_starts():
+    """`list --json` describes what the form is built from: a declared starting point
+    (Detail put back starts at 0, the network alone) is part of it."""
+    from napari_denoise.engine.methods import get_method
+
+    described = get_method("unet-fluo").param("detail").describe()
+    assert described["start"] == 0.0
+    assert "start" not in Param("sigma", float, None, "Blur width").describe()

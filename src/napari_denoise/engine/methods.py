@@ -138,6 +138,7 @@ class Param:
             "maximum": self.maximum,
             "choices": list(self.choices) if self.choices is not None else None,
             **({"choice_labels": list(self.choice_labels)} if self.choice_labels else {}),
+            **({"start": self.start} if self.start is not None else {}),
             "help": self.help,
         }
 
