@@ -8,7 +8,9 @@ exit status 2; nothing is written for an input that fails.
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -56,6 +58,21 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _columns() -> int:
+    """The width of the terminal the progress goes to: COLUMNS, else stderr's terminal
+    (stdout may be redirected while stderr is not), else shutil's answer (80 off a tty)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+        return shutil.get_terminal_size().columns
+
+
 def _progress_printer():
     last = {"pct": -1}
 
@@ -63,9 +80,13 @@ def _progress_printer():
         pct = int(100 * tick.fraction)
         if pct != last["pct"]:
             last["pct"] = pct
-            # As wide as the terminal (COLUMNS, else the real one), less the "  100% " in
-            # front and one column so that the cursor does not wrap; a cut message says so.
-            room = max(10, shutil.get_terminal_size().columns - 8)
+            # As wide as the terminal, less the "  100% " in front and one column so that
+            # the cursor does not wrap; a cut message says so. A line that wraps would
+            # start a new line at every update: too narrow for words, the percentage only.
+            room = _columns() - 8
+            if room < 2:
+                print(f"\r{pct:3d}%", end="", file=sys.stderr, flush=True)
+                return
             text = tick.message
             if len(text) > room:
                 text = text[: room - 1].rstrip() + "…"
