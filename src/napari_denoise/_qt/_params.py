@@ -9,6 +9,7 @@ and after a run or preview the spin box shows (greyed) the value that was chosen
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from qtpy.QtWidgets import (
@@ -29,6 +30,18 @@ BIG = 1e6  # upper bound for parameters the method leaves open
 
 HANDLED_ELSEWHERE = {"device"}  # a model's device is chosen in the run settings
 
+DECIMALS = 3  # a float's decimals, more for a small value (see _fit_decimals)
+MAX_DECIMALS = 15
+
+
+def _fit_decimals(box, value) -> None:
+    """Enough decimals for ``value`` to keep its 3 significant digits, as status lines do:
+    an image in small units has a black level of 3e-7, which 3 decimals would make 0."""
+    if not isinstance(box, QDoubleSpinBox) or not isinstance(value, int | float):
+        return
+    magnitude = math.floor(math.log10(abs(value))) if value and math.isfinite(value) else 0
+    box.setDecimals(min(MAX_DECIMALS, max(DECIMALS, 2 - magnitude)))
+
 
 def _number_box(param) -> QSpinBox | QDoubleSpinBox:
     if param.type is int:
@@ -38,8 +51,10 @@ def _number_box(param) -> QSpinBox | QDoubleSpinBox:
         )
     else:
         box = QDoubleSpinBox()
-        box.setDecimals(3)
-        box.setRange(float(param.minimum if param.minimum is not None else 0), param.maximum or BIG)
+        box.setDecimals(DECIMALS)
+        # No declared minimum: a level (black level, noise floor) may be negative.
+        low = param.minimum if param.minimum is not None else -BIG
+        box.setRange(float(low), param.maximum or BIG)
         box.setSingleStep(0.1)
     box.setToolTip(param.help)
     # napari's style lets spin boxes shrink to 70 px, too narrow for "221.000" between
@@ -90,6 +105,7 @@ class AutoNumber(QWidget):
         """Set a fixed value (None: back to auto)."""
         self.auto.setChecked(value is None)
         if value is not None:
+            _fit_decimals(self.box, value)
             self.box.setValue(value)
 
     def show_chosen(self, value: Any) -> None:
@@ -97,6 +113,7 @@ class AutoNumber(QWidget):
         if self.auto.isChecked() and isinstance(value, int | float):
             self._chosen = value
             self.box.setSpecialValueText("")
+            _fit_decimals(self.box, value)
             self.box.setValue(value)
             self.box.setToolTip(f"{self.param.help}\nLast chosen automatically: {plain(value)}")
 
