@@ -45,3 +45,15 @@ def test_grey_levels_keep_three_decimals(form):
     form.show_chosen({"norm_low": 308.535, "norm_high": 1935.93})
     assert form.control("norm_low").box.decimals() == 3
     assert _take_off_auto(form, "norm_low")["norm_low"] == 308.535
+
+
+def test_a_whole_number_starts_from_its_declared_start(qtbot):
+    """``Param.start`` is declared as a float; on a whole-number parameter (a window) the
+    spin box took it as is and Qt raised a TypeError when 'auto' was unticked."""
+    from napari_denoise._qt._params import AutoNumber
+    from napari_denoise.engine.methods import Param
+
+    box = AutoNumber(Param("size", int, None, "Window", minimum=1, maximum=9, start=3.0))
+    qtbot.addWidget(box)
+    box.auto.setChecked(False)
+    assert box.value() == 3 and isinstance(box.value(), int)

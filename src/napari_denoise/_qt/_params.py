@@ -95,7 +95,9 @@ class AutoNumber(QWidget):
             # point, else from a plain 1 (px, or units).
             start = self._chosen if self._chosen is not None else self.param.start
             start = 1 if start is None else start
-            self.box.setValue(max(self.box.minimum(), min(self.box.maximum(), start)))
+            start = max(self.box.minimum(), min(self.box.maximum(), start))
+            # A whole-number box takes an int only (a start is declared as a float).
+            self.box.setValue(round(start) if isinstance(self.box, QSpinBox) else start)
 
     def value(self) -> Any:
         """None while on auto, else the spin box value."""
