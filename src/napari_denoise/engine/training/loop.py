@@ -162,7 +162,8 @@ def validate(model, pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, bf16: boo
     try:
         for noisy, clean in pairs:
             lo, hi = np.percentile(noisy, [0.1, 99.9])
-            level = noise_for(model, (noisy - lo) / max(hi - lo, 1e-6))
+            span = float(hi - lo) if hi > lo else 1.0  # as run_model: no absolute floor
+            level = noise_for(model, (noisy - lo) / span)
             pred = run_model(model, noisy, low=lo, high=hi, bf16=bf16, noise_level=level)
             scores.append(psnr(clean, pred, data_range=float(clean.max() - clean.min()) or 1.0))
     finally:
