@@ -176,7 +176,6 @@ class DenoiseWidget(DockTabs, QWidget):
         # The result being filled in: layer, file, refresher (one dict, emptied, never replaced,
         # so that the teardown below can remove a half-filled layer without this widget).
         self._filling: dict = {}
-        self._files: list = []  # (layer, path) of the file-backed results this widget made
         self._layout()
         self.layer_combo.layerChanged.connect(self.input.set_layer)
         self.layer_combo.layerChanged.connect(lambda *_: self.more_layers.refresh())
@@ -189,8 +188,7 @@ class DenoiseWidget(DockTabs, QWidget):
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.runner.cancel)
         napari_viewer.layers.events.removed.connect(self._on_layer_removed)
-        # Not tied to this widget: a result's file goes with its layer even after the
-        # widget is closed (connected once per viewer: the same function).
+        # A result's file goes with its layer, also after this widget is closed.
         napari_viewer.layers.events.removed.connect(forget_result_file)
         # Not self: the slot must work while the widget is destroyed.
         runner, filling, removed = self.runner, self._filling, self._on_layer_removed
@@ -355,8 +353,6 @@ class DenoiseWidget(DockTabs, QWidget):
         new = self.viewer.add_image(started.data, name=name, visible=False, **kwargs)
         QTimer.singleShot(0, partial(_show, self.viewer, new))
         self._filling.update(layer=new, file=started.path, refresher=Refresher(new))
-        if started.path:
-            self._files.append((new, started.path))
 
     def _on_filled(self, filled) -> None:
         refresher = self._filling.get("refresher")
@@ -561,10 +557,8 @@ class DenoiseWidget(DockTabs, QWidget):
         elif self.runner.busy and event.value is self._filling.get("layer"):
             self.runner.cancel()  # the result being filled in was deleted: stop computing it
         self._runs = [(layer, run) for layer, run in self._runs if layer is not event.value]
-        # A file-backed result is the layer's alone: it goes with the layer.
-        for layer, path in [f for f in self._files if f[0] is event.value]:
-            self._files.remove((layer, path))
-            remove_file(path)
+        # A file-backed result's file goes with its layer: forget_result_file, connected
+        # to the viewer itself, so it also does after this widget is closed.
 
     def event(self, event) -> bool:
         # napari's close button takes the widget out of its dock (parent -> None) without
