@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ModelFileError, ParameterError
-from ..denoise.selfcheck import DETAIL_MAX_WIDTH, put_back
+from ..denoise.selfcheck import DETAIL_MAX_WIDTH, SMOOTH_TRUNCATE, detail_choice, put_back
 from ..device import DEVICE_LABELS, DEVICES
 from ..methods import (
     Method,
@@ -131,15 +131,13 @@ def _infer(
 
 def _halo(params, *, network: int) -> int:
     """The tiles' halo: the network's, plus the reach of the detail put back (if any)."""
-    from ..denoise.selfcheck import SMOOTH_TRUNCATE
-
     detail, width = params.get("detail"), params.get("detail_width")
     if not detail or float(detail) <= 0 or not width:
         return network
     return network + int(np.ceil(SMOOTH_TRUNCATE * min(float(width), DETAIL_MAX_WIDTH)))
 
 
-DETAIL_CROP = 512  # the detail restoration is chosen on the central crop of one sample plane
+DETAIL_CROP = 512  # the detail restoration is judged on the central crop of each sample plane
 
 
 def choose_detail(
@@ -152,7 +150,6 @@ def choose_detail(
     each sample plane (a stack's planes share one setting: none may find it harmful).
     A given ``amount`` or ``width`` is kept, the other chosen for it."""
     from ..denoise.calibrate import center_crop
-    from ..denoise.selfcheck import detail_choice
 
     planes = [center_crop(np.asarray(s, np.float32), DETAIL_CROP) for s in samples]
     if not planes or any(p.ndim != 2 or min(p.shape) < 32 for p in planes):
