@@ -48,6 +48,14 @@ def center_crop(block: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def diagonal_detail(a):
+    """The finest diagonal Haar detail of the last two axes (cropped to even sizes), a
+    quarter the size: mostly noise, little signal. Any array that slices (numpy, torch)."""
+    h, w = a.shape[-2] // 2 * 2, a.shape[-1] // 2 * 2
+    t = a[..., :h, :w]
+    return (t[..., 0::2, 0::2] - t[..., 0::2, 1::2] - t[..., 1::2, 0::2] + t[..., 1::2, 1::2]) / 2
+
+
 def noise_correlation_ratio(image: np.ndarray, *, block: int = 16) -> float:
     """How much more noise energy the flat parts of ``image`` hold than its finest scale shows.
 
@@ -65,8 +73,7 @@ def noise_correlation_ratio(image: np.ndarray, *, block: int = 16) -> float:
     tiles, residual = _plane_residuals(image, b)
     variance = residual.var(axis=1)
     t = tiles.reshape(-1, b, b)
-    detail = (t[:, 0::2, 0::2] - t[:, 0::2, 1::2] - t[:, 1::2, 0::2] + t[:, 1::2, 1::2]) / 2
-    fine = (detail**2).reshape(len(t), -1).mean(axis=1)
+    fine = (diagonal_detail(t) ** 2).reshape(len(t), -1).mean(axis=1)
     flat = np.argsort(variance)[: max(8, len(variance) // 10)]
     # A floor relative to the image's own detail energy: the ratio has no unit.
     floor = 1e-12 * float(np.mean(fine)) or np.finfo(np.float64).tiny

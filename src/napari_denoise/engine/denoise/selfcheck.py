@@ -136,8 +136,9 @@ def _finest_detail_energy(image: np.ndarray) -> float:
     where most blocks see no photon; cells, not a sliding window: a few ms instead of 40
     on a 512 x 512 crop), so noise alone gives the plain mean.
     """
-    y = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2].astype(np.float64)
-    energy = ((y[0::2, 0::2] - y[0::2, 1::2] - y[1::2, 0::2] + y[1::2, 1::2]) / 2) ** 2
+    from .calibrate import diagonal_detail
+
+    energy = diagonal_detail(np.asarray(image, np.float64)) ** 2
     ny, nx = energy.shape
     c = DETAIL_CELL
     padded = np.pad(

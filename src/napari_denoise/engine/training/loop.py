@@ -122,10 +122,9 @@ class TrainProgress:
 def haar_sigma(x: torch.Tensor) -> torch.Tensor:
     """Per-sample noise std from the finest diagonal Haar detail (median absolute value /
     0.6745, Donoho's robust estimate), as the zoo estimates it for a whole image."""
-    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
-    t = x[..., :h, :w]
-    d = (t[..., 0::2, 0::2] - t[..., 0::2, 1::2] - t[..., 1::2, 0::2] + t[..., 1::2, 1::2]) / 2
-    return d.flatten(1).abs().median(dim=1).values / 0.6745
+    from ..denoise.calibrate import diagonal_detail
+
+    return diagonal_detail(x).flatten(1).abs().median(dim=1).values / 0.6745
 
 
 # --- augmentation and validation ------------------------------------------------------------
