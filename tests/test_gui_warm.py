@@ -211,7 +211,6 @@ def test_later_work_on_napari_thread_pool_keeps_its_priority(make_napari_viewer,
     import threading
 
     pytest.importorskip("napari")
-    from napari.qt.threading import create_worker
 
     from napari_denoise._qt._denoise_widget import DenoiseWidget
 
@@ -222,13 +221,7 @@ def test_later_work_on_napari_thread_pool_keeps_its_priority(make_napari_viewer,
     assert widget.run()
     qtbot.waitUntil(lambda: not widget.runner.busy, timeout=30_000)
     gui = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    seen = []
-    for _ in range(3):  # the pool's threads, one after another
-        worker = create_worker(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
-        worker.returned.connect(seen.append)
-        with qtbot.waitSignal(worker.finished, timeout=10_000):
-            worker.start()
-    assert seen == [gui] * 3
+    assert napari_pool_priorities(qtbot) == [gui] * 3
 
 
 @pytest.mark.gui
@@ -243,7 +236,6 @@ def test_training_yields_the_cores_to_the_gui_thread_and_leaves_napari_pool_alon
     import threading
 
     pytest.importorskip("napari")
-    from napari.qt.threading import create_worker
 
     from napari_denoise._qt import _train_job
 
@@ -261,13 +253,7 @@ def test_training_yields_the_cores_to_the_gui_thread_and_leaves_napari_pool_alon
     qtbot.waitUntil(lambda: not runner.busy, timeout=30_000)
     gui = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     assert done == ["trained"] and seen and min(seen) > gui
-    later = []
-    for _ in range(3):  # napari's pool threads, one after another
-        worker = create_worker(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
-        worker.returned.connect(later.append)
-        with qtbot.waitSignal(worker.finished, timeout=10_000):
-            worker.start()
-    assert later == [gui] * 3
+    assert napari_pool_priorities(qtbot) == [gui] * 3
 
 
 @pytest.mark.gui
@@ -310,3 +296,19 @@ def test_a_denoising_job_is_not_queued_behind_a_training_on_one_core(
         release.set()
         qtbot.waitUntil(lambda: not runner.busy, timeout=30_000)
     assert done == ["denoised", "trained"]
+
+
+def napari_pool_priorities(qtbot, jobs: int = 3) -> list[int]:
+    """The niceness of napari's shared pool threads, seen by ``jobs`` jobs one after another."""
+    import os
+    import threading
+
+    from napari.qt.threading import create_worker
+
+    seen = []
+    for _ in range(jobs):
+        worker = create_worker(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        worker.returned.connect(seen.append)
+        with qtbot.waitSignal(worker.finished, timeout=10_000):
+            worker.start()
+    return seen
