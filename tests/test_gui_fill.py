@@ -61,6 +61,16 @@ def results(viewer):
     return [ly for ly in viewer.layers if "result_of" in ly.metadata]
 
 
+def gaussian_run(viewer, qtbot) -> DenoiseWidget:
+    """A Denoise widget that has run the Gaussian on a new stack, to its end."""
+    stack(viewer)
+    widget = DenoiseWidget(viewer)
+    widget.picker.set_method("gaussian")
+    assert widget.run()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
+    return widget
+
+
 def partial_shown(qtbot, widget, viewer):
     """Wait until the result layer is there while the job still runs; return it."""
 
@@ -264,11 +274,7 @@ def test_a_result_file_goes_with_its_layer_after_the_widget_is_closed(
     from qtpy.QtWidgets import QApplication
 
     viewer = make_napari_viewer()
-    stack(viewer)
-    widget = DenoiseWidget(viewer)
-    widget.picker.set_method("gaussian")
-    assert widget.run()
-    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
+    widget = gaussian_run(viewer, qtbot)
     (layer,) = results(viewer)
     path = Path(layer.metadata["result_file"])
     assert path.is_file()
@@ -296,11 +302,7 @@ def test_the_status_of_a_file_backed_result_reads_as_sentences(
     make_napari_viewer, qtbot, tiny_memory
 ):
     viewer = make_napari_viewer()
-    stack(viewer)
-    widget = DenoiseWidget(viewer)
-    widget.picker.set_method("gaussian")
-    assert widget.run()
-    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
+    widget = gaussian_run(viewer, qtbot)
     text = widget.status.text()
     # '... Blur width = 1.2 px (chosen automatically). It is kept in ...': a full stop
     # between the chosen values and the file's sentence.
