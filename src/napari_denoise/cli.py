@@ -164,16 +164,30 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     slice_axes = max(0, gt.data.ndim - 2) if gt.axes.endswith("YX") else 0
     res = compare(gt.data, pred.data, data_range=args.data_range, slice_axes=slice_axes)
     if args.json:
-        print(json.dumps(res, indent=2, default=float))
+        # nan (a range-invariant score of a constant ground truth) is null, not invalid JSON
+        print(json.dumps(_json_safe(res), indent=2, default=float))
         return 0
-    print(f"data range {res['data_range']:g} (ground truth: {args.gt})")
+    print(f"{res['data_range_note']} (ground truth: {args.gt})")
     print(f"PSNR  {res['psnr']:.2f} dB    SSIM  {res['ssim']:.4f}")
-    print(
-        f"PSNR* {res['psnr_ri']:.2f} dB    SSIM* {res['ssim_ri']:.4f}   "
-        "(* range-invariant: prediction affinely fitted to the ground truth)"
+    ri = (
+        f"PSNR* {res['psnr_ri']:.2f} dB    SSIM* {res['ssim_ri']:.4f}"
+        if res["psnr_ri"] == res["psnr_ri"]
+        else "PSNR* n/a         SSIM* n/a   "
     )
+    print(f"{ri}   (* range-invariant: prediction affinely fitted to the ground truth)")
     print(f"NRMSE {res['nrmse']:.4f}       SNR   {res['snr']:.2f} dB")
     return 0
+
+
+def _json_safe(value):
+    """``value`` with every float nan as None (JSON has no nan)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return None
+    return value
 
 
 def _parse_region(text: str) -> tuple[int, int, int, int]:
@@ -403,7 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pred")
     p.add_argument("gt")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--data-range", type=float, help="default: the dtype's range for integers")
+    p.add_argument(
+        "--data-range",
+        type=float,
+        help="span of possible intensities (default: the ground truth's own max - min, "
+        "whatever its dtype; needed for a constant ground truth)",
+    )
     p.add_argument("--axes")
     p.set_defaults(func=_cmd_compare)
 

