@@ -63,7 +63,7 @@ def test_a_given_data_range_is_used_and_said(pair12):
 def test_constant_ground_truth_is_refused_without_a_range_and_ri_is_not_infinite():
     gt = np.full((16, 16), 40, np.uint8)
     test = gt + np.arange(16, dtype=np.uint8)[None, :] % 3
-    with pytest.raises(InputError, match="constant.*data_range"):
+    with pytest.raises(InputError, match=r"constant.*data_range"):
         nd.compare(gt, test)
     with pytest.raises(InputError, match="constant"):
         M.psnr_range_invariant(gt, test, data_range=255)
@@ -143,7 +143,82 @@ def test_gui_default_range_is_the_same_rule(pair12):
     pytest.importorskip("qtpy")
     from napari_denoise._qt._scores import data_range_for
 
-    noisy, gt = pair12
+    gt = pair12[1]
     assert data_range_for(gt, None) == M.data_range_of(gt)
     assert data_range_for(gt, None)[0] == float(gt.max()) - float(gt.min())
     assert data_range_for(gt, 4095)[0] == 4095
+
+
+# --------------------------------------------------------------------------- singleton axes
+SINGLETONS = [
+    ((1, 48, 40), "TYX"),
+    ((1, 48, 40), "ZYX"),
+    ((1, 48, 40), "CYX"),
+    ((48, 40, 1), "YXC"),
+    ((1, 1, 48, 40), "TZYX"),
+    ((3, 1, 48, 40), "TCYX"),
+    ((1, 3, 1, 48, 40), "TZCYX"),
+    ((2, 48, 40, 1), "TYXC"),
+]
+
+
+def _real_planes(shape, fmd_pair, dtype=np.uint16):
+    """Real FMD pixels in ``shape`` (planes cut from one capture)."""
+    noisy = fmd_pair[0].astype(dtype)
+    n = int(np.prod(shape))
+    return noisy.ravel()[:n].reshape(shape).copy()
+
+
+@pytest.mark.parametrize(("shape", "axes"), SINGLETONS)
+@pytest.mark.parametrize(
+    "suffix", [".tif", ".ome.tif", ".zarr", "streamed.tif", "streamed.ome.tif"]
+)
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32])
+def test_a_written_image_reads_back_with_its_singleton_axes(
+    tmp_path, fmd_pair, shape, axes, suffix, dtype
+):
+    from napari_denoise.io import read_image, tiff_page_shape, write_image, write_tiff_planes
+
+    if "ome" in suffix and not axes.endswith("YX"):
+        pytest.skip("OME-TIFF holds Y and X last only")
+    data = _real_planes(shape, fmd_pair, dtype)
+    path = tmp_path / f"out{suffix}"
+    scale = {"X": 0.25, "Y": 0.25}
+    if suffix.startswith("streamed"):
+        pages = iter(data.reshape((-1, *tiff_page_shape(shape, axes))))
+        write_tiff_planes(path, pages, shape=shape, dtype=data.dtype, axes=axes, scale=scale)
+    else:
+        write_image(path, data, axes=axes, scale=scale)
+    back = read_image(path)
+    assert back.axes == axes and back.data.shape == shape
+    np.testing.assert_array_equal(np.asarray(back.data), data)
+    assert back.scale == scale
+
+
+def _singleton_inputs(tmp_path, fmd_pair):
+    import tifffile
+    import zarr
+
+    data = _real_planes((1, 48, 40), fmd_pair)
+    np.save(tmp_path / "one.npy", data)
+    tifffile.imwrite(tmp_path / "one.tif", data)  # a shaped TIFF: (1, 48, 40) 'QYX'
+    z = zarr.open_array(str(tmp_path / "one.zarr"), mode="w", shape=data.shape, dtype=data.dtype)
+    z[:] = data
+    return data, ["one.npy", "one.tif", "one.zarr"]
+
+
+@pytest.mark.parametrize("out_suffix", [".tif", ".ome.tif", ".npy", ".zarr"])
+def test_cli_keeps_a_singleton_axis_in_every_format(tmp_path, fmd_pair, capsys, out_suffix):
+    from napari_denoise.io import read_image
+
+    data, names = _singleton_inputs(tmp_path, fmd_pair)
+    for name in names:
+        src = tmp_path / name
+        out = tmp_path / f"res_{name.replace('.', '_')}{out_suffix}"
+        code = main(["denoise", str(src), "-o", str(out), "--method", "gaussian", "-q"])
+        err = capsys.readouterr().err
+        assert code == 0, err
+        source, result = read_image(src), read_image(out)
+        assert result.data.shape == data.shape == source.data.shape
+        if out_suffix != ".npy":  # a .npy holds no axes
+            assert result.axes == source.axes

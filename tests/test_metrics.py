@@ -163,7 +163,10 @@ def test_default_data_range_is_the_ground_truths_span_not_the_dtypes():
         ),
         (lambda: M.ssim(np.zeros((0, 8), np.uint8), np.zeros((0, 8), np.uint8)), ["empty"]),
         (lambda: M.psnr(np.zeros((8, 8)), np.zeros((8, 8))), ["constant", "data_range"]),
-        (lambda: M.ssim(np.zeros((8, 8), np.float32), np.zeros((8, 8))), ["constant", "data_range"]),
+        (
+            lambda: M.ssim(np.zeros((8, 8), np.float32), np.zeros((8, 8))),
+            ["constant", "data_range"],
+        ),
         (lambda: M.psnr(np.zeros(4), np.array([0, np.nan, 0, 0]), data_range=1), ["NaN"]),
         (lambda: M.snr(np.array([0, np.inf]), np.zeros(2)), ["infinite"]),
         (lambda: M.psnr(np.zeros(4, np.uint8), np.ones(4, np.uint8), data_range=0), ["> 0"]),

@@ -47,6 +47,9 @@ SUPPORTED_SUFFIXES: tuple[str, ...] = (
 )
 ZARR_SUFFIXES = (".zarr", ".ome.zarr")  # folders, read lazily (see io_zarr)
 METADATA_TAG = 65000  # in the TIFF range reserved for private, reusable tags
+# Our files' exact axes and shape as JSON: ImageJ and OME readers drop singleton axes
+# (a one-plane 'TYX' stack reads back as 'YX'), so a file we wrote is read back as written.
+LAYOUT_TAG = 65001
 _PNG_KEY = "napari_denoise"
 _IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 _OME_DTYPES = ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "float32", "float64")
@@ -332,7 +335,12 @@ def _read_tiff(path: Path, index: int | None = None) -> Image:
         if tag is not None:
             with contextlib.suppress(ValueError, TypeError):
                 meta["embedded"] = json.loads(tag.value)
-    axes = _map_file_axes(series.axes, data.shape)
+        layout = _layout(tif.pages[0], data.shape) if number is None else None
+    if layout is not None:  # a file we wrote: its singleton axes back in place
+        axes, shape = layout
+        data = data.reshape(shape)
+    else:
+        axes = _map_file_axes(series.axes, data.shape)
     if alpha and axes.endswith("C"):
         meta["alpha_channel"] = data.shape[-1] - 1
     scale = {
@@ -341,6 +349,28 @@ def _read_tiff(path: Path, index: int | None = None) -> Image:
         if k in axes and isinstance(v, int | float) and np.isfinite(v) and v > 0
     }
     return Image(data, axes, scale, path, meta)
+
+
+def _layout(page, shape: tuple[int, ...]) -> tuple[str, tuple[int, ...]] | None:
+    """``(axes, shape)`` stored in :data:`LAYOUT_TAG` when they describe pixels of
+    ``shape`` with singleton axes put back (anything else is ignored)."""
+    tag = page.tags.get(LAYOUT_TAG)
+    if tag is None:
+        return None
+    try:
+        record = json.loads(tag.value)
+        axes, full = str(record["axes"]), tuple(int(n) for n in record["shape"])
+        axes = normalize_axes(axes, len(full))
+    except (ValueError, TypeError, KeyError, InputError):
+        return None
+    if tuple(n for n in full if n != 1) != tuple(n for n in shape if n != 1):
+        return None
+    return axes, full
+
+
+def _layout_tag(shape: tuple[int, ...], axes: str) -> tuple:
+    text = json.dumps({"axes": axes, "shape": [int(n) for n in shape]})
+    return (LAYOUT_TAG, "s", 0, text, True)
 
 
 def _memmap_series(path: Path, tif: tifffile.TiffFile, series) -> np.ndarray | None:
@@ -520,8 +550,9 @@ def write_image(
         atomic_write(path, lambda fh: np.save(fh, data, allow_pickle=False))
     else:
         kwargs = _tiff_options(data, axes, scale, ome=suffix.startswith(".ome"))
+        kwargs["extratags"] = [_layout_tag(data.shape, axes)]
         if text:
-            kwargs["extratags"] = [(METADATA_TAG, "s", 0, text, True)]
+            kwargs["extratags"].append((METADATA_TAG, "s", 0, text, True))
         atomic_write(path, lambda fh: tifffile.imwrite(fh, data, **kwargs))
     return path
 
@@ -578,8 +609,9 @@ def write_tiff_planes(
     like = np.broadcast_to(np.zeros((), dtype), shape)  # shape and dtype, no memory
     kwargs = _tiff_options(like, axes, _clean_scale(scale, axes), ome=suffix.startswith(".ome"))
     text = _to_json(metadata, indent=None) if metadata else None
+    kwargs["extratags"] = [_layout_tag(shape, axes)]
     if text:
-        kwargs["extratags"] = [(METADATA_TAG, "s", 0, text, True)]
+        kwargs["extratags"].append((METADATA_TAG, "s", 0, text, True))
 
     def write(fh) -> None:
         tifffile.imwrite(fh, iter(pages), shape=shape, dtype=dtype, **kwargs)
@@ -651,7 +683,8 @@ def _tiff_options(data: np.ndarray, axes: str, scale: dict[str, float], *, ome: 
     # Any other order or dtype: tifffile's JSON description keeps the axes and the scale.
     meta = {"axes": axes, "scale": scale}
     options = {"ome": False, "photometric": "minisblack", "metadata": meta}
-    if axes.endswith("C") and data.dtype != bool:  # tifffile packs 1-bit samples lossily
+    if axes.endswith("C") and data.shape[-1] > 1 and data.dtype != bool:
+        # (tifffile packs 1-bit samples lossily; one channel is a plain page)
         # A pixel's channels side by side, one page per plane; 3 or 4 as RGB(A), so that
         # other viewers show a colour image rather than a stack of 3-pixel-wide strips.
         options["planarconfig"] = "contig"
