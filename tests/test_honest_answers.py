@@ -222,3 +222,119 @@ def test_cli_keeps_a_singleton_axis_in_every_format(tmp_path, fmd_pair, capsys, 
         assert result.data.shape == data.shape == source.data.shape
         if out_suffix != ".npy":  # a .npy holds no axes
             assert result.axes == source.axes
+
+
+# --------------------------------------------------------------------------- metadata
+def _luts():
+    tables = [np.zeros((3, 256), np.uint8) for _ in range(3)]
+    for i, t in enumerate(tables):
+        t[i] = np.arange(256)  # red, green, blue
+    return tables
+
+
+@pytest.fixture
+def composite(tmp_path, fmd_pair):
+    """A Fiji-style composite hyperstack: 2 frames x 3 channels, real pixels, display
+    ranges and LUTs per channel, 0.2 µm pixels, 0.5 µm slices, 2 min between frames."""
+    import tifffile
+
+    data = _real_planes((2, 3, 48, 40), fmd_pair)
+    path = tmp_path / "composite.tif"
+    meta = {
+        "axes": "TCYX",
+        "mode": "composite",
+        "Ranges": (10.0, 200.0, 5.0, 150.0, 0.0, 255.0),
+        "LUTs": _luts(),
+        "unit": "um",
+        "finterval": 2.0,
+        "tunit": "min",
+    }
+    tifffile.imwrite(path, data, imagej=True, metadata=meta, resolution=(5.0, 5.0))
+    return path
+
+
+@pytest.mark.parametrize("out_suffix", [".tif", ".zarr"])
+def test_imagej_composite_mode_ranges_luts_and_sizes_are_kept(composite, tmp_path, out_suffix):
+    from napari_denoise.io import read_image
+
+    out = tmp_path / f"res{out_suffix}"
+    assert main(["denoise", str(composite), "-o", str(out), "--method", "gaussian", "-q"]) == 0
+    source, result = read_image(composite), read_image(out)
+    assert source.metadata["display"]["mode"] == "composite"  # read ...
+    assert source.scale == pytest.approx({"X": 0.2, "Y": 0.2, "T": 120.0})
+    assert result.axes == source.axes and result.scale == pytest.approx(source.scale)  # ... kept
+    shown, kept = source.metadata["display"], result.metadata["display"]
+    assert kept["mode"] == "composite"
+    assert kept["ranges"] == shown["ranges"] == [[10, 200], [5, 150], [0, 255]]
+    for a, b in zip(kept["luts"], _luts(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("out_suffix", [".ome.tif", ".tif", ".zarr"])
+def test_ome_channel_names_are_kept(tmp_path, fmd_pair, out_suffix):
+    import tifffile
+
+    from napari_denoise.io import read_image
+
+    data = _real_planes((3, 48, 40), fmd_pair)
+    src = tmp_path / "channels.ome.tif"
+    names = ["DAPI", "GFP", "mCherry"]
+    meta = {"axes": "CYX", "Channel": {"Name": names}, "PhysicalSizeX": 0.1}
+    meta.update(PhysicalSizeY=0.1, PhysicalSizeXUnit="µm", PhysicalSizeYUnit="µm")
+    tifffile.imwrite(src, data, ome=True, metadata=meta)
+    out = tmp_path / f"res{out_suffix}"
+    assert main(["denoise", str(src), "-o", str(out), "--method", "gaussian", "-q"]) == 0
+    result = read_image(out)
+    assert result.metadata["channel_names"] == names
+    assert result.scale == pytest.approx({"X": 0.1, "Y": 0.1})
+
+
+@pytest.mark.parametrize("out_suffix", [".zarr", ".tif", ".ome.tif"])
+def test_no_pixel_size_or_interval_is_invented(tmp_path, fmd_pair, out_suffix):
+    import tifffile
+    import zarr
+
+    from napari_denoise.io import read_image
+
+    data = _real_planes((2, 48, 40), fmd_pair)
+    src = tmp_path / "plain.zarr"
+    z = zarr.open_array(str(src), mode="w", shape=data.shape, dtype=data.dtype)
+    z[:] = data
+    out = tmp_path / f"res{out_suffix}"
+    assert main(["denoise", str(src), "-o", str(out), "--method", "gaussian", "-q"]) == 0
+    result = read_image(out)
+    assert result.scale == {} and result.metadata["units"] == {}
+    if out_suffix == ".zarr":  # NGFF needs a scale per axis: 1, but with no unit claimed
+        axes = zarr.open_group(str(out), mode="r").attrs["multiscales"][0]["axes"]
+        assert all("unit" not in a for a in axes)
+    elif out_suffix == ".ome.tif":
+        xml = tifffile.TiffFile(out).ome_metadata
+        assert "PhysicalSizeX" not in xml and "TimeIncrement" not in xml
+    else:
+        description = tifffile.TiffFile(out).pages[0].description
+        assert "finterval" not in description and "unit" not in description
+
+
+def test_ome_zarr_sizes_follow_their_units(tmp_path, fmd_pair):
+    import zarr
+
+    from napari_denoise.io import read_image
+
+    data = _real_planes((2, 48, 40), fmd_pair)
+    group = zarr.open_group(str(tmp_path / "nm.ome.zarr"), mode="w", zarr_format=2)
+    group.create_array("0", shape=data.shape, dtype=data.dtype)[:] = data
+    axes = [
+        {"name": "t", "type": "time", "unit": "millisecond"},
+        {"name": "y", "type": "space", "unit": "nanometer"},
+        {"name": "x", "type": "space"},  # no unit: no size claimed
+    ]
+    scale = {"type": "scale", "scale": [250.0, 65.0, 65.0]}
+    group.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": axes,
+            "datasets": [{"path": "0", "coordinateTransformations": [scale]}],
+        }
+    ]
+    image = read_image(tmp_path / "nm.ome.zarr")
+    assert image.scale == pytest.approx({"T": 0.25, "Y": 0.065})

@@ -239,7 +239,14 @@ def save_result(
     prov = _provenance(result, image, output, extra)
     _make_parent(output)
     with atomic_batch():  # (each atomic write first clears stale part files of its folder)
-        write_image(output, result.data, axes=image.axes, scale=image.scale, metadata=prov)
+        write_image(
+            output,
+            result.data,
+            axes=image.axes,
+            scale=image.scale,
+            metadata=prov,
+            source_metadata=image.metadata,
+        )
         write_json(sidecar_path(output), prov)
     return prov
 
@@ -394,6 +401,7 @@ def _write_tiff_and_sidecar(output, pages, shape, dtype, axes, image, prov, fina
         scale=image.scale,
         metadata=prov,
         final_metadata=final,
+        source_metadata=image.metadata,  # channel names and display settings, as read
     )
     write_json(sidecar_path(output), prov)  # as completed by final() after the last page
 

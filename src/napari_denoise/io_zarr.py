@@ -9,7 +9,9 @@ Writing makes an OME-Zarr group (Zarr format 2, as NGFF 0.4 asks) with one level
 its axes in NGFF's order (``TCZYX``; a ``YXC`` image is written ``CYX``, and its own order
 kept under ``napari_denoise_axes`` so that this module reads it back as it was), one
 plane per chunk, the axes and pixel sizes in ``multiscales`` and our metadata
-(provenance) under ``napari_denoise``. Only pixel sizes that are known are stated: an
+(provenance) under ``napari_denoise``. Channel names and display ranges the input stated
+go in ``omero`` (labels, windows) for other viewers and, exactly, under
+``napari_denoise_channels``. Only pixel sizes that are known are stated: an
 axis without one gets NGFF's required scale 1 but no unit, and reading takes a scale only
 where its axis names a unit of length or time (converted to µm and seconds), so a size
 is never invented on the way through. A dask array is written chunk by chunk as it is
@@ -36,6 +38,7 @@ _NGFF_TYPES = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "sp
 _NGFF_UNITS = {"T": "second", "Z": "micrometer", "Y": "micrometer", "X": "micrometer"}
 _METADATA_KEY = "napari_denoise"
 _AXES_KEY = "napari_denoise_axes"  # the image's own axis order (NGFF's is TCZYX)
+_CHANNELS_KEY = "napari_denoise_channels"  # channel names and display, as read (exact)
 # NGFF unit names (UDUNITS-2) in µm for space, seconds for time
 _UM_PER_UNIT = {
     "nanometer": 1e-3,
@@ -110,12 +113,33 @@ def read_zarr(path: Path, series: int | None = None):
         raise ReadError(f"Cannot read {path}: it holds {array.dtype} data, not a numeric image.")
     if _METADATA_KEY in attrs:
         meta["embedded"] = attrs[_METADATA_KEY]
+    meta.update(_channels(attrs))
     data = da.from_zarr(array)
     own = attrs.get(_AXES_KEY)
     if axes and isinstance(own, str) and sorted(own) == sorted(axes) and own != axes:
         data = data.transpose([axes.index(a) for a in own])  # back to the image's own order
         axes = own
     return data, axes, scale, meta
+
+
+def _channels(attrs: dict) -> dict:
+    """``channel_names`` and ``display`` from our own record, else from ``omero``."""
+    own = attrs.get(_CHANNELS_KEY)
+    if isinstance(own, dict):
+        return {k: own[k] for k in ("channel_names", "display") if k in own}
+    omero = attrs.get("omero")
+    channels = omero.get("channels") if isinstance(omero, dict) else None
+    if not isinstance(channels, list) or not all(isinstance(c, dict) for c in channels):
+        return {}
+    out: dict = {}
+    names = [c.get("label") for c in channels]
+    if names and all(isinstance(n, str) and n for n in names):
+        out["channel_names"] = names
+    with contextlib.suppress(TypeError, ValueError, KeyError, AttributeError):
+        ranges = [[float(c["window"]["start"]), float(c["window"]["end"])] for c in channels]
+        if ranges:
+            out["display"] = {"ranges": ranges}
+    return out
 
 
 def _sizes(axes: str, values, units) -> dict[str, float]:
@@ -188,8 +212,16 @@ def _series_key(item) -> tuple:
     return (0, int(name), "") if name.isdigit() else (1, 0, name)
 
 
-def write_zarr(path: Path, data, axes: str, scale: dict[str, float], metadata: dict | None) -> None:
-    """Write ``data`` (numpy or dask) as a single-scale OME-Zarr folder at ``path``."""
+def write_zarr(
+    path: Path,
+    data,
+    axes: str,
+    scale: dict[str, float],
+    metadata: dict | None,
+    channels: dict | None = None,
+) -> None:
+    """Write ``data`` (numpy or dask) as a single-scale OME-Zarr folder at ``path``;
+    ``channels`` holds ``channel_names`` and ``display`` that fit its channels."""
     import dask.array as da
     import zarr
 
@@ -229,6 +261,8 @@ def write_zarr(path: Path, data, axes: str, scale: dict[str, float], metadata: d
         ]
         if own != axes:
             group.attrs[_AXES_KEY] = own
+        if channels:
+            group.attrs.update(_channel_attrs(channels))
         if metadata:
             group.attrs[_METADATA_KEY] = metadata
         target = group.create_array(
@@ -244,3 +278,34 @@ def write_zarr(path: Path, data, axes: str, scale: dict[str, float], metadata: d
         raise
     # The old folder goes only once the new one is complete (with its sidecar, in a batch).
     commit_part(tmp, path)
+
+
+def _channel_attrs(channels: dict) -> dict:
+    """Attributes for ``channel_names`` and ``display``: ``omero`` for other viewers (what
+    it can say: labels and windows) and our exact record (LUTs as lists)."""
+    display = dict(channels.get("display") or {})
+    if "luts" in display:
+        display["luts"] = [np.asarray(t).tolist() for t in display["luts"]]
+    own = {
+        k: v
+        for k, v in (("channel_names", channels.get("channel_names")), ("display", display))
+        if v
+    }
+    names, ranges = own.get("channel_names"), display.get("ranges")
+    n = len(names) if names else len(ranges) if ranges else 0
+    attrs: dict = {_CHANNELS_KEY: own}
+    if n:
+        entries = []
+        for i in range(n):
+            entry: dict = {"active": True}
+            if names:
+                entry["label"] = names[i]
+            if ranges:
+                lo, hi = ranges[i]
+                entry["window"] = {"start": lo, "end": hi, "min": lo, "max": hi}
+            entries.append(entry)
+        omero: dict = {"channels": entries}
+        if display.get("mode") in ("composite", "color"):
+            omero["rdefs"] = {"model": "color"}
+        attrs["omero"] = omero
+    return attrs
