@@ -338,3 +338,169 @@ def test_ome_zarr_sizes_follow_their_units(tmp_path, fmd_pair):
     ]
     image = read_image(tmp_path / "nm.ome.zarr")
     assert image.scale == pytest.approx({"T": 0.25, "Y": 0.065})
+
+
+# --------------------------------------------------------------------------- run settings
+def test_param_device_that_is_missing_is_refused_not_run_on_the_cpu(tmp_path, fmd_pair, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    src = tmp_path / "in.npy"
+    np.save(src, fmd_pair[0][:64, :64])
+    out = tmp_path / "out.tif"
+    code = main(
+        [
+            "denoise",
+            str(src),
+            "-o",
+            str(out),
+            "--method",
+            "unet-fluo",
+            "--param",
+            "device=cuda",
+            "-q",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "'cuda' is not available" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy"]
+    args = ["denoise", str(src), "-o", str(out), "--method", "unet-fluo", "-q"]
+    code = main([*args, "--device", "cpu", "--param", "device=mps"])
+    assert code == 2 and "different devices" in capsys.readouterr().err
+
+
+def test_param_device_cpu_is_used(tmp_path, fmd_pair):
+    src = tmp_path / "in.npy"
+    np.save(src, fmd_pair[0][:64, :64])
+    out = tmp_path / "out.tif"
+    args = ["denoise", str(src), "-o", str(out), "--method", "unet-fluo", "--param", "device=cpu"]
+    assert main([*args, "-q"]) == 0
+    prov = json.loads((tmp_path / "out.tif.json").read_text())
+    assert prov["params"]["device"] == "cpu"
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "1.5"])
+def test_bad_thread_counts_are_one_sentence(tmp_path, fmd_pair, capsys, monkeypatch, value):
+    from napari_denoise.engine.device import env_threads
+    from napari_denoise.errors import ParameterError
+
+    monkeypatch.setenv("NAPARI_DENOISE_THREADS", value)
+    with pytest.raises(ParameterError, match="NAPARI_DENOISE_THREADS"):
+        env_threads()
+    src = tmp_path / "in.npy"
+    np.save(src, fmd_pair[0][:64, :64])
+    code = main(["denoise", str(src), "-o", str(tmp_path / "o.tif"), "--method", "unet-fluo", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "NAPARI_DENOISE_THREADS" in err and "Traceback" not in err
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_a_huge_thread_count_is_clamped_to_the_cores(monkeypatch):
+    import os
+
+    from napari_denoise.engine.device import env_threads
+
+    monkeypatch.setenv("NAPARI_DENOISE_THREADS", "99999999999")
+    assert env_threads() == (os.cpu_count() or 1)
+    monkeypatch.setenv("NAPARI_DENOISE_THREADS", "1")
+    assert env_threads() == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        MemoryError(),
+        RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"
+        ),
+    ],
+)
+@pytest.mark.parametrize("out_name", ["out.tif", "out.zarr"])
+def test_out_of_memory_is_one_sentence_and_leaves_no_file(
+    tmp_path, fmd_pair, capsys, error, out_name
+):
+    from napari_denoise.engine.methods import Method, register, unregister
+
+    calls = []
+
+    def runs_out(block, **_):
+        calls.append(1)
+        if len(calls) > 1:  # after the first plane has been written
+            raise error
+        return block
+
+    register(Method("runs-out-of-memory", runs_out), replace=True)
+    try:
+        src = tmp_path / "in.npy"
+        np.save(src, _real_planes((4, 48, 40), fmd_pair))
+        code = main(
+            [
+                "denoise",
+                str(src),
+                "-o",
+                str(tmp_path / out_name),
+                "--method",
+                "runs-out-of-memory",
+                "-q",
+            ]
+        )
+    finally:
+        unregister("runs-out-of-memory")
+    err = capsys.readouterr().err
+    assert code == 2 and "out of memory" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy"]  # no part, no output
+
+
+def test_dash_output_is_refused_and_makes_no_folder(tmp_path, fmd_pair, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    np.save("in.npy", fmd_pair[0][:32, :32])
+    code = main(["denoise", "in.npy", "-o", "-", "--method", "gaussian", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "standard output" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy"]
+
+
+# --------------------------------------------------------------------------- API inputs
+def test_xarray_dims_are_the_axes_and_a_dataarray_comes_back(fmd_pair):
+    xr = pytest.importorskip("xarray")
+    data = _real_planes((3, 48, 40), fmd_pair)
+    arr = xr.DataArray(data, dims=("c", "y", "x"), coords={"c": ["a", "b", "c"]}, attrs={"k": 1})
+    out = nd.denoise(arr, "gaussian")
+    assert isinstance(out, xr.DataArray) and out.dims == arr.dims and out.attrs == {"k": 1}
+    assert list(out.coords["c"].values) == ["a", "b", "c"]
+    np.testing.assert_array_equal(out.values, nd.denoise(data, "gaussian", axes="CYX"))
+    assert not np.array_equal(out.values, nd.denoise(data, "gaussian"))  # inferred: TYX
+    upper = nd.denoise(xr.DataArray(data, dims=("Z", "Y", "X")), "gaussian")
+    np.testing.assert_array_equal(upper.values, nd.denoise(data, "gaussian", axes="ZYX"))
+
+
+def test_xarray_dims_that_are_not_letters_or_disagree_are_refused(fmd_pair):
+    xr = pytest.importorskip("xarray")
+    data = _real_planes((3, 48, 40), fmd_pair)
+    with pytest.raises(InputError, match="not axis letters"):
+        nd.denoise(xr.DataArray(data, dims=("plane", "row", "col")), "gaussian")
+    with pytest.raises(InputError, match="contradicts"):
+        nd.denoise(xr.DataArray(data, dims=("c", "y", "x")), "gaussian", axes="TYX")
+    named = xr.DataArray(data, dims=("plane", "row", "col"))  # told: fine
+    np.testing.assert_array_equal(
+        nd.denoise(named, "gaussian", axes="ZYX").values, nd.denoise(data, "gaussian", axes="ZYX")
+    )
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "uint8"])
+def test_a_torch_tensor_is_computed_on_the_cpu_and_given_back_as_one(fmd_pair, dtype):
+    import torch
+
+    data = _real_planes((48, 40), fmd_pair, np.uint8)
+    tensor = torch.from_numpy(data).to(getattr(torch, dtype))
+    if dtype == "float32":
+        tensor.requires_grad_(True)
+    out = nd.denoise(tensor, "gaussian")
+    assert isinstance(out, torch.Tensor) and out.dtype == tensor.dtype
+    assert out.shape == tensor.shape and out.device == tensor.device
+    expected = nd.denoise(tensor.detach().float().numpy() if dtype != "uint8" else data, "gaussian")
+    np.testing.assert_allclose(
+        out.float().numpy(), expected, atol=1.0 if dtype == "bfloat16" else 0
+    )

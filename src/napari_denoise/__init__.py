@@ -20,8 +20,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .errors import (
     Cancelled,
     DenoiseError,
@@ -68,13 +66,18 @@ def denoise(
     tile: int | None = None,
     output_dtype: Any = None,
     **params: Any,
-) -> np.ndarray:
+) -> Any:
     """Denoise an image and return an array of the same shape (and dtype, by default).
 
     Parameters
     ----------
     image : array_like
-        2-D to 5-D image (``YX``, ``ZYX``, ``TYX``, ``CYX``, ``YXC``, ``TZCYX`` ...).
+        2-D to 5-D image (``YX``, ``ZYX``, ``TYX``, ``CYX``, ``YXC``, ``TZCYX`` ...). An
+        xarray ``DataArray`` gives its axes by its dims when they are axis letters
+        (``t``, ``z``, ``c``, ``y``, ``x``, any case; other names are refused unless
+        ``axes`` is given) and the result is a ``DataArray`` like it; a torch tensor is
+        computed on the CPU and the result is a tensor on its device
+        (:func:`napari_denoise.axes.unwrap_array`).
     method : str, optional
         A name from :func:`list_methods`; the default method when omitted.
     axes : str, optional
@@ -96,17 +99,18 @@ def denoise(
     >>> bool(clean.std() < noisy.std())
     True
     """
-    from .axes import as_image_array, check_computable, resolve_dtype
+    from .axes import as_image_array, check_computable, resolve_dtype, unwrap_array
     from .engine.denoise.pipeline import denoise_iter as _iter
     from .engine.denoise.pipeline import drain
 
+    image, axes, rewrap = unwrap_array(image, axes)  # torch, xarray: read right, given back
     image = as_image_array(image)  # a ragged list: a sentence, not numpy's traceback
     output_dtype = resolve_dtype(output_dtype)
     check_computable(image)  # values float32 cannot hold: refused, never NaN or constant
     result = drain(
         _iter(image, method, axes=axes, tile=tile, output_dtype=output_dtype, params=params)
     )
-    return result.data
+    return rewrap(result.data)
 
 
 def denoise_dask(

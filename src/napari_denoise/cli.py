@@ -95,21 +95,51 @@ def _progress_printer():
     return show
 
 
+def _device_asked(args: argparse.Namespace, params: dict[str, Any]) -> str:
+    """The device asked for by ``--device`` or ``--param device=...`` (one, not both)."""
+    from .engine.device import DEVICES
+
+    flag = (args.device or "auto").strip().lower()
+    param = params.pop("device", None)
+    if param is None:
+        return flag
+    param = str(param).strip().lower()
+    if param not in DEVICES:
+        raise ParameterError(f"Unknown device '{param}'; choose one of {', '.join(DEVICES)}.")
+    if flag != "auto" and flag != param:
+        raise ParameterError(
+            f"--device {flag} and --param device={param} ask for different devices; give one."
+        )
+    return param
+
+
+def _check_output_name(text: str) -> None:
+    """Refuse ``-o -`` (and an empty name): images go to files, never to standard output,
+    and a folder named '-' is never what was meant."""
+    if text.strip() in ("", "-"):
+        raise ParameterError(
+            f"-o {text!r} names no file: writing an image to standard output is not "
+            "supported; name an output file (out.tif) or folder (results/)."
+        )
+
+
 def _cmd_denoise(args: argparse.Namespace) -> int:
     from .engine.device import resolve_device
     from .engine.methods import default_method, get_method
     from .files import check_outputs, denoise_file, plan_jobs, sidecar_path
 
+    _check_output_name(args.output)
     method = get_method(args.method) if args.method else default_method()
     params: dict[str, Any] = _parse_params(args.param)
     method.resolve_params(params)  # fail early on unknown or bad parameters
+    asked = _device_asked(args, params)  # --param device=cuda is honoured, never dropped
     if args.scheduler:
         from .engine.denoise.lazy import check_scheduler
 
         check_scheduler(args.scheduler)
-        device = args.device  # on a dask cluster each worker resolves it for itself
+        device = asked  # on a dask cluster each worker resolves it for itself
     else:
-        device = resolve_device(args.device)
+        device = resolve_device(asked)  # a device this machine lacks: refused here
     if "device" in {p.name for p in method.params}:
         params["device"] = device
     inputs = [Path(p) for p in args.inputs]
@@ -146,7 +176,29 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
         except DenoiseError as err:
             failures += 1
             print(f"\nerror: {src}: {err}", file=sys.stderr)
+        except (MemoryError, RuntimeError) as err:
+            if not _out_of_memory(err):
+                raise
+            failures += 1  # the output was never committed: nothing of it is left
+            print(f"\nerror: {src}: {_MEMORY_SENTENCE}", file=sys.stderr)
     return 2 if failures else 0
+
+
+_MEMORY_SENTENCE = (
+    "out of memory: nothing was written for this input; try a smaller --tile, "
+    "--device cpu (for a GPU), or fewer programs running at once."
+)
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` says memory ran out (MemoryError, torch's OutOfMemoryError, or a
+    RuntimeError of an allocator that could not allocate)."""
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text or "failed to allocate" in text
+    )
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -548,6 +600,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``napari-denoise`` command."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command in ("denoise", "train", "bench", "demo"):
+            from .engine.device import env_threads
+
+            env_threads()  # NAPARI_DENOISE_THREADS=abc: one sentence now, not mid-run
         return int(args.func(args) or 0)
     except DenoiseError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -559,6 +615,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: nothing more was written", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as err:
+        if not _out_of_memory(err):
+            raise
+        print(f"\nerror: {_MEMORY_SENTENCE}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -568,8 +568,9 @@ def prepare(
 def _threads(spec: FinetuneSpec) -> int | None:
     if spec.threads:
         return int(spec.threads)
-    env = os.environ.get("NAPARI_DENOISE_THREADS")
-    return int(env) if env and env.isdigit() and int(env) > 0 else None
+    from ..device import env_threads
+
+    return env_threads()  # a bad value: one sentence (ParameterError), not ignored
 
 
 def _train_kwargs(prepared: Prepared) -> dict[str, Any]:
