@@ -178,11 +178,15 @@ def read_image(path, *, axes: str | None = None, series: int | None = None):
     return _read(path, axes=axes, series=series)
 
 
-def write_image(path, data, *, axes: str, scale=None, metadata=None):
-    """Write an array atomically (TIFF, OME-TIFF, NPY or PNG by suffix)."""
+def write_image(path, data, *, axes: str, scale=None, metadata=None, source_metadata=None):
+    """Write an array atomically (TIFF, OME-TIFF, NPY, PNG or Zarr by suffix);
+    ``source_metadata`` (an ``Image.metadata``) gives channel names and display settings
+    to keep where the format holds them."""
     from .io import write_image as _write
 
-    return _write(path, data, axes=axes, scale=scale, metadata=metadata)
+    return _write(
+        path, data, axes=axes, scale=scale, metadata=metadata, source_metadata=source_metadata
+    )
 
 
 def finetune(

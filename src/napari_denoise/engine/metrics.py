@@ -84,8 +84,9 @@ def _check_units(true, test, true64: np.ndarray, test64: np.ndarray) -> None:
     ratio = max(tspan / xspan, xspan / tspan)
     if ratio > UNIT_MISMATCH:
         raise InputError(
-            f"image_true is {true.dtype} with values {tlo:g} to {thi:g} but image_test is "
-            f"{test.dtype} with values {xlo:g} to {xhi:g}: ranges {ratio:.0f}-fold apart in "
+            f"The ground truth (image_true) is {true.dtype} with values {tlo:g} to {thi:g} but "
+            f"the result (image_test) is {test.dtype} with values {xlo:g} to {xhi:g}: ranges "
+            f"{ratio:.0f}-fold apart in "
             "different dtypes are different units (such as 0-255 against 0-1), so they "
             "are not compared as they are; put both on the same scale first (for example "
             "multiply a 0-1 result by the ground truth's maximum)."
