@@ -150,7 +150,14 @@ def denoise_iter(image: Any, method: str | None = None, axes: str | None = None,
 def compare(
     image_true: Any, image_test: Any, *, data_range: float | None = None, slice_axes: int = 0
 ) -> dict:
-    """PSNR, SSIM, NRMSE, SNR and range-invariant PSNR/SSIM of ``image_test`` against ``image_true``."""
+    """PSNR, SSIM, NRMSE, SNR and range-invariant PSNR/SSIM of ``image_test`` against ``image_true``.
+
+    ``data_range`` defaults to the ground truth's own range (``max - min``, whatever its
+    dtype); the result says which was used (``data_range``, ``data_range_note``). A
+    constant ground truth without ``data_range``, empty or non-finite images, different
+    shapes and images in different units (a uint8 ground truth against a 0-1 float
+    result) are refused with an InputError. See :mod:`napari_denoise.engine.metrics`.
+    """
     from .engine.metrics import compare as _compare
 
     return _compare(image_true, image_test, data_range=data_range, slice_axes=slice_axes)
