@@ -504,3 +504,14 @@ def test_a_torch_tensor_is_computed_on_the_cpu_and_given_back_as_one(fmd_pair, d
     np.testing.assert_allclose(
         out.float().numpy(), expected, atol=1.0 if dtype == "bfloat16" else 0
     )
+
+
+def test_the_lazy_and_generator_forms_read_xarray_dims_too(fmd_pair):
+    xr = pytest.importorskip("xarray")
+    from napari_denoise.engine.denoise.pipeline import drain
+
+    data = _real_planes((3, 48, 40), fmd_pair)
+    arr = xr.DataArray(data, dims=("c", "y", "x"))
+    expected = nd.denoise(data, "gaussian", axes="CYX")
+    np.testing.assert_array_equal(nd.denoise_dask(arr, "gaussian").compute(), expected)
+    np.testing.assert_array_equal(drain(nd.denoise_iter(arr, "gaussian")).data, expected)

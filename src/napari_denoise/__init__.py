@@ -134,15 +134,19 @@ def denoise_dask(
         clean = nd.denoise_dask(da.from_zarr("stack.zarr"), axes="TYX")
         clean.to_zarr("stack_denoised.zarr")
     """
+    from .axes import unwrap_array
     from .engine.denoise.lazy import denoise_dask as _lazy
 
+    image, axes, _ = unwrap_array(image, axes)  # an xarray's dims are its axes
     return _lazy(image, method, axes=axes, tile=tile, output_dtype=output_dtype, params=params).data
 
 
 def denoise_iter(image: Any, method: str | None = None, axes: str | None = None, **kwargs: Any):
     """Generator form of :func:`denoise`: yields progress, returns a ``DenoiseResult``."""
+    from .axes import unwrap_array
     from .engine.denoise.pipeline import denoise_iter as _iter
 
+    image, axes, _ = unwrap_array(image, axes)  # an xarray's dims are its axes
     params = kwargs.pop("params", {})
     return _iter(image, method, axes=axes, params=params, **kwargs)
 

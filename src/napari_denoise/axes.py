@@ -202,9 +202,9 @@ def _unwrap_xarray(image, axes: str | None):
             axes = found
 
     def rewrap(out):
-        return image.copy(data=np.asarray(out)) if np.shape(out) == image.shape else out
+        return image.copy(data=out) if tuple(np.shape(out)) == tuple(image.shape) else out
 
-    return np.asarray(image.values), axes, rewrap
+    return image.data, axes, rewrap  # numpy or dask: a lazy DataArray stays lazy
 
 
 def _unwrap_tensor(tensor) -> np.ndarray:
