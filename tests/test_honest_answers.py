@@ -515,3 +515,26 @@ def test_the_lazy_and_generator_forms_read_xarray_dims_too(fmd_pair):
     expected = nd.denoise(data, "gaussian", axes="CYX")
     np.testing.assert_array_equal(nd.denoise_dask(arr, "gaussian").compute(), expected)
     np.testing.assert_array_equal(drain(nd.denoise_iter(arr, "gaussian")).data, expected)
+
+
+@pytest.mark.parametrize(
+    ("shape", "axes"),
+    [
+        ((48, 40, 1), "YXC"),
+        ((2, 48, 40, 1), "TYXC"),
+        ((2, 3, 48, 40, 1), "TZYXC"),
+        ((1, 48, 40), "TYX"),
+    ],
+)
+def test_a_trailing_singleton_is_one_channel_not_frames_one_pixel_wide(
+    tmp_path, fmd_pair, shape, axes
+):
+    from napari_denoise.io import read_image
+
+    data = _real_planes(shape, fmd_pair)
+    np.save(tmp_path / "in.npy", data)
+    image = read_image(tmp_path / "in.npy")
+    assert image.axes == axes
+    out = nd.denoise(data, "gaussian")
+    expected = nd.denoise(data.reshape(data.shape[:-1]) if axes.endswith("C") else data, "gaussian")
+    np.testing.assert_array_equal(out.reshape(expected.shape), expected)  # plane by plane

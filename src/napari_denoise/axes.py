@@ -39,7 +39,9 @@ def infer_axes(shape: tuple[int, ...]) -> str:
     str
         ``YX`` for 2D, ``TYX`` for 3D, ``TZYX`` for 4D, ``TZCYX`` for 5D; but a 3D/4D array
         whose last axis has 3 or 4 entries behind planes larger than 8x8 is colour:
-        ``YXC`` / ``TYXC``.
+        ``YXC`` / ``TYXC``; and a last axis of 1 behind such planes is one channel
+        (``YXC``, ``TYXC``, ``TZYXC``: an ``(H, W, 1)`` array is one image, not H frames
+        one pixel wide).
 
     Raises
     ------
@@ -49,6 +51,8 @@ def infer_axes(shape: tuple[int, ...]) -> str:
     shape = tuple(int(n) for n in shape)
     if not 2 <= len(shape) <= 5:
         raise InputError(f"An image needs 2 to 5 dimensions, but this one has shape {shape}.")
+    if len(shape) >= 3 and shape[-1] == 1 and min(shape[-3:-1]) > 8:
+        return ("YXC", "TYXC", "TZYXC")[len(shape) - 3]
     if len(shape) in (3, 4) and shape[-1] in (3, 4) and min(shape[-3:-1]) > 8:
         return "YXC" if len(shape) == 3 else "TYXC"
     return ("YX", "TYX", "TZYX", "TZCYX")[len(shape) - 2]
