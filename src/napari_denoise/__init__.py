@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ._version import __version__
 from .errors import (
     Cancelled,
     DenoiseError,
@@ -32,8 +33,6 @@ from .errors import (
     UnknownMethodError,
     WriteError,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Cancelled",
