@@ -234,6 +234,9 @@ def test_core_dependencies_leave_napari_and_qt_to_an_extra():
 
 
 def test_module_paths_from_before_the_restructuring_still_import():
+    import warnings
+
+    warnings.simplefilter("ignore", DeprecationWarning)  # (warned: see the test below)
     from napari_denoise.engine.pipeline import denoise_iter
     from napari_denoise.engine.train import train_iter
 
@@ -246,3 +249,75 @@ def test_module_paths_from_before_the_restructuring_still_import():
     assert denoise_iter is pipeline.denoise_iter and train_iter is loop.train_iter
     assert zoo.read_card is store.read_card and zoo.run_model is inference.run_model
     assert finetune.finetune_iter and selfsup.blind_spot_batch
+
+
+def test_old_module_paths_warn_that_they_are_deprecated():
+    code = textwrap.dedent(
+        """
+        import warnings
+        warnings.simplefilter("error", DeprecationWarning)
+        import napari_denoise.engine.methods  # the new paths: no warning
+        import napari_denoise.engine.denoise.pipeline
+        for old in ("napari_denoise.engine.pipeline", "napari_denoise.engine.zoo"):
+            try:
+                __import__(old)
+            except DeprecationWarning as warning:
+                print(warning)
+            else:
+                print("no warning for", old)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2, out.stdout + out.stderr
+    assert "import napari_denoise.engine.denoise.pipeline instead" in lines[0]
+    assert "napari_denoise.engine.zoo is an old module path" in lines[1]
+
+
+def test_the_package_imports_the_new_module_paths_only():
+    from napari_denoise.engine import MOVED
+
+    old = {f"napari_denoise.engine.{name}" for name in (*MOVED, "zoo")}
+    offenders = []
+    for path in _package_files():
+        for mod in _imports(path, top_level_only=False):
+            if mod in old:
+                offenders.append(f"{path.relative_to(PACKAGE)} imports {mod}")
+    # "from ..io import infer_axes": the axes helpers have their home in axes.py
+    axes_names = {"infer_axes", "normalize_axes", "cast_to_dtype", "AXES_LETTERS"}
+    for path in _package_files():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1] == "io":
+                names = {a.name for a in node.names} & axes_names
+                if names:
+                    offenders.append(f"{path.relative_to(PACKAGE)} takes {names} from io")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_docstrings_name_modules_that_exist():
+    # A cross-reference (:mod:`.x`, :func:`~..y.f`) resolves to a module of the package
+    # and, past it, to a name that module defines or imports.
+    import re
+
+    modules = {_module_name(p): p for p in _package_files()}
+    role = re.compile(r":(?:mod|func|class|meth|data|attr):`~?(\.+[\w.]*|napari_denoise[\w.]*)`")
+    bad = []
+    for path in _package_files():
+        name = _module_name(path)
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        text = path.read_text(encoding="utf-8")
+        for ref in role.findall(text):
+            if ref.startswith("."):
+                lead = len(ref) - len(ref.lstrip("."))
+                base = package.split(".")[: len(package.split(".")) - (lead - 1)]
+                parts = base + [p for p in ref.lstrip(".").split(".") if p]
+            else:
+                parts = ref.split(".")
+            k = max(k for k in range(1, len(parts) + 1) if ".".join(parts[:k]) in modules)
+            rest = parts[k:]
+            if rest:
+                home = modules[".".join(parts[:k])].read_text(encoding="utf-8")
+                defined = rf"(def|class)\s+{rest[0]}\b|^{rest[0]}\b|\b{rest[0]}\s*[:=]|\b{rest[0]},|import .*\b{rest[0]}\b"
+                if not re.search(defined, home, re.M):
+                    bad.append(f"{path.relative_to(PACKAGE)}: {ref}")
+    assert not bad, "docstrings naming what does not exist:\n" + "\n".join(bad)

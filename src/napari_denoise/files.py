@@ -287,7 +287,7 @@ def denoise_file(
     result (a stack to ``.png``) is refused. A TIFF ``output`` is written block by block as
     the blocks are done (``result.data`` is then the written file, memory-mapped): memory
     does not grow with the number of planes. With ``scheduler`` the planes are computed
-    with dask (:mod:`.engine.lazy`): on a local scheduler (``threads``, ``processes``) or
+    with dask (:mod:`.engine.denoise.lazy`): on a local scheduler (``threads``, ``processes``) or
     on the cluster at that address; the result is the same. Returns the input image, the
     result and the provenance record.
     """
