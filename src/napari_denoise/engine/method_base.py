@@ -205,6 +205,11 @@ class Method:
         Much slower than the others (the GUI says so; the benchmark may skip it).
     experimental : bool
         A shipped model its card calls experimental (the GUI folds it under "More models").
+    plane_reach : int
+        How many neighbouring planes on each side of a plane (along T, else Z) the method
+        looks at: 0 denoises each plane alone; ``k`` gives ``fn`` a window of ``2k + 1``
+        planes (the plane in the middle) and takes the middle plane's result back. The
+        driver reads the window, streaming (see :mod:`.denoise.driver`).
     """
 
     name: str
@@ -226,6 +231,7 @@ class Method:
     model: ModelInfo | None = None
     slow: bool = False
     experimental: bool = False
+    plane_reach: int = 0
 
     @property
     def is_default(self) -> bool:

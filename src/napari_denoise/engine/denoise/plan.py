@@ -35,6 +35,11 @@ class Plan:
     The image is seen transposed to ``loop_axes + block_axes`` (:attr:`order`): every
     position of the loop axes (:meth:`indices`) is one block, denoised tile by tile with
     the parameters of its channel (:attr:`params`, filled by :meth:`choose`).
+
+    A block's reach: in Y and X, the method's ``halo`` (tiles overlap by it); along the
+    stack, :attr:`plane_reach` planes before and after (:meth:`window`, read by the
+    driver as a window of ``2 * plane_reach + 1`` planes, reflected at the stack's ends).
+    A plan pickles with its method's name (a dask worker looks the method up).
     """
 
     method: Method
@@ -47,6 +52,35 @@ class Plan:
     base: dict[str, Any]
     params: list[dict[str, Any]] = field(default_factory=list)
     stabilisers: list[Any] = field(default_factory=list)
+    plane_reach: int = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "method": self.method.name}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from ..methods import get_method
+
+        self.__dict__.update(state, method=get_method(state["method"]))
+
+    @property
+    def plane_axis(self) -> int | None:
+        """Position among the loop axes of the stack axis that :attr:`plane_reach` runs
+        along (``T``, else ``Z``); None when the blocks have no neighbours."""
+        for axis in "TZ":
+            if axis in self.loop_axes:
+                return self.loop_axes.index(axis)
+        return None
+
+    def window(self, index: tuple[int, ...]) -> list[tuple[int, ...]]:
+        """The loop positions of the planes the block at ``index`` sees: ``[index]`` without
+        a reach, else the ``2k + 1`` positions ``i - k .. i + k`` along :attr:`plane_axis`,
+        reflected at the ends (``-1 -> 1``, ``n -> n - 2``; one plane: itself)."""
+        axis = self.plane_axis
+        if not self.plane_reach or axis is None:
+            return [index]
+        i, n = index[axis], self.loop_shape[axis]
+        k = self.plane_reach
+        return [(*index[:axis], reflect(j, n), *index[axis + 1 :]) for j in range(i - k, i + k + 1)]
 
     @property
     def order(self) -> tuple[int, ...]:
@@ -120,6 +154,16 @@ class Plan:
         return name + " " + " ".join(f"{a}={i}" for a, i in zip(self.loop_axes, index, strict=True))
 
 
+def reflect(j: int, n: int) -> int:
+    """``j`` mirrored into ``0 .. n - 1`` about the end planes (not repeating them), as
+    numpy's ``"reflect"`` padding: ``-1 -> 1``, ``n -> n - 2``."""
+    if n == 1:
+        return 0
+    period = 2 * (n - 1)
+    j %= period
+    return period - j if j >= n else j
+
+
 POSITION_WORDS = {"T": "frame", "Z": "plane", "C": "channel"}
 
 
@@ -157,6 +201,7 @@ def make_plan(
         tile=resolve_tile(tile, m, block_shape),
         out_dtype=out_dtype,
         base=base,
+        plane_reach=int(m.plane_reach) if ("T" in loop_axes or "Z" in loop_axes) else 0,
     )
 
 

@@ -238,8 +238,12 @@ def run_tiled(
     batch: int = 1,
     fn_batch: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None,
     grow: bool = True,
+    lead: int = 0,
 ) -> Generator[Progress, None, np.ndarray]:
     """Apply ``fn`` to ``block`` tile by tile; yields a :class:`Progress` after each tile.
+
+    ``lead`` leading axes of ``block`` are not tiled: every tile takes them whole and
+    ``fn`` returns the tile without them (a window of planes in, the middle plane out).
 
     With ``batch > 1`` and ``fn_batch`` (a list of same-shaped tiles in, their results
     out), up to ``batch`` tiles of the same shape go through one call (a GPU runs them
@@ -248,16 +252,18 @@ def run_tiled(
     Returns (as the generator's return value) the blended float32 result. A consumer
     that stops iterating stops the work: nothing runs past the current tile (or batch).
     """
-    tiles = plan_tiles(block.shape, tile, overlap, halo, multiple=multiple, grow=grow)
+    shape = block.shape[lead:]
+    tiles = plan_tiles(shape, tile, overlap, halo, multiple=multiple, grow=grow)
     if len(tiles) == 1:
         out = np.asarray(fn(block), dtype=np.float32)
         yield Progress(1, 1, message)
         return out
     # One image-sized array: the weighted sum, normalised in place at the end.
-    acc = np.zeros(block.shape, np.float32)
+    acc = np.zeros(shape, np.float32)
     done = 0
+    whole = (slice(None),) * lead
     for group in _batches(tiles, batch if fn_batch is not None else 1):
-        inputs = [np.ascontiguousarray(block[t.region]) for t in group]
+        inputs = [np.ascontiguousarray(block[(*whole, *t.region)]) for t in group]
         results = fn_batch(inputs) if len(group) > 1 else [fn(inputs[0])]
         del inputs
         for t, result in zip(group, results, strict=True):
