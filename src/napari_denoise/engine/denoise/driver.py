@@ -141,11 +141,13 @@ def windows(
     for index in indices:
         planes = []
         for j in plan.window(index):
-            if j not in held:
+            if j in held:
+                held.move_to_end(j)  # the least recently used goes first
+            else:
                 held[j] = np.asarray(reader(j))
-                while len(held) > capacity:
-                    held.popitem(last=False)  # the oldest: no later window needs it
             planes.append(held[j])
+        while len(held) > capacity:  # no later window needs those any more
+            held.popitem(last=False)
         yield index, np.stack(planes)
         del planes
 
