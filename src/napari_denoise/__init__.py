@@ -95,13 +95,11 @@ def denoise(
     >>> bool(clean.std() < noisy.std())
     True
     """
-    from .axes import as_image_array, check_computable, resolve_dtype
     from .engine.denoise.pipeline import denoise_iter as _iter
     from .engine.denoise.pipeline import drain
 
-    image = as_image_array(image)  # a ragged list: a sentence, not numpy's traceback
-    output_dtype = resolve_dtype(output_dtype)
-    check_computable(image)  # values float32 cannot hold: refused, never NaN or constant
+    # Every input check (ragged lists, layout, NaN, values float32 cannot hold, the output
+    # dtype) is made once, in engine/denoise/checks.py and the plan.
     result = drain(
         _iter(image, method, axes=axes, tile=tile, output_dtype=output_dtype, params=params)
     )

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ...axes import resolve_dtype
 from ...errors import InputError, ParameterError
 from ..methods import Method
 
@@ -188,7 +189,8 @@ def make_plan(
     meets an image without a Z or T axis.
     """
     base = m.resolve_params(dict(params or {}))
-    out_dtype = np.dtype(output_dtype) if output_dtype is not None else np.dtype(dtype)
+    out_dtype = resolve_dtype(output_dtype)  # a sentence for a bad one
+    out_dtype = np.dtype(dtype) if out_dtype is None else out_dtype
     loop_axes, block_axes = layout(axes, m)
     shape = tuple(int(n) for n in shape)
     block_shape = tuple(shape[axes.index(a)] for a in block_axes)
