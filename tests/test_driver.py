@@ -8,14 +8,7 @@ import weakref
 import numpy as np
 import pytest
 
-from napari_denoise.engine.denoise.driver import (
-    Written,
-    array_writer,
-    drive,
-    run,
-    view_reader,
-    windows,
-)
+from napari_denoise.engine.denoise.driver import Written, drive, run, windows
 from napari_denoise.engine.denoise.lazy import denoise_dask
 from napari_denoise.engine.denoise.pipeline import denoise_iter, drain, plan_iter
 from napari_denoise.engine.methods import Method, register, unregister
@@ -55,9 +48,12 @@ def test_a_block_with_plane_reach_k_sees_planes_i_minus_k_to_i_plus_k_reflected(
     plan, view = _plan(stack, "gaussian", "TYX", k)
     reads = []
 
-    def reader(index):
-        reads.append(index)
-        return np.array(view[index])  # a fresh array per read
+    class Reader:
+        def __getitem__(self, index):
+            reads.append(index)
+            return np.array(view[index])  # a fresh array per read
+
+    reader = Reader()
 
     for (i,), window in windows(plan, reader):
         assert window.shape == (2 * k + 1, *stack.shape[1:])
@@ -76,10 +72,13 @@ def test_the_window_streams_holding_a_window_of_planes_not_the_stack():
     plan, view = _plan(stack, "gaussian", "TYX", k)
     alive = []
 
-    def reader(index):
-        plane = np.array(view[index])
-        alive.append(weakref.ref(plane))
-        return plane
+    class Reader:
+        def __getitem__(self, index):
+            plane = np.array(view[index])
+            alive.append(weakref.ref(plane))
+            return plane
+
+    reader = Reader()
 
     most = 0
     for _, window in windows(plan, reader):
@@ -93,7 +92,7 @@ def test_the_window_runs_along_time_within_each_channel():
     stack = np.stack([_stack(n=5, seed=1), _stack(n=5, seed=2)], axis=1)  # T C Y X
     plan, view = _plan(stack, "gaussian", "TCYX", 1)
     assert plan.loop_axes == "TC"
-    for (t, c), window in windows(plan, view_reader(plan, view)):
+    for (t, c), window in windows(plan, view):
         planes = [1 if t == 0 else t - 1, t, 3 if t == 4 else t + 1]
         np.testing.assert_array_equal(window, stack[planes, c])
 
@@ -129,18 +128,13 @@ def test_run_calls_progress_and_stops_when_asked():
     plan, view = _plan(stack, "gaussian", "TYX", 0)
     out = np.zeros(stack.shape, np.float32)
     ticks = []
-    run(plan, view_reader(plan, view), array_writer(plan, out), progress=ticks.append)
+    run(plan, view, out, progress=ticks.append)
     assert [t.done for t in ticks] == [1, 2, 3, 4] and ticks[-1].total == 4
     assert np.all(out != 0)
 
     written = []
     with pytest.raises(Cancelled):
-        run(
-            plan,
-            view_reader(plan, view),
-            lambda index, result: written.append(index),
-            stop=lambda: len(written) >= 2,
-        )
+        run(plan, view, lambda index, result: written.append(index), stop=lambda: len(written) >= 2)
     assert written == [(0,), (1,)]
 
 
@@ -148,6 +142,6 @@ def test_drive_announces_each_block_once_it_is_written():
     stack = _stack(n=3, shape=(32, 32))
     plan, view = _plan(stack, "gaussian", "TYX", 0)
     seen = []
-    items = list(drive(plan, view_reader(plan, view), lambda index, r: seen.append(index)))
+    items = list(drive(plan, view, lambda index, r: seen.append(index)))
     done = [item.index for item in items if isinstance(item, Written)]
     assert done == seen == [(0,), (1,), (2,)]

@@ -29,7 +29,7 @@ import numpy as np
 
 from .atomic import atomic_batch, part_path
 from .axes import check_computable, colour_picture_problem, resolve_dtype
-from .engine.denoise.driver import Written, array_writer, cast_into, drive, run, view_reader
+from .engine.denoise.driver import Written, cast_into, drive, run
 from .engine.denoise.mapped import release_mapped
 from .engine.denoise.pipeline import DenoiseResult, denoise_iter, drain, make_result, plan_iter
 from .engine.denoise.plan import Plan
@@ -397,7 +397,7 @@ def _pages_as_done(plan: Plan, view, page: tuple[int, ...], on_progress):
     def write(index, result) -> None:
         cast_into(buffer, result)
 
-    for item in drive(plan, view_reader(plan, view), write):
+    for item in drive(plan, view, write):
         if isinstance(item, Written):
             yield from buffer.reshape((-1, *page))
         elif on_progress is not None:
@@ -484,8 +484,8 @@ def _scratch_array(shape: tuple[int, ...], dtype, output: Path):
 
 
 def _fill(out: np.ndarray, plan: Plan, view, on_progress) -> None:
-    # written pages go to the file, not the process's memory (array_writer releases them)
-    run(plan, view_reader(plan, view), array_writer(plan, out), progress=on_progress)
+    # written pages go to the file, not the process's memory (the driver releases them)
+    run(plan, view, out, progress=on_progress)
 
 
 def _pages_of(out: np.ndarray, page: tuple[int, ...]):

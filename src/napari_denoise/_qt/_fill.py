@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.denoise.driver import Written, array_writer, drive, view_reader
+from ..engine.denoise.driver import Written, drive
 from ..engine.denoise.pipeline import DenoiseResult, make_result, plan_iter
 from ..engine.denoise.tiling import Progress
 
@@ -118,7 +118,7 @@ def fill_steps(
         started.shown.wait(SHOW_WAIT)
     finished = False
     try:  # (a file-backed result's written pages go to the file, not this process)
-        for item in drive(plan, view_reader(plan, view), array_writer(plan, out)):
+        for item in drive(plan, view, out):
             if not isinstance(item, Written):
                 yield item
             elif announce:

@@ -23,13 +23,13 @@ import numpy as np
 from ..errors import ParameterError
 
 __all__ = [
+    "REGISTRY",
     "Method",
     "ModelInfo",
     "Param",
     "highest_ranked",
     "is_registered",
     "register",
-    "registered",
     "unregister",
 ]
 
@@ -294,30 +294,25 @@ def check_ranges(method: str, params: Mapping[str, Any]) -> None:
                 )
 
 
-_REGISTRY: dict[str, Method] = {}
+REGISTRY: dict[str, Method] = {}  # name -> method: the store (read it; change it by register)
 
 
 def register(method: Method, *, replace: bool = False) -> Method:
     """Add ``method`` to the registry (``replace=True`` to overwrite a name)."""
-    if method.name in _REGISTRY and not replace:
+    if method.name in REGISTRY and not replace:
         raise ValueError(f"a method named '{method.name}' is already registered")
-    _REGISTRY[method.name] = method
+    REGISTRY[method.name] = method
     return method
 
 
 def is_registered(name: str) -> bool:
     """Whether a method of that name is registered (without loading filters or models)."""
-    return name in _REGISTRY
+    return name in REGISTRY
 
 
 def unregister(name: str) -> None:
     """Remove a method from the registry (no error when absent)."""
-    _REGISTRY.pop(name, None)
-
-
-def registered() -> list[Method]:
-    """The registered methods, in registration order (nothing is loaded)."""
-    return list(_REGISTRY.values())
+    REGISTRY.pop(name, None)
 
 
 def highest_ranked() -> Method | None:
@@ -325,5 +320,5 @@ def highest_ranked() -> Method | None:
     the default method once the built-in ones are loaded."""
     # Every method may claim a rank; the available one with the highest rank wins, so a
     # shipped model takes over from the best classical filter as soon as it is registered.
-    ranked = [m for m in _REGISTRY.values() if m.available and m.default_rank is not None]
+    ranked = [m for m in REGISTRY.values() if m.available and m.default_rank is not None]
     return max(ranked, key=lambda m: m.default_rank) if ranked else None

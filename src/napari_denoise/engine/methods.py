@@ -18,6 +18,7 @@ import difflib
 
 from ..errors import UnknownMethodError
 from .method_base import (
+    REGISTRY,
     Method,
     ModelInfo,
     Param,
@@ -25,7 +26,6 @@ from .method_base import (
     highest_ranked,
     is_registered,
     register,
-    registered,
     unregister,
 )
 
@@ -69,7 +69,7 @@ def list_methods(*, kind: str | None = None, include_unavailable: bool = True) -
     load_builtin()
     methods = [
         m
-        for m in registered()
+        for m in REGISTRY.values()
         if (kind is None or m.kind == kind) and (include_unavailable or m.available)
     ]
     return sorted(
@@ -83,11 +83,10 @@ def get_method(name: str) -> Method:
     load_builtin()
     if isinstance(name, Method):
         return name
-    known = {m.name: m for m in registered()}
     try:
-        method = known[name]
+        method = REGISTRY[name]
     except KeyError:
-        names = sorted(known)
+        names = sorted(REGISTRY)
         close = difflib.get_close_matches(str(name), names, n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise UnknownMethodError(

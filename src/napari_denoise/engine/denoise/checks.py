@@ -21,8 +21,9 @@ from ...axes import (
 )
 from ...errors import InputError
 from .mapped import release_mapped
+from .plan import Plan
 
-__all__ = ["MIN_SIZE", "check_finite", "check_image", "check_layout"]
+__all__ = ["MIN_SIZE", "CheckedBlocks", "check_finite", "check_image", "check_layout", "is_lazy"]
 
 MIN_SIZE = 3
 
@@ -94,3 +95,24 @@ def _count_nonfinite(arr: np.ndarray) -> int:
             release_mapped(arr)  # a long mapped stack must not stay resident once read
         return bad
     return int(np.count_nonzero(~np.isfinite(arr)))
+
+
+def is_lazy(arr: Any) -> bool:
+    """Whether ``arr`` is a dask array (its values are read, and checked, when computed)."""
+    return hasattr(arr, "dask") and hasattr(arr, "chunks") and not isinstance(arr, np.ndarray)
+
+
+class CheckedBlocks:
+    """A lazy (dask) image transposed by ``plan.order``, read a block at a time: each block
+    is computed once (not once per tile) and its values checked as it is read, since they
+    could not be checked before."""
+
+    def __init__(self, view: Any, plan: Plan):
+        self.view, self.plan = view, plan
+
+    def __getitem__(self, index: tuple[int, ...]) -> np.ndarray:
+        block = np.asarray(self.view[index])
+        if np.issubdtype(block.dtype, np.floating):
+            label = self.plan.where(index).removeprefix(self.plan.method.name).strip()
+            check_finite(block, where=f"The plane at {label}" if label else "The image")
+        return block

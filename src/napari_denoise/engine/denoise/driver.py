@@ -12,14 +12,17 @@ TIFF writer pull it) or :func:`run` (the same, pushed to the end with ``progress
 
 The contract:
 
-``reader(index) -> block``
+``reader[index] -> block``
     The input block (a plane, or a volume for 3-D methods) at a loop position of the
-    plan (:meth:`~.plan.Plan.indices`), in the plan's axis order. :func:`view_reader`
-    makes one from any array (numpy, memory map, dask, zarr); its values are checked as
-    they are read where they could not be checked before (a lazy array).
-``writer(index, result)``
-    Receives the float32 result of that block (:func:`array_writer` casts it into an
-    output array, the TIFF writer into its page buffer).
+    plan (:meth:`~.plan.Plan.indices`), in the plan's axis order: the image transposed
+    by ``plan.order`` is one (a numpy array, a memory map read tile by tile where it
+    lies), and so is a dict of blocks (a dask task's); a dask array comes wrapped in
+    :class:`~.checks.CheckedBlocks` (each block computed once, its values checked).
+``writer``
+    An array of the image's shape and the output dtype (in memory, or a file-backed
+    ``np.memmap`` whose written pages go to the file, not this process): each block is
+    cast into it where it lies. Or a callable ``writer(index, result)`` given the
+    float32 result (the TIFF writer casts it into its page buffer).
 Blocks and their reach
     A block is denoised tile by tile; tiles overlap by the method's ``halo`` (the reach
     in Y and X). Along the stack, a block reaches :attr:`~.plan.Plan.plane_reach` planes
@@ -46,7 +49,6 @@ import numpy as np
 
 from ...errors import Cancelled
 from ..method_base import Method
-from .checks import check_finite
 from .mapped import release_mapped
 from .plan import Plan, position_text
 from .tiling import Progress, plan_tiles, run_tiled
@@ -56,12 +58,10 @@ __all__ = [
     "Reader",
     "Writer",
     "Written",
-    "array_writer",
     "cast_into",
     "denoise_block",
     "drive",
     "run",
-    "view_reader",
     "windows",
 ]
 
@@ -70,7 +70,7 @@ __all__ = [
 RAMP = 8
 CAST_SLAB = 2**18  # values converted to the output dtype at a time (see cast_into)
 
-Reader = Callable[[tuple[int, ...]], Any]
+Reader = Any  # anything indexed by a loop position: reader[index] -> block
 Writer = Callable[[tuple[int, ...], np.ndarray], None]
 
 
@@ -90,36 +90,6 @@ class Written:
     index: tuple[int, ...]
 
 
-def view_reader(plan: Plan, view: Any) -> Reader:
-    """A reader of ``view`` (the image transposed by ``plan.order``: an array, a memory
-    map, a dask or zarr array). A memory-mapped block is read tile by tile where it lies;
-    a lazy (dask) block is computed once and its values checked here."""
-    m = plan.method
-
-    def read(index: tuple[int, ...]):
-        block = view[index]
-        if is_lazy(block):  # computed once per block, not once per tile
-            block = np.asarray(block)
-            if np.issubdtype(block.dtype, np.floating):
-                label = plan.where(index).removeprefix(m.name).strip()
-                check_finite(block, where=f"The plane at {label}" if label else "The image")
-        return block
-
-    return read
-
-
-def array_writer(plan: Plan, out: np.ndarray) -> Writer:
-    """A writer into ``out`` (the image's shape and the output dtype; in memory or a
-    file-backed ``np.memmap``, whose written pages go to the file, not this process)."""
-    target = np.transpose(out, plan.order)  # a view: each block is written where it lies
-
-    def write(index: tuple[int, ...], result: np.ndarray) -> None:
-        cast_into(target[index], result)
-        release_mapped(out)
-
-    return write
-
-
 def windows(
     plan: Plan, reader: Reader, indices: Iterable[tuple[int, ...]] | None = None
 ) -> Iterator[tuple[tuple[int, ...], Any]]:
@@ -132,7 +102,7 @@ def windows(
     indices = plan.indices() if indices is None else list(indices)
     if not plan.plane_reach or plan.plane_axis is None:
         for index in indices:
-            yield index, reader(index)
+            yield index, reader[index]
         return
     axis = plan.plane_axis
     after = int(np.prod(plan.loop_shape[axis + 1 :], dtype=np.int64))
@@ -144,7 +114,7 @@ def windows(
             if j in held:
                 held.move_to_end(j)  # the least recently used goes first
             else:
-                held[j] = np.asarray(reader(j))
+                held[j] = np.asarray(reader[j])
             planes.append(held[j])
         while len(held) > capacity:  # no later window needs those any more
             held.popitem(last=False)
@@ -153,7 +123,11 @@ def windows(
 
 
 def drive(
-    plan: Plan, reader: Reader, writer: Writer, *, indices: Iterable[tuple[int, ...]] | None = None
+    plan: Plan,
+    reader: Reader,
+    writer: Writer | np.ndarray,
+    *,
+    indices: Iterable[tuple[int, ...]] | None = None,
 ) -> Generator[Progress | Written, None, None]:
     """Denoise the plan's blocks (all, or those at ``indices``) from ``reader`` into
     ``writer``, yielding progress after every tile and :class:`Written` after each block.
@@ -163,6 +137,7 @@ def drive(
     m = plan.method
     indices = plan.indices() if indices is None else list(indices)
     lead = 1 if plan.plane_reach and plan.plane_axis is not None else 0
+    target = None if callable(writer) else np.transpose(writer, plan.order)  # a view
     tiles_per_block = [
         len(plan_tiles(plan.block_shape, plan.tile, **_geometry(m, p, plan.block_shape)))
         for p in plan.params
@@ -174,12 +149,23 @@ def drive(
         c = plan.channel(index)
         position = plan.position(index)
         message = ", ".join(w for w in (title, position_text(position)) if w)
-        steps = denoise_block(m, block, plan.params[c], plan.stabilisers[c], plan.tile, lead=lead)
-        result = yield from _ticks(steps, done, total, message, position)
+        result = yield from denoise_block(
+            m,
+            block,
+            plan.params[c],
+            plan.stabilisers[c],
+            plan.tile,
+            lead=lead,
+            progress=(done, total, message, position),
+        )
         done += tiles_per_block[c]
         release_mapped(block)  # a memory-mapped input's pages read for it can go
         del block
-        writer(index, result)
+        if target is None:
+            writer(index, result)
+        else:
+            cast_into(target[index], result)
+            release_mapped(writer)  # written pages go to the file, not this process
         del result  # before the next block's result is made
         yield Written(index)
 
@@ -187,7 +173,7 @@ def drive(
 def run(
     plan: Plan,
     reader: Reader,
-    writer: Writer,
+    writer: Writer | np.ndarray,
     *,
     progress: Callable[[Progress], None] | None = None,
     stop: Callable[[], bool] | None = None,
@@ -201,21 +187,6 @@ def run(
             progress(item)
         if stop is not None and stop():
             raise Cancelled("Stopped before the end; the result is incomplete.")
-
-
-def _ticks(gen: Generator[Progress, None, Any], done: int, total: int, message, position):
-    """Yield a block's tile ticks as the run's (``done`` tiles before it); return its value."""
-    while True:
-        try:
-            tick = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        yield Progress(done + tick.done, total, message, position=position)
-
-
-def is_lazy(arr: Any) -> bool:
-    """Whether ``arr`` is a dask array (read, and checked, when computed)."""
-    return hasattr(arr, "dask") and hasattr(arr, "chunks") and not isinstance(arr, np.ndarray)
 
 
 def cast_into(dst: np.ndarray, result: np.ndarray) -> None:
@@ -234,12 +205,8 @@ def cast_into(dst: np.ndarray, result: np.ndarray) -> None:
 def _geometry(m: Method, params: dict[str, Any], block_shape: tuple[int, ...]) -> dict:
     """How the tiles of a block overlap for ``m`` with ``params``: twice the halo (dropped)
     plus the blending ramp, starts on the network's downsampling multiple."""
-    halo = int(m.halo(params))
-    return {
-        "overlap": _spatial(2 * halo + RAMP, block_shape),
-        "halo": _spatial(halo, block_shape),
-        "multiple": int(m.multiple),
-    }
+    halo, n = int(m.halo(params)), len(block_shape)
+    return {"overlap": (2 * halo + RAMP,) * n, "halo": (halo,) * n, "multiple": int(m.multiple)}
 
 
 def denoise_block(
@@ -250,12 +217,14 @@ def denoise_block(
     tile_shape: tuple[int, ...],
     *,
     lead: int = 0,
+    progress: tuple = (0, None, "", ()),
 ) -> Generator[Progress, None, np.ndarray]:
     """One block (a plane, or a volume for 3-D methods) tile by tile with fixed, resolved
     ``params``: yields the tiles' progress, returns the float result.
 
     ``lead=1``: ``block`` is a window of planes (first axis) around the block; every tile
-    takes all of them and the method returns the middle plane's tile.
+    takes all of them and the method returns the middle plane's tile. ``progress`` is
+    ``(tiles done before, total tiles, message, position)`` of the run it is part of.
     """
     from .noise import anscombe, inverse_anscombe
 
@@ -282,13 +251,13 @@ def denoise_block(
         batch=batch if stabiliser is None else 1,
         fn_batch=run_batch if batch_fn is not None else None,
         lead=lead,
+        start=progress[0],
+        total=progress[1],
+        message=progress[2],
+        position=progress[3],
     )
     if stabiliser is not None:  # elementwise, so in place a slab at a time
         step = max(1, CAST_SLAB // max(1, result[0].size))
         for i in range(0, len(result), step):
             result[i : i + step] = inverse_anscombe(result[i : i + step], stabiliser)
     return result
-
-
-def _spatial(value: int, block_shape: tuple[int, ...]) -> tuple[int, ...]:
-    return (value,) * len(block_shape)

@@ -161,7 +161,7 @@ def _plane(block: np.ndarray, *, plan: Plan, block_info=None) -> np.ndarray:
     window = plan.window(index)
     planes = dict(zip(window, data, strict=True)) if len(window) > 1 else {index: data}
     out = np.empty(plan.block_shape, plan.out_dtype)
-    run(plan, planes.__getitem__, lambda _, result: cast_into(out, result), indices=[index])
+    run(plan, planes, lambda _, result: cast_into(out, result), indices=[index])
     return out.reshape((1,) * n_loop + plan.block_shape)
 
 

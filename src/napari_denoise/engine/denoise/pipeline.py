@@ -23,19 +23,16 @@ import numpy as np
 
 from ...errors import ParameterError
 from ..methods import Method, default_method, get_method
-from .checks import MIN_SIZE, check_finite, check_image, check_layout
+from .checks import MIN_SIZE, CheckedBlocks, check_finite, check_image, check_layout, is_lazy
 from .driver import (
     CAST_SLAB,
     RAMP,
     Block,
     Written,
     _geometry,  # noqa: F401  (tests and benchmarks measure the tiles with it)
-    array_writer,
     cast_into,
     denoise_block,
     drive,
-    is_lazy,
-    view_reader,
 )
 from .mapped import release_mapped
 from .plan import (
@@ -140,7 +137,7 @@ def denoise_iter(
             f"The output array is {out.dtype} of shape {tuple(out.shape)}; this result needs "
             f"{plan.out_dtype} of shape {plan.shape}."
         )
-    for item in drive(plan, view_reader(plan, view), array_writer(plan, out)):
+    for item in drive(plan, view, out):
         if not isinstance(item, Written):
             yield item
     return make_result(out, plan.axes, plan.method, plan.base, plan.params, start)
@@ -178,6 +175,8 @@ def plan_iter(
         where = f" ({position_text(channel)})" if channel else ""
         message = f"{title}: choosing its settings from the image{where}"
         yield Progress(0, 1, message, position=channel, choosing=True)
+    if check is not None:  # the driver reads it a block at a time, checking each
+        view = CheckedBlocks(view, plan)
     return plan, view
 
 

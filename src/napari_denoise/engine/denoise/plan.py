@@ -55,6 +55,29 @@ class Plan:
     stabilisers: list[Any] = field(default_factory=list)
     plane_reach: int = 0
 
+    # Derived once from the fields above (by __post_init__), read many times per block.
+    order: tuple[int, ...] = field(init=False)
+    """The transposition from the image's axes to ``loop_axes + block_axes``."""
+    loop_shape: tuple[int, ...] = field(init=False)
+    block_shape: tuple[int, ...] = field(init=False)
+    channel_axis: int | None = field(init=False)
+    """Position of ``C`` among the loop axes, None without one."""
+    n_channels: int = field(init=False)
+    plane_axis: int | None = field(init=False)
+    """Position among the loop axes of the stack axis that :attr:`plane_reach` runs
+    along (``T``, else ``Z``); None when the blocks have no neighbours."""
+
+    def __post_init__(self) -> None:
+        n_loop = len(self.loop_axes)
+        self.order = tuple(self.axes.index(a) for a in self.loop_axes + self.block_axes)
+        self.loop_shape = tuple(self.shape[i] for i in self.order[:n_loop])
+        self.block_shape = tuple(self.shape[i] for i in self.order[n_loop:])
+        self.channel_axis = self.loop_axes.index("C") if "C" in self.loop_axes else None
+        axis = self.channel_axis
+        self.n_channels = self.loop_shape[axis] if axis is not None else 1
+        stack = [a for a in "TZ" if a in self.loop_axes]
+        self.plane_axis = self.loop_axes.index(stack[0]) if stack else None
+
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "method": self.method.name}
 
@@ -62,15 +85,6 @@ class Plan:
         from ..methods import get_method
 
         self.__dict__.update(state, method=get_method(state["method"]))
-
-    @property
-    def plane_axis(self) -> int | None:
-        """Position among the loop axes of the stack axis that :attr:`plane_reach` runs
-        along (``T``, else ``Z``); None when the blocks have no neighbours."""
-        for axis in "TZ":
-            if axis in self.loop_axes:
-                return self.loop_axes.index(axis)
-        return None
 
     def window(self, index: tuple[int, ...]) -> list[tuple[int, ...]]:
         """The loop positions of the planes the block at ``index`` sees: ``[index]`` without
@@ -84,38 +98,15 @@ class Plan:
         return [(*index[:axis], reflect(j, n), *index[axis + 1 :]) for j in range(i - k, i + k + 1)]
 
     @property
-    def order(self) -> tuple[int, ...]:
-        """The transposition from the image's axes to ``loop_axes + block_axes``."""
-        return tuple(self.axes.index(a) for a in self.loop_axes + self.block_axes)
-
-    @property
     def inverse(self) -> tuple[int, ...]:
         """The transposition back to the image's axes."""
         return tuple(int(i) for i in np.argsort(self.order))
-
-    @property
-    def loop_shape(self) -> tuple[int, ...]:
-        return tuple(self.shape[i] for i in self.order[: len(self.loop_axes)])
-
-    @property
-    def block_shape(self) -> tuple[int, ...]:
-        return tuple(self.shape[i] for i in self.order[len(self.loop_axes) :])
 
     @property
     def in_file_order(self) -> bool:
         """True when the blocks, taken in loop order, follow one another in the image's
         own (C) order: then a file can be written block by block as they are done."""
         return self.order == tuple(range(len(self.axes)))
-
-    @property
-    def channel_axis(self) -> int | None:
-        """Position of ``C`` among the loop axes, None without one."""
-        return self.loop_axes.index("C") if "C" in self.loop_axes else None
-
-    @property
-    def n_channels(self) -> int:
-        axis = self.channel_axis
-        return self.loop_shape[axis] if axis is not None else 1
 
     def indices(self) -> list[tuple[int, ...]]:
         """Every loop position, in C order."""
@@ -189,8 +180,7 @@ def make_plan(
     meets an image without a Z or T axis.
     """
     base = m.resolve_params(dict(params or {}))
-    out_dtype = resolve_dtype(output_dtype)  # a sentence for a bad one
-    out_dtype = np.dtype(dtype) if out_dtype is None else out_dtype
+    out_dtype = np.dtype(dtype) if output_dtype is None else resolve_dtype(output_dtype)
     loop_axes, block_axes = layout(axes, m)
     shape = tuple(int(n) for n in shape)
     block_shape = tuple(shape[axes.index(a)] for a in block_axes)
