@@ -47,7 +47,7 @@ from .plan import (
 )
 from .tiling import Progress
 
-__all__ = ["DenoiseResult", "denoise_iter", "drain", "make_result", "plan_iter"]
+__all__ = ["DenoiseResult", "block_iter", "denoise_iter", "drain", "make_result", "plan_iter"]
 
 # Names whose home is now plan.py, checks.py, driver.py or mapped.py, still importable here.
 __all__ += ["DEFAULT_TILE", "DEPTH_TILE", "SAMPLES_FOR_AUTO", "choose_params", "sample_planes"]
@@ -178,6 +178,15 @@ def plan_iter(
     if check is not None:  # the driver reads it a block at a time, checking each
         view = CheckedBlocks(view, plan)
     return plan, view
+
+
+def block_iter(plan: Plan, view: Any) -> Generator[Progress | Block, None, None]:
+    """The driver's blocks handed over as :class:`Block` (result and position) instead of
+    written: kept for code written against it; new code gives :func:`.driver.drive` a
+    writer."""
+    done: list[Block] = []
+    for item in drive(plan, view, lambda index, result: done.append(Block(index, result))):
+        yield done.pop() if isinstance(item, Written) else item
 
 
 def make_result(data, axes: str, m: Method, base: dict, resolved: list[dict], start: float):
