@@ -20,6 +20,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ._version import __version__
 from .errors import (
     Cancelled,
     DenoiseError,
@@ -30,8 +33,6 @@ from .errors import (
     UnknownMethodError,
     WriteError,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Cancelled",
@@ -99,14 +100,13 @@ def denoise(
     >>> bool(clean.std() < noisy.std())
     True
     """
-    from .axes import as_image_array, check_computable, resolve_dtype, unwrap_array
+    from .axes import unwrap_array
     from .engine.denoise.pipeline import denoise_iter as _iter
     from .engine.denoise.pipeline import drain
 
     image, axes, rewrap = unwrap_array(image, axes)  # torch, xarray: read right, given back
-    image = as_image_array(image)  # a ragged list: a sentence, not numpy's traceback
-    output_dtype = resolve_dtype(output_dtype)
-    check_computable(image)  # values float32 cannot hold: refused, never NaN or constant
+    # Every other input check (ragged lists, layout, NaN, values float32 cannot hold, the
+    # output dtype) is made once, in engine/denoise/checks.py and the plan.
     result = drain(
         _iter(image, method, axes=axes, tile=tile, output_dtype=output_dtype, params=params)
     )

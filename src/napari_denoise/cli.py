@@ -408,7 +408,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_import(args: argparse.Namespace) -> int:
     from .bioimageio import import_model
-    from .engine.zoo import user_model_dir
+    from .engine.models.store import user_model_dir
 
     name = import_model(
         args.package, name=args.name, allow_code=args.allow_code, overwrite=args.overwrite

@@ -74,7 +74,7 @@ def run_model(
     device: str | None = None,
     ensemble: int = 1,
 ) -> np.ndarray:
-    """Denoise a 2-D float image in its own units with a network from :mod:`.models`.
+    """Denoise a 2-D float image in its own units with a network from :mod:`napari_denoise.engine.models`.
 
     ``(image - low) / (high - low)`` is what the network sees; the output is mapped back.
     The image is reflect-padded to a multiple of ``model.multiple``. Networks told the
