@@ -209,6 +209,9 @@ class Method:
         Much slower than the others (the GUI says so; the benchmark may skip it).
     experimental : bool
         A shipped model its card calls experimental (the GUI folds it under "More models").
+    planes_fallback : bool
+        A 3-D method that also denoises lone ``YX`` planes (frame by frame): an image
+        without a Z or T axis is not refused.
     """
 
     name: str
@@ -230,6 +233,9 @@ class Method:
     model: ModelInfo | None = None
     slow: bool = False
     experimental: bool = False
+    # A 3-D method that also takes YX blocks (a multi-frame network falls back to frame by
+    # frame): an image without a Z or T axis is cut into planes instead of refused.
+    planes_fallback: bool = False
 
     @property
     def is_default(self) -> bool:

@@ -51,6 +51,7 @@ ARCHITECTURE_MODULES = (
     "restormer_lite",
     "psf_wrap",
     "careamics_unet",
+    "unet_stack",
 )
 
 _MODELS: dict[str, type] = {}
