@@ -411,6 +411,16 @@ def write(args) -> None:
             },
             "data_range": "confocal: 255; W2S synthetic: the signal's span (0.9)",
         },
+        # The single-frame default's detail restoration rule (widths, noise margin), applied
+        # by the engine to this network's result (engine/denoise/stack.py stack_detail).
+        "detail": dict(
+            widths=(single_card.get("detail") or {}).get("widths", [0.0]),
+            margin=(single_card.get("detail") or {}).get("margin", 0.0),
+            chosen_on="unet-fluo's widths and margin, taken over, not tuned again",
+            rule="as unet-fluo's: per stack, network + detail * G_width(input - network), "
+            "(detail, width) of lowest SURE, the divergence taken on the centre frame only "
+            "(engine/denoise/stack.py stack_detail)",
+        ),
         "halo": int(model.reach),
         "halo_basis": "the network's receptive reach in Y and X (exact by construction)",
         "default_rank": None,

@@ -216,3 +216,13 @@ def test_shipped_stack_model_uses_neighbours_on_a_real_confocal_series(shared_da
     multi = np.mean([psnr(gt, p, data_range=255) for p in result.data])
     single = np.mean([psnr(gt, p, data_range=255) for p in frames])
     assert multi >= single - 0.1, (multi, single)
+
+
+def test_bioimageio_export_refuses_a_multi_frame_model_in_one_sentence(stack_model, tmp_path):
+    from napari_denoise.bioimageio.common import BioimageioError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(BioimageioError, match="window of 5 neighbouring frames"):
+        nd.export_model(stack_model, out / "x.zip")
+    assert list(out.iterdir()) == []
