@@ -173,8 +173,9 @@ def merged(frames: dict, stack: dict, margin: float) -> dict:
     row = dict(frames)
     if stack:
         row.update(stack)
-        r = stack["risks"]
-        row["neighbours_used"] = bool(r and r["stack"] <= r["frames"] * (1 + margin))
+        from napari_denoise.engine.denoise.stack import prefer_neighbours
+
+        row["neighbours_used"] = prefer_neighbours(stack["risks"], margin)
         row["stack"] = stack["on"] if row["neighbours_used"] else frames["frames"]
     return row
 
@@ -343,7 +344,10 @@ def summarise(results: dict) -> dict:
         out["fmd_mean"] = {
             m: round(float(np.mean([r[m] for r in rows])), 3)
             for m in ("stack", "on", "frames", "mean_gaussian", "mean_unet", "noisy")
+            if all(m in r for r in rows)
         }
+        if "stack" not in out["fmd_mean"]:
+            return out
         out["fmd_types_below_mean_gaussian"] = [
             k for k in TYPES if k in fmd and fmd[k]["stack"] < fmd[k]["mean_gaussian"]
         ]

@@ -195,7 +195,7 @@ def test_the_check_without_ground_truth_prefers_frames_when_neighbours_are_anoth
     stack = np.stack(planes)
     card = store.read_card(user_path := (store.user_model_dir() / f"{stack_model}.json"))
     use, risks = stk.neighbours_help(stack, card_path=str(user_path), low=0.0, high=255.0)
-    assert card["window"]["frames"] == 5 and set(risks) == {"stack", "frames"}
+    assert card["window"]["frames"] == 5 and {"stack", "frames", "noise"} <= set(risks)
     assert not use, risks
 
 
