@@ -58,7 +58,7 @@ CHECK_PLANES = 3  # sample planes the no-ground-truth check looks at
 CHECK_CROP = 256  # ... their central crop
 # The multi-frame result must win SURE by this share of the noise variance
 # (prefer_neighbours); chosen on validation stacks (benchmarks/stack_fmd.py val).
-CHECK_MARGIN = 0.0
+CHECK_MARGIN = 0.005
 
 
 def reflect_index(i: int, n: int) -> int:
