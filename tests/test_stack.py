@@ -226,3 +226,13 @@ def test_bioimageio_export_refuses_a_multi_frame_model_in_one_sentence(stack_mod
     with pytest.raises(BioimageioError, match="window of 5 neighbouring frames"):
         nd.export_model(stack_model, out / "x.zip")
     assert list(out.iterdir()) == []
+
+
+def test_precision_of_a_multi_frame_network_is_measured_on_a_window(stack_model):
+    from itertools import count
+
+    net = UNetStack.from_single(_single(), 5).eval()
+    ticks = count()
+    record = stk.probe_window_precision(net, repeats=1, timer=lambda: float(next(ticks)))
+    assert {"fp32_ms_per_mp", "bf16_ms_per_mp", "mean_change", "max_change"} <= set(record)
+    assert record["precision"] in ("fp32", "bf16") and record["max_change"] < 0.05

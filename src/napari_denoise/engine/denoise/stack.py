@@ -29,6 +29,7 @@ multi-frame result is used where it is not estimated worse.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -121,7 +122,9 @@ def run_window(
         for transpose, flips in _ENSEMBLE_ORDER[:ensemble]:
             t = x.transpose(-2, -1) if transpose else x
             t = t.flip(flips) if flips else t
-            out = model(t.contiguous()).float()
+            # channels-last, as the model is loaded (a plain layout would convert every layer)
+            layout = torch.channels_last if device != "mps" else torch.contiguous_format
+            out = model(t.contiguous(memory_format=layout)).float()
             out = out.flip(flips) if flips else out
             out = out.transpose(-2, -1) if transpose else out
             y = out if y is None else y + out
@@ -180,13 +183,46 @@ def fallback_card(card_path: str | Path) -> str:
     return str(_paths(name)[0])
 
 
-def _bf16(model, card) -> bool:
-    from ..models.inference import precision_override
+def probe_window_precision(model, *, repeats: int = 3, timer=time.perf_counter) -> dict:
+    """:func:`~..models.inference.probe_precision` for a multi-frame network: fp32 against
+    bf16 autocast on the CPU, on a window made of the shipped probe image (its frames
+    shifted by a pixel each), timed alternately, best of ``repeats``; the decision by the
+    same bounds (:func:`~..models.inference.decide_precision`)."""
+    from ..models.inference import decide_precision, probe_image
 
-    # The precision probe runs one-channel images; a multi-frame network runs in fp32
-    # unless the user asks for bf16 (NAPARI_DENOISE_PRECISION=bf16).
-    on_cpu = next(model.parameters()).device.type == "cpu"
-    return on_cpu and precision_override() == "bf16"
+    image = probe_image()
+    k = int(model.frames) // 2
+    window = np.stack([np.roll(image, j, axis=-1) for j in range(-k, k + 1)])
+    lo, hi = (float(v) for v in np.percentile(image, [0.1, 99.9]))
+    hi = hi if hi > lo else lo + 1.0
+    best = {"fp32": float("inf"), "bf16": float("inf")}
+    outputs: dict[str, np.ndarray] = {}
+    for i in range(repeats + 1):
+        for label in ("fp32", "bf16"):
+            start = timer()
+            outputs[label] = run_window(model, window, low=lo, high=hi, bf16=label == "bf16")
+            if i:
+                best[label] = min(best[label], timer() - start)
+    change = np.abs(outputs["bf16"] - outputs["fp32"]) / (hi - lo)
+    mp = image.size / 1e6
+    record = {
+        "fp32_ms_per_mp": round(1e3 * best["fp32"] / mp, 1),
+        "bf16_ms_per_mp": round(1e3 * best["bf16"] / mp, 1),
+        "mean_change": float(change.mean()),
+        "max_change": float(change.max()),
+    }
+    record["precision"] = decide_precision(record)
+    return record
+
+
+def _bf16(model, card) -> bool:
+    """bf16 autocast on the CPU where measured faster and harmless on this machine (as the
+    single-frame models: decided once per machine and weights, kept in the user cache)."""
+    from ..models.inference import cpu_precision
+
+    if next(model.parameters()).device.type != "cpu":
+        return False
+    return cpu_precision(model, card["weights"]["sha256"], probe=probe_window_precision) == "bf16"
 
 
 def _single_method(card_path: str):
@@ -759,8 +795,8 @@ def denoise_stack_iter(
         out = np.empty(shape if not two_d else shape[1:], np.float32)
     halo = int(method.halo({}))  # the network's reach; the detail is put back whole-plane
     tile_size = tile if tile is not None else method.tile
-    model_net, _ = _loaded(card_path, device)
-    bf16 = _bf16(model_net, None)
+    model_net, net_card = _loaded(card_path, device)
+    bf16 = _bf16(model_net, net_card)
     low, high = params["norm_low"], params["norm_high"]
     amount = float(params.get("detail") or 0.0)
     width = min(float(params.get("detail_width") or 0.0), DETAIL_MAX_WIDTH)
