@@ -79,7 +79,12 @@ def test_wrong_window_is_a_clear_error():
 
 @pytest.mark.parametrize(
     ("t", "n", "expected"),
-    [(0, 10, [2, 1, 0, 1, 2]), (1, 10, [1, 0, 1, 2, 3]), (9, 10, [7, 8, 9, 8, 7]), (1, 3, [1, 0, 1, 2, 1])],
+    [
+        (0, 10, [2, 1, 0, 1, 2]),
+        (1, 10, [1, 0, 1, 2, 3]),
+        (9, 10, [7, 8, 9, 8, 7]),
+        (1, 3, [1, 0, 1, 2, 1]),
+    ],
 )
 def test_windows_reflect_at_the_ends(t, n, expected):
     assert stk.window_indices(t, n, 5) == expected
@@ -191,7 +196,9 @@ def test_the_check_without_ground_truth_prefers_frames_when_neighbours_are_anoth
     from napari_denoise.engine.training.datasets import load_image
 
     root = shared_data / "FMD_Confocal_BPAE_B_train" / "raw"
-    planes = [load_image(root / str(f) / "HV110_P0500510000.png")[:128, :128] for f in (2, 3, 4, 6, 7)]
+    planes = [
+        load_image(root / str(f) / "HV110_P0500510000.png")[:128, :128] for f in (2, 3, 4, 6, 7)
+    ]
     stack = np.stack(planes)
     card = store.read_card(user_path := (store.user_model_dir() / f"{stack_model}.json"))
     use, risks = stk.neighbours_help(stack, card_path=str(user_path), low=0.0, high=255.0)
@@ -208,7 +215,10 @@ def test_shipped_stack_model_uses_neighbours_on_a_real_confocal_series(shared_da
 
     root = shared_data / "FMD_Confocal_BPAE_B_train"  # validation field 5: never trained on
     caps = np.stack(
-        [load_image(root / "raw" / "5" / f"HV110_P05005100{i:02d}.png")[:192, :192] for i in range(5)]
+        [
+            load_image(root / "raw" / "5" / f"HV110_P05005100{i:02d}.png")[:192, :192]
+            for i in range(5)
+        ]
     ).astype(np.uint8)
     gt = load_image(root / "gt" / "5" / "avg50.png")[:192, :192]
     result = stk.denoise_stack(caps, model="unet-fluo-stack", axes="TYX")
