@@ -159,6 +159,14 @@ def _bare_network(name: str):
             f"({card['imported_from'].get('source', 'unknown file')}); share that package "
             "instead of exporting it again."
         )
+    if card.get("window"):
+        raise BioimageioError(
+            f"Model '{name}' restores each frame from a window of "
+            f"{card['window'].get('frames', '?')} neighbouring frames that napari-denoise builds "
+            "(reflected at the stack's ends, all normalised as the stack); a bioimage.io "
+            "package could carry them as channels, but its consumers would not build the "
+            "windows the same way, so it is not exported; export unet-fluo for single frames."
+        )
     if card.get("noise_input") or card.get("takes_noise_level"):
         raise BioimageioError(
             f"Model '{name}' is not blind: it takes a second input, the image's noise "

@@ -205,6 +205,9 @@ class Method:
         Much slower than the others (the GUI says so; the benchmark may skip it).
     experimental : bool
         A shipped model its card calls experimental (the GUI folds it under "More models").
+    planes_fallback : bool
+        A 3-D method that also denoises lone ``YX`` planes (frame by frame): an image
+        without a Z or T axis is not refused.
     plane_reach : int
         How many neighbouring planes on each side of a plane (along T, else Z) the method
         looks at: 0 denoises each plane alone; ``k`` gives ``fn`` a window of ``2k + 1``
@@ -231,6 +234,9 @@ class Method:
     model: ModelInfo | None = None
     slow: bool = False
     experimental: bool = False
+    # A 3-D method that also takes YX blocks (a multi-frame network falls back to frame by
+    # frame): an image without a Z or T axis is cut into planes instead of refused.
+    planes_fallback: bool = False
     plane_reach: int = 0
 
     @property

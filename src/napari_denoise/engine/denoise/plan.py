@@ -201,6 +201,8 @@ def layout(axes: str, method: Method) -> tuple[str, str]:
     """Split axes into (loop axes, block axes) for the method."""
     if method.ndim == 3:
         depth = "Z" if "Z" in axes else ("T" if "T" in axes else None)
+        if depth is None and method.planes_fallback:  # e.g. a multi-frame network
+            return "".join(a for a in axes if a not in "YX"), "YX"
         if depth is None:
             raise InputError(
                 f"Method '{method.name}' works on 3-D volumes and needs a Z or T axis; "

@@ -55,6 +55,7 @@ def _load_all() -> None:
         restormer_lite,
         ridnet,
         unet,
+        unet_stack,
     )
 
 

@@ -214,6 +214,13 @@ def _method_for(card_path: Path) -> Method:
         card = read_card(card_path)
     except ModelFileError as err:
         return _unavailable(card_path, str(err))
+    if card.get("window"):  # a multi-frame network: a method on (T or Z, Y, X) blocks
+        from ..denoise.stack import stack_method
+
+        try:
+            return stack_method(card_path, card)
+        except ParameterError as err:
+            return _unavailable(card_path, str(err))
     params = [
         Param(
             "norm_low",
