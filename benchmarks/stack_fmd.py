@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 import napari_denoise as nd  # noqa: E402
-from napari_denoise.engine.denoise.stack import denoise_stack  # noqa: E402
+from napari_denoise.engine.denoise.stack_stream import denoise_stack  # noqa: E402
 from napari_denoise.engine.metrics import psnr  # noqa: E402
 from napari_denoise.engine.training.datasets import load_image  # noqa: E402
 

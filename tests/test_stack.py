@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 
 import napari_denoise as nd  # noqa: E402
 from napari_denoise.engine.denoise import stack as stk  # noqa: E402
+from napari_denoise.engine.denoise import stack_stream as stream  # noqa: E402
 from napari_denoise.engine.denoise.pipeline import denoise_iter, drain  # noqa: E402
 from napari_denoise.engine.models import registry, store  # noqa: E402
 from napari_denoise.engine.models.unet_stack import UNetStack  # noqa: E402
@@ -138,10 +139,10 @@ def test_a_lone_image_and_a_short_stack_fall_back_to_frame_by_frame(stack_model,
     lone = drain(denoise_iter(series[0], stack_model))
     assert lone.params["neighbours"] == "off"
     assert np.array_equal(lone.data, nd.denoise(series[0], "unet-fluo"))
-    short = stk.denoise_stack(series[:2], model=stack_model, axes="TYX")
+    short = stream.denoise_stack(series[:2], model=stack_model, axes="TYX")
     assert short.neighbours == 0 and "only 2 planes" in short.status
     assert short.provenance["fallback"]["model"] == "unet-fluo"
-    one = stk.denoise_stack(series[0], model=stack_model)
+    one = stream.denoise_stack(series[0], model=stack_model)
     assert "single image" in one.status
 
 
@@ -160,7 +161,7 @@ def test_streaming_equals_the_driver_and_holds_a_window_of_planes(stack_model, s
             return series[i].copy()
 
     reader = Reader()
-    streamed = stk.denoise_stack(reader, model=stack_model, axes="TYX", neighbours="on")
+    streamed = stream.denoise_stack(reader, model=stack_model, axes="TYX", neighbours="on")
     driver = nd.denoise(series, stack_model, axes="TYX", neighbours="on", output_dtype="float32")
     assert np.abs(streamed.data - driver).max() <= SEAM
     assert "4 neighbouring frames" in streamed.status and streamed.provenance["neighbours"] == 4
@@ -177,15 +178,15 @@ def test_tiled_equals_whole_across_tiles_and_stack_blocks(stack_model, shared_da
     whole = nd.denoise(big, stack_model, tile=4096, **kw)
     tiled = nd.denoise(big, stack_model, tile=128, **kw)
     assert np.abs(whole - tiled).max() <= SEAM
-    streamed = stk.denoise_stack(big, model=stack_model, tile=128, **kw)
+    streamed = stream.denoise_stack(big, model=stack_model, tile=128, **kw)
     assert np.abs(streamed.data - whole).max() <= SEAM
 
 
 def test_bad_stacks_are_clear_errors(stack_model):
     with pytest.raises(InputError, match="TYX or ZYX"):
-        stk.denoise_stack(np.zeros((2, 3, 16, 16), np.float32), model=stack_model)
+        stream.denoise_stack(np.zeros((2, 3, 16, 16), np.float32), model=stack_model)
     with pytest.raises(Exception, match="neighbours must be"):
-        stk.denoise_stack(np.zeros((3, 16, 16), np.float32), model=stack_model, neighbours="x")
+        stream.denoise_stack(np.zeros((3, 16, 16), np.float32), model=stack_model, neighbours="x")
 
 
 def test_the_check_without_ground_truth_prefers_frames_when_neighbours_are_another_field(
@@ -221,7 +222,7 @@ def test_shipped_stack_model_uses_neighbours_on_a_real_confocal_series(shared_da
         ]
     ).astype(np.uint8)
     gt = load_image(root / "gt" / "5" / "avg50.png")[:192, :192]
-    result = stk.denoise_stack(caps, model="unet-fluo-stack", axes="TYX")
+    result = stream.denoise_stack(caps, model="unet-fluo-stack", axes="TYX")
     frames = nd.denoise(caps, "unet-fluo", axes="TYX", output_dtype="float32")
     multi = np.mean([psnr(gt, p, data_range=255) for p in result.data])
     single = np.mean([psnr(gt, p, data_range=255) for p in frames])

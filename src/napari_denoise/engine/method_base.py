@@ -30,6 +30,7 @@ __all__ = [
     "highest_ranked",
     "is_registered",
     "register",
+    "registered",
     "unregister",
 ]
 
@@ -314,6 +315,12 @@ def register(method: Method, *, replace: bool = False) -> Method:
 def is_registered(name: str) -> bool:
     """Whether a method of that name is registered (without loading filters or models)."""
     return name in REGISTRY
+
+
+def registered(name: str) -> Method:
+    """The method registered as ``name`` (KeyError when absent), without loading anything:
+    for code that runs after registration and must not import the registries."""
+    return REGISTRY[name]
 
 
 def unregister(name: str) -> None:

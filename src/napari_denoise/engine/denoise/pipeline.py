@@ -45,7 +45,7 @@ from .plan import (
     position_text,
     sample_planes,
 )
-from .tiling import Progress
+from .tiling import Progress, drain
 
 __all__ = ["DenoiseResult", "block_iter", "denoise_iter", "drain", "make_result", "plan_iter"]
 
@@ -215,14 +215,3 @@ def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
             v = float(f"{v:.9g}")
         out[k] = v
     return out
-
-
-def drain(gen: Generator[Progress, None, Any], on_progress=None) -> Any:
-    """Run a progress generator to the end and return its value."""
-    try:
-        while True:
-            tick = next(gen)
-            if on_progress is not None:
-                on_progress(tick)
-    except StopIteration as stop:
-        return stop.value

@@ -297,3 +297,14 @@ def _normalise(acc: np.ndarray, tiles: list[Tile]) -> None:
                 where = (slice(lo - r0, hi - r0), *t.region[1:])
                 norm[where] += t.weight_rows(lo - first.start, hi - first.start)
         acc[r0:r1] /= norm
+
+
+def drain(gen: Generator[Progress, None, object], on_progress=None) -> object:
+    """Run a progress generator to the end and return its value."""
+    try:
+        while True:
+            tick = next(gen)
+            if on_progress is not None:
+                on_progress(tick)
+    except StopIteration as stop:
+        return stop.value

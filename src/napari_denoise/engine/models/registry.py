@@ -28,7 +28,7 @@ import numpy as np
 
 from ...errors import ModelFileError, ParameterError
 from ..denoise.filters import FILTERS
-from ..denoise.selfcheck import DETAIL_MAX_WIDTH, SMOOTH_TRUNCATE, detail_choice, put_back
+from ..denoise.selfcheck import DETAIL_MAX_WIDTH, detail_choice, put_back
 from ..device import DEVICE_LABELS, DEVICES
 from ..method_base import Method, ModelInfo, Param, is_registered, register, unregister
 from .inference import (
@@ -42,6 +42,7 @@ from .inference import (
     set_threads,
     tile_batch,
 )
+from .reach import DETAIL_CROP, MODEL_TILE, TILE_PER_OVERLAP, _halo
 from .store import SHIPPED_DIR, find_model_files, read_card
 
 __all__ = ["DEFAULT_MODEL_ENV", "MAX_HALO", "MODEL_TILE", "WHOLE_PLANE", "register_models"]
@@ -49,8 +50,6 @@ __all__ = ["DEFAULT_MODEL_ENV", "MAX_HALO", "MODEL_TILE", "WHOLE_PLANE", "regist
 # Default tile: large enough that the overlap two tiles share is a small part of each
 # (fewer seams, less work computed twice), small enough for any machine's memory; a
 # network with a long reach gets a tile of at least TILE_PER_OVERLAP times its overlap.
-MODEL_TILE = 1024
-TILE_PER_OVERLAP = 6
 MAX_HALO = 32  # halo of a card that states neither its halo nor its reach
 # The halo of a network that must see the whole plane: far more than any plane, so the
 # tiling (which makes a tile several times its overlap) always puts a plane in one tile.
@@ -120,17 +119,6 @@ def _infer(
         width = min(float(detail_width or 0.0), DETAIL_MAX_WIDTH)
         out = put_back(out, block, float(detail), width)
     return out
-
-
-def _halo(params, *, network: int) -> int:
-    """The tiles' halo: the network's, plus the reach of the detail put back (if any)."""
-    detail, width = params.get("detail"), params.get("detail_width")
-    if not detail or float(detail) <= 0 or not width:
-        return network
-    return network + int(np.ceil(SMOOTH_TRUNCATE * min(float(width), DETAIL_MAX_WIDTH)))
-
-
-DETAIL_CROP = 512  # the detail restoration is judged on the central crop of each sample plane
 
 
 def choose_detail(
