@@ -203,7 +203,7 @@ def _create(tmp: Path, path: Path) -> None:
         os.rename(tmp, path)
         return
     try:
-        os.link(tmp, path, follow_symlinks=False)
+        os.link(tmp, path)
     except FileExistsError:
         raise OutputTaken(path) from None
     except OSError as exc:
