@@ -223,9 +223,9 @@ class OutputBusy(WriteError):
 
     def __init__(self, path: Path, pid: int | None) -> None:
         self.path, self.pid = Path(path), pid
-        who = f"process {pid}" if pid else "another process"
+        who = f" (process {pid})" if pid else ""
         super().__init__(
-            f"Another run ({who}) is writing {path} right now; wait for it to end or choose "
+            f"Another run{who} is writing {path} right now; wait for it to end or choose "
             "another name."
         )
 

@@ -263,9 +263,9 @@ def _output_claim(output: Path, overwrite: bool):
                 claim(output, also=[sidecar_path(output)], replace=overwrite, make_parents=True)
             )
         except OutputBusy as err:
-            who = f"process {err.pid}" if err.pid else "another process"
+            who = f" (process {err.pid})" if err.pid else ""
             raise WriteError(
-                f"Nothing was computed: another run ({who}) is writing {output} right now; "
+                f"Nothing was computed: another run{who} is writing {output} right now; "
                 "wait for it to end, or choose another output."
             ) from None
         yield
@@ -333,9 +333,10 @@ def denoise_file(
     ``overwrite`` (the CLI passes ``--overwrite``), and a format that cannot hold the
     result (a stack to ``.png``) is refused. The run holds ``output`` and its sidecar from
     that check to the end (:func:`~.atomic.claim`): another run writing them at the same
-    time is refused (:class:`~.errors.WriteError`), and image and sidecar are one run's. A TIFF ``output`` is written block by block as
-    the blocks are done (``result.data`` is then the written file, memory-mapped): memory
-    does not grow with the number of planes. With ``scheduler`` the planes are computed
+    time is refused (:class:`~.errors.WriteError`), and image and sidecar are one run's.
+    A TIFF ``output`` is written block by block as the blocks are done (``result.data``
+    is then the written file, memory-mapped): memory does not grow with the number of
+    planes. With ``scheduler`` the planes are computed
     with dask (:mod:`.engine.lazy`): on a local scheduler (``threads``, ``processes``) or
     on the cluster at that address; the result is the same. Returns the input image, the
     result and the provenance record.

@@ -446,9 +446,9 @@ def claim_model_name(card_path: str | os.PathLike, *, overwrite: bool = False):
             # are no model (an orphan of a crash) and may be replaced.
             stack.enter_context(claim(card_path, replace=overwrite, make_parents=True))
         except OutputBusy as err:
-            who = f"process {err.pid}" if err.pid else "another process"
+            who = f" (process {err.pid})" if err.pid else ""
             raise ModelNameBusy(
-                f"Another run ({who}) is training or saving a model named '{name}' in {folder} "
+                f"Another run{who} is training or saving a model named '{name}' in {folder} "
                 "right now; choose another name."
             ) from None
         except WriteError as err:
