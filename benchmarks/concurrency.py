@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import inspect
 import io
 import json
 import multiprocessing as mp
@@ -57,6 +58,13 @@ from pathlib import Path
 import numpy as np
 
 KINDS = ("denoise", "denoise-overwrite", "train", "save", "save-overwrite")
+# what a refusal says -> its cause: the other run held the name at that moment, had already
+# written it, or made it between this run's check and its exclusive create
+CAUSES = (
+    ("right now", "held by the other run"),
+    ("exists", "already written"),
+    ("created by another program", "made at the commit"),
+)
 SAVED = re.compile(r"saved model '(?P<name>[^']+)' to (?P<path>\S+\.json)")
 
 
@@ -116,6 +124,8 @@ def _save_job(job: dict, save_model) -> int:
     state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
     print(hashlib.sha256(save(state)).hexdigest())
     kw = {"overwrite": True} if job["overwrite"] else {}
+    if "overwrite" not in inspect.signature(save_model).parameters:
+        kw = {}  # a version without the option, which always replaced
     try:
         save_model(net, {"name": job["name"], "training": {"seed": job["seed"]}}, job["path"], **kw)
     except DenoiseError as err:
@@ -314,6 +324,7 @@ def run_kind(pair: Pair, kind: str, rounds: int, work: Path, setup: dict) -> dic
     winners = {"a": 0, "b": 0, "both": 0, "none": 0}
     wrong = 0
     refusals: dict[str, str] = {}
+    causes: dict[str, int] = {}
     start = time.perf_counter()
     base = work / kind
     base.mkdir()
@@ -359,9 +370,12 @@ def run_kind(pair: Pair, kind: str, rounds: int, work: Path, setup: dict) -> dic
             results = pair.race(*jobs)
             problems = _check_model(results, folder, name, overwrite, cli=False)
         ok = [r[0] == 0 for r in results]
-        for rc, _, err, _ in results:  # one refusal as the user reads it, for the report
-            if rc == 2 and "refused" not in refusals:
-                refusals["refused"] = err.strip().splitlines()[-1]
+        for rc, _, err, _ in results:  # refusals by cause; one as the user reads it
+            if rc == 2:
+                line = err.strip().splitlines()[-1]
+                refusals.setdefault("refused", line)
+                cause = next((c for k, c in CAUSES if k in line), "other")
+                causes[cause] = causes.get(cause, 0) + 1
         winners["both" if all(ok) else "a" if ok[0] else "b" if ok[1] else "none"] += 1
         wrong += bool(problems)
         for what, detail in problems.items():
@@ -376,6 +390,7 @@ def run_kind(pair: Pair, kind: str, rounds: int, work: Path, setup: dict) -> dic
         "wrong rounds": wrong,
         "failures": failures,
         "examples": examples,
+        "refusals": causes,
         "refusal": refusals.get("refused"),
     }
 
@@ -414,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
                 for what, example in result["examples"].items():
                     print(f"    {what}: {example}")
                 if result["refusal"]:
+                    print(f"    refusals by cause: {result['refusals']}")
                     print(f"    a refusal: {result['refusal']}")
         finally:
             pair.close()
