@@ -251,6 +251,29 @@ def test_denoise_file_does_not_replace_an_existing_output_by_default(tmp_path):
     assert out.read_bytes() == b"keep me"
 
 
+@pytest.mark.parametrize("made", ["out.tif", "out.tif.json"])
+def test_a_file_made_by_another_program_during_the_run_is_not_replaced(tmp_path, monkeypatch, made):
+    """A program that does not take our claims writes the output (or its sidecar) while
+    the run computes: the run fails at its exclusive create and leaves that file alone,
+    with nothing of its own."""
+    from napari_denoise import files
+    from napari_denoise.errors import WriteError
+
+    src = tmp_path / "in.tif"
+    tifffile.imwrite(src, np.random.default_rng(0).integers(0, 200, (32, 32), np.uint8))
+    real = files.plan_iter
+
+    def meanwhile(*a, **k):
+        (tmp_path / made).write_bytes(b"theirs")
+        return real(*a, **k)
+
+    monkeypatch.setattr(files, "plan_iter", meanwhile)
+    with pytest.raises(WriteError, match="another program"):
+        files.denoise_file(src, tmp_path / "out.tif", "gaussian", params={"sigma": 1.0})
+    assert (tmp_path / made).read_bytes() == b"theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.tif", made])
+
+
 def _hold_output_then_hang(src: str, out: str, started) -> None:
     """A denoise run that stops in the middle of its computation (to be killed)."""
     from napari_denoise import files
@@ -281,6 +304,19 @@ def test_a_run_killed_with_sigkill_does_not_block_the_output(tmp_path, capsys):
         proc.join(10)
     assert main(["denoise", str(src), "-o", str(out), *GAUSS]) == 0
     assert sorted(p.name for p in out.parent.iterdir()) == ["x.tif", "x.tif.json"]
+
+
+def test_a_lock_left_by_a_killed_run_is_removed_by_the_next_write_in_its_folder(tmp_path):
+    from napari_denoise.atomic import claim
+    from napari_denoise.io import write_json
+
+    stale = tmp_path / ".old.tif.napari-denoise.lock"  # as a killed run leaves it
+    stale.write_text("4194999 abcdef\n")
+    with claim(tmp_path / "busy.tif"):  # a run in progress keeps its lock
+        write_json(tmp_path / "other.json", {"a": 1})
+        held = sorted(p.name for p in tmp_path.iterdir())
+    assert held == [".busy.tif.napari-denoise.lock", "other.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.json"]
 
 
 # --- models --------------------------------------------------------------------------------
