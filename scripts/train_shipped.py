@@ -558,7 +558,7 @@ def train_one(spec: Spec, args) -> dict:
         "inference": precision,
         "default_rank": None,
     }
-    card = store.save_model(model, card, args.out / spec.name)
+    card = store.save_model(model, card, args.out / spec.name, overwrite=True)  # retrained
     print(f"  saved {args.out / spec.name}.safetensors ({count_parameters(model):,} parameters)")
     print(f"  validation: {metrics}")
     print(f"  inference: {precision}")

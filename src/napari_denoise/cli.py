@@ -261,6 +261,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import time
 
     from .engine.denoise.pipeline import drain
+    from .engine.models.store import check_model_folder, user_model_dir
     from .engine.training.finetune import FinetuneSpec, finetune_iter, prepare
     from .io import read_image
 
@@ -295,6 +296,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         blind_radius=None if args.blind_radius == "auto" else int(args.blind_radius),
         config=config,
     )
+    # Where the model goes must be writable: found now, not after the training.
+    check_model_folder(args.out_dir if args.out_dir else user_model_dir())
     noisy = read_image(args.noisy, axes=args.axes)
     clean = read_image(args.clean, axes=args.axes) if args.clean else None
     names = (

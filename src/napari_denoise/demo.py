@@ -73,7 +73,7 @@ def run_demo(out: Path, *, method: str | None = None, stream=None) -> dict:
         rows[f"{REFERENCE} (classical reference)"] = compare(gt, reference.data, data_range=255)
 
     tif = out / "fmd_confocal_mice_denoised.tif"
-    save_result(result, noisy, tif)
+    save_result(result, noisy, tif, overwrite=True)  # the demo's own outputs, run after run
     fig = out / "fmd_confocal_mice_comparison.png"
     _figure(
         fig,
@@ -85,7 +85,9 @@ def run_demo(out: Path, *, method: str | None = None, stream=None) -> dict:
     )
 
     stack_tif = out / "membrane_timelapse_denoised.tif"
-    stack, stack_result, _ = denoise_file(sample_path("membrane_timelapse.tif"), stack_tif, m)
+    stack, stack_result, _ = denoise_file(
+        sample_path("membrane_timelapse.tif"), stack_tif, m, overwrite=True
+    )
 
     print(
         "napari-denoise demo: real confocal image (FMD test_mix, Confocal_MICE, 512x512 uint8)",

@@ -11,7 +11,11 @@ the rules that keep a user's files safe (:func:`plan_outputs`, :func:`check_outp
   ``x.json`` is never touched);
 * an existing output (or sidecar) is replaced only when asked (``overwrite``), and every
   output path is checked before anything is computed;
-* image and sidecar appear together or not at all (:func:`~.atomic.atomic_batch`).
+* image and sidecar appear together or not at all (:func:`~.atomic.atomic_batch`);
+* a run holds its output name from the check to the last rename (:func:`~.atomic.claim`):
+  a second run writing the same output at the same time is refused before it computes,
+  and without ``overwrite`` the files are created exclusively, so two runs never both
+  succeed and an image never gets another run's sidecar.
 
 A TIFF output is written as it is computed, block by block from the (memory-mapped)
 input, so a stack larger than memory goes disk to disk in bounded memory.
@@ -20,6 +24,8 @@ input, so a stack larger than memory goes disk to disk in bounded memory.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import os
 import time
 from pathlib import Path
@@ -27,7 +33,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .atomic import atomic_batch, part_path
+from .atomic import OutputBusy, atomic_batch, claim, part_path
 from .axes import check_computable, colour_picture_problem, resolve_dtype
 from .engine.denoise.driver import Written, cast_into, drive, run
 from .engine.denoise.mapped import release_mapped
@@ -218,7 +224,7 @@ def save_result(
     output: Path,
     *,
     extra: dict | None = None,
-    overwrite: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write ``result`` as an image (provenance embedded) plus its JSON sidecar, atomically:
     both appear, or neither. The input file is never written over; an existing output is
@@ -227,20 +233,60 @@ def save_result(
     Returns the provenance record.
     """
     output = Path(output)
-    check_outputs([image.path] if image.path is not None else [], [output], overwrite=overwrite)
-    prov = _provenance(result, image, output, extra)
-    _make_parent(output)
-    with atomic_batch():  # (each atomic write first clears stale part files of its folder)
-        write_image(
-            output,
-            result.data,
-            axes=image.axes,
-            scale=image.scale,
-            metadata=prov,
-            source_metadata=image.metadata,
-        )
-        write_json(sidecar_path(output), prov)
+    inputs = [image.path] if image.path is not None else []
+    check_outputs(inputs, [output], overwrite=overwrite)
+    with _output_claim(output, overwrite):
+        check_outputs(inputs, [output], overwrite=overwrite)  # again, now that it is ours
+        prov = _provenance(result, image, output, extra)
+        _make_parent(output)
+        with atomic_batch():  # (each atomic write first clears stale part files of its folder)
+            write_image(
+                output,
+                result.data,
+                axes=image.axes,
+                scale=image.scale,
+                metadata=prov,
+                source_metadata=image.metadata,
+            )
+            write_json(sidecar_path(output), prov)
     return prov
+
+
+@contextlib.contextmanager
+def _output_claim(output: Path, overwrite: bool):
+    """Hold ``output`` and its sidecar for this run (:func:`~.atomic.claim`): no other run
+    writes them meanwhile, and without ``overwrite`` they are created exclusively."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(
+                claim(output, also=[sidecar_path(output)], replace=overwrite, make_parents=True)
+            )
+        except OutputBusy as err:
+            who = f" (process {err.pid})" if err.pid else ""
+            raise WriteError(
+                f"Nothing was computed: another run{who} is writing {output} right now; "
+                "wait for it to end, or choose another output."
+            ) from None
+        yield
+
+
+def _holding_output(func):
+    """Run ``func(source, output, ..., overwrite=...)`` holding its output (and sidecar):
+    the paths are checked first (nothing is made for a refused output), then claimed,
+    then ``func`` checks them again and computes."""
+    signature = inspect.signature(func)
+
+    @functools.wraps(func)
+    def run(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        source, output = Path(bound.arguments["source"]), Path(bound.arguments["output"])
+        overwrite = bound.arguments["overwrite"]
+        check_outputs([source], [output], overwrite=overwrite)
+        with _output_claim(output, overwrite):
+            return func(*args, **kwargs)
+
+    return run
 
 
 def _provenance(result: DenoiseResult, image: Image, output: Path, extra: dict | None) -> dict:
@@ -263,6 +309,7 @@ def _make_parent(output: Path) -> None:
         raise WriteError(f"Cannot write {output}: {exc.strerror or exc}.") from exc
 
 
+@_holding_output
 def denoise_file(
     source: str | Path,
     output: str | Path,
@@ -275,7 +322,7 @@ def denoise_file(
     on_progress=None,
     extra: dict | None = None,
     scheduler: str | None = None,
-    overwrite: bool = True,
+    overwrite: bool = False,
     series: int | None = None,
 ) -> tuple[Image, DenoiseResult, dict[str, Any]]:
     """Read ``source``, denoise it and write ``output`` + sidecar; nothing is written on error.
@@ -283,9 +330,12 @@ def denoise_file(
     The output path and its format are checked before anything is computed: ``output``
     is never ``source`` (whatever the spelling), an existing output is replaced only with
     ``overwrite`` (the CLI passes ``--overwrite``), and a format that cannot hold the
-    result (a stack to ``.png``) is refused. A TIFF ``output`` is written block by block as
-    the blocks are done (``result.data`` is then the written file, memory-mapped): memory
-    does not grow with the number of planes. With ``scheduler`` the planes are computed
+    result (a stack to ``.png``) is refused. The run holds ``output`` and its sidecar from
+    that check to the end (:func:`~.atomic.claim`): another run writing them at the same
+    time is refused (:class:`~.errors.WriteError`), and image and sidecar are one run's.
+    A TIFF ``output`` is written block by block as the blocks are done (``result.data``
+    is then the written file, memory-mapped): memory does not grow with the number of
+    planes. With ``scheduler`` the planes are computed
     with dask (:mod:`.engine.denoise.lazy`): on a local scheduler (``threads``, ``processes``) or
     on the cluster at that address; the result is the same. Returns the input image, the
     result and the provenance record.

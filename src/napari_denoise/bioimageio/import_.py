@@ -681,7 +681,7 @@ def import_model(
     if stored == "torchscript":
         _save_torchscript(folder, method_name, data, card, step, min_size, in_axes, out_axes)
     else:
-        store.save_model(network, card, folder / f"{method_name}.safetensors")
+        store.save_model(network, card, folder / f"{method_name}.safetensors", overwrite=overwrite)
     registry.register_models()
     return method_name
 

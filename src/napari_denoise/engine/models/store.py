@@ -11,6 +11,7 @@ Running a model is :mod:`.inference`; making the cards methods is :mod:`.registr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,13 +21,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ...atomic import atomic_write
-from ...errors import ModelFileError
+from ...atomic import OutputBusy, OutputTaken, atomic_batch, atomic_write, claim
+from ...errors import ModelFileError, WriteError
 
 __all__ = [
     "CARD_FORMAT",
     "SHIPPED_DIR",
+    "ModelNameBusy",
+    "ModelNameTaken",
     "card_problems",
+    "check_model_folder",
+    "claim_model_name",
     "find_model_files",
     "load_model",
     "read_card",
@@ -344,13 +349,23 @@ def _check_state(model, state: Mapping[str, Any], name: str, path: Path) -> None
             )
 
 
-def save_model(module, card: Mapping[str, Any], path: str | os.PathLike) -> dict[str, Any]:
-    """Write ``module``'s weights and its completed card atomically; return the card.
+def save_model(
+    module, card: Mapping[str, Any], path: str | os.PathLike, *, overwrite: bool = False
+) -> dict[str, Any]:
+    """Write ``module``'s weights and its completed card as one unit; return the card.
 
     ``path`` is the weights file, the card file or their common stem. The card gets the
     architecture, config, parameter count, receptive field, format and the SHA-256 of
     the weights as written, and whether it can be tiled; other fields (training record,
     metrics) are kept as given.
+
+    The name is held for the whole write (:func:`~napari_denoise.atomic.claim`): weights
+    and card are written completely, then renamed into place together, the card last (a
+    reader never finds a card without its weights), and the card's SHA-256 is that of the
+    bytes written, so card and weights are always one run's. A model of that name is
+    replaced only with ``overwrite``; without it, an existing name, or one being saved by
+    another run at the same moment, is refused (:class:`~napari_denoise.errors.WriteError`)
+    and nothing is written.
     """
     import torch
     from safetensors.torch import save
@@ -358,31 +373,112 @@ def save_model(module, card: Mapping[str, Any], path: str | os.PathLike) -> dict
     from . import config_dict, count_parameters
 
     card_path, weights_path = _paths(Path(path))
-    state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
-    atomic_write(weights_path, lambda fh: fh.write(save(state)), make_parents=True)
-    out = dict(card)
-    out.update(
-        format=CARD_FORMAT,
-        name=out.get("name") or card_path.stem,
-        architecture=module.architecture,
-        config=config_dict(module),
-        parameters=count_parameters(module),
-        multiple=int(module.multiple),
-        reach=int(module.reach),
-        takes_noise_level=bool(getattr(module, "takes_noise_level", False)),
-        # False for a network with an operation over the whole image: it runs whole planes.
-        # a network's own word, or the card's (an import that measured seams says false)
-        tileable=bool(getattr(module, "tileable", True)) and out.get("tileable", True) is not False,
-        noise_input=getattr(module, "noise_input", None),
-        weights={
-            "file": weights_path.name,
-            "sha256": sha256_file(weights_path),
-            "bytes": weights_path.stat().st_size,
-        },
-    )
-    out.setdefault("normalisation", {"kind": "percentile", "low": 0.1, "high": 99.9})
-    out.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    out.setdefault("torch", torch.__version__)
-    text = json.dumps(out, indent=2, sort_keys=False) + "\n"
-    atomic_write(card_path, lambda fh: fh.write(text.encode("utf-8")), make_parents=True)
+    with claim_model_name(card_path, overwrite=overwrite):
+        if card_path.exists() and not overwrite:
+            raise ModelNameTaken(card_path)
+        state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+        data = save(state)
+        out = dict(card)
+        out.update(
+            format=CARD_FORMAT,
+            name=out.get("name") or card_path.stem,
+            architecture=module.architecture,
+            config=config_dict(module),
+            parameters=count_parameters(module),
+            multiple=int(module.multiple),
+            reach=int(module.reach),
+            takes_noise_level=bool(getattr(module, "takes_noise_level", False)),
+            # False for a network with an operation over the whole image: it runs whole
+            # planes. A network's own word, or the card's (an import that measured seams
+            # says false).
+            tileable=bool(getattr(module, "tileable", True))
+            and out.get("tileable", True) is not False,
+            noise_input=getattr(module, "noise_input", None),
+            weights={
+                "file": weights_path.name,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "bytes": len(data),
+            },
+        )
+        out.setdefault("normalisation", {"kind": "percentile", "low": 0.1, "high": 99.9})
+        out.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        out.setdefault("torch", torch.__version__)
+        text = json.dumps(out, indent=2, sort_keys=False) + "\n"
+        # Weights first, the card last: the card is what makes the model exist (the folder
+        # is scanned for cards); weights without a card are an orphan replaced here.
+        try:
+            with atomic_batch():
+                atomic_write(weights_path, lambda fh: fh.write(data))
+                atomic_write(card_path, lambda fh: fh.write(text.encode("utf-8")))
+        except OutputTaken:  # made meanwhile by a program that does not claim names
+            raise ModelNameTaken(card_path) from None
     return out
+
+
+class ModelNameBusy(WriteError):
+    """Another run is training or saving a model of this name right now."""
+
+
+class ModelNameTaken(WriteError):
+    """A model of this name exists (and was not to be replaced)."""
+
+    def __init__(self, card_path: Path) -> None:
+        super().__init__(
+            f"A model named '{card_path.stem}' already exists in {card_path.parent}; "
+            "choose another name."
+        )
+
+
+@contextlib.contextmanager
+def claim_model_name(card_path: str | os.PathLike, *, overwrite: bool = False):
+    """Hold the model name of ``card_path`` for this run (a training holds it from before
+    its first step to the save; :func:`save_model` within it is part of the same claim).
+
+    Makes the folder if needed (it is the check that models can be saved there, before
+    any training). Raises :class:`~napari_denoise.errors.WriteError` with one sentence
+    when the folder cannot be written or another run holds the name right now.
+    """
+    card_path = Path(card_path)
+    name, folder = card_path.stem, card_path.parent
+    with contextlib.ExitStack() as stack:
+        try:
+            # The card is created exclusively (unless overwrite); weights without a card
+            # are no model (an orphan of a crash) and may be replaced.
+            stack.enter_context(claim(card_path, replace=overwrite, make_parents=True))
+        except OutputBusy as err:
+            who = f" (process {err.pid})" if err.pid else ""
+            raise ModelNameBusy(
+                f"Another run{who} is training or saving a model named '{name}' in {folder} "
+                "right now; choose another name."
+            ) from None
+        except WriteError as err:
+            raise WriteError(
+                f"Models cannot be saved in {folder}: {_reason(err)}; choose a writable folder "
+                "(--out-dir, or NAPARI_DENOISE_MODEL_DIR)."
+            ) from None
+        yield card_path
+
+
+def _reason(err: WriteError) -> str:
+    """The cause in a WriteError's sentence ("Cannot write X: cause.")."""
+    text = str(err).rstrip(".")
+    return text.split(": ", 1)[-1] if ": " in text else text
+
+
+def check_model_folder(folder: str | os.PathLike) -> Path:
+    """Check that models can be saved in ``folder`` (made if missing), before any training.
+
+    Raises :class:`~napari_denoise.errors.WriteError` with one sentence otherwise.
+    """
+    folder = Path(folder)
+    probe = folder / f".write-check.{os.getpid()}.{time.monotonic_ns()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        probe.unlink()
+    except OSError as exc:
+        raise WriteError(
+            f"Models cannot be saved in {folder}: {exc.strerror or exc}; choose a writable "
+            "folder (--out-dir, or NAPARI_DENOISE_MODEL_DIR)."
+        ) from None
+    return folder

@@ -30,6 +30,7 @@ spot with a Gaussian PSF and a positivity penalty, Goncharova et al. 2020; saved
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -667,15 +668,71 @@ def finetune_iter(
     Returns
     -------
     FinetuneResult
+
+    Raises
+    ------
+    WriteError
+        Before any training: the model folder cannot be written, or the name (a name
+        given in ``prepared``) is being trained or saved by another run right now. The
+        name is held by this run from then until the model is saved
+        (:func:`~..models.store.claim_model_name`), so two runs never save under one name.
     """
+    from ..models import store
+
+    folder = Path(out_dir) if out_dir is not None else store.user_model_dir()
+    with contextlib.ExitStack() as held:
+        name = _claim_name(prepared, folder, checkpoint, resume, held)
+        return (
+            yield from _finetune_named(
+                prepared, name, folder, stop=stop, checkpoint=checkpoint, resume=resume
+            )
+        )
+
+
+def _claim_name(prepared: Prepared, folder: Path, checkpoint, resume: bool, held) -> str:
+    """The model name (see :func:`_free_name`), held in ``held`` for this run (with the
+    deconvolved twin's, for n2v-psf): a derived name busy in another run moves on to the
+    next free one; a given one is refused. Also the check, before any training, that the
+    folder can be written."""
+    from ..models import store
+
+    busy: set[str] = set()
+    while True:
+        name = _free_name(prepared, folder, checkpoint, resume, busy)
+        names = [name, f"{name}-deconvolved"] if prepared.spec.mode == "n2v-psf" else [name]
+        try:
+            with contextlib.ExitStack() as stack:
+                for n in names:
+                    card = folder / f"{n}.json"
+                    # a resumed run replaces the model it saved when stopped (_free_name)
+                    replace = resume and card.exists()
+                    stack.enter_context(store.claim_model_name(card, overwrite=replace))
+                if _free_name(prepared, folder, checkpoint, resume, busy) != name:
+                    continue  # saved by a run that ended just before the claim: look again
+                held.enter_context(stack.pop_all())
+            return name
+        except store.ModelNameBusy:
+            if prepared.name_given:
+                raise
+            busy.add(name)
+
+
+def _finetune_named(
+    prepared: Prepared,
+    name: str,
+    folder: Path,
+    *,
+    stop: Callable[[], bool] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+) -> Generator[TrainProgress, None, FinetuneResult]:
+    """Train and save as :func:`finetune_iter`, under the held ``name`` in ``folder``."""
     import torch
 
     from ..models import registry, store
     from .loop import train_iter
 
     spec = prepared.spec
-    folder = Path(out_dir) if out_dir is not None else store.user_model_dir()
-    name = _free_name(prepared, folder, checkpoint, resume)
     ckpt = Path(checkpoint) if checkpoint is not None else folder / ".checkpoints" / name
     default_ckpt = checkpoint is None
     user_stop = stop or (lambda: False)
@@ -750,7 +807,7 @@ def finetune_iter(
     if check is not None:
         card["training"]["selfcheck"] = check
     path = folder / f"{name}.json"
-    saved = store.save_model(model, card, path)
+    saved = store.save_model(model, card, path, overwrite=resume)  # (the name is held)
     deconvolved_path = None
     if spec.mode == "n2v-psf":
         twin = f"{name}-deconvolved"
@@ -761,7 +818,7 @@ def finetune_iter(
         twin_card["description"] = (
             "The deconvolved estimate (network output before the PSF) of " + card["description"]
         )
-        store.save_model(twin_model, twin_card, folder / f"{twin}.json")
+        store.save_model(twin_model, twin_card, folder / f"{twin}.json", overwrite=resume)
         deconvolved_path = folder / f"{twin}.json"
     if default_ckpt and not stopped:  # nothing left to resume
         for suffix in (".json", ".safetensors"):
@@ -854,7 +911,9 @@ def compare_with_start(prepared: Prepared, model, *, name: str = "the new model"
     }
 
 
-def _free_name(prepared: Prepared, folder: Path, checkpoint, resume: bool) -> str:
+def _free_name(
+    prepared: Prepared, folder: Path, checkpoint, resume: bool, busy: set[str] = frozenset()
+) -> str:
     """The model name, checked against the files already in ``folder``.
 
     An existing model is never overwritten, except by the resumed run that saved it
@@ -866,6 +925,8 @@ def _free_name(prepared: Prepared, folder: Path, checkpoint, resume: bool) -> st
         return str(Path(checkpoint) if checkpoint is not None else folder / ".checkpoints" / n)
 
     def clash(n: str) -> str | None:
+        if n in busy:  # held by another run right now
+            return n
         twins = [n, f"{n}-deconvolved"] if prepared.spec.mode == "n2v-psf" else [n]
         for m in twins:
             path = folder / f"{m}.json"
