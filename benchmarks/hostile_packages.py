@@ -309,7 +309,12 @@ def hostile_model_folder(folder: Path, shipped_card: Path) -> dict[str, str]:
     outside = dict(card, name="outside")
     outside["weights"] = dict(card["weights"], file="../../etc/passwd", format="torchscript")
     (folder / "outside.json").write_text(json.dumps(outside))
+    padded = dict(card, name="padded", architecture="torchscript")
+    padded["config"] = {"step": 10**9, "min": 10**9}
+    padded["weights"] = dict(card["weights"], file="padded.pt", format="torchscript")
+    (folder / "padded.json").write_text(json.dumps(padded))
     return {
+        "padded.json": "a TorchScript card that pads every image to 10**9 pixels",
         "pipe.json": "a named pipe",
         "zeros.json": "a link to /dev/zero",
         "link-to-pipe.json": "a link to a named pipe",
@@ -345,6 +350,7 @@ def main() -> int:
         models = work / "models"
         marker = work / "written-by-package"
         cases = {
+            "honest package (for reference: imported, rc 0)": (base / "rdf.yaml", []),
             "billion laughs rdf.yaml (zip)": (billion_laughs(base, work), []),
             "zip bomb, 1 GB member": (zip_bomb(base, work), []),
             "zip bomb, sizes declared 1 kB": (zip_bomb(base, work, lie=True), []),

@@ -106,6 +106,7 @@ def test_hostile_model_folder_never_hangs_and_shows_each_entry_with_its_reason(t
         "huge": "more than",
         "unet-fluo.json": "shipped model",
         "outside": "weights.file",
+        "padded": "'config' of a TorchScript model",
     }
     assert len(entries) == len(reasons)
     for name, words in reasons.items():

@@ -428,8 +428,8 @@ def register_models() -> list[Method]:
             else:
                 taken = "another model" if method.name in _registered else "a classical filter"
             reason = (
-                f"The model card {path} names '{method.name}', the name of {taken} already "
-                'listed; it is not used. Rename its files and the card\'s "name".'
+                f"The model card {path} is not used: a method named '{method.name}' exists "
+                f'({taken}). Rename its files and the card\'s "name".'
             )
             method = _unavailable(path, reason, name=path.name)
             if method.name in _registered or is_registered(method.name):

@@ -310,6 +310,24 @@ def card_problems(card: Mapping[str, Any]) -> list[str]:
             f'\'weights.format\' must be "safetensors" or "torchscript", '
             f"not {json.dumps(weights_format)[:20]}"
         )
+    config = card.get("config")
+    if weights_format == "torchscript" and isinstance(config, dict):
+        # what ForeignNetwork pads to: bounded before anything is allocated
+        step, low = config.get("step"), config.get("min")
+        if not (_is_int(step) and 1 <= step <= 1024 and _is_int(low) and 1 <= low <= 4096):
+            problems.append(
+                "'config' of a TorchScript model needs a whole 'step' from 1 to 1024 and "
+                f"'min' from 1 to 4096, not {json.dumps(step)[:20]} and {json.dumps(low)[:20]}"
+            )
+        for field in ("input_axes", "output_axes"):
+            axes = config.get(field, ["batch", "channel", "y", "x"])
+            if not (
+                isinstance(axes, list)
+                and set(axes) <= {"batch", "channel", "y", "x"}
+                and {"y", "x"} <= set(axes)
+                and len(set(axes)) == len(axes)
+            ):
+                problems.append(f"'config.{field}' must list axes among batch, channel, y, x")
     inference = card.get("inference")
     if isinstance(inference, dict) and not isinstance(inference.get("cpu_bf16", False), bool):
         problems.append("'inference.cpu_bf16' must be true or false")
