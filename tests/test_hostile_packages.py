@@ -278,3 +278,6 @@ def test_an_exported_model_comes_back_under_its_own_name(user_dir, tmp_path):
     card = json.loads((user_dir / f"{name}.json").read_text())
     assert card["imported_from"]["original_name"] == "unet-fluo-ft"
     assert card["imported_from"]["weights_format"] == "pytorch_state_dict"
+    # the name is taken now: a second import gets a free one, the first is kept
+    assert nd.import_model(package) == "unet-fluo-ft-imported"
+    assert nd.import_model(package, overwrite=True) == "unet-fluo-ft"

@@ -660,7 +660,8 @@ def import_model(
         The package: a ``.zip``, a folder or its ``rdf.yaml``.
     name : str, optional
         The method's name (default: the model's own name when napari-denoise exported it,
-        else the package's id, else its name, as lower-case words joined by ``-``).
+        else the package's id, else its name, as lower-case words joined by ``-``; with
+        ``-imported`` added when a method already has that name).
     allow_code : bool
         Run the package's own code: TorchScript weights (inspected first: only tensor
         operators, no file or process access, no ``while`` loop; but their time and
@@ -710,6 +711,8 @@ def _import(source: Path, root: Path, *, name, allow_code: bool, overwrite: bool
     kind, entry = _choose_weights(source, descr.weights, allow_code)
     original = _original_name(content)
     method_name = _slug(name or original or str(descr.id or "") or descr.name)
+    if name is None:
+        method_name = _free_name(method_name, overwrite)
     _check_name(source, method_name, overwrite, given=name is not None)
     if kind == "pytorch_state_dict" and (
         in_axes != list(("batch", "channel", "y", "x")) or out_axes != in_axes
@@ -924,6 +927,23 @@ def _size_rule(source, in_sizes, out_sizes, input_id) -> tuple[int, int]:
             f"(step 1 to {MAX_STEP}, min 1 to {MAX_MIN_SIZE}).",
         )
     return rules[0]
+
+
+def _free_name(base: str, overwrite: bool) -> str:
+    """``base`` (the name the package gives), else ``base-imported``, ``-imported-2`` ...
+    when a method has it (a user model of that name is replaced only with overwrite)."""
+    from ..engine.methods import is_registered, list_methods
+    from ..engine.models import store
+
+    list_methods()  # load filters and models
+    folder = store.user_model_dir()
+    candidate, n = base, 1
+    while is_registered(candidate) or (folder / f"{candidate}.json").exists():
+        if overwrite and (folder / f"{candidate}.json").exists():
+            return candidate
+        candidate = f"{base}-imported" if n == 1 else f"{base}-imported-{n}"
+        n += 1
+    return candidate
 
 
 def _check_name(source: Path, name: str, overwrite: bool, *, given: bool = True) -> None:
