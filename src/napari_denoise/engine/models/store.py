@@ -482,7 +482,9 @@ def _check_safetensors_header(path: Path) -> None:
     the file, before any tensor is allocated."""
 
     def refuse(what: str) -> ModelFileError:
-        return ModelFileError(f"The weights file {path} is not a usable safetensors file: {what}.")
+        return ModelFileError(
+            f"The weights file {path} is not a readable safetensors file ({what})."
+        )
 
     size = path.stat().st_size
     with open(path, "rb") as fh:  # a regular file: _check_weights_file
