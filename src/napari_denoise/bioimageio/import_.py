@@ -433,8 +433,9 @@ def _builds_itself(entry) -> bool:
     return where in (OUR_ARCHITECTURES, CAREAMICS_UNET)
 
 
-def _network_from_state_dict(source: Path, root: Path, entry, allow_code: bool):
-    """(kind, module or traced module, architecture, config) for a state-dict entry."""
+def _network_from_state_dict(source: Path, root: Path, entry, allow_code: bool, data: bytes):
+    """(kind, module or traced module, architecture, config) for a state-dict entry whose
+    file's bytes (read once, bounded) are ``data``."""
     from bioimageio.spec.model import v0_5
 
     arch = entry.architecture
@@ -448,7 +449,7 @@ def _network_from_state_dict(source: Path, root: Path, entry, allow_code: bool):
                 "Running it would execute arbitrary code with your permissions. Import it only "
                 "if you trust its authors: pass allow_code=True (CLI: --allow-code).",
             )
-        return "code", _network_from_code(source, root, entry, arch, kwargs), None, None
+        return "code", _network_from_code(source, root, entry, arch, kwargs, data), None, None
     if where == OUR_ARCHITECTURES:
         name, config = kwargs.get("name"), kwargs.get("config") or {}
         if not isinstance(name, str) or not isinstance(config, dict):
@@ -463,7 +464,7 @@ def _network_from_state_dict(source: Path, root: Path, entry, allow_code: bool):
             "packages' code. Export the model with TorchScript weights instead.",
         )
     module = _build_bounded(source, name, config)
-    state = _state_dict(source, package_file(source, root, entry, "weights"))
+    state = _state_dict(source, data)
     expected = module.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     bad = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
@@ -480,7 +481,7 @@ def _network_from_state_dict(source: Path, root: Path, entry, allow_code: bool):
     return "state_dict", module.eval(), name, config
 
 
-def _network_from_code(source: Path, root: Path, entry, arch, kwargs):
+def _network_from_code(source: Path, root: Path, entry, arch, kwargs, data: bytes):
     """Run the package's architecture file (allowed by the user) and load the weights
     safely; the caller traces it to TorchScript, so the code runs once, here, never again."""
     code = package_file(source, root, arch, "architecture code", limit=1 << 20)
@@ -499,7 +500,7 @@ def _network_from_code(source: Path, root: Path, entry, arch, kwargs):
         ) from None
     finally:
         sys.path.remove(str(work))
-    state = _state_dict(source, package_file(source, root, entry, "weights"))
+    state = _state_dict(source, data)
     try:
         net.load_state_dict(state, strict=bool(getattr(entry, "strict", True)))
     except (RuntimeError, AttributeError, TypeError) as err:
@@ -683,7 +684,6 @@ def import_model(
 
 
 def _import(source: Path, root: Path, *, name, allow_code: bool, overwrite: bool) -> str:
-
     from ..engine.models import registry, store
     from ..engine.models.foreign import ForeignNetwork
 
@@ -727,7 +727,9 @@ def _import(source: Path, root: Path, *, name, allow_code: bool, overwrite: bool
         net = _checked_torchscript(source, data)
         stored, architecture = "torchscript", None
     else:
-        stored, net, architecture, _ = _network_from_state_dict(source, root, entry, allow_code)
+        stored, net, architecture, _ = _network_from_state_dict(
+            source, root, entry, allow_code, data
+        )
     if stored in ("torchscript", "code"):
         network = ForeignNetwork(
             net, step=step, min_size=min_size, reach=0, input_axes=in_axes, output_axes=out_axes
