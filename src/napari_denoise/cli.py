@@ -586,8 +586,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--allow-code",
         action="store_true",
-        help="run an architecture defined by a Python file inside the package: that code "
-        "can do anything your account can; use only for packages you trust",
+        help="run the package's own code. Without it, only a state dict of an architecture "
+        "napari-denoise builds itself is imported and no package code runs. With it: "
+        "TorchScript weights (code: inspected first, only tensor operators, no file access, "
+        "no while loop, but its time and memory are not bounded), or an architecture defined "
+        "by a Python file in the package (runs once, here, and can do anything your account "
+        "can). Use only for packages from people you trust",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an imported model")
     p.set_defaults(func=_cmd_import)

@@ -1,16 +1,24 @@
 """Import a bioimage.io denoising model (2-D, one channel in and out) as a method.
 
-What is accepted, and how it runs here:
+What is accepted, what each route trusts, and how it runs here:
 
-- Weights: TorchScript (stored as the package's bytes and run through
-  :class:`~napari_denoise.engine.models.foreign.ForeignNetwork`), or ``pytorch_state_dict`` whose architecture we can
-  build without running code from the package: napari-denoise's own architectures
-  (``napari_denoise.engine.models.build``) and CAREamics' U-Net
-  (``careamics.models.unet.UNet``, rebuilt by :mod:`~napari_denoise.engine.models.careamics_unet`).
-  A state dict is read with ``torch.load(weights_only=True)`` and stored as safetensors.
-  An architecture defined by a Python file inside the package runs arbitrary code: it is
-  refused unless ``allow_code=True``; then the code runs once, here, the network is
-  traced to TorchScript, checked, and only the TorchScript is kept.
+- ``pytorch_state_dict`` whose architecture napari-denoise builds itself (its own
+  architectures, ``napari_denoise.engine.models.build``, and CAREamics' U-Net,
+  ``careamics.models.unet.UNet``, rebuilt by :mod:`~napari_denoise.engine.models.careamics_unet`):
+  **no code from the package runs**. The architecture config is checked (known keys,
+  bounded numbers, parameter count counted on the ``meta`` device before anything is
+  allocated), the state dict is read with ``torch.load(weights_only=True)`` (tensors
+  only, never an unpickled object) after its archive's declared sizes are bounded, and
+  it is stored as safetensors. This route is taken whenever the package offers it.
+- TorchScript **is code** (it can write files, loop, allocate), so it is used only with
+  ``allow_code=True`` (CLI ``--allow-code``) and only after
+  :func:`~napari_denoise.engine.models.foreign.load_checked` has inspected it: no code run
+  by loading (``__setstate__``), every operator of every method on an allow-list of
+  tensor operators, no ``while`` loop. It is stored as the package's bytes, checked again
+  at every load, and run through :class:`~napari_denoise.engine.models.foreign.ForeignNetwork`.
+- An architecture defined by a Python file inside the package runs arbitrary code with
+  your permissions: only with ``allow_code=True``; then it runs once, here, the network
+  is traced to TorchScript (checked like any TorchScript), and only the trace is kept.
 - Pre-processing: at most one affine normalisation (``scale_range``,
   ``zero_mean_unit_variance``, ``fixed_zero_mean_unit_variance``, ``scale_linear``) and
   ``ensure_dtype`` to a float type. It becomes the model card's ``normalisation``, computed
@@ -22,8 +30,12 @@ What is accepted, and how it runs here:
 - One input and one output, axes among batch, channel (size 1), y and x; y and x of
   parameterised size (``min + n * step``); output the size of the input.
 
-Everything else is refused with a sentence naming it. Nothing is fetched: the description
-is read without remote checks, weights and test tensors must be inside the package.
+Everything else is refused with a sentence naming it. Nothing is fetched, and the package
+is read as untrusted input (:mod:`.package`): sizes bounded before and while reading
+(zip members, ``rdf.yaml``, weights, test tensors), YAML without aliases, only files
+inside the package (no absolute path, ``..`` or link), SHA-256 checked where the
+description gives one; sizes, halos and architecture configs are validated before
+anything is built.
 
 Before the model is registered, its own test input is run through our reading of the
 package and must give its test output; the tile halo is taken from the description and
@@ -36,7 +48,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
 import json
+import math
 import os
 import re
 import sys
@@ -48,12 +62,20 @@ from typing import Any
 
 import numpy as np
 
-from .common import BioimageioError, center_crop, offline_validation, sample_image
+from .common import BioimageioError, center_crop, sample_image
+from .package import open_package, package_file, read_rdf
 
 __all__ = ["import_model", "read_package"]
 
 SEAM_TOLERANCE = 0.5  # grey levels on a 0-255 scale; the engine's contract is 1
 MAX_IMPORT_HALO = 64
+MAX_STEP = 256  # the size rule min + n * step of an input a 2-D denoiser may have
+MAX_MIN_SIZE = 2048
+MAX_TEST_PIXELS = 2048 * 2048  # a test tensor larger than this is not run
+MAX_TEST_BYTES = 64 << 20
+MAX_CONFIG_NUMBER = 4096  # any number in an architecture config (channels, depth, blocks)
+MAX_CONFIG_ITEMS = 256
+MAX_PARAMETERS = 64 << 20  # 256 MB of float32: far above any 2-D denoiser
 OUR_ARCHITECTURES = ("napari_denoise.engine.models", "build")
 CAREAMICS_UNET = ("careamics.models.unet", "UNet")
 CAREAMICS_ACCEPTED = {
@@ -83,19 +105,29 @@ def _refuse(source: Path, what: str) -> BioimageioError:
 
 def read_package(path: str | os.PathLike):
     """The format-0.5 model description of a package (.zip, folder or rdf.yaml), read
-    without fetching anything; BioimageioError for what is not a valid model package."""
-    from bioimageio.spec import InvalidDescr, load_description
+    without fetching anything and bounded (:mod:`.package`); BioimageioError for what is
+    not a valid model package."""
+    with open_package(path) as (source, root):
+        return _describe(source, root, read_rdf(root, source))
+
+
+def _describe(source: Path, root: Path, content: dict[str, Any]):
+    """The format-0.5 model description built from the parsed ``content`` (no file of
+    the package is read by bioimageio.spec: no I/O checks, the root is the package)."""
+    from bioimageio.spec import InvalidDescr, ValidationContext, build_description
     from bioimageio.spec.model import v0_5
 
-    source = Path(path).expanduser()
-    if not source.exists():
-        raise BioimageioError(f"{source} does not exist.")
-    with offline_validation(io_checks=False):
+    with (
+        warnings.catch_warnings(),
+        ValidationContext(root=root, perform_io_checks=False, log_warnings=False),
+    ):
+        warnings.simplefilter("ignore")
         try:
-            descr = load_description(source, format_version="latest")
-        except Exception as err:  # the library raises many kinds for unreadable files
+            descr = build_description(content, format_version="latest")
+        except Exception as err:  # the library raises many kinds for odd content
             raise BioimageioError(
-                f"{source} is not a readable bioimage.io package ({type(err).__name__}: {err})."
+                f"{source} is not a readable bioimage.io package ({type(err).__name__}: "
+                f"{str(err)[:300]})."
             ) from None
     if isinstance(descr, InvalidDescr):
         errors = descr.validation_summary.errors
@@ -267,22 +299,27 @@ def _postprocessing(source: Path, steps, norm: dict[str, Any]) -> str:
 # --- weights --------------------------------------------------------------------------------
 
 
-def _local_bytes(source: Path, entry, what: str) -> bytes:
-    src = str(entry.source)
-    if src.startswith(("http://", "https://")):
-        raise _refuse(
-            source,
-            f"its {what} are on the internet ({src}); napari-denoise imports only self-contained packages, without downloading.",
-        )
-    with offline_validation(io_checks=False):
-        return entry.get_reader().read()
-
-
 def _state_dict(source: Path, data: bytes) -> dict:
-    import io
+    import zipfile
 
     import torch
 
+    # torch allocates each record by the size its archive declares: bound those first
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            declared = sum(m.file_size for m in archive.infolist())
+    except (zipfile.BadZipFile, ValueError, OSError):
+        raise _refuse(
+            source,
+            "its pytorch_state_dict file is not in torch's zip format (torch.save since "
+            "PyTorch 1.6); older formats are not read.",
+        ) from None
+    if declared > len(data) + (16 << 20):  # torch.save stores records uncompressed
+        raise _refuse(
+            source,
+            f"its pytorch_state_dict file declares {declared >> 20} MB of contents in "
+            f"{len(data) >> 20} MB; it is not read.",
+        )
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError ... for bad files
@@ -292,12 +329,78 @@ def _state_dict(source: Path, data: bytes) -> dict:
         ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    if not isinstance(state, dict):
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise _refuse(source, "its pytorch_state_dict file does not hold a state dict.")
     return state
 
 
+def _check_config(source: Path, config: Any, what: str, depth: int = 0) -> None:
+    """Refuse an architecture config that is not small plain data with bounded numbers
+    (before anything is built from it)."""
+    if depth > 4:
+        raise _refuse(source, f"its {what} is nested too deeply.")
+    if isinstance(config, dict):
+        items = list(config.items())
+        if any(not isinstance(k, str) for k, _ in items):
+            raise _refuse(source, f"its {what} has keys that are not names.")
+    elif isinstance(config, (list, tuple)):
+        items = list(enumerate(config))
+    else:
+        items = [(None, config)]
+    if len(items) > MAX_CONFIG_ITEMS:
+        raise _refuse(source, f"its {what} has {len(items)} entries.")
+    for key, value in items:
+        if isinstance(value, (dict, list, tuple)):
+            _check_config(source, value, what, depth + 1)
+        elif isinstance(value, bool) or value is None:
+            pass
+        elif isinstance(value, (int, float)):
+            if not (math.isfinite(value) and 0 <= value <= MAX_CONFIG_NUMBER):
+                raise _refuse(
+                    source,
+                    f"its {what} has {key}={str(value)[:20]}; numbers from 0 to "
+                    f"{MAX_CONFIG_NUMBER} are accepted.",
+                )
+        elif isinstance(value, str):
+            if len(value) > 200:
+                raise _refuse(source, f"its {what} has a text of {len(value)} characters.")
+        else:
+            raise _refuse(source, f"its {what} holds a {type(value).__name__}.")
+
+
+def _build_bounded(source: Path, name: str, config: dict[str, Any]):
+    """Build ``name`` from ``config`` after counting its parameters on the ``meta``
+    device (nothing allocated): at most :data:`MAX_PARAMETERS`."""
+    import torch
+
+    from ..engine import models
+
+    _check_config(source, config, "architecture config")
+    try:
+        with torch.device("meta"):
+            probe = models.build(name, config)
+        count = sum(p.numel() for p in probe.parameters())
+        count += sum(b.numel() for b in probe.buffers())
+        del probe
+        if count > MAX_PARAMETERS:
+            raise _refuse(
+                source,
+                f"its {name} architecture would have {count:,} parameters, more than "
+                f"{MAX_PARAMETERS:,}; it is not built.",
+            )
+        return models.build(name, config)
+    except BioimageioError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, RecursionError) as err:
+        raise _refuse(
+            source, f"its architecture cannot be built ({str(err).splitlines()[0][:200]})."
+        ) from None
+
+
 def _careamics_config(source: Path, kwargs: dict[str, Any]) -> dict[str, Any]:
+    _check_config(source, kwargs, "CAREamics U-Net config")
     unknown = sorted(set(kwargs) - CAREAMICS_ACCEPTED)
     if unknown:
         raise _refuse(
@@ -323,11 +426,17 @@ def _careamics_config(source: Path, kwargs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _network_from_state_dict(source: Path, entry, allow_code: bool):
-    """(kind, module or traced module, architecture, config) for a state-dict entry."""
-    from bioimageio.spec.model import v0_5
+def _builds_itself(entry) -> bool:
+    """Whether a state-dict entry's architecture is one napari-denoise builds itself."""
+    arch = entry.architecture
+    where = (getattr(arch, "import_from", None), str(arch.callable))
+    return where in (OUR_ARCHITECTURES, CAREAMICS_UNET)
 
-    from ..engine import models
+
+def _network_from_state_dict(source: Path, root: Path, entry, allow_code: bool, data: bytes):
+    """(kind, module or traced module, architecture, config) for a state-dict entry whose
+    file's bytes (read once, bounded) are ``data``."""
+    from bioimageio.spec.model import v0_5
 
     arch = entry.architecture
     where = (getattr(arch, "import_from", None), str(arch.callable))
@@ -340,9 +449,11 @@ def _network_from_state_dict(source: Path, entry, allow_code: bool):
                 "Running it would execute arbitrary code with your permissions. Import it only "
                 "if you trust its authors: pass allow_code=True (CLI: --allow-code).",
             )
-        return "code", _network_from_code(source, entry, arch, kwargs), None, None
+        return "code", _network_from_code(source, root, entry, arch, kwargs, data), None, None
     if where == OUR_ARCHITECTURES:
         name, config = kwargs.get("name"), kwargs.get("config") or {}
+        if not isinstance(name, str) or not isinstance(config, dict):
+            raise _refuse(source, "its architecture names no napari-denoise network.")
     elif where == CAREAMICS_UNET:
         name, config = "careamics_unet", _careamics_config(source, kwargs)
     else:
@@ -352,11 +463,8 @@ def _network_from_state_dict(source: Path, entry, allow_code: bool):
             "builds only its own architectures and CAREamics' U-Net without running other "
             "packages' code. Export the model with TorchScript weights instead.",
         )
-    try:
-        module = models.build(name, config)
-    except (KeyError, TypeError, ValueError) as err:
-        raise _refuse(source, f"its architecture cannot be built ({err}).") from None
-    state = _state_dict(source, _local_bytes(source, entry, "weights"))
+    module = _build_bounded(source, name, config)
+    state = _state_dict(source, data)
     expected = module.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     bad = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
@@ -373,10 +481,10 @@ def _network_from_state_dict(source: Path, entry, allow_code: bool):
     return "state_dict", module.eval(), name, config
 
 
-def _network_from_code(source: Path, entry, arch, kwargs):
+def _network_from_code(source: Path, root: Path, entry, arch, kwargs, data: bytes):
     """Run the package's architecture file (allowed by the user) and load the weights
     safely; the caller traces it to TorchScript, so the code runs once, here, never again."""
-    code = _local_bytes(source, arch, "architecture code")
+    code = package_file(source, root, arch, "architecture code", limit=1 << 20)
     work = Path(tempfile.mkdtemp(prefix="napari-denoise-code-"))
     file = work / Path(str(arch.source)).name
     file.write_bytes(code)
@@ -392,10 +500,10 @@ def _network_from_code(source: Path, entry, arch, kwargs):
         ) from None
     finally:
         sys.path.remove(str(work))
-    state = _state_dict(source, _local_bytes(source, entry, "weights"))
+    state = _state_dict(source, data)
     try:
         net.load_state_dict(state, strict=bool(getattr(entry, "strict", True)))
-    except RuntimeError as err:
+    except (RuntimeError, AttributeError, TypeError) as err:
         raise _refuse(
             source, f"its state dict does not fit its architecture ({str(err).splitlines()[0]})."
         ) from None
@@ -424,17 +532,33 @@ def _run(network, image: np.ndarray, low: float, high: float) -> np.ndarray:
         return network(x)[0, 0].float().numpy()
 
 
-def _check_test_tensors(source: Path, descr, network, norm, relation: str) -> float:
-    """Run the package's test input; its test output must come back. Returns the error."""
-    from bioimageio.spec.utils import load_array
+def _test_tensor(source: Path, root: Path, tensor, what: str) -> np.ndarray:
+    """A test tensor (.npy) of the package, its header checked before its data is read:
+    a plain numeric array of at most :data:`MAX_TEST_PIXELS` values."""
+    if tensor.test_tensor is None:
+        raise _refuse(source, f"it has no {what}.")
+    data = package_file(source, root, tensor.test_tensor, what, limit=MAX_TEST_BYTES)
+    buffer = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(buffer)
+        read = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+            version, np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read(buffer)
+        if dtype.hasobject or dtype.kind not in "biuf":
+            raise ValueError(f"values of type {dtype}")
+        if math.prod(shape) > MAX_TEST_PIXELS:
+            raise ValueError(f"shape {shape}, more than {MAX_TEST_PIXELS} values")
+        buffer.seek(0)
+        return np.asarray(np.load(buffer, allow_pickle=False), np.float32)
+    except Exception as err:  # numpy raises ValueError, OSError, EOFError ...
+        raise _refuse(source, f"its {what} cannot be read ({str(err)[:200]}).") from None
 
-    inp, out = descr.inputs[0], descr.outputs[0]
-    with offline_validation(io_checks=False):
-        try:
-            x = np.asarray(load_array(inp.test_tensor), np.float32)
-            want = np.asarray(load_array(out.test_tensor), np.float32)
-        except Exception as err:
-            raise _refuse(source, f"its test tensors cannot be read ({err}).") from None
+
+def _check_test_tensors(source: Path, root: Path, descr, network, norm, relation: str) -> float:
+    """Run the package's test input; its test output must come back. Returns the error."""
+    x = _test_tensor(source, root, descr.inputs[0], "test input")
+    want = _test_tensor(source, root, descr.outputs[0], "test output")
     x, want = np.squeeze(x), np.squeeze(want)
     if x.ndim != 2 or want.shape != x.shape:
         raise _refuse(
@@ -532,24 +656,35 @@ def import_model(
     path : path
         The package: a ``.zip``, a folder or its ``rdf.yaml``.
     name : str, optional
-        The method's name (default: the package's id, else its name, as lower-case words
-        joined by ``-``).
+        The method's name (default: the model's own name when napari-denoise exported it,
+        else the package's id, else its name, as lower-case words joined by ``-``; with
+        ``-imported`` added when a method already has that name).
     allow_code : bool
-        Run an architecture defined by a Python file inside the package. That code can do
-        anything your user account can; allow it only for packages from people you trust.
+        Run the package's own code: TorchScript weights (inspected first: only tensor
+        operators, no file or process access, no ``while`` loop; but their time and
+        memory are not bounded), or an architecture defined by a Python file inside the
+        package (which can do anything your user account can). Without it, only a state
+        dict of an architecture napari-denoise builds itself is imported, and no code
+        from the package runs. Allow it only for packages from people you trust.
     overwrite : bool
         Replace an imported model of the same name.
 
     The model goes into the user model folder (:func:`~napari_denoise.engine.models.store.user_model_dir`)
     with a card recording where it came from (package file and its SHA-256, the model's
-    id, version and weights hash), which every output's provenance carries.
+    id, version and weights hash), which every output's provenance carries. The package
+    is read as untrusted input (:mod:`.package`); anything wrong with it raises
+    BioimageioError with one sentence.
     """
-    import torch
+    with open_package(path) as (source, root):
+        return _import(source, root, name=name, allow_code=allow_code, overwrite=overwrite)
 
+
+def _import(source: Path, root: Path, *, name, allow_code: bool, overwrite: bool) -> str:
     from ..engine.models import registry, store
+    from ..engine.models.foreign import ForeignNetwork
 
-    source = Path(path).expanduser().resolve()
-    descr = read_package(source)
+    content = read_rdf(root, source)
+    descr = _describe(source, root, content)
     if len(descr.inputs) != 1:
         raise _refuse(
             source,
@@ -563,46 +698,34 @@ def import_model(
     in_axes, in_sizes = _axes_and_size(source, descr.inputs[0], "input")
     out_axes, out_sizes = _axes_and_size(source, descr.outputs[0], "output")
     step, min_size = _size_rule(source, in_sizes, out_sizes, descr.inputs[0].id)
+    described = max(out_sizes.get("halo_y", 0), out_sizes.get("halo_x", 0))
+    if not 0 <= described <= MAX_MIN_SIZE:
+        raise _refuse(source, f"its output halo of {described} pixels is beyond any 2-D denoiser.")
     norm = _normalisation(source, descr.inputs[0].preprocessing)
     relation = _postprocessing(source, descr.outputs[0].postprocessing, norm)
 
-    method_name = _slug(name or str(descr.id or "") or descr.name)
-    _check_name(source, method_name, overwrite)
-
-    weights = descr.weights
-    if weights.torchscript is not None:
-        kind, entry = "torchscript", weights.torchscript
-    elif weights.pytorch_state_dict is not None:
-        kind, entry = "pytorch_state_dict", weights.pytorch_state_dict
-    else:
-        formats = [f for f, e in weights if e is not None]
-        raise _refuse(
-            source,
-            f"its weights are {', '.join(formats)}; napari-denoise runs TorchScript or pytorch_state_dict weights.",
-        )
+    kind, entry = _choose_weights(source, descr.weights, allow_code)
+    original = _original_name(content)
+    method_name = _slug(name or original or str(descr.id or "") or descr.name)
+    if name is None:
+        method_name = _free_name(method_name, overwrite)
+    _check_name(source, method_name, overwrite, given=name is not None)
     if kind == "pytorch_state_dict" and (
         in_axes != list(("batch", "channel", "y", "x")) or out_axes != in_axes
     ):
         raise _refuse(
             source, f"its state-dict network takes axes {in_axes}, not batch, channel, y, x."
         )
-    data = _local_bytes(source, entry, "weights")
+    data = package_file(source, root, entry, "weights")
     weights_sha = hashlib.sha256(data).hexdigest()
 
-    from ..engine.models.foreign import ForeignNetwork
-
     if kind == "torchscript":
-        import io
-
-        try:
-            net = torch.jit.load(io.BytesIO(data), map_location="cpu")
-        except Exception as err:
-            raise _refuse(
-                source, f"its TorchScript weights cannot be loaded ({str(err).splitlines()[0]})."
-            ) from None
+        net = _checked_torchscript(source, data)
         stored, architecture = "torchscript", None
     else:
-        stored, net, architecture, _ = _network_from_state_dict(source, entry, allow_code)
+        stored, net, architecture, _ = _network_from_state_dict(
+            source, root, entry, allow_code, data
+        )
     if stored in ("torchscript", "code"):
         network = ForeignNetwork(
             net, step=step, min_size=min_size, reach=0, input_axes=in_axes, output_axes=out_axes
@@ -611,18 +734,22 @@ def import_model(
         network = net
         step = max(step, int(getattr(net, "multiple", 1)))
 
-    test_error = _check_test_tensors(source, descr, padded(network, step, min_size), norm, relation)
-    if stored == "code":
-        net, data = _trace(source, network, step, min_size)
-        network = ForeignNetwork(
-            net, step=step, min_size=min_size, reach=0, input_axes=in_axes, output_axes=out_axes
-        ).eval()
-        stored = "torchscript"
-        # the traced network is kept; its own test must still pass
-        test_error = _check_test_tensors(source, descr, network, norm, relation)
-
-    described = max(out_sizes.get("halo_y", 0), out_sizes.get("halo_x", 0))
-    halo = measure_halo(padded(network, step, min_size), norm, step=step, start=described)
+    with _network_failures(source):
+        test_error = _check_test_tensors(
+            source, root, descr, padded(network, step, min_size), norm, relation
+        )
+        if stored == "code":
+            net, data = _trace(source, network, step, min_size)
+            _checked_torchscript(source, data)  # what is kept is checked as any TorchScript
+            network = ForeignNetwork(
+                net, step=step, min_size=min_size, reach=0, input_axes=in_axes, output_axes=out_axes
+            ).eval()
+            stored = "torchscript"
+            # the traced network is kept; its own test must still pass
+            test_error = _check_test_tensors(source, root, descr, network, norm, relation)
+        halo = measure_halo(
+            padded(network, step, min_size), norm, step=step, start=min(described, MAX_IMPORT_HALO)
+        )
     if stored == "torchscript":
         network.reach = halo["halo"]
     if not halo["seam_free"]:
@@ -662,11 +789,13 @@ def import_model(
             "package_sha256": _file_sha256(source) if source.is_file() else None,
             "id": str(descr.id) if descr.id else None,
             "name": descr.name,
+            "original_name": original,
             "version": str(descr.version) if descr.version else None,
             "format_version": descr.format_version,
             "weights_format": kind,
             "weights_sha256": weights_sha,
             "architecture_code_run": kind == "pytorch_state_dict" and architecture is None,
+            "code_allowed": bool(allow_code),
             "output_relation": relation,
             "test_output_max_relative_error": round(test_error, 8),
             "authors": [a.name for a in descr.authors],
@@ -684,6 +813,78 @@ def import_model(
         store.save_model(network, card, folder / f"{method_name}.safetensors", overwrite=overwrite)
     registry.register_models()
     return method_name
+
+
+def _original_name(content: dict[str, Any]) -> str | None:
+    """The model's own name as napari-denoise's export records it (config.napari-denoise.model)."""
+    config = content.get("config")
+    ours = config.get("napari-denoise") if isinstance(config, dict) else None
+    model = ours.get("model") if isinstance(ours, dict) else None
+    return model if isinstance(model, str) and _slug(model) == model else None
+
+
+def _choose_weights(source: Path, weights, allow_code: bool):
+    """(format, entry): a state dict of an architecture napari-denoise builds itself
+    whenever the package has one (no package code runs); else, only with ``allow_code``,
+    TorchScript (checked) or a state dict whose architecture is a Python file."""
+    state, script = weights.pytorch_state_dict, weights.torchscript
+    if state is not None and _builds_itself(state):
+        return "pytorch_state_dict", state
+    if state is None and script is None:
+        formats = [f for f, e in weights if e is not None]
+        raise _refuse(
+            source,
+            f"its weights are {', '.join(formats)}; napari-denoise runs TorchScript or "
+            "pytorch_state_dict weights.",
+        )
+    if not allow_code:
+        what = (
+            "TorchScript, which is code"
+            if script is not None
+            else f"defined by the Python file {state.architecture.source} inside the package"
+            if hasattr(state.architecture, "source")
+            else None
+        )
+        if what is not None:
+            raise _refuse(
+                source,
+                f"its network is {what}: running it would execute the package's code "
+                "(arbitrary code with your permissions for a Python file; TorchScript is "
+                "inspected against an allow-list of tensor operators first). Import it only "
+                "if you trust its authors: pass allow_code=True (CLI: --allow-code).",
+            )
+    if script is not None:
+        return "torchscript", script
+    return "pytorch_state_dict", state  # from a file (with allow_code), or refused later
+
+
+def _checked_torchscript(source: Path, data: bytes):
+    from ..engine.models.foreign import UnsafeTorchScript, load_checked
+
+    try:
+        return load_checked(data)
+    except UnsafeTorchScript as err:
+        raise _refuse(source, f"its TorchScript is not run: {err}.") from None
+
+
+class _network_failures:
+    """Turn a failure of the package's network while it is checked into one sentence."""
+
+    def __init__(self, source: Path):
+        self.source = source
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, tb):
+        if kind is not None and issubclass(kind, (RuntimeError, MemoryError, ValueError)):
+            if isinstance(err, BioimageioError):
+                return False
+            first = (str(err).strip().splitlines() or [kind.__name__])[0][:200]
+            raise _refuse(
+                self.source, f"its network fails on its test input or the sample image ({first})."
+            ) from None
+        return False
 
 
 def _size_rule(source, in_sizes, out_sizes, input_id) -> tuple[int, int]:
@@ -716,24 +917,49 @@ def _size_rule(source, in_sizes, out_sizes, input_id) -> tuple[int, int]:
             )
     if rules[0] != rules[1]:
         raise _refuse(source, "its y and x size rules differ; that is not supported.")
+    step, low = rules[0]
+    if not (1 <= step <= MAX_STEP and 1 <= low <= MAX_MIN_SIZE):
+        raise _refuse(
+            source,
+            f"its input size rule (min {low} + n x {step}) is beyond what napari-denoise runs "
+            f"(step 1 to {MAX_STEP}, min 1 to {MAX_MIN_SIZE}).",
+        )
     return rules[0]
 
 
-def _check_name(source: Path, name: str, overwrite: bool) -> None:
+def _free_name(base: str, overwrite: bool) -> str:
+    """``base`` (the name the package gives), else ``base-imported``, ``-imported-2`` ...
+    when a method has it (a user model of that name is replaced only with overwrite)."""
     from ..engine.methods import is_registered, list_methods
     from ..engine.models import store
 
     list_methods()  # load filters and models
+    folder = store.user_model_dir()
+    candidate, n = base, 1
+    while is_registered(candidate) or (folder / f"{candidate}.json").exists():
+        if overwrite and (folder / f"{candidate}.json").exists():
+            return candidate
+        candidate = f"{base}-imported" if n == 1 else f"{base}-imported-{n}"
+        n += 1
+    return candidate
+
+
+def _check_name(source: Path, name: str, overwrite: bool, *, given: bool = True) -> None:
+    from ..engine.methods import is_registered, list_methods
+    from ..engine.models import store
+
+    list_methods()  # load filters and models
+    whose = "" if given else " (the name the package gives)"
     card = store.user_model_dir() / f"{name}.json"
     if card.exists():
         if not overwrite:
             raise _refuse(
                 source,
-                f"a user model named '{name}' exists ({card}); pass another name or overwrite.",
+                f"a user model named '{name}'{whose} exists ({card}); pass another name or overwrite.",
             )
         return
     if is_registered(name):
-        raise _refuse(source, f"a method named '{name}' exists; pass another name.")
+        raise _refuse(source, f"a method named '{name}'{whose} exists; pass another name.")
 
 
 def padded(network, step: int, min_size: int = 1):

@@ -381,9 +381,9 @@ def _method_for(card_path: Path) -> Method:
     )
 
 
-def _unavailable(card_path: Path, reason: str) -> Method:
+def _unavailable(card_path: Path, reason: str, name: str | None = None) -> Method:
     return Method(
-        card_path.stem,
+        name or card_path.stem,
         lambda block, **_: block,
         kind="model",
         title=card_path.stem,
@@ -409,15 +409,22 @@ def register_models() -> list[Method]:
     registered = []
     for path in find_model_files():
         method = _method_for(path)
-        if method.name in _registered:
-            continue
-        if is_registered(method.name) or method.name in filters:
-            warnings.warn(
-                f"Model {path} is not registered: a method named '{method.name}' exists; "
-                "rename the model's files.",
-                stacklevel=2,
+        if method.name in _registered or is_registered(method.name) or method.name in filters:
+            # Shown, not hidden: listed under its file name as unavailable, with the reason.
+            if (SHIPPED_DIR / f"{method.name}.json").is_file():
+                taken = "a shipped model"
+            elif method.name in _registered:
+                taken = "another model"
+            else:
+                taken = "a classical filter"
+            reason = (
+                f"The model card {path} is not used: a method named '{method.name}' exists "
+                f'({taken}). Rename its files and the card\'s "name".'
             )
-            continue
+            method = _unavailable(path, reason, name=path.name)
+            if method.name in _registered or is_registered(method.name):
+                continue
+            warnings.warn(reason, stacklevel=2)
         _registered.add(method.name)
         registered.append(register(method))
     chosen = os.environ.get(DEFAULT_MODEL_ENV, "").strip()

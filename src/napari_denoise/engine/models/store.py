@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import sys
 import time
 from collections.abc import Mapping
@@ -42,6 +43,12 @@ __all__ = [
 
 CARD_FORMAT = "napari-denoise-model/1"
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "zoo"
+# The model folders are read as untrusted input: a card is a few kB, weights of the
+# networks napari-denoise runs are at most tens of MB; anything far larger is refused
+# before it is read (peak memory of any command stays bounded).
+MAX_CARD_BYTES = 1 << 20
+MAX_WEIGHTS_BYTES = 512 << 20
+MAX_SAFETENSORS_HEADER = 16 << 20
 
 
 # --- where models live ----------------------------------------------------------------------
@@ -96,14 +103,90 @@ def _paths(name_or_path: str | os.PathLike) -> tuple[Path, Path]:
 # --- cards ----------------------------------------------------------------------------------
 
 
-def read_card(path: str | os.PathLike) -> dict[str, Any]:
-    """A model card, checked for the fields inference needs (ModelFileError otherwise)."""
+def read_regular(
+    path: str | os.PathLike, limit: int, what: str, error: type[Exception] = ModelFileError
+) -> bytes:
+    """The bytes of the regular file ``path`` (links followed), at most ``limit`` of them.
+
+    Never blocks and never reads without bound: a pipe, device, socket or folder (or a
+    link to one) is refused before it is opened for reading, the file is opened
+    non-blocking and checked again on the open descriptor (it may have been swapped), a
+    file larger than ``limit`` is refused from its size, and the reading stops at
+    ``limit`` + 1 bytes whatever the size said. Raises ``error`` with a sentence.
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        st = os.stat(path)
     except FileNotFoundError:
-        raise ModelFileError(f"The model card {path} does not exist.") from None
-    except (OSError, UnicodeDecodeError) as err:
+        raise error(f"{what} {path} does not exist.") from None
+    except OSError as err:
+        raise error(f"{what} {path} cannot be read ({err.strerror or err}).") from None
+    _check_regular(st, path, limit, what, error)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        raise error(f"{what} {path} cannot be read ({err.strerror or err}).") from None
+    try:
+        _check_regular(os.fstat(fd), path, limit, what, error)
+        chunks, total = [], 0
+        while total <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > limit:
+            raise error(f"{what} {path} is larger than {_size(limit)}; it is not read.")
+        return b"".join(chunks)
+    except OSError as err:
+        raise error(f"{what} {path} cannot be read ({err.strerror or err}).") from None
+    finally:
+        os.close(fd)
+
+
+def _check_regular(st: os.stat_result, path: Path, limit: int, what: str, error) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise error(f"{what} {path} is a folder, not a file.")
+    if not stat.S_ISREG(st.st_mode):
+        raise error(
+            f"{what} {path} is not a regular file (a pipe, device or socket); it is not read."
+        )
+    if st.st_size > limit:
+        raise error(
+            f"{what} {path} is {_size(st.st_size)}, more than the {_size(limit)} allowed; "
+            "it is not read."
+        )
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
+
+
+def _same_folder(path: Path, what: str) -> None:
+    """Refuse a link that leads out of the folder ``path`` is listed in."""
+    if path.is_symlink() and path.resolve().parent != path.parent.resolve():
+        raise ModelFileError(
+            f"{what} {path} is a link to {path.resolve()}, outside its folder; a model's "
+            "files must lie in the model folder itself."
+        )
+
+
+def read_card(path: str | os.PathLike) -> dict[str, Any]:
+    """A model card, checked for the fields inference needs (ModelFileError otherwise).
+
+    The card is untrusted input: a link out of its folder, a file that is not a regular
+    file, or one over :data:`MAX_CARD_BYTES` is refused before it is read.
+    """
+    path = Path(path)
+    _same_folder(path, "The model card")
+    data = read_regular(path, MAX_CARD_BYTES, "The model card")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
         raise ModelFileError(f"The model card {path} cannot be read ({err}).") from None
     try:
         card = json.loads(text)
@@ -111,6 +194,10 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
         raise ModelFileError(
             f"The model card {path} is not valid JSON (line {err.lineno}: {err.msg}); "
             "the file is corrupt or was not written by napari-denoise."
+        ) from None
+    except RecursionError:
+        raise ModelFileError(
+            f"The model card {path} is nested too deeply; it was not written by napari-denoise."
         ) from None
     if not isinstance(card, dict):
         raise ModelFileError(f"The model card {path} does not hold a JSON object.")
@@ -216,17 +303,52 @@ def card_problems(card: Mapping[str, Any]) -> list[str]:
             )
     elif kind == "mean_std" and not _is_number(norm.get("eps", 0.0)):
         problems.append("'normalisation.eps' must be a number")
+    file = card.get("weights", {}).get("file")
+    if file is not None and not _is_bare_name(file):
+        problems.append(
+            "'weights.file' must be a file name in the card's own folder, not "
+            f"{json.dumps(file)[:60]}"
+        )
     weights_format = card.get("weights", {}).get("format", "safetensors")
     if weights_format not in ("safetensors", "torchscript"):
         problems.append(
             f'\'weights.format\' must be "safetensors" or "torchscript", '
             f"not {json.dumps(weights_format)[:20]}"
         )
+    config = card.get("config")
+    if weights_format == "torchscript" and isinstance(config, dict):
+        # what ForeignNetwork pads to: bounded before anything is allocated
+        step, low = config.get("step"), config.get("min")
+        if not (_is_int(step) and 1 <= step <= 1024 and _is_int(low) and 1 <= low <= 4096):
+            problems.append(
+                "'config' of a TorchScript model needs a whole 'step' from 1 to 1024 and "
+                f"'min' from 1 to 4096, not {json.dumps(step)[:20]} and {json.dumps(low)[:20]}"
+            )
+        for field in ("input_axes", "output_axes"):
+            axes = config.get(field, ["batch", "channel", "y", "x"])
+            if not (
+                isinstance(axes, list)
+                and set(axes) <= {"batch", "channel", "y", "x"}
+                and {"y", "x"} <= set(axes)
+                and len(set(axes)) == len(axes)
+            ):
+                problems.append(f"'config.{field}' must list axes among batch, channel, y, x")
     inference = card.get("inference")
     if isinstance(inference, dict) and not isinstance(inference.get("cpu_bf16", False), bool):
         problems.append("'inference.cpu_bf16' must be true or false")
     problems += _detail_problems(card.get("detail"))
     return problems
+
+
+def _is_bare_name(file: Any) -> bool:
+    """A file name alone: no folder, no ``..``, not absolute, not hidden, printable."""
+    return (
+        isinstance(file, str)
+        and 0 < len(file) <= 255
+        and file.isprintable()
+        and not file.startswith(".")
+        and not any(sep in file for sep in ("/", "\\", ":", "\0"))
+    )
 
 
 def _detail_problems(rule: Any) -> list[str]:
@@ -290,6 +412,7 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu"):
         raise ModelFileError(
             f"The weights of model '{card['name']}' are missing: {weights_path} does not exist."
         )
+    _check_weights_file(weights_path)
     digest = sha256_file(weights_path)
     if digest != card["weights"]["sha256"]:
         raise ModelFileError(
@@ -301,6 +424,7 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu"):
         from .foreign import load_torchscript
 
         return load_torchscript(weights_path, card, device=device)
+    _check_safetensors_header(weights_path)
     try:
         state = load_file(weights_path)
     except (SafetensorError, OSError, ValueError) as err:
@@ -325,6 +449,87 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu"):
     if device != "mps":  # channels-last is the fast layout for oneDNN and cuDNN
         model = model.to(memory_format=torch.channels_last)
     return model, card
+
+
+def _check_weights_file(path: Path) -> None:
+    """A weights file to hash and load: in its card's folder, a regular file (hashing a
+    pipe would block), at most :data:`MAX_WEIGHTS_BYTES` (checked from its size)."""
+    _same_folder(path, "The weights file")
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        raise ModelFileError(f"The weights file {path} cannot be read ({err.strerror}).") from None
+    _check_regular(st, path, MAX_WEIGHTS_BYTES, "The weights file", ModelFileError)
+
+
+SAFETENSORS_DTYPE_BYTES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+}
+
+
+def _check_safetensors_header(path: Path) -> None:
+    """Refuse a safetensors file whose header is too large or malformed, or whose tensors
+    (shapes x dtypes) would add up to more than :data:`MAX_WEIGHTS_BYTES` or lie outside
+    the file, before any tensor is allocated."""
+
+    def refuse(what: str) -> ModelFileError:
+        return ModelFileError(
+            f"The weights file {path} is not a readable safetensors file ({what})."
+        )
+
+    size = path.stat().st_size
+    with open(path, "rb") as fh:  # a regular file: _check_weights_file
+        head = fh.read(8)
+        if len(head) < 8:
+            raise refuse("it is shorter than its header")
+        n = int.from_bytes(head, "little")
+        if n > min(MAX_SAFETENSORS_HEADER, size - 8):
+            raise refuse(f"its header claims {n} bytes")
+        try:
+            header = json.loads(fh.read(n))
+        except (ValueError, RecursionError):
+            raise refuse("its header is not JSON") from None
+    if not isinstance(header, dict):
+        raise refuse("its header is not a JSON object")
+    total = 0
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        try:
+            shape, (begin, end) = entry["shape"], entry["data_offsets"]
+            itemsize = SAFETENSORS_DTYPE_BYTES[entry["dtype"]]
+            count = 1
+            for dim in shape:
+                if not (_is_int(dim) and dim >= 0):
+                    raise ValueError
+                count *= int(dim)
+                if count * itemsize > MAX_WEIGHTS_BYTES:
+                    raise refuse(
+                        f"tensor '{str(key)[:60]}' would take more than {_size(MAX_WEIGHTS_BYTES)}"
+                    )
+        except (KeyError, TypeError, ValueError):
+            raise refuse(f"tensor '{str(key)[:60]}' is described wrongly") from None
+        if not (_is_int(begin) and _is_int(end) and 0 <= begin <= end <= size - 8 - n):
+            raise refuse(f"tensor '{str(key)[:60]}' lies outside the file")
+        if end - begin != count * itemsize:
+            raise refuse(f"tensor '{str(key)[:60]}' does not match its shape")
+        total += count * itemsize
+        if total > MAX_WEIGHTS_BYTES:
+            raise refuse(f"its tensors take more than {_size(MAX_WEIGHTS_BYTES)}")
 
 
 def _check_state(model, state: Mapping[str, Any], name: str, path: Path) -> None:
