@@ -5,8 +5,8 @@ from __future__ import annotations
 from napari.layers import Shapes
 from qtpy.QtCore import Qt
 
-from ..engine.methods import list_methods
-from ..engine.training.options import passes_input_through
+from ..engine.methods import default_method, list_methods
+from ..engine.training.options import passes_input_through, untrainable_reason
 from ._compact import FittingCombo
 from ._layer_combo import NONE_TEXT, _disconnect
 from ._method_picker import display_name, grouped, tooltip, watch_models
@@ -48,7 +48,19 @@ class ShapesLayerCombo(FittingCombo):
 
 
 class StartModelCombo(FittingCombo):
-    """Where training starts: a shipped or user model from the registry, or a new U-Net."""
+    """Where training starts: a shipped or user model from the registry, or a new U-Net.
+
+    Chosen at first: the model trained last in this session (:meth:`remember`), else the
+    shipped default, never merely the first of the list. Models training cannot start
+    from (an imported TorchScript network) are listed greyed, their tooltip says why.
+    """
+
+    last_trained: str | None = None  # shared by every Train widget of the session
+
+    @classmethod
+    def remember(cls, name: str) -> None:
+        """``name`` was just trained: the next Train widget starts from it."""
+        cls.last_trained = name
 
     def __init__(self):
         super().__init__(shorten=True)
@@ -98,7 +110,12 @@ class StartModelCombo(FittingCombo):
             name = display_name(m)
             self.addItem(name if name == m.name else f"{name}  [{m.name}]", m.name)
             self.setItemData(self.count() - 1, tooltip(m), Qt.ItemDataRole.ToolTipRole)
-            if self._mode == "n2v2" and m.name in (self._residual or ()):
+            refused = untrainable_reason(m.model.architecture if m.model else None, m.name)
+            if refused:
+                item = self.model().item(self.count() - 1)
+                item.setEnabled(False)
+                item.setToolTip(refused)
+            elif self._mode == "n2v2" and m.name in (self._residual or ()):
                 item = self.model().item(self.count() - 1)
                 item.setEnabled(False)
                 item.setToolTip(
@@ -106,11 +123,21 @@ class StartModelCombo(FittingCombo):
                     "start from a new U-Net or choose Noise2Void."
                 )
         self.addItem("New U-Net (random weights)", NEW_UNET)
-        index = self.findData(current)
-        usable = [i for i in range(self.count()) if self.model().item(i).isEnabled()]
-        self.setCurrentIndex(index if index in usable else usable[0])
+        usable = [self.itemData(i) for i in range(self.count()) if self.model().item(i).isEnabled()]
+        for choice in (current, self.last_trained, _default_name(), NEW_UNET):
+            if choice in usable:
+                self.setCurrentIndex(self.findData(choice))
+                break
         self.blockSignals(False)
 
     def start(self) -> str:
         """The engine's ``start``: a model name, or ``"new:unet"``."""
         return self.currentData()
+
+
+def _default_name() -> str | None:
+    """The shipped default model's name (None if there is none)."""
+    try:
+        return default_method().name
+    except RuntimeError:  # no default registered
+        return None

@@ -32,7 +32,7 @@ from ._layers import result_kwargs, result_name
 from ._method_picker import notify_models_changed
 from ._runner import Job, Runner
 from ._train_form import TrainForm
-from ._train_inputs import NEW_UNET
+from ._train_inputs import NEW_UNET, StartModelCombo
 from ._train_job import TrainJob, TrainRunner, rectangles, warm_up
 
 __all__ = ["NEW_UNET", "TrainWidget"]
@@ -245,6 +245,7 @@ class TrainWidget(DockTabs, TrainForm):
 
     def _on_done(self, result) -> None:
         self.model_name = result.name
+        StartModelCombo.remember(result.name)  # the next Train widget starts from it
         # The engine registered it: list it everywhere, chosen in the Denoise widget.
         notify_models_changed(select=result.name)
         last = self.runner.last

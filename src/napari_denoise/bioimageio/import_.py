@@ -8,6 +8,8 @@ What is accepted, and how it runs here:
   (``napari_denoise.engine.models.build``) and CAREamics' U-Net
   (``careamics.models.unet.UNet``, rebuilt by :mod:`~napari_denoise.engine.models.careamics_unet`).
   A state dict is read with ``torch.load(weights_only=True)`` and stored as safetensors.
+  When a package has both, the state dict of a network we build is preferred: it tiles,
+  exports and can be trained from, which a TorchScript trace cannot.
   An architecture defined by a Python file inside the package runs arbitrary code: it is
   refused unless ``allow_code=True``; then the code runs once, here, the network is
   traced to TorchScript, checked, and only the TorchScript is kept.
@@ -323,6 +325,14 @@ def _careamics_config(source: Path, kwargs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _builds_here(entry) -> bool:
+    """Whether a ``pytorch_state_dict`` entry names a network built here without running
+    the package's code (ours, or CAREamics' U-Net)."""
+    arch = getattr(entry, "architecture", None)
+    where = (getattr(arch, "import_from", None), str(getattr(arch, "callable", "")))
+    return where in (OUR_ARCHITECTURES, CAREAMICS_UNET)
+
+
 def _network_from_state_dict(source: Path, entry, allow_code: bool):
     """(kind, module or traced module, architecture, config) for a state-dict entry."""
     from bioimageio.spec.model import v0_5
@@ -574,7 +584,12 @@ def import_model(
     _check_name(source, method_name, overwrite)
 
     weights = descr.weights
-    if weights.torchscript is not None:
+    standard = in_axes == ["batch", "channel", "y", "x"] and out_axes == in_axes
+    if _builds_here(weights.pytorch_state_dict) and standard:
+        # One of the networks we build (no code from the package): stored as our own
+        # network, it tiles, exports and can be trained, which a TorchScript trace cannot.
+        kind, entry = "pytorch_state_dict", weights.pytorch_state_dict
+    elif weights.torchscript is not None:
         kind, entry = "torchscript", weights.torchscript
     elif weights.pytorch_state_dict is not None:
         kind, entry = "pytorch_state_dict", weights.pytorch_state_dict

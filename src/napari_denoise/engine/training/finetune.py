@@ -317,6 +317,11 @@ def _load_start(spec: FinetuneSpec):
         return model, None, {"name": spec.start, "architecture": arch, "sha256": None}, notes
 
     model, card = store.load_model(spec.start)  # ModelFileError naming the installed models
+    from .options import untrainable_reason
+
+    refused = untrainable_reason(card.get("architecture"), card["name"])
+    if refused:
+        raise ParameterError(refused)
     started = {
         "name": card["name"],
         "architecture": card["architecture"],

@@ -18,6 +18,7 @@ __all__ = [
     "MODE_LABELS",
     "SELF_SUPERVISED_LOSSES",
     "passes_input_through",
+    "untrainable_reason",
 ]
 
 MODES = ("supervised", "n2v", "n2v2", "n2v-psf")
@@ -41,3 +42,24 @@ def passes_input_through(config) -> bool:
     start from such a network). Every network of :mod:`..models` does unless its config
     says ``residual=False``."""
     return dict(config).get("residual", True) is not False
+
+
+# Architectures whose weights training cannot start from, and why (in the user's words).
+# A TorchScript network (imported from a bioimage.io package) is compiled code: it runs,
+# but its copy for training has no trainable weights (torch raises "can't optimize a
+# non-leaf Tensor") and it could not be saved as a network of ours.
+UNTRAINABLE = {
+    "torchscript": (
+        "Training cannot start from '{name}': it was imported as compiled TorchScript, "
+        "which can denoise but not be trained. Packages that also hold PyTorch state-dict "
+        "weights of a known network (napari-denoise's own exports do) now import "
+        "trainable: remove '{name}' from your model folder (its .json and .torchscript.pt "
+        "files) and load the package again, or start from another model."
+    ),
+}
+
+
+def untrainable_reason(architecture: str | None, name: str) -> str | None:
+    """Why training cannot start from model ``name`` of ``architecture``; None if it can."""
+    reason = UNTRAINABLE.get(str(architecture))
+    return None if reason is None else reason.format(name=name)
