@@ -196,7 +196,7 @@ def test_regions_come_from_rectangles_and_other_shapes_are_ignored(
         seen.update(spec=spec, regions=regions, axes=kw.get("axes"))
         raise InputError("Stopped here by the test.")
 
-    monkeypatch.setattr(finetune, "prepare", fake_prepare)
+    monkeypatch.setattr(finetune, "prepare_iter", fake_prepare)
     viewer = make_napari_viewer()
     stack = viewer.add_image(np.zeros((2, 100, 120), np.float32), name="noisy stack")
     stack.scale = (1, 0.5, 0.5)

@@ -80,6 +80,7 @@ class TrainWidget(DockTabs, TrainForm):
             on_tick=self._on_tick,
             on_progress=self._on_progress,
             on_busy=self._on_busy,
+            on_phase=self._on_phase,
         )
         self.denoiser = Runner(
             on_done=self._on_denoised,
@@ -225,6 +226,17 @@ class TrainWidget(DockTabs, TrainForm):
             self.denoiser.cancel()
 
     # ------------------------------------------------------------------ progress and results
+    def _on_phase(self, phase) -> None:
+        """Before the first step and after the last: what happens, and how far it is."""
+        self.eta.setText(phase.message)
+        if self.runner.last is not None:  # after the steps (checking, saving): bar stays full
+            return
+        total = phase.total or 0
+        if self.progress.maximum() != max(total, 1):
+            self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(min(phase.done, total) if total else 0)
+        self.plot.set_note(phase.what)
+
     def _on_tick(self, tick) -> None:
         # Every step goes into the plot's data (cheap); repaints come with _on_progress.
         val = tick.val_psnr if tick.val_psnr is not None else tick.val_loss
