@@ -16,7 +16,6 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import (
     QHBoxLayout,
-    QLabel,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
@@ -26,7 +25,7 @@ from qtpy.QtWidgets import (
 from .._napari import layer_axes
 from ..errors import DenoiseError, InputError
 from ..io import infer_axes
-from ._compact import DockTabs, scrolling
+from ._compact import DockTabs, ElidedButton, WrappingLabel, scrolling
 from ._curve_plot import CurvePlot
 from ._layers import result_kwargs, result_name
 from ._method_picker import notify_models_changed
@@ -36,6 +35,16 @@ from ._train_inputs import NEW_UNET, StartModelCombo
 from ._train_job import TrainJob, TrainRunner, rectangles, warm_up
 
 __all__ = ["NEW_UNET", "TrainWidget"]
+
+# The validation curve in plain words: what is measured, where, in what unit, which way is
+# better. Held-out strips: a strip at the edge of each region that training never sees.
+HELD_OUT_PSNR = "PSNR on held-out strips (dB, higher is better)"
+HELD_OUT_ERROR = "error on hidden pixels of held-out strips (lower is better)"
+WHY_PSNR_DIFFERS = (
+    "(That PSNR scores each held-out strip against its own brightness range; Compare scores "
+    "whole images against the image type's full range, e.g. 0-255 for 8-bit, so it gives "
+    "other, usually higher, numbers. To compare models, use Compare on the same image.)"
+)
 
 
 def _duration(seconds: float) -> str:
@@ -112,23 +121,20 @@ class TrainWidget(DockTabs, TrainForm):
         self.progress = QProgressBar()
         self.progress.setTextVisible(False)
         self.progress.setMaximumHeight(14)
-        self.eta = QLabel("")
-        self.eta.setWordWrap(True)
-        self.eta.setMinimumWidth(120)  # wraps: no wider than the dock
+        self.eta = WrappingLabel()  # wraps, paths too: no wider than the dock
         self.plot = CurvePlot()
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        self.status.setMinimumWidth(120)  # wraps: no wider than the dock
+        self.status = WrappingLabel()
         # Two lines reserved: a longer message does not make the dock jump (and relayout).
         self.status.setMinimumHeight(2 * self.status.fontMetrics().lineSpacing())
-        self.denoise_button = QPushButton("Denoise with the new model")
+        # Names a layer and a model, both maybe long: elided, never widening the dock.
+        self.denoise_button = ElidedButton("Denoise with the new model")
         self.denoise_button.setToolTip("Denoise the noisy layer with the model just trained.")
         self.denoise_button.setVisible(False)
 
     def _layout(self) -> None:
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button, 1)
-        buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.stop_button, 1)  # as easy to hit as Start
         body = QWidget()
         layout = QVBoxLayout(body)
         for group in self.input_groups:
@@ -188,9 +194,7 @@ class TrainWidget(DockTabs, TrainForm):
         self.model_name = None
         self.denoise_button.setVisible(False)
         self.plot.clear(job.spec.get("steps") or 1)
-        self.plot.set_validation_label(
-            "validation PSNR (dB)" if clean is not None else "validation loss (masked)"
-        )
+        self.plot.set_validation_label(HELD_OUT_PSNR if clean is not None else HELD_OUT_ERROR)
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.eta.setText("")
@@ -263,7 +267,7 @@ class TrainWidget(DockTabs, TrainForm):
         last = self.runner.last
         validation = result.card.get("validation", {})
         score = (
-            f", validation PSNR {validation['psnr']:.2f} dB"
+            f", PSNR {validation['psnr']:.2f} dB on the held-out strips"
             if validation.get("psnr") is not None
             else ""
         )
@@ -275,6 +279,8 @@ class TrainWidget(DockTabs, TrainForm):
         show_info(message)
         notes = " ".join(result.card.get("training", {}).get("notes", []))
         self._saved = f"{message} It is in the Denoise widget's list; files: {result.path}."
+        if score:
+            self._saved = f"{self._saved} {WHY_PSNR_DIFFERS}"
         if notes:  # choices made from the data, e.g. a blind block for correlated noise
             self._saved = f"{self._saved} {notes}"
         noisy = self._task["noisy"]
