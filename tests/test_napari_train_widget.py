@@ -243,7 +243,7 @@ def test_a_real_short_run_adds_the_model_to_the_denoise_picker(
     assert "'tiny-pairs' trained after 3 steps, PSNR" in notes["info"][0]
     assert "dB on the held-out strips" in notes["info"][0]
     # Why the number is not Compare's is said where it is shown (issue 25, point 6).
-    assert "Compare scores whole images" in widget.status.text()
+    assert widget_module.WHY_PSNR_DIFFERS in widget.status.text()
     assert (model_dir / "tiny-pairs.json").exists()
     assert (model_dir / "tiny-pairs.safetensors").exists()
     # At once in the Denoise widget's list, and chosen there (issue 14, finding 6).

@@ -362,8 +362,8 @@ class ElidedButton(QPushButton):
         self._show()
 
     def _padding(self) -> int:
-        shown = super().text()
-        return super().sizeHint().width() - self.fontMetrics().horizontalAdvance(shown)
+        shown = super().text()  # the style's margins, and a little air at each end
+        return super().sizeHint().width() - self.fontMetrics().horizontalAdvance(shown) + 8
 
     def sizeHint(self) -> QSize:
         hint = super().sizeHint()

@@ -66,15 +66,16 @@ class CurvePlot(QWidget):
         self.setMinimumHeight(170)
         # Expanding: napari's dock then gives the plot the spare height.
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.set_validation_label("PSNR on held-out strips (dB, higher is better)")
+        self.set_validation_label("PSNR on held-out strips (dB)")
 
     def set_validation_label(self, label: str) -> None:
         """What the second curve (right axis) shows."""
         self.validation_label = label
         self.setToolTip(
             f"Orange: {TRAINING} (left axis): how far the model's output still is from its "
-            f"target on the training patches. Blue: {label} (right axis), measured on a strip "
-            "of each image that training never sees; the model kept is the one best there."
+            f"target on the training patches; lower is better. Blue: {label} (right axis), "
+            "measured on a strip of each image that training never sees (a PSNR: higher is "
+            "better; an error: lower is better); the model kept is the one best there."
         )
         self.update()
 
@@ -148,7 +149,9 @@ class CurvePlot(QWidget):
             (TRAINING, LOSS_COLOR, self.loss),
             (self.validation_label, VALIDATION_COLOR, self.validation),
         ):
-            label = f"{name}: {_number(series.points[-1][1], 4)}" if series.points else name
+            value = f": {_number(series.points[-1][1], 4)}" if series.points else ""
+            room = self.width() - 28 - metrics.horizontalAdvance(value)  # never cut: elided
+            label = metrics.elidedText(name, Qt.TextElideMode.ElideMiddle, room) + value
             width = 20 + metrics.horizontalAdvance(label)
             if entries and x + width > self.width():
                 x, row = 4.0, row + 1

@@ -38,12 +38,12 @@ __all__ = ["NEW_UNET", "TrainWidget"]
 
 # The validation curve in plain words: what is measured, where, in what unit, which way is
 # better. Held-out strips: a strip at the edge of each region that training never sees.
-HELD_OUT_PSNR = "PSNR on held-out strips (dB, higher is better)"
-HELD_OUT_ERROR = "error on hidden pixels of held-out strips (lower is better)"
+HELD_OUT_PSNR = "PSNR on held-out strips (dB)"  # higher is better (the plot's tooltip)
+HELD_OUT_ERROR = "held-out error (lower is better)"  # on hidden pixels of held-out strips
 WHY_PSNR_DIFFERS = (
-    "(That PSNR scores each held-out strip against its own brightness range; Compare scores "
-    "whole images against the image type's full range, e.g. 0-255 for 8-bit, so it gives "
-    "other, usually higher, numbers. To compare models, use Compare on the same image.)"
+    "(That PSNR is measured on held-out strips, each against its own brightness range; "
+    "Compare measures whole images against the full range of their type, e.g. 0-255 for "
+    "8-bit, so its numbers are usually higher. Compare models there, on one image.)"
 )
 
 

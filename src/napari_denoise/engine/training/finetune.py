@@ -776,6 +776,8 @@ def finetune_iter(
             return True
         return False
 
+    # The first step also sets the network up: on a busy computer it can take seconds.
+    yield Phase(f"Training: running the first of {steps} steps")
     model = _start_network(prepared)
     kwargs = _train_kwargs(prepared)
     outcome = yield from train_iter(
