@@ -678,9 +678,11 @@ def _probe(
     if prepared.val_pairs:
         validate(model, prepared.val_pairs)
     elif prepared.val_images:
+        # Built once per run, not per validation: not part of a validation's time.
         triples = masked_validation_set(
             prepared.val_images, multiple=int(model.multiple), radius=prepared.blind_radius
         )
+        start = time.perf_counter()
         masked_validation_loss(model, triples, loss=prepared.spec.loss)
     per_val = time.perf_counter() - start
     yield Phase(PROBE_WHAT, total, total, one_time=True)
