@@ -122,6 +122,8 @@ class TrainWidget(DockTabs, TrainForm):
         self.progress.setTextVisible(False)
         self.progress.setMaximumHeight(14)
         self.eta = WrappingLabel()  # wraps, paths too: no wider than the dock
+        # Two lines reserved (a phase's text): the step count after it does not relayout.
+        self.eta.setMinimumHeight(2 * self.eta.fontMetrics().lineSpacing())
         self.plot = CurvePlot()
         self.status = WrappingLabel()
         # Two lines reserved: a longer message does not make the dock jump (and relayout).

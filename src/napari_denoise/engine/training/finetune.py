@@ -651,7 +651,7 @@ def _start_network(prepared: Prepared):
     return model
 
 
-PROBE_WHAT = "Timing training on this computer to fit your time budget"
+PROBE_WHAT = "Timing a few steps to fit your time budget"
 
 
 def _probe(

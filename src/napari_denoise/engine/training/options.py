@@ -86,5 +86,5 @@ class Phase:
     @property
     def message(self) -> str:
         count = f": {self.done} of {self.total}" if self.total else ""
-        note = " (once, before training; not counted in your time)" if self.one_time else ""
+        note = " (once, not counted in your time)" if self.one_time else ""
         return f"{self.what}{count}{note}…"
