@@ -85,9 +85,14 @@ def test_training_starts_from_an_imported_package(
     assert widget.model_name == "aaa-imported-ft"
     card = nd.get_method("aaa-imported-ft").model
     assert card.architecture == "unet"
-    # A new Train widget starts from the model trained last.
+    # A new Train widget starts from the model trained last: in this session, and (say
+    # after a restart) the newest trained model on disk; an imported one does not count.
     other = TrainWidget(viewer)
     assert other.start_model.start() == "aaa-imported-ft"
+    StartModelCombo.last_trained = None
+    nd.import_model(package, name="zzz-imported-later")
+    restarted = TrainWidget(viewer)
+    assert restarted.start_model.start() == "aaa-imported-ft"
 
 
 def test_a_torchscript_only_import_is_not_offered_and_says_why(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from napari.layers import Shapes
 from qtpy.QtCore import Qt
 
@@ -9,7 +11,7 @@ from ..engine.methods import default_method, list_methods
 from ..engine.training.options import passes_input_through, untrainable_reason
 from ._compact import FittingCombo
 from ._layer_combo import NONE_TEXT, _disconnect
-from ._method_picker import display_name, grouped, tooltip, watch_models
+from ._method_picker import display_name, grouped, is_user_model, tooltip, watch_models
 
 NEW_UNET = "new:unet"
 
@@ -50,8 +52,9 @@ class ShapesLayerCombo(FittingCombo):
 class StartModelCombo(FittingCombo):
     """Where training starts: a shipped or user model from the registry, or a new U-Net.
 
-    Chosen at first: the model trained last in this session (:meth:`remember`), else the
-    shipped default, never merely the first of the list. Models training cannot start
+    Chosen at first: the model trained last (in this session, :meth:`remember`, else the
+    newest of your trained models on disk), else the shipped default, never merely the
+    first of the list. Models training cannot start
     from (an imported TorchScript network) are listed greyed, their tooltip says why.
     """
 
@@ -124,7 +127,8 @@ class StartModelCombo(FittingCombo):
                 )
         self.addItem("New U-Net (random weights)", NEW_UNET)
         usable = [self.itemData(i) for i in range(self.count()) if self.model().item(i).isEnabled()]
-        for choice in (current, self.last_trained, _default_name(), NEW_UNET):
+        last = self.last_trained or _newest_trained(models)
+        for choice in (current, last, _default_name(), NEW_UNET):
             if choice in usable:
                 self.setCurrentIndex(self.findData(choice))
                 break
@@ -133,6 +137,21 @@ class StartModelCombo(FittingCombo):
     def start(self) -> str:
         """The engine's ``start``: a model name, or ``"new:unet"``."""
         return self.currentData()
+
+
+def _newest_trained(models) -> str | None:
+    """Your model trained most recently (its card written last); imported ones do not
+    count (they were not trained here)."""
+    newest = (0.0, None)
+    for m in models:
+        if not is_user_model(m) or m.model.imported_from:
+            continue
+        try:
+            written = Path(m.model.card).stat().st_mtime
+        except OSError:
+            continue
+        newest = max(newest, (written, m.name), key=lambda pair: pair[0])
+    return newest[1]
 
 
 def _default_name() -> str | None:
