@@ -13,7 +13,8 @@ It cuts the data into training rectangles and *spatially disjoint* validation st
 normalised as the zoo normalises at inference, a clean image aligned to the noisy one
 (:mod:`.split`).
 
-:func:`finetune_iter` is a generator: it runs :func:`~.train.train_iter` (the one
+:func:`prepare_iter` is the same with a :class:`~.options.Phase` yielded before each part
+(so an interface never waits in silence). :func:`finetune_iter` is a generator: it runs :func:`~.train.train_iter` (the one
 training loop), yields its :class:`~.train.TrainProgress` ticks, and returns a
 :class:`FinetuneResult` after saving the best weights and a model card in the user's
 model folder (:mod:`.training_card`) and re-registering the models, so the new model is
@@ -705,7 +706,7 @@ def finetune_iter(
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
     out_dir: str | os.PathLike | None = None,
-) -> Generator[TrainProgress, None, FinetuneResult]:
+) -> Generator[TrainProgress | Phase, None, FinetuneResult]:
     """Train as :func:`prepare` set up; yield progress; save and register the model.
 
     Parameters
@@ -728,8 +729,11 @@ def finetune_iter(
 
     Yields
     ------
-    TrainProgress
-        After every step (:class:`~.train.TrainProgress`: step, loss, validation, ETA).
+    TrainProgress or Phase
+        After every step (:class:`~.train.TrainProgress`: step, loss, validation, ETA);
+        before the first step and after the last, a :class:`~.options.Phase` saying what
+        is being done (timing the computer for a time budget, a one-time cost that the
+        budget does not pay for: its clock starts with the first step; checking; saving).
 
     Returns
     -------
