@@ -138,7 +138,9 @@ class CurvePlot(QWidget):
         if not self.loss.points:
             painter.setPen(text if self.note else faint)
             note = self.note or "curves appear once training runs"
-            painter.drawText(frame, Qt.AlignmentFlag.AlignCenter, note)
+            # Wrapped inside the frame: a phase's text is longer than a narrow plot.
+            flags = int(Qt.AlignmentFlag.AlignCenter) | int(Qt.TextFlag.TextWordWrap)
+            painter.drawText(frame.adjusted(6, 0, -6, 0), flags, note)
         painter.end()
 
     def _legend_entries(self, metrics) -> list[tuple[str, QColor, float, int]]:
