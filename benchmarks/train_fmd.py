@@ -69,6 +69,7 @@ def run(gen):
     """Drain a finetune generator; return its result and the last progress tick."""
     ticks = []
     result = drain(gen, ticks.append)
+    ticks = [t for t in ticks if hasattr(t, "step")]  # not the phases before and after
     return result, ticks[-1] if ticks else None
 
 

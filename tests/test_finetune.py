@@ -20,7 +20,12 @@ from napari_denoise.engine.models import (  # noqa: E402
     registry,
     store,
 )
-from napari_denoise.engine.training.finetune import FinetuneSpec, finetune_iter, prepare  # noqa: E402
+from napari_denoise.engine.training.finetune import (  # noqa: E402
+    FinetuneSpec,
+    Phase,
+    finetune_iter,
+    prepare,
+)
 from napari_denoise.engine.training.loop import validate  # noqa: E402
 from napari_denoise.errors import (  # noqa: E402
     Cancelled,
@@ -61,7 +66,8 @@ def membrane(shared_data):
 def _run(prepared, **kwargs):
     gen = finetune_iter(prepared, **kwargs)
     ticks = []
-    return drain(gen, ticks.append), ticks
+    result = drain(gen, ticks.append)
+    return result, [t for t in ticks if not isinstance(t, Phase)]  # the steps
 
 
 def _weights(path):

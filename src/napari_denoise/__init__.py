@@ -220,11 +220,16 @@ def finetune(
     :func:`napari_denoise.engine.training.finetune.finetune_iter`.
     """
     from .engine.denoise.pipeline import drain
-    from .engine.training.finetune import FinetuneSpec, finetune_iter, prepare
+    from .engine.training.finetune import FinetuneSpec, Phase, finetune_iter, prepare
 
     prepared = prepare(FinetuneSpec(**spec), noisy, clean, regions, axes=axes)
     gen = finetune_iter(prepared, stop=stop, checkpoint=checkpoint, resume=resume, out_dir=out_dir)
-    return drain(gen, on_progress)
+
+    def steps_only(tick):  # the phases before and after the steps are for interfaces
+        if on_progress is not None and not isinstance(tick, Phase):
+            on_progress(tick)
+
+    return drain(gen, steps_only)
 
 
 def export_model(model_name: str, path, *, overwrite: bool = False) -> Path:

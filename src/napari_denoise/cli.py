@@ -262,7 +262,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from .engine.denoise.pipeline import drain
     from .engine.models.store import check_model_folder, user_model_dir
-    from .engine.training.finetune import FinetuneSpec, finetune_iter, prepare
+    from .engine.training.finetune import FinetuneSpec, Phase, finetune_iter, prepare
     from .io import read_image
 
     config = None
@@ -344,6 +344,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         def report(tick):
             now = time.perf_counter()
+            if isinstance(tick, Phase):  # preparing, timing, checking, saving: once each
+                if not args.quiet and tick.done <= 1:
+                    print(f"  {tick.message}", file=sys.stderr, flush=True)
+                return
             if not args.quiet and (tick.validated or tick.step == 1 or now - last[0] > 10):
                 last[0] = now
                 print(f"  {tick.message}", file=sys.stderr, flush=True)

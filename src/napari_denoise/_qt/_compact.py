@@ -20,7 +20,9 @@ from qtpy.QtWidgets import (
     QFrame,
     QLabel,
     QMainWindow,
+    QPushButton,
     QScrollArea,
+    QSizePolicy,
     QStyle,
     QStyleOptionComboBox,
     QStylePainter,
@@ -332,3 +334,93 @@ class DockTabs:
             window.tabifyDockWidget(first, dock)
             dock.show()
             dock.raise_()
+
+
+class ElidedButton(QPushButton):
+    """A push button that never widens its dock: it asks for the width of ``chars``
+    characters and shows its text elided to the width it gets (``elide``: middle by
+    default, so both the action and the end of a name stay readable); when elided, the
+    tooltip gives the whole text, followed by the sentence set with ``setToolTip``."""
+
+    def __init__(self, text: str = "", *, chars: int = 14, elide=Qt.TextElideMode.ElideMiddle):
+        super().__init__()
+        self._full, self._hint, self._chars, self._elide = "", "", chars, elide
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setText(text)
+
+    def full_text(self) -> str:
+        """The whole text (the button may show it elided)."""
+        return self._full
+
+    def setText(self, text: str) -> None:
+        self._full = text
+        self._show()
+
+    def setToolTip(self, text: str) -> None:
+        """Set the sentence the tooltip gives after the whole text (when elided)."""
+        self._hint = text
+        self._show()
+
+    def _padding(self) -> int:
+        shown = super().text()  # the style's margins, and a little air at each end
+        return super().sizeHint().width() - self.fontMetrics().horizontalAdvance(shown) + 8
+
+    def sizeHint(self) -> QSize:
+        hint = super().sizeHint()
+        width = self.fontMetrics().horizontalAdvance("x" * self._chars) + self._padding()
+        return QSize(width, hint.height())
+
+    def minimumSizeHint(self) -> QSize:
+        return self.sizeHint()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._show()
+
+    def _show(self) -> None:
+        room = max(self.width() - self._padding(), 0)
+        shown = self.fontMetrics().elidedText(self._full, self._elide, room)
+        if shown != super().text():
+            super().setText(shown)
+        head = self._full if shown != self._full else ""
+        super().setToolTip("\n".join(t for t in (head, self._hint) if t))
+
+
+# Zero-width space: an invisible place where a line may break.
+BREAK = "\u200b"
+_LONG_WORD = re.compile(r"\S{24,}")
+
+
+def breakable(text: str) -> str:
+    """``text`` with invisible break points in words too long for a narrow dock (file
+    paths, long names): after each ``/``, ``\\``, ``_``, ``-`` and ``.``, and at least
+    every 16 characters."""
+
+    def split(match: re.Match) -> str:
+        word = re.sub(r"([/\\_.-])", r"\1" + BREAK, match.group(0))
+        parts = word.split(BREAK)
+        return BREAK.join(
+            BREAK.join(part[i : i + 16] for i in range(0, len(part), 16)) or part for part in parts
+        )
+
+    return _LONG_WORD.sub(split, text)
+
+
+class WrappingLabel(QLabel):
+    """A label whose text wraps to the dock's width, long words and file paths too
+    (:func:`breakable`); :meth:`text` gives the text as set. It asks for the width of
+    ``min_width`` pixels, never for the width of its text."""
+
+    def __init__(self, text: str = "", *, min_width: int = 120):
+        super().__init__()
+        self._plain = ""
+        self.setWordWrap(True)
+        self.setMinimumWidth(min_width)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:
+        self._plain = text
+        super().setText(breakable(text))
+
+    def text(self) -> str:
+        return self._plain

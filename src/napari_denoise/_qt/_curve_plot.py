@@ -14,6 +14,7 @@ from ._words import plain
 
 LOSS_COLOR = QColor(255, 170, 60)  # orange
 VALIDATION_COLOR = QColor(90, 170, 255)  # blue
+TRAINING = "training error"  # the loss, in plain words (lower is better)
 MAX_POINTS = 2000  # longer series are thinned (every other point); the shape stays
 
 
@@ -65,12 +66,17 @@ class CurvePlot(QWidget):
         self.setMinimumHeight(170)
         # Expanding: napari's dock then gives the plot the spare height.
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.set_validation_label("validation PSNR (dB)")
+        self.set_validation_label("PSNR on held-out strips (dB)")
 
     def set_validation_label(self, label: str) -> None:
         """What the second curve (right axis) shows."""
         self.validation_label = label
-        self.setToolTip(f"Orange: training loss (left axis). Blue: {label} (right axis).")
+        self.setToolTip(
+            f"Orange: {TRAINING} (left axis): how far the model's output still is from its "
+            f"target on the training patches; lower is better. Blue: {label} (right axis), "
+            "measured on a strip of each image that training never sees (a PSNR: higher is "
+            "better; an error: lower is better); the model kept is the one best there."
+        )
         self.update()
 
     def set_note(self, text: str) -> None:
@@ -132,7 +138,9 @@ class CurvePlot(QWidget):
         if not self.loss.points:
             painter.setPen(text if self.note else faint)
             note = self.note or "curves appear once training runs"
-            painter.drawText(frame, Qt.AlignmentFlag.AlignCenter, note)
+            # Wrapped inside the frame: a phase's text is longer than a narrow plot.
+            flags = int(Qt.AlignmentFlag.AlignCenter) | int(Qt.TextFlag.TextWordWrap)
+            painter.drawText(frame.adjusted(6, 0, -6, 0), flags, note)
         painter.end()
 
     def _legend_entries(self, metrics) -> list[tuple[str, QColor, float, int]]:
@@ -140,10 +148,12 @@ class CurvePlot(QWidget):
         the two do not fit side by side (a narrow dock)."""
         entries, x, row = [], 4.0, 1
         for name, color, series in (
-            ("training loss", LOSS_COLOR, self.loss),
+            (TRAINING, LOSS_COLOR, self.loss),
             (self.validation_label, VALIDATION_COLOR, self.validation),
         ):
-            label = f"{name}: {_number(series.points[-1][1], 4)}" if series.points else name
+            value = f": {_number(series.points[-1][1], 4)}" if series.points else ""
+            room = self.width() - 28 - metrics.horizontalAdvance(value)  # never cut: elided
+            label = metrics.elidedText(name, Qt.TextElideMode.ElideMiddle, room) + value
             width = 20 + metrics.horizontalAdvance(label)
             if entries and x + width > self.width():
                 x, row = 4.0, row + 1

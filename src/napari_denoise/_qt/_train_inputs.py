@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from napari.layers import Shapes
 from qtpy.QtCore import Qt
 
-from ..engine.methods import list_methods
-from ..engine.training.options import passes_input_through
+from ..engine.methods import default_method, list_methods
+from ..engine.training.options import passes_input_through, untrainable_reason
 from ._compact import FittingCombo
 from ._layer_combo import NONE_TEXT, _disconnect
-from ._method_picker import display_name, grouped, tooltip, watch_models
+from ._method_picker import display_name, grouped, is_user_model, tooltip, watch_models
 
 NEW_UNET = "new:unet"
 
@@ -48,7 +50,20 @@ class ShapesLayerCombo(FittingCombo):
 
 
 class StartModelCombo(FittingCombo):
-    """Where training starts: a shipped or user model from the registry, or a new U-Net."""
+    """Where training starts: a shipped or user model from the registry, or a new U-Net.
+
+    Chosen at first: the model trained last (in this session, :meth:`remember`, else the
+    newest of your trained models on disk), else the shipped default, never merely the
+    first of the list. Models training cannot start
+    from (an imported TorchScript network) are listed greyed, their tooltip says why.
+    """
+
+    last_trained: str | None = None  # shared by every Train widget of the session
+
+    @classmethod
+    def remember(cls, name: str) -> None:
+        """``name`` was just trained: the next Train widget starts from it."""
+        cls.last_trained = name
 
     def __init__(self):
         super().__init__(shorten=True)
@@ -98,7 +113,12 @@ class StartModelCombo(FittingCombo):
             name = display_name(m)
             self.addItem(name if name == m.name else f"{name}  [{m.name}]", m.name)
             self.setItemData(self.count() - 1, tooltip(m), Qt.ItemDataRole.ToolTipRole)
-            if self._mode == "n2v2" and m.name in (self._residual or ()):
+            refused = untrainable_reason(m.model.architecture if m.model else None, m.name)
+            if refused:
+                item = self.model().item(self.count() - 1)
+                item.setEnabled(False)
+                item.setToolTip(refused)
+            elif self._mode == "n2v2" and m.name in (self._residual or ()):
                 item = self.model().item(self.count() - 1)
                 item.setEnabled(False)
                 item.setToolTip(
@@ -106,11 +126,37 @@ class StartModelCombo(FittingCombo):
                     "start from a new U-Net or choose Noise2Void."
                 )
         self.addItem("New U-Net (random weights)", NEW_UNET)
-        index = self.findData(current)
-        usable = [i for i in range(self.count()) if self.model().item(i).isEnabled()]
-        self.setCurrentIndex(index if index in usable else usable[0])
+        usable = [self.itemData(i) for i in range(self.count()) if self.model().item(i).isEnabled()]
+        last = self.last_trained or _newest_trained(models)
+        for choice in (current, last, _default_name(), NEW_UNET):
+            if choice in usable:
+                self.setCurrentIndex(self.findData(choice))
+                break
         self.blockSignals(False)
 
     def start(self) -> str:
         """The engine's ``start``: a model name, or ``"new:unet"``."""
         return self.currentData()
+
+
+def _newest_trained(models) -> str | None:
+    """Your model trained most recently (its card written last); imported ones do not
+    count (they were not trained here)."""
+    newest = (0.0, None)
+    for m in models:
+        if not is_user_model(m) or m.model.imported_from:
+            continue
+        try:
+            written = Path(m.model.card).stat().st_mtime
+        except OSError:
+            continue
+        newest = max(newest, (written, m.name), key=lambda pair: pair[0])
+    return newest[1]
+
+
+def _default_name() -> str | None:
+    """The shipped default model's name (None if there is none)."""
+    try:
+        return default_method().name
+    except RuntimeError:  # no default registered
+        return None

@@ -14,6 +14,7 @@ Also here, without Qt: the rectangles of a Shapes layer in an image layer's pixe
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -53,17 +54,27 @@ def train_steps(job: TrainJob, stop: Callable[[], bool]) -> Generator[Any, None,
     it as a method.
     """
     from ..engine.training import finetune
+    from ..engine.training.options import Phase
 
+    if "torch" not in sys.modules or (_warmed.is_set() and not _warmed_done.is_set()):
+        # Importing PyTorch (begun when the widget opened) can take seconds, once.
+        yield Phase("Starting PyTorch", one_time=True)
+        import torch  # noqa: F401
     spec = finetune.FinetuneSpec(**job.spec)
-    noisy = np.asarray(job.noisy)  # a dask or zarr layer is read here, not on the GUI thread
-    clean = None if job.clean is None else np.asarray(job.clean)
-    prepared = finetune.prepare(
-        spec, noisy, clean, job.regions, axes=job.axes, data_names=job.names
+    layers = [("noisy", job.noisy), ("clean", job.clean)]
+    arrays = {}
+    for which, data in layers:  # a dask or zarr layer is read here, not on the GUI thread
+        if data is not None and not isinstance(data, np.ndarray):
+            yield Phase(f"Reading the {which} layer into memory")
+        arrays[which] = None if data is None else np.asarray(data)
+    prepared = yield from finetune.prepare_iter(
+        spec, arrays["noisy"], arrays["clean"], job.regions, axes=job.axes, data_names=job.names
     )
     return (yield from finetune.finetune_iter(prepared, stop=stop, resume=job.resume))
 
 
-_warmed = threading.Event()
+_warmed = threading.Event()  # the warm-up was started
+_warmed_done = threading.Event()  # ... and has finished
 
 
 def warm_up() -> None:
@@ -88,6 +99,8 @@ def warm_up() -> None:
             torch.optim.Adam([torch.zeros(1, requires_grad=True)])
         except Exception:  # only a warm-up: a real run reports any error
             pass
+        finally:
+            _warmed_done.set()
 
     # A plain daemon thread: nothing to report back, so no Qt signals that could outlive
     # a viewer closed meanwhile.
@@ -97,7 +110,9 @@ def warm_up() -> None:
 class TrainRunner:
     """Starts at most one training at a time; reports through callbacks on the GUI thread.
 
-    ``on_tick(tick)`` for every step (keep it cheap: no drawing), ``on_progress(tick)``
+    ``on_phase(phase)`` for each :class:`~napari_denoise.engine.training.options.Phase`
+    (what happens before the first step and after the last), ``on_tick(tick)`` for every
+    step (keep it cheap: no drawing), ``on_progress(tick)``
     at most every :data:`UI_INTERVAL` seconds (the last tick always), ``on_done(result)``
     with the engine's FinetuneResult, ``on_failed(str)`` and ``on_busy(bool)``.
     """
@@ -110,12 +125,15 @@ class TrainRunner:
         on_tick: Callable[[Any], None] = lambda tick: None,
         on_progress: Callable[[Any], None] = lambda tick: None,
         on_busy: Callable[[bool], None] = lambda busy: None,
+        on_phase: Callable[[Any], None] = lambda phase: None,
     ):
         self._on_tick, self._on_progress, self._on_done = on_tick, on_progress, on_done
+        self._on_phase = on_phase
         self._on_failed, self._on_busy = on_failed, on_busy
         self.worker = None
         self.last = None
-        self.ticks = 0
+        self.ticks = 0  # training steps reported
+        self.phases = 0  # phases reported (before and after the steps)
         self._stop = threading.Event()
         self._shown = 0.0
         self._outcome = self._error = None
@@ -137,6 +155,7 @@ class TrainRunner:
         if self.busy:
             return False
         self.last, self.ticks, self._outcome, self._error = None, 0, None, None
+        self.phases = 0
         self._stop.clear()
         stop = self._stop.is_set
         gen = self._gen = guarded(train_steps(job, stop), "Training")
@@ -167,6 +186,11 @@ class TrainRunner:
 
     def _on_yielded(self, tick) -> None:
         if self.worker is None:
+            return
+        if hasattr(tick, "what"):  # a Phase: preparing, timing, checking, saving
+            self.phases += 1
+            if not self._silent:
+                self._on_phase(tick)
             return
         self.last = tick
         self.ticks += 1

@@ -16,7 +16,6 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import (
     QHBoxLayout,
-    QLabel,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
@@ -26,16 +25,26 @@ from qtpy.QtWidgets import (
 from .._napari import layer_axes
 from ..axes import infer_axes
 from ..errors import DenoiseError, InputError
-from ._compact import DockTabs, scrolling
+from ._compact import DockTabs, ElidedButton, WrappingLabel, scrolling
 from ._curve_plot import CurvePlot
 from ._layers import result_kwargs, result_name
 from ._method_picker import notify_models_changed
 from ._runner import Job, Runner
 from ._train_form import TrainForm
-from ._train_inputs import NEW_UNET
+from ._train_inputs import NEW_UNET, StartModelCombo
 from ._train_job import TrainJob, TrainRunner, rectangles, warm_up
 
 __all__ = ["NEW_UNET", "TrainWidget"]
+
+# The validation curve in plain words: what is measured, where, in what unit, which way is
+# better. Held-out strips: a strip at the edge of each region that training never sees.
+HELD_OUT_PSNR = "PSNR on held-out strips (dB)"  # higher is better (the plot's tooltip)
+HELD_OUT_ERROR = "held-out error (lower is better)"  # on hidden pixels of held-out strips
+WHY_PSNR_DIFFERS = (
+    "(That PSNR is measured on held-out strips, each against its own brightness range; "
+    "Compare measures whole images against the full range of their type, e.g. 0-255 for "
+    "8-bit, so its numbers are usually higher. Compare models there, on one image.)"
+)
 
 
 def _duration(seconds: float) -> str:
@@ -80,6 +89,7 @@ class TrainWidget(DockTabs, TrainForm):
             on_tick=self._on_tick,
             on_progress=self._on_progress,
             on_busy=self._on_busy,
+            on_phase=self._on_phase,
         )
         self.denoiser = Runner(
             on_done=self._on_denoised,
@@ -111,23 +121,22 @@ class TrainWidget(DockTabs, TrainForm):
         self.progress = QProgressBar()
         self.progress.setTextVisible(False)
         self.progress.setMaximumHeight(14)
-        self.eta = QLabel("")
-        self.eta.setWordWrap(True)
-        self.eta.setMinimumWidth(120)  # wraps: no wider than the dock
+        self.eta = WrappingLabel()  # wraps, paths too: no wider than the dock
+        # Two lines reserved (a phase's text): the step count after it does not relayout.
+        self.eta.setMinimumHeight(2 * self.eta.fontMetrics().lineSpacing())
         self.plot = CurvePlot()
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        self.status.setMinimumWidth(120)  # wraps: no wider than the dock
+        self.status = WrappingLabel()
         # Two lines reserved: a longer message does not make the dock jump (and relayout).
         self.status.setMinimumHeight(2 * self.status.fontMetrics().lineSpacing())
-        self.denoise_button = QPushButton("Denoise with the new model")
+        # Names a layer and a model, both maybe long: elided, never widening the dock.
+        self.denoise_button = ElidedButton("Denoise with the new model")
         self.denoise_button.setToolTip("Denoise the noisy layer with the model just trained.")
         self.denoise_button.setVisible(False)
 
     def _layout(self) -> None:
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button, 1)
-        buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.stop_button, 1)  # as easy to hit as Start
         body = QWidget()
         layout = QVBoxLayout(body)
         for group in self.input_groups:
@@ -187,9 +196,7 @@ class TrainWidget(DockTabs, TrainForm):
         self.model_name = None
         self.denoise_button.setVisible(False)
         self.plot.clear(job.spec.get("steps") or 1)
-        self.plot.set_validation_label(
-            "validation PSNR (dB)" if clean is not None else "validation loss (masked)"
-        )
+        self.plot.set_validation_label(HELD_OUT_PSNR if clean is not None else HELD_OUT_ERROR)
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.eta.setText("")
@@ -225,6 +232,17 @@ class TrainWidget(DockTabs, TrainForm):
             self.denoiser.cancel()
 
     # ------------------------------------------------------------------ progress and results
+    def _on_phase(self, phase) -> None:
+        """Before the first step and after the last: what happens, and how far it is."""
+        self.eta.setText(phase.message)
+        if self.runner.last is not None:  # after the steps (checking, saving): bar stays full
+            return
+        total = phase.total or 0
+        if self.progress.maximum() != max(total, 1):
+            self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(min(phase.done, total) if total else 0)
+        self.plot.set_note(phase.what)
+
     def _on_tick(self, tick) -> None:
         # Every step goes into the plot's data (cheap); repaints come with _on_progress.
         val = tick.val_psnr if tick.val_psnr is not None else tick.val_loss
@@ -245,12 +263,13 @@ class TrainWidget(DockTabs, TrainForm):
 
     def _on_done(self, result) -> None:
         self.model_name = result.name
+        StartModelCombo.remember(result.name)  # the next Train widget starts from it
         # The engine registered it: list it everywhere, chosen in the Denoise widget.
         notify_models_changed(select=result.name)
         last = self.runner.last
         validation = result.card.get("validation", {})
         score = (
-            f", validation PSNR {validation['psnr']:.2f} dB"
+            f", PSNR {validation['psnr']:.2f} dB on the held-out strips"
             if validation.get("psnr") is not None
             else ""
         )
@@ -262,6 +281,8 @@ class TrainWidget(DockTabs, TrainForm):
         show_info(message)
         notes = " ".join(result.card.get("training", {}).get("notes", []))
         self._saved = f"{message} It is in the Denoise widget's list; files: {result.path}."
+        if score:
+            self._saved = f"{self._saved} {WHY_PSNR_DIFFERS}"
         if notes:  # choices made from the data, e.g. a blind block for correlated noise
             self._saved = f"{self._saved} {notes}"
         noisy = self._task["noisy"]

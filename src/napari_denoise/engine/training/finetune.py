@@ -13,8 +13,10 @@ It cuts the data into training rectangles and *spatially disjoint* validation st
 normalised as the zoo normalises at inference, a clean image aligned to the noisy one
 (:mod:`.split`).
 
-:func:`finetune_iter` is a generator: it runs :func:`~.loop.train_iter` (the one
-training loop), yields its :class:`~.loop.TrainProgress` ticks, and returns a
+:func:`prepare_iter` is the same with a :class:`~.options.Phase` yielded before each part
+(so an interface never waits in silence). :func:`finetune_iter` is a generator: it runs
+:func:`~.loop.train_iter` (the one training loop), yields its
+:class:`~.loop.TrainProgress` ticks (and phases before and after them), and returns a
 :class:`FinetuneResult` after saving the best weights and a model card in the user's
 model folder (:mod:`.card`) and re-registering the models, so the new model is
 a method at once. It is what a napari ``thread_worker`` runs: no thread or queue of its
@@ -47,12 +49,21 @@ import numpy as np
 
 from ...errors import Cancelled, InputError, ParameterError, UnknownMethodError
 from .card import MODE_LABELS, training_card
+from .options import Phase
 from .split import CropSampler, as_slices, split_images
 
 if TYPE_CHECKING:
     from .loop import TrainProgress
 
-__all__ = ["FinetuneResult", "FinetuneSpec", "Prepared", "finetune_iter", "prepare"]
+__all__ = [
+    "FinetuneResult",
+    "FinetuneSpec",
+    "Phase",
+    "Prepared",
+    "finetune_iter",
+    "prepare",
+    "prepare_iter",
+]
 
 NAME_SUFFIX = {"supervised": "ft", "n2v": "n2v", "n2v2": "n2v2", "n2v-psf": "n2v-psf"}
 DEFAULT_MINUTES = 2.0
@@ -318,6 +329,11 @@ def _load_start(spec: FinetuneSpec):
         return model, None, {"name": spec.start, "architecture": arch, "sha256": None}, notes
 
     model, card = store.load_model(spec.start)  # ModelFileError naming the installed models
+    from .options import untrainable_reason
+
+    refused = untrainable_reason(card.get("architecture"), card["name"])
+    if refused:
+        raise ParameterError(refused)
     started = {
         "name": card["name"],
         "architecture": card["architecture"],
@@ -424,6 +440,29 @@ def prepare(
 ) -> Prepared:
     """Check a training request and build its training and validation data.
 
+    :func:`prepare_iter` without its progress (the arguments and errors are the same).
+    """
+    gen = prepare_iter(spec, noisy, clean, regions, axes=axes, data_names=data_names)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as done:
+            return done.value
+
+
+def prepare_iter(
+    spec: FinetuneSpec,
+    noisy: np.ndarray,
+    clean: np.ndarray | None = None,
+    regions: Sequence[tuple[int, int, int, int]] | None = None,
+    *,
+    axes: str | None = None,
+    data_names: tuple[str, str | None] | None = None,
+) -> Generator[Phase, None, Prepared]:
+    """Check a training request and build its training and validation data, yielding a
+    :class:`~.options.Phase` before each part that can take a while; returns the
+    :class:`Prepared` run.
+
     Parameters
     ----------
     spec : FinetuneSpec
@@ -464,6 +503,8 @@ def prepare(
     """
     from ..models import inference, store
 
+    steps = 4 if spec.mode == "supervised" else 5  # the phases below (blind spot: 5)
+    yield Phase("Preparing: checking the images", 1, steps)
     _check_spec(spec)
     if spec.mode == "supervised" and clean is None:
         raise InputError(
@@ -485,6 +526,10 @@ def prepare(
         clean_s, _ = as_slices(clean, axes, "clean")
         _check_not_constant(clean_s, "clean")
 
+    if spec.start.startswith("new:"):
+        yield Phase("Preparing: building a new network", 2, steps)
+    else:
+        yield Phase(f"Preparing: loading the start model '{spec.start}'", 2, steps)
     model, card, started, notes = _load_start(spec)
     label = started["name"]
     _check_model_fits(model, card, label)
@@ -496,6 +541,7 @@ def prepare(
             f"'{label}' needs; use {good}."
         )
 
+    yield Phase("Preparing: cutting training patches and held-out strips", 3, steps)
     parts = split_images(
         noisy_s,
         clean_s,
@@ -504,6 +550,7 @@ def prepare(
         val_fraction=spec.val_fraction,
         clean_patches=spec.mode == "supervised",
     )
+    yield Phase("Preparing: measuring the noise", 4, steps)
     noise = None
     if getattr(model, "noise_input", None) == "poisson-gaussian":  # as the zoo estimates it
         found = [
@@ -530,6 +577,7 @@ def prepare(
 
     radius = 0
     if spec.mode in BLIND_MODES:
+        yield Phase("Preparing: choosing the blind-spot size from the noise", 5, steps)
         if spec.blind_radius is not None:
             radius = int(spec.blind_radius)
         else:
@@ -607,17 +655,26 @@ def _start_network(prepared: Prepared):
     return model
 
 
-def _probe_seconds(prepared: Prepared, stop: Callable[[], bool]) -> tuple[float, float]:
-    """Seconds per training step and per validation, measured on a throw-away copy."""
+PROBE_WHAT = "Timing a few steps to fit your time budget"
+
+
+def _probe(
+    prepared: Prepared, stop: Callable[[], bool]
+) -> Generator[Phase, None, tuple[float, float]]:
+    """Seconds per training step and per validation, measured on a throw-away copy;
+    yields a one-time :class:`~.options.Phase` per step timed."""
     from .blindspot import masked_validation_loss, masked_validation_set
     from .loop import train_iter, validate
 
+    total = PROBE_STEPS + 1  # the steps, then one validation
+    yield Phase(PROBE_WHAT, 0, total, one_time=True)
     model = _start_network(prepared)
     times = []
     for tick in train_iter(
         model, prepared.sampler, steps=PROBE_STEPS, stop=stop, **_train_kwargs(prepared)
     ):
         times.append(tick.seconds)
+        yield Phase(PROBE_WHAT, tick.step, total, one_time=True)
     if len(times) < 3:
         return float("nan"), 0.0
     per_step = (times[-1] - times[1]) / (len(times) - 2)  # the first steps set up kernels
@@ -625,11 +682,24 @@ def _probe_seconds(prepared: Prepared, stop: Callable[[], bool]) -> tuple[float,
     if prepared.val_pairs:
         validate(model, prepared.val_pairs)
     elif prepared.val_images:
+        # Built once per run, not per validation: not part of a validation's time.
         triples = masked_validation_set(
             prepared.val_images, multiple=int(model.multiple), radius=prepared.blind_radius
         )
+        start = time.perf_counter()
         masked_validation_loss(model, triples, loss=prepared.spec.loss)
-    return per_step, time.perf_counter() - start
+    per_val = time.perf_counter() - start
+    yield Phase(PROBE_WHAT, total, total, one_time=True)
+    return per_step, per_val
+
+
+def steps_for_budget(budget_s: float, per_step: float, per_val: float) -> int:
+    """How many steps (with :data:`VALIDATIONS` validations) fill ``budget_s`` seconds of
+    training. The budget is the training's own: preparing and timing are not taken out
+    of it (they are reported as they happen)."""
+    if not math.isfinite(per_step) or per_step <= 0:
+        return PROBE_STEPS
+    return max(1, int(0.95 * (budget_s - VALIDATIONS * per_val) / per_step))
 
 
 def finetune_iter(
@@ -639,7 +709,7 @@ def finetune_iter(
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
     out_dir: str | os.PathLike | None = None,
-) -> Generator[TrainProgress, None, FinetuneResult]:
+) -> Generator[TrainProgress | Phase, None, FinetuneResult]:
     """Train as :func:`prepare` set up; yield progress; save and register the model.
 
     Parameters
@@ -662,8 +732,11 @@ def finetune_iter(
 
     Yields
     ------
-    TrainProgress
-        After every step (:class:`~.loop.TrainProgress`: step, loss, validation, ETA).
+    TrainProgress or Phase
+        After every step (:class:`~.loop.TrainProgress`: step, loss, validation, ETA);
+        before the first step and after the last, a :class:`~.options.Phase` saying what
+        is being done (timing the computer for a time budget, a one-time cost that the
+        budget does not pay for: its clock starts with the first step; checking; saving).
 
     Returns
     -------
@@ -745,28 +818,31 @@ def _finetune_named(
             f"Nothing to resume: there is no checkpoint {ckpt.with_suffix('.json')}; start "
             "without resuming, or name the checkpoint of the run to continue."
         )
+    probe_seconds = 0.0
     if resume:
         steps = int(json.loads(ckpt.with_suffix(".json").read_text(encoding="utf-8"))["steps"])
     elif steps is None:
         budget = 60.0 * (spec.minutes if spec.minutes is not None else DEFAULT_MINUTES)
-        per_step, per_val = _probe_seconds(prepared, user_stop)
-        if not math.isfinite(per_step) or per_step <= 0:
-            steps = PROBE_STEPS
-        else:
-            left = budget - (time.perf_counter() - t_start) - VALIDATIONS * per_val
-            steps = max(1, int(0.95 * left / per_step))
+        per_step, per_val = yield from _probe(prepared, user_stop)
+        probe_seconds = time.perf_counter() - t_start
+        steps = steps_for_budget(budget, per_step, per_val)
 
     timed_out = False
+    first_step: float | None = None  # the time budget is counted from the first step
 
     def should_stop() -> bool:
-        nonlocal timed_out
+        nonlocal timed_out, first_step
         if user_stop():
             return True
-        if budget is not None and time.perf_counter() - t_start > 1.1 * budget + 2.0:
+        now = time.perf_counter()
+        first_step = now if first_step is None else first_step
+        if budget is not None and now - first_step > 1.1 * budget + 2.0:
             timed_out = True
             return True
         return False
 
+    # The first step also sets the network up: on a busy computer it can take seconds.
+    yield Phase(f"Training: running the first of {steps} steps")
     model = _start_network(prepared)
     kwargs = _train_kwargs(prepared)
     outcome = yield from train_iter(
@@ -803,9 +879,15 @@ def _finetune_named(
         checkpoint=ckpt,
         threads=_threads(spec) or torch.get_num_threads(),
     )
+    if probe_seconds:  # spent before the budget's clock started
+        card["training"]["timing_seconds"] = round(probe_seconds, 1)
+    if spec.mode in SELFCHECK_MODES and prepared.start_card is not None:
+        begun = prepared.started_from.get("name")
+        yield Phase(f"Checking without ground truth whether '{name}' is better than '{begun}'")
     check = compare_with_start(prepared, model, name=name)
     if check is not None:
         card["training"]["selfcheck"] = check
+    yield Phase(f"Saving '{name}' in your model folder")
     path = folder / f"{name}.json"
     saved = store.save_model(model, card, path, overwrite=resume)  # (the name is held)
     deconvolved_path = None

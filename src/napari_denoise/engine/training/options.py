@@ -7,6 +7,8 @@ its names from here too, so the two never disagree.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 __all__ = [
     "BLIND_MODES",
     "DEFAULT_MASK_FRACTION",
@@ -17,7 +19,9 @@ __all__ = [
     "MODES",
     "MODE_LABELS",
     "SELF_SUPERVISED_LOSSES",
+    "Phase",
     "passes_input_through",
+    "untrainable_reason",
 ]
 
 MODES = ("supervised", "n2v", "n2v2", "n2v-psf")
@@ -41,3 +45,46 @@ def passes_input_through(config) -> bool:
     start from such a network). Every network of :mod:`..models` does unless its config
     says ``residual=False``."""
     return dict(config).get("residual", True) is not False
+
+
+# Architectures whose weights training cannot start from, and why (in the user's words).
+# A TorchScript network (imported from a bioimage.io package) is compiled code: it runs,
+# but its copy for training has no trainable weights (torch raises "can't optimize a
+# non-leaf Tensor") and it could not be saved as a network of ours.
+UNTRAINABLE = {
+    "torchscript": (
+        "Training cannot start from '{name}': it was imported as compiled TorchScript, "
+        "which can denoise but not be trained. Packages that also hold PyTorch state-dict "
+        "weights of a known network (napari-denoise's own exports do) now import "
+        "trainable: remove '{name}' from your model folder (its .json and .torchscript.pt "
+        "files) and load the package again, or start from another model."
+    ),
+}
+
+
+def untrainable_reason(architecture: str | None, name: str) -> str | None:
+    """Why training cannot start from model ``name`` of ``architecture``; None if it can."""
+    reason = UNTRAINABLE.get(str(architecture))
+    return None if reason is None else reason.format(name=name)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What a training run does before (and after) its steps, and how far it is.
+
+    Yielded by the training generators between phases that can take a while, so that
+    nothing waits in silence: ``what`` in the user's words, ``done`` of ``total`` (0:
+    no count), and ``one_time`` for costs that are not part of the training itself
+    (e.g. timing the computer to turn minutes into steps), which no time budget pays for.
+    """
+
+    what: str
+    done: int = 0
+    total: int = 0
+    one_time: bool = False
+
+    @property
+    def message(self) -> str:
+        count = f": {self.done} of {self.total}" if self.total else ""
+        note = " (once, not counted in your time)" if self.one_time else ""
+        return f"{self.what}{count}{note}…"
