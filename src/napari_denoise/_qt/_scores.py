@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.denoise.tiling import Progress
-from ..engine.metrics import compare
 
 COLUMNS = (  # (key in compare's result and in the CSV, column title on screen)
     ("layer", "Layer"),
@@ -68,6 +67,8 @@ def score_layers(
 
     Yields progress; returns ``({name: compare result}, data range sentence)``.
     """
+    from ..engine.metrics import compare  # imports scipy.ndimage: in the worker, not at open
+
     gt = np.asarray(gt)
     data_range, note = data_range_for(gt, data_range)
     results = {}
