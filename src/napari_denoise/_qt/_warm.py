@@ -110,6 +110,11 @@ def load_torch() -> bool:
         return _loaded[0]
 
 
+def torch_loaded() -> bool:
+    """Whether :func:`load_torch` has already run in this process (so it returns at once)."""
+    return bool(_loaded)
+
+
 def lower_priority(nice: int = NICE) -> bool:
     """Give the calling worker thread a niceness of at least ``nice`` (Linux: per thread);
     whether it has it. Raising niceness needs no privilege; the thread keeps it, so it is

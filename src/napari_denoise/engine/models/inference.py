@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..notes import say
 from .store import load_model
 
 __all__ = [
@@ -328,6 +329,11 @@ def probe_precision(
     best = {"fp32": float("inf"), "bf16": float("inf")}
     for i in range(repeats + 1):
         for label in ("fp32", "bf16"):
+            say(
+                "Measuring this computer's speed with this model (once; the answer is kept)…",
+                2 * i + (label == "bf16"),
+                2 * (repeats + 1),
+            )
             start = timer()
             out = run_model(model, image, low=lo, high=hi, bf16=label == "bf16", noise_level=level)
             if i:  # the first pass of each is a warm-up
@@ -371,6 +377,8 @@ def cpu_precision(
     if chosen != "auto":
         return chosen
     key = machine_key(weights_sha256)
+    if key not in _precision_memo and _precision_lock.locked():
+        say("Waiting for the speed measurement of this model (once)…")
     with _precision_lock:
         if key in _precision_memo:
             return _precision_memo[key]
@@ -413,6 +421,8 @@ def loaded(card_path: str, device: str):
 
     device = resolve_device(device)
     key = (card_path, device)
+    if key not in _cache:  # said before the lock: another thread may be loading it
+        say("Loading the model…")
     with _cache_lock:
         if key not in _cache:
             _cache[key] = load_model(card_path, device=device)
