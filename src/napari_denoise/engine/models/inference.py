@@ -429,6 +429,15 @@ def loaded(card_path: str, device: str):
         return _cache[key]
 
 
+def warm(card_path: str, device: str = "auto") -> None:
+    """Do ahead of a model's first run what it would otherwise wait for: load it, and on
+    the CPU decide its precision (:func:`cpu_precision`: a measurement once per machine)."""
+    set_threads()  # the precision's key counts the threads: as a run will have them
+    model, card = loaded(card_path, device)
+    if next(model.parameters()).device.type == "cpu":
+        cpu_precision(model, card["weights"]["sha256"])
+
+
 def clear_cache() -> None:
     """Forget the loaded models (after the model folders changed)."""
     with _cache_lock:
