@@ -19,7 +19,7 @@ from ..errors import DenoiseError
 LABEL_CHARS = 40
 # The activity dock puts its label, the bar and 'n/total' on one line of its width: a
 # longer label squeezed the bar to ~50 px (issue 25).
-BAR_CHARS = 28
+BAR_CHARS = 22
 
 
 def plain(value, digits: int = 3) -> str:
