@@ -61,26 +61,21 @@ def test_activity_labels_are_short(make_napari_viewer, qtbot):
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Denoise")
     widget.layer_combo.set_layer(viewer.layers[name])
     widget.picker.set_method("gaussian")
-    labels = []
-    shown = widget.runner.calls.progress
-
-    def spy(tick):
-        shown(tick)
-        pbar = getattr(widget.runner.worker, "pbar", None)
-        if pbar is not None:
-            labels.append(pbar.desc)
-
-    widget.runner.calls.progress = spy
     assert widget.run()
-    labels.append(widget.runner.worker.pbar.desc)
+    pbar = widget.runner.worker.pbar
+    labels = [pbar.desc]
+    pbar.events.description.connect(lambda event: labels.append(event.value))
     qtbot.waitUntil(lambda: not widget.runner.busy, timeout=60_000)
-    # napari ends a description with ": "
+    # (napari shows a description followed by ": ")
     assert labels and all(len(text.removesuffix(": ")) <= BAR_CHARS for text in labels), labels
+    # in words, not cut: what is done, then where (the bar shows how far)
+    assert "Choosing settings" in labels, labels
+    assert any(re.fullmatch(r"frame \d of 3", text) for text in labels), labels
 
 
 def test_bar_text_keeps_the_start_and_the_end():
     text = "layer 2 of 3 (ch2): U-Net (fluorescence, blind), frame 13 of 20"
     short = bar_text(text)
-    assert len(short) <= BAR_CHARS and short.startswith("layer 2 of 3")
+    assert len(short) <= BAR_CHARS and short.startswith("layer 2 of")
     assert short.endswith("13 of 20") and "…" in short
     assert bar_text("Gaussian") == "Gaussian"

@@ -33,7 +33,7 @@ from ..engine.notes import Note, listening
 from ..errors import DenoiseError
 from ._fill import Filled, Started, fill_steps
 from ._warm import load_torch, lower_priority, torch_loaded
-from ._words import bar_text
+from ._words import bar_label, bar_text
 
 log = logging.getLogger(__name__)
 # Seconds between progress updates on screen: napari's progress bar processes events on
@@ -201,7 +201,8 @@ def job_steps(job: Job) -> Generator[Progress, None, Outcome]:
     method = get_method(job.method)
     if method.kind == "model":
         if not torch_loaded():  # seconds, once per session: say so before, not after
-            yield Note(0, 1, "Loading PyTorch (once per session)…", choosing=True)
+            message = "Loading PyTorch (once per session)…"
+            yield Note(0, 1, message, choosing=True, short="Loading PyTorch (once)")
         load_torch()  # torch's import, paced so that the GUI thread keeps going
     if "device" in {p.name for p in method.params}:
         from ..engine.device import resolve_device  # imports torch: not on the GUI thread
@@ -413,7 +414,7 @@ class Runner:
         if tick.done != pbar.n and self.worker is worker:
             pbar.n = tick.done
             pbar.update(0)  # emits the value event with the new count
-        short = bar_text(tick.message)  # the activity dock's label leaves the bar its width
+        short = bar_label(tick)  # the activity dock's label leaves the bar its width
         if short and short != pbar.desc and self.worker is worker:
             pbar.set_description(short)
 

@@ -137,6 +137,16 @@ def bar_text(text: str, limit: int = BAR_CHARS) -> str:
     return text[:head].rstrip() + "…" + text[len(text) - (limit - 1 - head) :].lstrip()
 
 
+def bar_label(tick) -> str:
+    """A tick in two or three words for the activity dock, which shows 'n/total' and the
+    time left beside it: 'Choosing detail', 'frame 3 of 20', 'Denoising'."""
+    if isinstance(tick, Note) and tick.short:
+        return bar_text(tick.short)
+    if tick.choosing:
+        return "Choosing settings"
+    return bar_text(position_text(tick.position) or "Denoising")
+
+
 def stopped_text(last) -> str:
     """' after 4 of 10 frames' (or '... parts') for the last tick of a stopped run."""
     if last is None or last.choosing or last.total <= 1:

@@ -27,7 +27,10 @@ _local = threading.local()
 class Note(Progress):
     """A step that is not a tile (loading, measuring, choosing settings), in words:
     ``message`` is a whole phrase, e.g. "Loading the model…"; ``done`` of ``total`` says
-    how far it is (0 of 1 when it cannot say)."""
+    how far it is (0 of 1 when it cannot say); ``short`` says it in two or three words,
+    for a progress bar's label ("Loading model")."""
+
+    short: str = ""
 
 
 @contextmanager
@@ -41,11 +44,11 @@ def listening(listener: Callable[[Note], None]) -> Iterator[None]:
         stack.remove(listener)
 
 
-def say(message: str, done: int = 0, total: int = 1) -> None:
+def say(message: str, done: int = 0, total: int = 1, *, short: str = "") -> None:
     """Tell the innermost listener of this thread (if any) what is being done.
 
     The listener may raise (e.g. to stop the work): the exception leaves the step here.
     """
     stack = getattr(_local, "listeners", None)
     if stack:
-        stack[-1](Note(done, total, message, choosing=True))
+        stack[-1](Note(done, total, message, choosing=True, short=short))

@@ -106,7 +106,10 @@ class Plan:
                     check(s)
             if self.method.auto is not None or self.base.get("vst"):
                 where = f" (channel {c + 1} of {self.n_channels})" if self.n_channels > 1 else ""
-                say(f"Choosing the settings from {_planes(len(samples))} of the image{where}…")
+                say(
+                    f"Choosing the settings from {_planes(len(samples))} of the image{where}…",
+                    short="Choosing settings",
+                )
             p, model = choose_params(self.method, self.base, samples)
             self.params.append(p)
             self.stabilisers.append(model)

@@ -289,6 +289,7 @@ def detail_choice(
                 f"Choosing how much fine detail to keep: sample plane {i + 1} of {len(image)}…",
                 i,
                 len(image),
+                short="Choosing detail",
             )
             planes.append(_detail_terms(im, denoise, None, None, widths, margin, seed))
     fixed = None if amount is None else float(np.clip(amount, 0.0, 1.0))

@@ -333,6 +333,7 @@ def probe_precision(
                 "Measuring this computer's speed with this model (once; the answer is kept)…",
                 2 * i + (label == "bf16"),
                 2 * (repeats + 1),
+                short="Measuring speed (once)",
             )
             start = timer()
             out = run_model(model, image, low=lo, high=hi, bf16=label == "bf16", noise_level=level)
@@ -378,7 +379,7 @@ def cpu_precision(
         return chosen
     key = machine_key(weights_sha256)
     if key not in _precision_memo and _precision_lock.locked():
-        say("Waiting for the speed measurement of this model (once)…")
+        say("Waiting for the speed measurement of this model (once)…", short="Measuring speed")
     with _precision_lock:
         if key in _precision_memo:
             return _precision_memo[key]
@@ -422,7 +423,7 @@ def loaded(card_path: str, device: str):
     device = resolve_device(device)
     key = (card_path, device)
     if key not in _cache:  # said before the lock: another thread may be loading it
-        say("Loading the model…")
+        say("Loading the model…", short="Loading model")
     with _cache_lock:
         if key not in _cache:
             _cache[key] = load_model(card_path, device=device)
