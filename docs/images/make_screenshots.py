@@ -138,7 +138,7 @@ def denoise_and_compare(app) -> None:
     compare.compute()
     while compare.worker is not None:
         pump(app, 0.05)
-    compare.table.selectRow(1)
+    compare.table.selectRow(compare.row_of[1])  # the first result's scores
     compare.add_difference()
     pump(app, 0.5)
     save(viewer, "compare_widget.png")

@@ -322,7 +322,12 @@ class CompareWidget(DockTabs, QWidget):
                 self.table.setItem(r, c, item)
         single = all(row["slice"] == "" for row in self.rows)  # 2-D: no planes
         self.table.setColumnHidden(1, single)
-        self.table.horizontalHeader().setStretchLastSection(single)
+        # The spare width goes to the plane column, or shared by the scores without one.
+        header, stretch = self.table.horizontalHeader(), QHeaderView.ResizeMode.Stretch
+        for c in range(2, len(COLUMNS)):
+            header.setSectionResizeMode(
+                c, stretch if single else QHeaderView.ResizeMode.ResizeToContents
+            )
         self._mark_best()
         self._fit_table()
         self.note.setText(f"{EXPLAIN} Computed with {self._range_note}.")

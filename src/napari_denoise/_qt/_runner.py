@@ -219,6 +219,9 @@ def job_steps(job: Job) -> Generator[Progress, None, Outcome]:
         )
     if job.source is None:
         return Outcome(result)
+    if job.source.get("path"):  # hashing a large input file takes a while
+        message = "Recording how the result was made (checksum of the input file)…"
+        yield Note(0, 1, message, choosing=True, short="Recording provenance")
     info = result.provenance()
     extra.update({k: v for k, v in info.items() if k not in ("method", "params", "axes")})
     if job.tile is not None:

@@ -285,8 +285,9 @@ def detail_choice(
     else:
         planes = []
         for i, im in enumerate(image):
+            where = f": sample plane {i + 1} of {len(image)}" if len(image) > 1 else ""
             say(
-                f"Choosing how much fine detail to keep: sample plane {i + 1} of {len(image)}…",
+                f"Choosing how much fine detail to keep{where}…",
                 i,
                 len(image),
                 short="Choosing detail",
