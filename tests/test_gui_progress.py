@@ -105,3 +105,29 @@ def test_cancel_during_the_choice_of_settings_stops_it_there(make_napari_viewer,
     assert not any(not t.choosing for t in seen), "tiles ran after Cancel"
     assert [ly.name for ly in viewer.layers] == ["cells"]
     assert widget.status.text().startswith("Cancelled")
+
+
+def test_choosing_a_model_measures_its_speed_in_the_background_before_run(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path
+):
+    """The once-per-machine precision measurement is done when the model is chosen (in a
+    worker thread), so that the first Run does not wait for it."""
+    from napari_denoise.engine.models import inference
+
+    monkeypatch.delenv("NAPARI_DENOISE_PRECISION", raising=False)
+    monkeypatch.setenv("NAPARI_DENOISE_CACHE_DIR", str(tmp_path))  # a fresh profile
+    monkeypatch.setattr(inference, "_precision_memo", {})
+    from napari_denoise._qt import _denoise_widget
+
+    monkeypatch.setattr(_denoise_widget, "_warmed", set())
+    viewer = make_napari_viewer()
+    _stack(viewer)
+    widget = DenoiseWidget(viewer)
+    widget.picker.set_method(_model_with_detail_choice())
+    qtbot.waitUntil(lambda: bool(inference._precision_memo), timeout=WAIT)  # no Run pressed
+    seen = _spy(widget)
+    assert widget.run()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
+    said = [t.message for t in seen if isinstance(t, Note)]
+    assert not any("speed" in m for m in said), said
+    assert not any("Loading PyTorch" in m for m in said), said
