@@ -223,6 +223,11 @@ PRECISION_CACHE_ENTRIES = 64  # the most recent decisions kept (each fine-tune i
 
 _precision_memo: dict[str, str] = {}
 _precision_lock = threading.Lock()
+# How far the running probe is ([done, total]): a thread waiting for it says so too.
+_probing = [0, 1]
+PROBE_NOTE = (
+    "Measuring this computer's speed with this model (once; the answer is kept): run {} of {}…"
+)
 
 
 def user_cache_dir() -> Path:
@@ -329,10 +334,10 @@ def probe_precision(
     best = {"fp32": float("inf"), "bf16": float("inf")}
     for i in range(repeats + 1):
         for label in ("fp32", "bf16"):
+            _probing[:] = [2 * i + (label == "bf16"), 2 * (repeats + 1)]
             say(
-                "Measuring this computer's speed with this model (once; the answer is kept)…",
-                2 * i + (label == "bf16"),
-                2 * (repeats + 1),
+                PROBE_NOTE.format(_probing[0] + 1, _probing[1]),
+                *_probing,
                 short="Measuring speed (once)",
             )
             start = timer()
@@ -378,8 +383,14 @@ def cpu_precision(
     if chosen != "auto":
         return chosen
     key = machine_key(weights_sha256)
-    if key not in _precision_memo and _precision_lock.locked():
-        say("Waiting for the speed measurement of this model (once)…", short="Measuring speed")
+    # Another thread (the widget's warm-up) may be measuring it: wait, saying how far it is.
+    while key not in _precision_memo and _precision_lock.locked():
+        say(
+            PROBE_NOTE.format(_probing[0] + 1, _probing[1]),
+            *_probing,
+            short="Measuring speed (once)",
+        )
+        time.sleep(0.25)
     with _precision_lock:
         if key in _precision_memo:
             return _precision_memo[key]
