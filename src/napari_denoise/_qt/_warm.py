@@ -118,6 +118,9 @@ def warm_model(card_path: str, device: str = "auto") -> bool:
     lower_priority()
     if not load_torch():
         return False
+    # The noise estimation the choice of settings starts with imports scipy.stats and
+    # pywt (seconds on a busy machine, once per session): now, not after Run.
+    from ..engine.denoise import noise  # noqa: F401
     from ..engine.models.inference import warm
 
     try:
