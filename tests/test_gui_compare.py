@@ -58,14 +58,12 @@ def test_layers_left_out_are_named_with_the_reason(make_napari_viewer):
     assert "small crop" in text and "16 × 16" in text and "32 × 32" in text
 
 
-def test_12_bit_data_in_uint16_uses_the_12_bit_range_and_says_so():
-    gt = np.array([[0, 3012], [100, 4000]], np.uint16)
+def test_default_range_is_the_ground_truths_own_and_says_so():
+    gt = np.array([[331, 3012], [100, 4000]], np.uint16)
     value, note = data_range_for(gt, None)
-    assert value == 4095
-    assert "12-bit" in note
-    full = np.array([[0, 60000]], np.uint16)
-    assert "65535 (full range of uint16)" in data_range_for(full, None)[1]
-    assert "255 (full range of uint8)" in data_range_for(np.array([[0, 255]], np.uint8), None)[1]
+    assert value == 3900
+    assert "max - min of the ground truth, 100 to 4000" in note
+    assert data_range_for(gt, 4095) == (4095.0, "data range 4095 (given)")
 
 
 def test_every_row_is_visible_and_the_best_per_column_is_marked(make_napari_viewer, qtbot):

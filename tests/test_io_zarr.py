@@ -38,9 +38,12 @@ def test_axes_are_written_in_ngff_order(tmp_path, stack):
     path = tmp_path / "channels.ome.zarr"
     yxc = np.moveaxis(stack[:3], 0, -1)
     nd.write_image(path, yxc, axes="YXC")
-    image = nd.read_image(path)
-    assert image.axes == "CYX"
-    np.testing.assert_array_equal(image.data.compute(), stack[:3])
+    group = zarr.open_group(str(path), mode="r")  # on disk: NGFF's order, for every reader
+    assert [a["name"] for a in group.attrs["multiscales"][0]["axes"]] == ["c", "y", "x"]
+    np.testing.assert_array_equal(group["0"][:], stack[:3])
+    image = nd.read_image(path)  # read back here as it was written: YXC
+    assert image.axes == "YXC"
+    np.testing.assert_array_equal(image.data.compute(), yxc)
 
 
 def test_a_plain_zarr_array_is_read_with_inferred_axes(tmp_path, stack):

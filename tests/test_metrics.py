@@ -30,7 +30,9 @@ def test_psnr_hand_computed():
     test = np.array([[1, 10], [20, 27]], dtype=np.uint8)
     # MSE = (1 + 9) / 4 = 2.5 -> 10 log10(255^2 / 2.5)
     expected = 10 * math.log10(255**2 / 2.5)
-    assert M.psnr(true, test) == pytest.approx(expected, rel=1e-12)
+    assert M.psnr(true, test, data_range=255) == pytest.approx(expected, rel=1e-12)
+    # without data_range: the ground truth's own range, 30 - 0
+    assert M.psnr(true, test) == pytest.approx(10 * math.log10(30**2 / 2.5), rel=1e-12)
     assert M.psnr(true, test, data_range=100) == pytest.approx(10 * math.log10(1e4 / 2.5))
 
 
@@ -62,16 +64,20 @@ def test_agree_with_skimage_on_known_arrays(rand_pair):
 
 def test_agree_with_skimage_on_real_fmd_pair(fmd_pair):
     noisy, gt = fmd_pair
-    p = M.psnr(gt, noisy)
+    p = M.psnr(gt, noisy, data_range=255)
     assert p == pytest.approx(peak_signal_noise_ratio(gt, noisy), rel=1e-10)
     assert 15 < p < 40  # a raw FMD capture is in the 20-35 dB range
-    assert M.ssim(gt, noisy) == pytest.approx(
+    assert M.ssim(gt, noisy, data_range=255) == pytest.approx(
         structural_similarity(gt, noisy, data_range=255), rel=1e-10
     )
     assert M.nrmse(gt, noisy) == pytest.approx(normalized_root_mse(gt, noisy), rel=1e-10)
-    res = M.compare(gt, noisy)
+    res = M.compare(gt, noisy, data_range=255)
     assert res["psnr"] == pytest.approx(p)
     assert res["data_range"] == 255.0
+    own = float(gt.max()) - float(gt.min())  # the default: the ground truth's own range
+    assert M.compare(gt, noisy)["psnr"] == pytest.approx(
+        peak_signal_noise_ratio(gt, noisy, data_range=own), rel=1e-10
+    )
     assert res["psnr_ri"] >= res["psnr"] - 1e-9  # the fit can only lower the MSE
 
 
@@ -105,27 +111,29 @@ def _three_slices(fmd_pair):
 
 def test_per_slice_equals_2d_values(fmd_pair):
     gt3, noisy3 = _three_slices(fmd_pair)
-    res = M.compare(gt3, noisy3, slice_axes=1)
+    res = M.compare(gt3, noisy3, slice_axes=1, data_range=255)
     assert len(res["per_slice"]) == 3
     keys = {"psnr", "ssim", "psnr_ri", "ssim_ri", "nrmse", "snr", "data_range"}
-    assert set(res) == keys | {"per_slice"}
+    assert set(res) == keys | {"per_slice", "data_range_note"}
     for k, entry in enumerate(res["per_slice"]):
         assert set(entry) == keys
-        single = M.compare(gt3[k], noisy3[k])
+        single = M.compare(gt3[k], noisy3[k], data_range=255)
         assert len(single["per_slice"]) == 1
         for key in keys:
             assert entry[key] == pytest.approx(single[key], rel=1e-12)
-        assert entry["psnr"] == pytest.approx(M.psnr(gt3[k], noisy3[k]))
-        assert entry["ssim"] == pytest.approx(M.ssim(gt3[k], noisy3[k]))
-        assert entry["psnr_ri"] == pytest.approx(M.psnr_range_invariant(gt3[k], noisy3[k]))
+        assert entry["psnr"] == pytest.approx(M.psnr(gt3[k], noisy3[k], data_range=255))
+        assert entry["ssim"] == pytest.approx(M.ssim(gt3[k], noisy3[k], data_range=255))
+        assert entry["psnr_ri"] == pytest.approx(
+            M.psnr_range_invariant(gt3[k], noisy3[k], data_range=255)
+        )
         assert entry["nrmse"] == pytest.approx(M.nrmse(gt3[k], noisy3[k]))
         assert entry["snr"] == pytest.approx(M.snr(gt3[k], noisy3[k]))
     for key in ("psnr", "ssim", "psnr_ri", "ssim_ri", "nrmse", "snr"):
         assert res[key] == pytest.approx(np.mean([e[key] for e in res["per_slice"]]))
     # ND ssim is the mean of the 2D slices
-    assert M.ssim(gt3, noisy3) == pytest.approx(res["ssim"])
+    assert M.ssim(gt3, noisy3, data_range=255) == pytest.approx(res["ssim"])
     # two leading axes: 1 x 3 slices, same values
-    res2 = M.compare(gt3[None], noisy3[None], slice_axes=2)
+    res2 = M.compare(gt3[None], noisy3[None], slice_axes=2, data_range=255)
     assert [e["psnr"] for e in res2["per_slice"]] == [e["psnr"] for e in res["per_slice"]]
 
 
@@ -138,11 +146,12 @@ def test_range_invariant_stack_fits_each_slice(fmd_pair):
         assert eb["psnr_ri"] == pytest.approx(ea["psnr_ri"], abs=1e-9)
 
 
-def test_default_data_range_follows_integer_dtype():
+def test_default_data_range_is_the_ground_truths_span_not_the_dtypes():
     true16 = np.full((16, 16), 1000, np.uint16)
+    true16[0, 0] = 3000
     test16 = true16 + 10
-    assert M.psnr(true16, test16) == pytest.approx(10 * math.log10(65535**2 / 100))
-    assert M.compare(true16, test16)["data_range"] == 65535.0
+    assert M.psnr(true16, test16) == pytest.approx(10 * math.log10(2000**2 / 100))
+    assert M.compare(true16, test16)["data_range"] == 2000.0
 
 
 @pytest.mark.parametrize(
@@ -153,18 +162,27 @@ def test_default_data_range_follows_integer_dtype():
             ["(4, 5)", "(5, 4)"],
         ),
         (lambda: M.ssim(np.zeros((0, 8), np.uint8), np.zeros((0, 8), np.uint8)), ["empty"]),
-        (lambda: M.psnr(np.zeros((8, 8)), np.zeros((8, 8))), ["float64", "data_range"]),
-        (lambda: M.ssim(np.zeros((8, 8), np.float32), np.zeros((8, 8))), ["float32", "data_range"]),
+        (lambda: M.psnr(np.zeros((8, 8)), np.zeros((8, 8))), ["constant", "data_range"]),
+        (
+            lambda: M.ssim(np.zeros((8, 8), np.float32), np.zeros((8, 8))),
+            ["constant", "data_range"],
+        ),
         (lambda: M.psnr(np.zeros(4), np.array([0, np.nan, 0, 0]), data_range=1), ["NaN"]),
         (lambda: M.snr(np.array([0, np.inf]), np.zeros(2)), ["infinite"]),
         (lambda: M.psnr(np.zeros(4, np.uint8), np.ones(4, np.uint8), data_range=0), ["> 0"]),
         (lambda: M.psnr(np.zeros(4, np.uint8), np.ones(4, np.uint8), data_range=-3), ["> 0"]),
-        (lambda: M.ssim(np.zeros((5, 5), np.uint8), np.zeros((5, 5), np.uint8)), ["7x7"]),
+        (
+            lambda: M.ssim(np.zeros((5, 5), np.uint8), np.zeros((5, 5), np.uint8), data_range=1),
+            ["7x7"],
+        ),
         (lambda: M.nrmse(np.zeros(4), np.ones(4), normalization="max"), ["normalization"]),
         (lambda: M.nrmse(np.zeros(4), np.ones(4)), ["undefined"]),
         (
             lambda: M.compare(
-                np.zeros((2, 8, 8), np.uint8), np.zeros((2, 8, 8), np.uint8), slice_axes=2
+                np.zeros((2, 8, 8), np.uint8),
+                np.zeros((2, 8, 8), np.uint8),
+                slice_axes=2,
+                data_range=1,
             ),
             ["slice_axes"],
         ),

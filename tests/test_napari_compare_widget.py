@@ -51,8 +51,10 @@ def test_table_equals_the_engine_on_the_real_pair(make_napari_viewer, qtbot, tmp
         for key in KEYS:
             assert cell(widget, row, key) == expected[key]
     assert cell(widget, 1, "psnr") > cell(widget, 0, "psnr")
-    assert "255" in widget.note.text() and "RI, range-invariant" in widget.note.text()
-    assert widget.data_range.box.value() == 255
+    span = float(gt.max()) - float(gt.min())  # the ground truth's own range, not uint8's
+    assert f"data range {span:g} (max - min" in widget.note.text()
+    assert "RI, range-invariant" in widget.note.text()
+    assert widget.data_range.box.value() == span
 
     out = tmp_path / "scores.csv"
     widget.export_csv(out)
@@ -81,7 +83,7 @@ def test_per_plane_rows_for_a_stack_and_a_float_range(make_napari_viewer, qtbot)
     widget = CompareWidget(viewer)
     widget.per_slice.setChecked(True)
     computed(qtbot, widget)
-    span = float(truth.max() - truth.min())
+    span = float(truth.max()) - float(truth.min())
     assert len(widget.rows) == 2 * 3 and widget.table.rowCount() == 2 * (1 + 3)
     expected = compare(truth, 0.5 * truth + 3, data_range=span, slice_axes=1)
     for k in range(3):

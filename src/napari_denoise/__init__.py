@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ._version import __version__
 from .errors import (
     Cancelled,
     DenoiseError,
@@ -32,8 +33,6 @@ from .errors import (
     UnknownMethodError,
     WriteError,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Cancelled",
@@ -68,13 +67,18 @@ def denoise(
     tile: int | None = None,
     output_dtype: Any = None,
     **params: Any,
-) -> np.ndarray:
+) -> Any:
     """Denoise an image and return an array of the same shape (and dtype, by default).
 
     Parameters
     ----------
     image : array_like
-        2-D to 5-D image (``YX``, ``ZYX``, ``TYX``, ``CYX``, ``YXC``, ``TZCYX`` ...).
+        2-D to 5-D image (``YX``, ``ZYX``, ``TYX``, ``CYX``, ``YXC``, ``TZCYX`` ...). An
+        xarray ``DataArray`` gives its axes by its dims when they are axis letters
+        (``t``, ``z``, ``c``, ``y``, ``x``, any case; other names are refused unless
+        ``axes`` is given) and the result is a ``DataArray`` like it; a torch tensor is
+        computed on the CPU and the result is a tensor on its device
+        (:func:`napari_denoise.axes.unwrap_array`).
     method : str, optional
         A name from :func:`list_methods`; the default method when omitted.
     axes : str, optional
@@ -96,17 +100,17 @@ def denoise(
     >>> bool(clean.std() < noisy.std())
     True
     """
-    from .axes import as_image_array, check_computable, resolve_dtype
+    from .axes import unwrap_array
     from .engine.denoise.pipeline import denoise_iter as _iter
     from .engine.denoise.pipeline import drain
 
-    image = as_image_array(image)  # a ragged list: a sentence, not numpy's traceback
-    output_dtype = resolve_dtype(output_dtype)
-    check_computable(image)  # values float32 cannot hold: refused, never NaN or constant
+    image, axes, rewrap = unwrap_array(image, axes)  # torch, xarray: read right, given back
+    # Every other input check (ragged lists, layout, NaN, values float32 cannot hold, the
+    # output dtype) is made once, in engine/denoise/checks.py and the plan.
     result = drain(
         _iter(image, method, axes=axes, tile=tile, output_dtype=output_dtype, params=params)
     )
-    return result.data
+    return rewrap(result.data)
 
 
 def denoise_dask(
@@ -130,15 +134,19 @@ def denoise_dask(
         clean = nd.denoise_dask(da.from_zarr("stack.zarr"), axes="TYX")
         clean.to_zarr("stack_denoised.zarr")
     """
+    from .axes import unwrap_array
     from .engine.denoise.lazy import denoise_dask as _lazy
 
+    image, axes, _ = unwrap_array(image, axes)  # an xarray's dims are its axes
     return _lazy(image, method, axes=axes, tile=tile, output_dtype=output_dtype, params=params).data
 
 
 def denoise_iter(image: Any, method: str | None = None, axes: str | None = None, **kwargs: Any):
     """Generator form of :func:`denoise`: yields progress, returns a ``DenoiseResult``."""
+    from .axes import unwrap_array
     from .engine.denoise.pipeline import denoise_iter as _iter
 
+    image, axes, _ = unwrap_array(image, axes)  # an xarray's dims are its axes
     params = kwargs.pop("params", {})
     return _iter(image, method, axes=axes, params=params, **kwargs)
 
@@ -146,7 +154,14 @@ def denoise_iter(image: Any, method: str | None = None, axes: str | None = None,
 def compare(
     image_true: Any, image_test: Any, *, data_range: float | None = None, slice_axes: int = 0
 ) -> dict:
-    """PSNR, SSIM, NRMSE, SNR and range-invariant PSNR/SSIM of ``image_test`` against ``image_true``."""
+    """PSNR, SSIM, NRMSE, SNR and range-invariant PSNR/SSIM of ``image_test`` against ``image_true``.
+
+    ``data_range`` defaults to the ground truth's own range (``max - min``, whatever its
+    dtype); the result says which was used (``data_range``, ``data_range_note``). A
+    constant ground truth without ``data_range``, empty or non-finite images, different
+    shapes and images in different units (a uint8 ground truth against a 0-1 float
+    result) are refused with an InputError. See :mod:`napari_denoise.engine.metrics`.
+    """
     from .engine.metrics import compare as _compare
 
     return _compare(image_true, image_test, data_range=data_range, slice_axes=slice_axes)
@@ -174,11 +189,15 @@ def read_image(path, *, axes: str | None = None, series: int | None = None):
     return _read(path, axes=axes, series=series)
 
 
-def write_image(path, data, *, axes: str, scale=None, metadata=None):
-    """Write an array atomically (TIFF, OME-TIFF, NPY or PNG by suffix)."""
+def write_image(path, data, *, axes: str, scale=None, metadata=None, source_metadata=None):
+    """Write an array atomically (TIFF, OME-TIFF, NPY, PNG or Zarr by suffix);
+    ``source_metadata`` (an ``Image.metadata``) gives channel names and display settings
+    to keep where the format holds them."""
     from .io import write_image as _write
 
-    return _write(path, data, axes=axes, scale=scale, metadata=metadata)
+    return _write(
+        path, data, axes=axes, scale=scale, metadata=metadata, source_metadata=source_metadata
+    )
 
 
 def finetune(

@@ -98,7 +98,8 @@ def write_tiff(path: str, data: Any, meta: dict) -> list[str]:
     widget made the layer) is also embedded in the TIFF. Pixel sizes come from the layer
     scale for axes that have one.
     """
-    from .io import infer_axes, write_image, write_json
+    from .axes import infer_axes
+    from .io import write_image, write_json
 
     data = np.asarray(data)
     metadata = meta.get("metadata") or {}

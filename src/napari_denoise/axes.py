@@ -20,6 +20,7 @@ __all__ = [
     "infer_axes",
     "normalize_axes",
     "resolve_dtype",
+    "unwrap_array",
 ]
 
 AXES_LETTERS = "TZCYX"
@@ -38,7 +39,9 @@ def infer_axes(shape: tuple[int, ...]) -> str:
     str
         ``YX`` for 2D, ``TYX`` for 3D, ``TZYX`` for 4D, ``TZCYX`` for 5D; but a 3D/4D array
         whose last axis has 3 or 4 entries behind planes larger than 8x8 is colour:
-        ``YXC`` / ``TYXC``.
+        ``YXC`` / ``TYXC``; and a last axis of 1 behind such planes is one channel
+        (``YXC``, ``TYXC``, ``TZYXC``: an ``(H, W, 1)`` array is one image, not H frames
+        one pixel wide).
 
     Raises
     ------
@@ -48,6 +51,8 @@ def infer_axes(shape: tuple[int, ...]) -> str:
     shape = tuple(int(n) for n in shape)
     if not 2 <= len(shape) <= 5:
         raise InputError(f"An image needs 2 to 5 dimensions, but this one has shape {shape}.")
+    if len(shape) >= 3 and shape[-1] == 1 and min(shape[-3:-1]) > 8:
+        return ("YXC", "TYXC", "TZYXC")[len(shape) - 3]
     if len(shape) in (3, 4) and shape[-1] in (3, 4) and min(shape[-3:-1]) > 8:
         return "YXC" if len(shape) == 3 else "TYXC"
     return ("YX", "TYX", "TZYX", "TZCYX")[len(shape) - 2]
@@ -151,6 +156,79 @@ def as_image_array(image) -> np.ndarray:
             f"The image holds {arr.dtype} values; an image needs numbers of one shape."
         )
     return arr
+
+
+def unwrap_array(image, axes: str | None):
+    """A torch tensor or an xarray ``DataArray`` as a NumPy array, its axes, and a function
+    that turns a result back into the input's type; other images pass unchanged.
+
+    * A ``DataArray`` whose dims are axis letters (``t``, ``z``, ``c``, ``y``, ``x``, any
+      case) gives those axes; ``axes`` given as well must agree. Unnamed dims (xarray's
+      ``dim_0`` ...) are inferred as for an array. Other names are refused: guessing
+      which is time and which is a channel is how a stack gets misread. The result is a
+      ``DataArray`` with the input's dims, coordinates and attributes.
+    * A torch tensor is copied to the CPU (detached from any graph) and the result is a
+      tensor on the input's device, of the result's dtype (the input's by default; a
+      bfloat16 or float16 tensor is computed in float32 and given back in its own).
+
+    Raises
+    ------
+    InputError
+        For dims that are not axis letters, or ``axes`` that contradict them.
+    """
+    kind = type(image).__module__.split(".")[0]
+    if kind == "xarray" and hasattr(image, "dims") and hasattr(image, "values"):
+        return _unwrap_xarray(image, axes)
+    if kind == "torch" and hasattr(image, "detach"):
+        return _unwrap_tensor(image), axes, lambda out: _as_tensor(out, image)
+    return image, axes, lambda out: out
+
+
+def _unwrap_xarray(image, axes: str | None):
+    dims = [str(d) for d in image.dims]
+    unnamed = all(d == f"dim_{i}" for i, d in enumerate(dims))
+    if not unnamed:
+        letters = "".join(d.upper() for d in dims)
+        if not all(len(d) == 1 for d in dims) or set(letters) - set(AXES_LETTERS):
+            if axes is None:
+                raise InputError(
+                    f"The DataArray's dims {tuple(dims)} are not axis letters (t, z, c, y, x); "
+                    "rename them (da.rename(...)) or pass axes, e.g. axes='ZYX', so that "
+                    "no axis is guessed."
+                )
+        else:
+            found = normalize_axes(letters, len(dims), shape=image.shape)
+            if axes is not None and normalize_axes(axes, len(dims), shape=image.shape) != found:
+                raise InputError(
+                    f"axes={axes!r} contradicts the DataArray's dims {tuple(dims)}; leave "
+                    "axes out to use the dims, or rename them."
+                )
+            axes = found
+
+    def rewrap(out):
+        return image.copy(data=out) if tuple(np.shape(out)) == tuple(image.shape) else out
+
+    return image.data, axes, rewrap  # numpy or dask: a lazy DataArray stays lazy
+
+
+def _unwrap_tensor(tensor) -> np.ndarray:
+    import torch
+
+    t = tensor.detach().cpu()
+    if t.dtype in (torch.bfloat16, torch.float16):
+        t = t.float()  # numpy has no bfloat16; the result goes back to the tensor's dtype
+    if t.is_complex():
+        raise InputError(f"A {t.dtype} tensor holds no intensities; give a real-valued image.")
+    return t.numpy()
+
+
+def _as_tensor(out, like):
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(out))
+    if like.dtype in (torch.bfloat16, torch.float16) and t.dtype == torch.float32:
+        t = t.to(like.dtype)  # computed in float32 (numpy has no bfloat16): back to its own
+    return t.to(device=like.device)
 
 
 def resolve_dtype(dtype):

@@ -95,21 +95,51 @@ def _progress_printer():
     return show
 
 
+def _device_asked(args: argparse.Namespace, params: dict[str, Any]) -> str:
+    """The device asked for by ``--device`` or ``--param device=...`` (one, not both)."""
+    from .engine.device import DEVICES
+
+    flag = (args.device or "auto").strip().lower()
+    param = params.pop("device", None)
+    if param is None:
+        return flag
+    param = str(param).strip().lower()
+    if param not in DEVICES:
+        raise ParameterError(f"Unknown device '{param}'; choose one of {', '.join(DEVICES)}.")
+    if flag != "auto" and flag != param:
+        raise ParameterError(
+            f"--device {flag} and --param device={param} ask for different devices; give one."
+        )
+    return param
+
+
+def _check_output_name(text: str) -> None:
+    """Refuse ``-o -`` (and an empty name): images go to files, never to standard output,
+    and a folder named '-' is never what was meant."""
+    if text.strip() in ("", "-"):
+        raise ParameterError(
+            f"-o {text!r} names no file: writing an image to standard output is not "
+            "supported; name an output file (out.tif) or folder (results/)."
+        )
+
+
 def _cmd_denoise(args: argparse.Namespace) -> int:
     from .engine.device import resolve_device
     from .engine.methods import default_method, get_method
     from .files import check_outputs, denoise_file, plan_jobs, sidecar_path
 
+    _check_output_name(args.output)
     method = get_method(args.method) if args.method else default_method()
     params: dict[str, Any] = _parse_params(args.param)
     method.resolve_params(params)  # fail early on unknown or bad parameters
+    asked = _device_asked(args, params)  # --param device=cuda is honoured, never dropped
     if args.scheduler:
         from .engine.denoise.lazy import check_scheduler
 
         check_scheduler(args.scheduler)
-        device = args.device  # on a dask cluster each worker resolves it for itself
+        device = asked  # on a dask cluster each worker resolves it for itself
     else:
-        device = resolve_device(args.device)
+        device = resolve_device(asked)  # a device this machine lacks: refused here
     if "device" in {p.name for p in method.params}:
         params["device"] = device
     inputs = [Path(p) for p in args.inputs]
@@ -146,7 +176,29 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
         except DenoiseError as err:
             failures += 1
             print(f"\nerror: {src}: {err}", file=sys.stderr)
+        except (MemoryError, RuntimeError) as err:
+            if not _out_of_memory(err):
+                raise
+            failures += 1  # the output was never committed: nothing of it is left
+            print(f"\nerror: {src}: {_MEMORY_SENTENCE}", file=sys.stderr)
     return 2 if failures else 0
+
+
+_MEMORY_SENTENCE = (
+    "out of memory: nothing was written for this input; try a smaller --tile, "
+    "--device cpu (for a GPU), or fewer programs running at once."
+)
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` says memory ran out (MemoryError, torch's OutOfMemoryError, or a
+    RuntimeError of an allocator that could not allocate)."""
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text or "failed to allocate" in text
+    )
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -164,16 +216,30 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     slice_axes = max(0, gt.data.ndim - 2) if gt.axes.endswith("YX") else 0
     res = compare(gt.data, pred.data, data_range=args.data_range, slice_axes=slice_axes)
     if args.json:
-        print(json.dumps(res, indent=2, default=float))
+        # nan (a range-invariant score of a constant ground truth) is null, not invalid JSON
+        print(json.dumps(_json_safe(res), indent=2, default=float))
         return 0
-    print(f"data range {res['data_range']:g} (ground truth: {args.gt})")
+    print(f"{res['data_range_note']} (ground truth: {args.gt})")
     print(f"PSNR  {res['psnr']:.2f} dB    SSIM  {res['ssim']:.4f}")
-    print(
-        f"PSNR* {res['psnr_ri']:.2f} dB    SSIM* {res['ssim_ri']:.4f}   "
-        "(* range-invariant: prediction affinely fitted to the ground truth)"
+    ri = (
+        f"PSNR* {res['psnr_ri']:.2f} dB    SSIM* {res['ssim_ri']:.4f}"
+        if res["psnr_ri"] == res["psnr_ri"]
+        else "PSNR* n/a         SSIM* n/a   "
     )
+    print(f"{ri}   (* range-invariant: prediction affinely fitted to the ground truth)")
     print(f"NRMSE {res['nrmse']:.4f}       SNR   {res['snr']:.2f} dB")
     return 0
+
+
+def _json_safe(value):
+    """``value`` with every float nan as None (JSON has no nan)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return None
+    return value
 
 
 def _parse_region(text: str) -> tuple[int, int, int, int]:
@@ -342,7 +408,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_import(args: argparse.Namespace) -> int:
     from .bioimageio import import_model
-    from .engine.zoo import user_model_dir
+    from .engine.models.store import user_model_dir
 
     name = import_model(
         args.package, name=args.name, allow_code=args.allow_code, overwrite=args.overwrite
@@ -403,7 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pred")
     p.add_argument("gt")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--data-range", type=float, help="default: the dtype's range for integers")
+    p.add_argument(
+        "--data-range",
+        type=float,
+        help="span of possible intensities (default: the ground truth's own max - min, "
+        "whatever its dtype; needed for a constant ground truth)",
+    )
     p.add_argument("--axes")
     p.set_defaults(func=_cmd_compare)
 
@@ -529,6 +600,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``napari-denoise`` command."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command in ("denoise", "train", "bench", "demo"):
+            from .engine.device import env_threads
+
+            env_threads()  # NAPARI_DENOISE_THREADS=abc: one sentence now, not mid-run
         return int(args.func(args) or 0)
     except DenoiseError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -540,6 +615,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: nothing more was written", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as err:
+        if not _out_of_memory(err):
+            raise
+        print(f"\nerror: {_MEMORY_SENTENCE}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

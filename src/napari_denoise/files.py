@@ -29,17 +29,9 @@ import numpy as np
 
 from .atomic import atomic_batch, part_path
 from .axes import check_computable, colour_picture_problem, resolve_dtype
-from .engine.denoise.pipeline import (
-    Block,
-    DenoiseResult,
-    block_iter,
-    cast_into,
-    denoise_iter,
-    drain,
-    make_result,
-    plan_iter,
-    release_mapped,
-)
+from .engine.denoise.driver import Written, cast_into, drive, run
+from .engine.denoise.mapped import release_mapped
+from .engine.denoise.pipeline import DenoiseResult, denoise_iter, drain, make_result, plan_iter
 from .engine.denoise.plan import Plan
 from .errors import InputError, ParameterError, WriteError
 from .io import (
@@ -239,7 +231,14 @@ def save_result(
     prov = _provenance(result, image, output, extra)
     _make_parent(output)
     with atomic_batch():  # (each atomic write first clears stale part files of its folder)
-        write_image(output, result.data, axes=image.axes, scale=image.scale, metadata=prov)
+        write_image(
+            output,
+            result.data,
+            axes=image.axes,
+            scale=image.scale,
+            metadata=prov,
+            source_metadata=image.metadata,
+        )
         write_json(sidecar_path(output), prov)
     return prov
 
@@ -287,7 +286,7 @@ def denoise_file(
     result (a stack to ``.png``) is refused. A TIFF ``output`` is written block by block as
     the blocks are done (``result.data`` is then the written file, memory-mapped): memory
     does not grow with the number of planes. With ``scheduler`` the planes are computed
-    with dask (:mod:`.engine.lazy`): on a local scheduler (``threads``, ``processes``) or
+    with dask (:mod:`.engine.denoise.lazy`): on a local scheduler (``threads``, ``processes``) or
     on the cluster at that address; the result is the same. Returns the input image, the
     result and the provenance record.
     """
@@ -394,6 +393,7 @@ def _write_tiff_and_sidecar(output, pages, shape, dtype, axes, image, prov, fina
         scale=image.scale,
         metadata=prov,
         final_metadata=final,
+        source_metadata=image.metadata,  # channel names and display settings, as read
     )
     write_json(sidecar_path(output), prov)  # as completed by final() after the last page
 
@@ -401,9 +401,12 @@ def _write_tiff_and_sidecar(output, pages, shape, dtype, axes, image, prov, fina
 def _pages_as_done(plan: Plan, view, page: tuple[int, ...], on_progress):
     """The output's TIFF pages, each block cast into one reused buffer as it is done."""
     buffer = np.empty(plan.block_shape, plan.out_dtype.newbyteorder("="))
-    for item in block_iter(plan, view):
-        if isinstance(item, Block):
-            cast_into(buffer, item.data)
+
+    def write(index, result) -> None:
+        cast_into(buffer, result)
+
+    for item in drive(plan, view, write):
+        if isinstance(item, Written):
             yield from buffer.reshape((-1, *page))
         elif on_progress is not None:
             on_progress(item)
@@ -489,13 +492,8 @@ def _scratch_array(shape: tuple[int, ...], dtype, output: Path):
 
 
 def _fill(out: np.ndarray, plan: Plan, view, on_progress) -> None:
-    target = np.transpose(out, plan.order)
-    for item in block_iter(plan, view):
-        if isinstance(item, Block):
-            cast_into(target[item.index], item.data)
-            release_mapped(out)  # written pages go to the file, not the process's memory
-        elif on_progress is not None:
-            on_progress(item)
+    # written pages go to the file, not the process's memory (the driver releases them)
+    run(plan, view, out, progress=on_progress)
 
 
 def _pages_of(out: np.ndarray, page: tuple[int, ...]):

@@ -10,6 +10,13 @@ Metadata given to :func:`write_image` (e.g. provenance) is stored as JSON in the
 TIFF tag :data:`METADATA_TAG` (first page; ImageJ and OME readers ignore it) or in a PNG
 text chunk ``napari_denoise``; :func:`read_image` returns it as ``metadata["embedded"]``.
 NPY files hold only the array (write a :func:`write_json` sidecar).
+
+What an input says about its channels is kept in ``Image.metadata`` and written back by
+:func:`write_image` (``source_metadata``) where the output format can hold it:
+``channel_names`` (OME ``Channel Name``, OME-Zarr ``omero`` labels) and ``display``
+(ImageJ's ``mode`` such as ``composite``, per-channel display ``ranges`` and ``luts``;
+OME-Zarr ``omero`` windows). Nothing is invented: a size, name or range the input does
+not state is not written.
 """
 
 from __future__ import annotations
@@ -47,6 +54,9 @@ SUPPORTED_SUFFIXES: tuple[str, ...] = (
 )
 ZARR_SUFFIXES = (".zarr", ".ome.zarr")  # folders, read lazily (see io_zarr)
 METADATA_TAG = 65000  # in the TIFF range reserved for private, reusable tags
+# Our files' exact axes and shape as JSON: ImageJ and OME readers drop singleton axes
+# (a one-plane 'TYX' stack reads back as 'YX'), so a file we wrote is read back as written.
+LAYOUT_TAG = 65001
 _PNG_KEY = "napari_denoise"
 _IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 _OME_DTYPES = ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "float32", "float64")
@@ -72,7 +82,9 @@ class Image:
         The file read.
     metadata : dict
         ``source_format``, ``original_dtype``, ``units`` and, when known,
-        ``channel_names`` and ``embedded`` (what :func:`write_image` stored).
+        ``channel_names``, ``display`` (``mode``, ``ranges``: one ``[low, high]`` per
+        channel, ``luts``: one 3x256 uint8 table per channel) and ``embedded`` (what
+        :func:`write_image` stored).
     """
 
     data: np.ndarray
@@ -324,15 +336,28 @@ def _read_tiff(path: Path, index: int | None = None) -> Image:
         elif tif.imagej_metadata is not None:
             meta["source_format"] = "imagej-tiff"
             scale = _imagej_scale(tif.imagej_metadata, tif.pages[0])
+            display = _imagej_display(tif.imagej_metadata)
+            if display:
+                meta["display"] = display
+            names = _imagej_channel_names(tif.imagej_metadata)
+            if names:
+                meta["channel_names"] = names
         elif tif.shaped_metadata:  # where write_image keeps the sizes of non-ImageJ files
-            scale = tif.shaped_metadata[0].get("scale")
+            shaped = tif.shaped_metadata[0]
+            scale = shaped.get("scale")
+            meta.update(_checked_channels(shaped.get("channel_names"), shaped.get("display")))
         else:
             scale = {}
         tag = tif.pages[0].tags.get(METADATA_TAG)
         if tag is not None:
             with contextlib.suppress(ValueError, TypeError):
                 meta["embedded"] = json.loads(tag.value)
-    axes = _map_file_axes(series.axes, data.shape)
+        layout = _layout(tif.pages[0], data.shape) if number is None else None
+    if layout is not None:  # a file we wrote: its singleton axes back in place
+        axes, shape = layout
+        data = data.reshape(shape)
+    else:
+        axes = _map_file_axes(series.axes, data.shape)
     if alpha and axes.endswith("C"):
         meta["alpha_channel"] = data.shape[-1] - 1
     scale = {
@@ -341,6 +366,28 @@ def _read_tiff(path: Path, index: int | None = None) -> Image:
         if k in axes and isinstance(v, int | float) and np.isfinite(v) and v > 0
     }
     return Image(data, axes, scale, path, meta)
+
+
+def _layout(page, shape: tuple[int, ...]) -> tuple[str, tuple[int, ...]] | None:
+    """``(axes, shape)`` stored in :data:`LAYOUT_TAG` when they describe pixels of
+    ``shape`` with singleton axes put back (anything else is ignored)."""
+    tag = page.tags.get(LAYOUT_TAG)
+    if tag is None:
+        return None
+    try:
+        record = json.loads(tag.value)
+        axes, full = str(record["axes"]), tuple(int(n) for n in record["shape"])
+        axes = normalize_axes(axes, len(full))
+    except (ValueError, TypeError, KeyError, InputError):
+        return None
+    if tuple(n for n in full if n != 1) != tuple(n for n in shape if n != 1):
+        return None
+    return axes, full
+
+
+def _layout_tag(shape: tuple[int, ...], axes: str) -> tuple:
+    text = json.dumps({"axes": axes, "shape": [int(n) for n in shape]})
+    return (LAYOUT_TAG, "s", 0, text, True)
 
 
 def _memmap_series(path: Path, tif: tifffile.TiffFile, series) -> np.ndarray | None:
@@ -378,6 +425,81 @@ def _imagej_scale(ij: dict, page) -> dict[str, float]:
     if "finterval" in ij and seconds is not None:
         scale["T"] = float(ij["finterval"]) * seconds
     return scale
+
+
+def _imagej_display(ij: dict) -> dict:
+    """ImageJ's display settings: ``mode``, per-channel ``ranges`` and ``luts``."""
+    display: dict = {}
+    if isinstance(ij.get("mode"), str):
+        display["mode"] = ij["mode"]
+    ranges = ij.get("Ranges")
+    if isinstance(ranges, list | tuple) and len(ranges) >= 2 and len(ranges) % 2 == 0:
+        display["ranges"] = [
+            [float(ranges[i]), float(ranges[i + 1])] for i in range(0, len(ranges), 2)
+        ]
+    elif isinstance(ij.get("min"), int | float) and isinstance(ij.get("max"), int | float):
+        display["ranges"] = [[float(ij["min"]), float(ij["max"])]]
+    luts = ij.get("LUTs")
+    if isinstance(luts, list) and luts and all(np.shape(t) == (3, 256) for t in luts):
+        display["luts"] = [np.asarray(t, np.uint8) for t in luts]
+    return _checked_channels(None, display).get("display", {})
+
+
+def _imagej_channel_names(ij: dict) -> list[str] | None:
+    """Channel names from ImageJ slice labels that name each plane by its channel (as
+    :func:`write_image` writes them, and Fiji shows them); None for other labels."""
+    labels, n = ij.get("Labels"), ij.get("channels")
+    if not isinstance(labels, list) or not isinstance(n, int) or n < 2 or len(labels) % n:
+        return None
+    names = labels[:n]
+    if not all(isinstance(x, str) and x for x in names):
+        return None
+    return list(names) if all(labels[k] == names[k % n] for k in range(len(labels))) else None
+
+
+def _checked_channels(names, display) -> dict:
+    """``channel_names`` and ``display`` as :class:`Image` holds them, dropping what is
+    malformed (they come from files)."""
+    out: dict = {}
+    if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+        out["channel_names"] = list(names)
+    if isinstance(display, dict):
+        clean: dict = {}
+        if isinstance(display.get("mode"), str):
+            clean["mode"] = display["mode"]
+        ranges = display.get("ranges")
+        with contextlib.suppress(TypeError, ValueError):
+            pairs = [[float(lo), float(hi)] for lo, hi in ranges]
+            if pairs and all(np.isfinite(p).all() for p in pairs):
+                clean["ranges"] = pairs
+        luts = display.get("luts")
+        with contextlib.suppress(TypeError, ValueError):
+            tables = [np.asarray(t, np.uint8) for t in luts]
+            if tables and all(t.shape == (3, 256) for t in tables):
+                clean["luts"] = tables
+        if clean:
+            out["display"] = clean
+    return out
+
+
+def _channel_count(shape: tuple[int, ...], axes: str) -> int:
+    return int(shape[axes.index("C")]) if "C" in axes else 1
+
+
+def _channel_facts(source: dict | None, shape: tuple[int, ...], axes: str) -> dict:
+    """The ``channel_names`` and ``display`` of ``source`` that fit an image of ``shape``
+    and ``axes`` (one entry per channel); the rest is left out, not guessed."""
+    facts = _checked_channels((source or {}).get("channel_names"), (source or {}).get("display"))
+    n = _channel_count(shape, axes)
+    if len(facts.get("channel_names", [])) != n:
+        facts.pop("channel_names", None)
+    display = facts.get("display", {})
+    for key in ("ranges", "luts"):
+        if key in display and len(display[key]) != n:
+            del display[key]
+    if not display:
+        facts.pop("display", None)
+    return facts
 
 
 def _ome_scale(xml: str, meta: dict) -> dict[str, float]:
@@ -469,6 +591,7 @@ def write_image(
     axes: str,
     scale: dict | None = None,
     metadata: dict | None = None,
+    source_metadata: dict | None = None,
 ) -> Path:
     """Write an image atomically, keeping its dtype, axes and pixel sizes.
 
@@ -490,6 +613,9 @@ def write_image(
         Pixel size per axis letter (µm; seconds for T); letters not in ``axes`` are ignored.
     metadata : dict, optional
         JSON-able facts such as provenance, embedded as the module notes describe.
+    source_metadata : dict, optional
+        ``Image.metadata`` of the input: its ``channel_names`` and ``display`` are
+        written where the format holds them and they fit (one per channel).
 
     Returns
     -------
@@ -503,7 +629,7 @@ def write_image(
     """
     path = Path(path)
     if _suffix(path) in ZARR_SUFFIXES:
-        return _write_zarr_image(path, data, axes, scale, metadata)
+        return _write_zarr_image(path, data, axes, scale, metadata, source_metadata)
     data = np.asarray(data)
     if not data.dtype.isnative:  # compare and store dtypes in the machine's byte order
         data = data.astype(data.dtype.newbyteorder("="))
@@ -519,9 +645,11 @@ def write_image(
     elif suffix == ".npy":
         atomic_write(path, lambda fh: np.save(fh, data, allow_pickle=False))
     else:
-        kwargs = _tiff_options(data, axes, scale, ome=suffix.startswith(".ome"))
+        facts = _channel_facts(source_metadata, data.shape, axes)
+        kwargs = _tiff_options(data, axes, scale, ome=suffix.startswith(".ome"), facts=facts)
+        kwargs["extratags"] = [_layout_tag(data.shape, axes)]
         if text:
-            kwargs["extratags"] = [(METADATA_TAG, "s", 0, text, True)]
+            kwargs["extratags"].append((METADATA_TAG, "s", 0, text, True))
         atomic_write(path, lambda fh: tifffile.imwrite(fh, data, **kwargs))
     return path
 
@@ -545,6 +673,7 @@ def write_tiff_planes(
     scale: dict | None = None,
     metadata: dict | None = None,
     final_metadata: Callable[[], dict] | None = None,
+    source_metadata: dict | None = None,
 ) -> Path:
     """Write a TIFF page by page as ``pages`` yields them, atomically, as :func:`write_image`.
 
@@ -561,7 +690,7 @@ def write_tiff_planes(
     pages : iterable of numpy.ndarray
         The pages in the C order of ``shape``, each of :func:`tiff_page_shape`.
     shape, dtype : the whole image's
-    axes, scale, metadata : as for :func:`write_image`
+    axes, scale, metadata, source_metadata : as for :func:`write_image`
     final_metadata : callable, optional
         Called once after the last page; what it returns replaces ``metadata`` in the
         file (for example provenance that states how long the computation took).
@@ -576,10 +705,14 @@ def write_tiff_planes(
     if problem:
         raise InputError(f"Cannot write {path}: {problem}")
     like = np.broadcast_to(np.zeros((), dtype), shape)  # shape and dtype, no memory
-    kwargs = _tiff_options(like, axes, _clean_scale(scale, axes), ome=suffix.startswith(".ome"))
+    facts = _channel_facts(source_metadata, shape, axes)
+    kwargs = _tiff_options(
+        like, axes, _clean_scale(scale, axes), ome=suffix.startswith(".ome"), facts=facts
+    )
     text = _to_json(metadata, indent=None) if metadata else None
+    kwargs["extratags"] = [_layout_tag(shape, axes)]
     if text:
-        kwargs["extratags"] = [(METADATA_TAG, "s", 0, text, True)]
+        kwargs["extratags"].append((METADATA_TAG, "s", 0, text, True))
 
     def write(fh) -> None:
         tifffile.imwrite(fh, iter(pages), shape=shape, dtype=dtype, **kwargs)
@@ -597,7 +730,9 @@ def write_tiff_planes(
     return path
 
 
-def _write_zarr_image(path: Path, data, axes: str, scale: dict | None, metadata: dict | None):
+def _write_zarr_image(
+    path: Path, data, axes: str, scale: dict | None, metadata: dict | None, source: dict | None
+):
     from .io_zarr import write_zarr
 
     if not hasattr(data, "dask"):  # a dask array stays lazy: written as it is computed
@@ -606,7 +741,8 @@ def _write_zarr_image(path: Path, data, axes: str, scale: dict | None, metadata:
     if np.dtype(data.dtype).kind not in "biuf":
         raise InputError(f"Cannot write {path}: {data.dtype} is not a numeric image dtype.")
     meta = json.loads(_to_json(metadata, indent=None)) if metadata else None
-    write_zarr(path, data, axes, _clean_scale(scale, axes), meta)
+    facts = _channel_facts(source, data.shape, axes)
+    write_zarr(path, data, axes, _clean_scale(scale, axes), meta, facts)
     return path
 
 
@@ -625,10 +761,17 @@ def _cannot_write(suffix: str, dtype: np.dtype, axes: str) -> str | None:
     return None
 
 
-def _tiff_options(data: np.ndarray, axes: str, scale: dict[str, float], *, ome: bool) -> dict:
-    """tifffile.imwrite keywords that make the file carry ``axes`` and ``scale``."""
+def _tiff_options(
+    data: np.ndarray, axes: str, scale: dict[str, float], *, ome: bool, facts: dict | None = None
+) -> dict:
+    """tifffile.imwrite keywords that make the file carry ``axes``, ``scale`` and the
+    channel facts (:func:`_channel_facts`) the format can hold."""
+    facts = facts or {}
+    display = facts.get("display", {})
     if ome:
         meta: dict = {"axes": axes}
+        if "channel_names" in facts:
+            meta["Channel"] = {"Name": facts["channel_names"]}
         for letter in "XYZ":
             if letter in scale:
                 meta[f"PhysicalSize{letter}"] = scale[letter]
@@ -644,14 +787,36 @@ def _tiff_options(data: np.ndarray, axes: str, scale: dict[str, float], *, ome: 
             meta["unit"] = "um"  # ImageJ shows 'um' as µm; one unit serves X, Y and Z
         if "T" in scale:
             meta["finterval"] = scale["T"]
+        if "mode" in display:
+            meta["mode"] = display["mode"]
+        if "ranges" in display:
+            meta["Ranges"] = tuple(v for pair in display["ranges"] for v in pair)
+            if len(display["ranges"]) == 1:
+                meta["min"], meta["max"] = display["ranges"][0]
+        if "luts" in display:
+            meta["LUTs"] = [np.asarray(t, np.uint8) for t in display["luts"]]
+        if "channel_names" in facts and "C" in axes and data.shape[axes.index("C")] > 1:
+            # ImageJ has no channel names: each plane's label names its channel (the
+            # channels are the innermost of T, Z, C in ImageJ's plane order).
+            planes = int(np.prod([n for a, n in zip(axes, data.shape, strict=True) if a in "TZC"]))
+            names = facts["channel_names"]
+            meta["Labels"] = [names[k % len(names)] for k in range(planes)]
         options: dict = {"imagej": True, "metadata": meta}
         if "X" in scale and "Y" in scale:
             options["resolution"] = (1.0 / scale["X"], 1.0 / scale["Y"])
         return options
     # Any other order or dtype: tifffile's JSON description keeps the axes and the scale.
     meta = {"axes": axes, "scale": scale}
+    if "channel_names" in facts:
+        meta["channel_names"] = facts["channel_names"]
+    if display:
+        shown = {k: v for k, v in display.items() if k != "luts"}
+        if "luts" in display:
+            shown["luts"] = [np.asarray(t).tolist() for t in display["luts"]]
+        meta["display"] = shown
     options = {"ome": False, "photometric": "minisblack", "metadata": meta}
-    if axes.endswith("C") and data.dtype != bool:  # tifffile packs 1-bit samples lossily
+    if axes.endswith("C") and data.shape[-1] > 1 and data.dtype != bool:
+        # (tifffile packs 1-bit samples lossily; one channel is a plain page)
         # A pixel's channels side by side, one page per plane; 3 or 4 as RGB(A), so that
         # other viewers show a colour image rather than a stack of 3-pixel-wide strips.
         options["planarconfig"] = "contig"

@@ -46,7 +46,7 @@ RANGE = Param(
     "data_range",
     float,
     None,
-    "Span of possible intensities; auto: from the ground truth",
+    "Span of possible intensities; auto: the ground truth's own max − min",
     1e-9,
     label="Data range",
 )

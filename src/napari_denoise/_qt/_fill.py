@@ -21,15 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.denoise.pipeline import (
-    Block,
-    DenoiseResult,
-    block_iter,
-    cast_into,
-    make_result,
-    plan_iter,
-    release_mapped,
-)
+from ..engine.denoise.driver import Written, drive
+from ..engine.denoise.pipeline import DenoiseResult, make_result, plan_iter
 from ..engine.denoise.tiling import Progress
 
 # A result is kept in memory when it takes less than this share of the available memory.
@@ -123,18 +116,13 @@ def fill_steps(
         started = Started(out, path)
         yield started
         started.shown.wait(SHOW_WAIT)
-    target = np.transpose(out, plan.order)  # a view: each block is written where it lies
     finished = False
-    try:
-        for item in block_iter(plan, view):
-            if isinstance(item, Block):
-                cast_into(target[item.index], item.data)
-                if path:  # written pages go to the file, not on growing this process
-                    release_mapped(out)
-                if announce:
-                    yield Filled(item.index)
-            else:
+    try:  # (a file-backed result's written pages go to the file, not this process)
+        for item in drive(plan, view, out):
+            if not isinstance(item, Written):
                 yield item
+            elif announce:
+                yield Filled(item.index)
         finished = True
     finally:
         if not finished:  # cancelled or failed: no half-written file stays behind

@@ -33,31 +33,16 @@ COLUMN_HELP = {
     "ssim_ri": "SSIM after rescaling the layer's brightness to the ground truth "
     "(RI: range-invariant).",
 }
-# Unsigned data often fills only part of its type (12-bit cameras write uint16): the range
-# then comes from the smallest of these bit depths that holds the ground truth.
-BIT_DEPTHS = (10, 12, 14)
 BASELINE = "baseline"
 
 
-def data_range_for(gt: np.ndarray, given: float | None) -> tuple[float | None, str]:
-    """The data range to pass to ``compare`` and a sentence saying where it comes from."""
-    if given is not None:
-        return float(given), f"data range {given:g} (set by you)"
-    dtype = np.dtype(gt.dtype)
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        top = int(np.max(gt)) if gt.size else 0
-        if dtype.kind == "u" and int(np.min(gt)) >= 0:
-            for bits in BIT_DEPTHS:
-                if bits < info.bits and top < 2**bits:
-                    value = 2**bits - 1
-                    return float(value), (
-                        f"data range {value} ({bits}-bit data in {dtype}: the ground truth's "
-                        f"brightest pixel is {top})"
-                    )
-        return None, f"data range {info.max - info.min} (full range of {dtype})"
-    span = float(np.max(gt) - np.min(gt))
-    return span, f"data range {span:g} (max − min of the ground truth, {dtype})"
+def data_range_for(gt: np.ndarray, given: float | None) -> tuple[float, str]:
+    """The data range to pass to ``compare`` and a sentence saying where it comes from:
+    the one rule of :func:`napari_denoise.engine.metrics.data_range_of` (given, else the
+    ground truth's own max - min)."""
+    from ..engine.metrics import data_range_of  # imports scipy: not when Compare opens
+
+    return data_range_of(gt, given)
 
 
 def score_layers(

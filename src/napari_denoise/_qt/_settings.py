@@ -15,11 +15,11 @@ from qtpy.QtWidgets import (
 )
 
 from .._napari import layer_axes
+from ..axes import infer_axes, normalize_axes
 from ..engine.denoise.pipeline import DEFAULT_TILE
 from ..engine.device import DEVICE_LABELS, DEVICES, resolve_device
 from ..engine.methods import Param
 from ..errors import DenoiseError
-from ..io import infer_axes, normalize_axes
 from ._compact import FittingCombo, narrow
 from ._params import AutoNumber
 from ._warm import load_torch

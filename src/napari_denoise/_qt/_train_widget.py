@@ -24,8 +24,8 @@ from qtpy.QtWidgets import (
 )
 
 from .._napari import layer_axes
+from ..axes import infer_axes
 from ..errors import DenoiseError, InputError
-from ..io import infer_axes
 from ._compact import DockTabs, scrolling
 from ._curve_plot import CurvePlot
 from ._layers import result_kwargs, result_name

@@ -308,7 +308,7 @@ def export_model(
     from bioimageio.spec import save_bioimageio_package
     from bioimageio.spec.model import v0_5 as spec
 
-    from .. import __version__
+    from .._version import __version__
 
     out = check_output_path(Path(path), overwrite=overwrite)
     model, card = _bare_network(model_name)

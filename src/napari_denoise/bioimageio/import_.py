@@ -481,7 +481,7 @@ def measure_halo(network, norm: dict[str, Any], *, step: int, start: int) -> dic
     larger than their overlap, so that every try crosses about seven seams per axis (a
     crop with one seam per axis passed a halo that left 1.3 grey levels on the whole
     image)."""
-    from ..engine.denoise.pipeline import RAMP
+    from ..engine.denoise.pipeline import RAMP, drain
     from ..engine.denoise.tiling import plan_tiles, run_tiled
 
     image = center_crop(sample_image(), 256)
@@ -503,11 +503,7 @@ def measure_halo(network, norm: dict[str, Any], *, step: int, start: int) -> dic
             grow=False,  # many seams on this small image: stricter than the engine's tiles
             **geometry,
         )
-        try:
-            while True:
-                next(gen)
-        except StopIteration as stop:
-            tiled = stop.value
+        tiled = drain(gen)
         error = float(np.abs(tiled - whole).max() * scale)
         trail.append({"halo": halo, "tile": tile, "max_error_grey_levels": round(error, 4)})
         if error <= SEAM_TOLERANCE or halo >= MAX_IMPORT_HALO:

@@ -10,7 +10,8 @@
 - :mod:`.training`: the training loop, fine-tuning, blind spots, datasets, splits, cards.
 
 Module paths from before this layout (``napari_denoise.engine.zoo``, ``.pipeline``,
-``.train``, ...) still import, as aliases of their new homes.
+``.train``, ...) still import, as aliases of their new homes, with a DeprecationWarning
+naming the new one. The package itself imports the new paths only.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import importlib.abc
 import importlib.util
 import sys
 import types
+import warnings
 
 # Old module name -> new home (relative to this package).
 MOVED = {
@@ -61,6 +63,20 @@ def _zoo_module(name: str) -> types.ModuleType:
     return module
 
 
+def _caller_level() -> int:
+    """The warning's stack level for the line that imported: past this module's frames
+    (warnings does not count importlib's own frames)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name != __file__ and not name.startswith("<frozen importlib"):
+            return level
+        if not name.startswith("<frozen importlib"):
+            level += 1
+        frame = frame.f_back
+    return level
+
+
 class _AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Resolves the pre-restructuring module paths to the modules that replaced them."""
 
@@ -74,6 +90,13 @@ class _AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def create_module(self, spec):
         short = spec.name[len(self.prefix) :]
+        new = MOVED.get(short, "models.store, .models.inference or .models.registry")
+        warnings.warn(
+            f"{spec.name} is an old module path; import {self.prefix}{new} instead "
+            "(the alias will be removed in a future version).",
+            DeprecationWarning,
+            stacklevel=_caller_level(),
+        )
         if short == "zoo":
             return _zoo_module(spec.name)
         return importlib.import_module(f"{__name__}.{MOVED[short]}")

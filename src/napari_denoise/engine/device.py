@@ -1,10 +1,43 @@
-"""Which compute device a model runs on: ``auto`` picks CUDA, then Apple MPS, then the CPU."""
+"""Which compute device a model runs on: ``auto`` picks CUDA, then Apple MPS, then the CPU;
+and how many CPU threads torch uses (``NAPARI_DENOISE_THREADS``)."""
 
 from __future__ import annotations
 
+import os
+
 from ..errors import ParameterError
 
-__all__ = ["DEVICES", "DEVICE_LABELS", "resolve_device"]
+__all__ = ["DEVICES", "DEVICE_LABELS", "THREADS_VARIABLE", "env_threads", "resolve_device"]
+
+THREADS_VARIABLE = "NAPARI_DENOISE_THREADS"
+
+
+def env_threads() -> int | None:
+    """The CPU threads ``NAPARI_DENOISE_THREADS`` asks for, or None when it is unset/empty.
+
+    A whole number from 1 up; more than this machine's cores is clamped to the number of
+    cores (more threads than cores only wait for each other).
+
+    Raises
+    ------
+    ParameterError
+        For anything that is not a whole number of at least 1 (``0``, ``-1``, ``abc``).
+    """
+    text = os.environ.get(THREADS_VARIABLE, "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ParameterError(
+            f"{THREADS_VARIABLE}={text!r} is not a number of threads: set it to a whole "
+            f"number from 1 to {os.cpu_count() or 1} (this machine's cores), or unset it "
+            "to use all cores."
+        )
+    return min(value, os.cpu_count() or 1)
+
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DEVICE_LABELS = ("Automatic", "CPU", "NVIDIA GPU (CUDA)", "Apple GPU (MPS)")  # for people

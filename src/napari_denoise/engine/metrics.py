@@ -1,10 +1,17 @@
 """Image-quality metrics for denoising: PSNR, SSIM, NRMSE, SNR and range-invariant variants.
 
 All functions take ``(image_true, image_test)`` in scikit-image's order, compute in
-float64 and return Python floats.  ``data_range`` follows one rule everywhere: if given it
-is used; otherwise an integer ``image_true`` uses the full range of its dtype (255 for
-uint8, 65535 for uint16, like scikit-image) and a float ``image_true`` is refused, since
-its range cannot be guessed reliably.
+float64 and return Python floats.  ``data_range`` follows one rule everywhere (this module,
+:func:`napari_denoise.compare`, ``napari-denoise compare`` and the Compare widget): if
+given it is used; otherwise it is the ground truth's own range, ``image_true.max() -
+image_true.min()``, whatever its dtype (:func:`data_range_of`).  The dtype's range is
+never used: 12-bit data in uint16 (values 331-2602) would score 59.6 dB against 65535
+instead of 31.7 dB against its own range, and a Python list (int64) 370 dB.  What cannot
+be scored is refused with an :class:`~napari_denoise.errors.InputError`: a constant
+ground truth without ``data_range`` (it has no range), empty or non-finite images, shapes
+that differ, and two images of different dtypes, one of them an integer type, whose value ranges differ
+more than :data:`UNIT_MISMATCH`-fold (a uint8 ground truth against a 0-1 float result: different
+units, which no score of the pair as it is can describe).
 
 The range-invariant metrics follow CARE (Weigert et al., Nature Methods 2018): the test
 image is first mapped by the least-squares affine fit ``alpha * test + beta`` to the
@@ -19,8 +26,10 @@ from skimage.metrics import structural_similarity
 from ..errors import InputError
 
 __all__ = [
+    "UNIT_MISMATCH",
     "affine_fit",
     "compare",
+    "data_range_of",
     "nrmse",
     "psnr",
     "psnr_range_invariant",
@@ -30,6 +39,10 @@ __all__ = [
 ]
 
 _SSIM_WIN = 7  # scikit-image's default window side
+# Two images of different dtypes whose value spans differ by more than this factor are in
+# different units (0-255 against 0-1 differ 255-fold); a denoiser's result in the input's
+# units spans about what the ground truth spans.
+UNIT_MISMATCH = 10.0
 
 
 def _pair(image_true, image_test) -> tuple[np.ndarray, np.ndarray]:
@@ -52,29 +65,78 @@ def _pair(image_true, image_test) -> tuple[np.ndarray, np.ndarray]:
     for name, arr in (("image_true", true64), ("image_test", test64)):
         if not np.all(np.isfinite(arr)):
             raise InputError(f"{name} contains NaN or infinite values; remove or replace them.")
+    _check_units(true, test, true64, test64)
     return true64, test64
 
 
-def _data_range(image_true, data_range) -> float:
-    """The data range: given, else the full range of an integer dtype of ``image_true``."""
+def _check_units(true, test, true64: np.ndarray, test64: np.ndarray) -> None:
+    """Refuse two images of different dtypes whose values lie on different scales."""
+    a, b = true.dtype.newbyteorder("="), test.dtype.newbyteorder("=")
+    if a == b or (a.kind == "f" and b.kind == "f"):
+        return  # float32 against float64 says nothing about units; an integer type does
+    spans = []
+    for arr in (true64, test64):
+        lo, hi = float(arr.min()), float(arr.max())
+        spans.append((lo, hi, hi - lo if hi > lo else max(abs(lo), abs(hi))))
+    (tlo, thi, tspan), (xlo, xhi, xspan) = spans
+    if tspan == 0 or xspan == 0:
+        return  # a constant image: its span says nothing about its units
+    ratio = max(tspan / xspan, xspan / tspan)
+    if ratio > UNIT_MISMATCH:
+        raise InputError(
+            f"The ground truth (image_true) is {true.dtype} with values {tlo:g} to {thi:g} but "
+            f"the result (image_test) is {test.dtype} with values {xlo:g} to {xhi:g}: ranges "
+            f"{ratio:.0f}-fold apart in "
+            "different dtypes are different units (such as 0-255 against 0-1), so they "
+            "are not compared as they are; put both on the same scale first (for example "
+            "multiply a 0-1 result by the ground truth's maximum)."
+        )
+
+
+def data_range_of(image_true, data_range=None) -> tuple[float, str]:
+    """The data range the metrics use and a sentence saying where it comes from.
+
+    ``data_range`` when given (a finite number > 0), else the ground truth's own range
+    ``max - min`` (in float64, whatever the dtype).
+
+    Raises
+    ------
+    InputError
+        If ``data_range`` is not a finite number > 0, or it is not given and
+        ``image_true`` is constant, empty or not finite.
+
+    Examples
+    --------
+    >>> data_range_of(np.array([[331, 2602]], np.uint16))
+    (2271.0, 'data range 2271 (max - min of the ground truth, 331 to 2602)')
+    """
     if data_range is not None:
+        if isinstance(data_range, bool):
+            raise InputError(f"data_range must be a number, got {data_range!r}.")
         try:
             value = float(data_range)
         except (TypeError, ValueError):
             raise InputError(f"data_range must be a number, got {data_range!r}.") from None
         if not np.isfinite(value) or value <= 0:
             raise InputError(f"data_range must be a finite number > 0, got {data_range!r}.")
-        return value
-    dtype = np.asarray(image_true).dtype
-    if dtype.kind == "b":
-        return 1.0
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        return float(info.max) - float(info.min)
-    raise InputError(
-        f"image_true is {dtype}: pass data_range (for example 255 for 8-bit data or "
-        "image_true.max() - image_true.min())."
-    )
+        return value, f"data range {value:g} (given)"
+    true = np.asarray(image_true)
+    if true.dtype.kind not in "biuf" or true.size == 0:
+        raise InputError("image_true must be a non-empty numeric array to take its range.")
+    true = true.astype(np.float64)
+    if not np.all(np.isfinite(true)):
+        raise InputError("image_true contains NaN or infinite values; remove or replace them.")
+    lo, hi = float(true.min()), float(true.max())
+    if hi <= lo:
+        raise InputError(
+            f"The ground truth is constant (every value is {lo:g}), so it has no range to "
+            "score against: pass data_range (the span of possible intensities)."
+        )
+    return hi - lo, f"data range {hi - lo:g} (max - min of the ground truth, {lo:g} to {hi:g})"
+
+
+def _data_range(image_true, data_range) -> float:
+    return data_range_of(image_true, data_range)[0]
 
 
 def _psnr(true: np.ndarray, test: np.ndarray, data_range: float) -> float:
@@ -117,12 +179,12 @@ def psnr(image_true, image_test, *, data_range=None) -> float:
     image_true, image_test : array_like
         Reference and test image of the same shape (any number of axes).
     data_range : float, optional
-        Span of possible values; default: the full range of an integer dtype of
-        ``image_true``; required for float images.
+        Span of possible values; default: ``image_true.max() - image_true.min()``
+        (:func:`data_range_of`; refused for a constant ``image_true``).
 
     Examples
     --------
-    >>> psnr(np.array([0, 0, 0, 0], np.uint8), np.array([0, 0, 0, 2], np.uint8))
+    >>> psnr(np.array([0, 0, 0, 255], np.uint8), np.array([0, 0, 0, 253], np.uint8))
     48.1308036086791
     """
     true, test = _pair(image_true, image_test)
@@ -211,10 +273,19 @@ def affine_fit(image_true, image_test) -> tuple[float, float]:
     return _fit(*_pair(image_true, image_test))
 
 
+def _fit_defined(true: np.ndarray) -> None:
+    if float(true.max()) == float(true.min()):
+        raise InputError(
+            "Range-invariant scores are undefined for a constant ground truth: any image "
+            "fits it exactly after the affine fit."
+        )
+
+
 def psnr_range_invariant(image_true, image_test, *, data_range=None) -> float:
     """PSNR after the affine fit of ``image_test`` to ``image_true`` (CARE's idea).
 
     One ``alpha, beta`` is fitted to the whole array (:func:`compare` fits each slice).
+    Refused for a constant ``image_true`` (every image fits it exactly).
 
     Examples
     --------
@@ -223,8 +294,10 @@ def psnr_range_invariant(image_true, image_test, *, data_range=None) -> float:
     True
     """
     true, test = _pair(image_true, image_test)
+    rng = _data_range(image_true, data_range)
+    _fit_defined(true)
     alpha, beta = _fit(true, test)
-    return _psnr(true, alpha * test + beta, _data_range(image_true, data_range))
+    return _psnr(true, alpha * test + beta, rng)
 
 
 def ssim_range_invariant(image_true, image_test, *, data_range=None) -> float:
@@ -237,8 +310,10 @@ def ssim_range_invariant(image_true, image_test, *, data_range=None) -> float:
     1.0
     """
     true, test = _pair(image_true, image_test)
+    rng = _data_range(image_true, data_range)
+    _fit_defined(true)
     alpha, beta = _fit(true, test)
-    return _ssim(true, alpha * test + beta, _data_range(image_true, data_range))
+    return _ssim(true, alpha * test + beta, rng)
 
 
 def _all_metrics(true: np.ndarray, test: np.ndarray, data_range: float) -> dict:
@@ -246,11 +321,14 @@ def _all_metrics(true: np.ndarray, test: np.ndarray, data_range: float) -> dict:
     fitted = alpha * test + beta
     err = float(np.sum((true - test) ** 2))
     rms_true = float(np.sqrt(np.mean(true**2)))
+    # A constant slice (possible with a given data_range) fits any image exactly: its
+    # range-invariant scores are undefined (nan), not a perfect inf.
+    constant = float(true.max()) == float(true.min())
     return {
         "psnr": _psnr(true, test, data_range),
         "ssim": _ssim(true, test, data_range),
-        "psnr_ri": _psnr(true, fitted, data_range),
-        "ssim_ri": _ssim(true, fitted, data_range),
+        "psnr_ri": float("nan") if constant else _psnr(true, fitted, data_range),
+        "ssim_ri": float("nan") if constant else _ssim(true, fitted, data_range),
         "nrmse": float(np.sqrt(err / true.size)) / rms_true if rms_true > 0 else float("nan"),
         "snr": float("inf") if err == 0 else float(10 * np.log10(np.sum(true**2) / err)),
         "data_range": data_range,
@@ -265,7 +343,8 @@ def compare(image_true, image_test, *, data_range=None, slice_axes: int = 0) -> 
     image_true, image_test : array_like
         Reference and test image of the same shape.
     data_range : float, optional
-        See :func:`psnr`.
+        Default: the ground truth's own range, ``max - min`` over all of it
+        (:func:`data_range_of`); a constant ground truth needs it.
     slice_axes : int
         Number of leading axes to iterate over: 0 for a single 2D image, 1 for a TYX or
         ZYX stack, 2 for TZYX, and so on.  At least two axes must remain.
@@ -274,21 +353,24 @@ def compare(image_true, image_test, *, data_range=None, slice_axes: int = 0) -> 
     -------
     dict
         Keys ``psnr``, ``ssim``, ``psnr_ri``, ``ssim_ri``, ``nrmse`` (euclidean),
-        ``snr`` and ``data_range``, plus ``per_slice``: a list with one dict of the same
+        ``snr``, ``data_range`` and ``data_range_note`` (a sentence saying where the
+        range comes from), plus ``per_slice``: a list with one dict of the same
         keys per slice, in C order of the leading axes (a single entry when
         ``slice_axes=0``).  The top-level values are the means of the per-slice values
         (an ``inf`` slice makes the mean ``inf``).  The range-invariant values use a
-        separate affine fit per slice.  ``nrmse`` of an all-zero slice is ``nan``.
+        separate affine fit per slice; they are ``nan`` for a constant slice (any image fits
+        it exactly) and their means leave such slices out.  ``nrmse`` of an all-zero
+        slice is ``nan``.
 
     Examples
     --------
     >>> t = np.random.default_rng(0).integers(0, 200, (3, 16, 16), dtype=np.uint8)
     >>> res = compare(t, 0.5 * t + 20, slice_axes=1)
     >>> len(res["per_slice"]), res["data_range"], res["psnr"] < 20 < 100 < res["psnr_ri"]
-    (3, 255.0, True)
+    (3, 199.0, True)
     """
     true, test = _pair(image_true, image_test)
-    rng = _data_range(image_true, data_range)
+    rng, note = data_range_of(image_true, data_range)
     if isinstance(slice_axes, bool) or not isinstance(slice_axes, (int, np.integer)):
         raise InputError(f"slice_axes must be an integer, got {slice_axes!r}.")
     if not 0 <= slice_axes <= true.ndim - 2:
@@ -302,9 +384,17 @@ def compare(image_true, image_test, *, data_range=None, slice_axes: int = 0) -> 
         for t, x in zip(true.reshape((-1, *rest)), test.reshape((-1, *rest)), strict=True)
     ]
     result = {
-        key: float(np.mean([entry[key] for entry in per_slice]))
+        key: _mean([entry[key] for entry in per_slice], skip_nan=key.endswith("_ri"))
         for key in ("psnr", "ssim", "psnr_ri", "ssim_ri", "nrmse", "snr")
     }
     result["data_range"] = rng
+    result["data_range_note"] = note
     result["per_slice"] = per_slice
     return result
+
+
+def _mean(values: list[float], *, skip_nan: bool) -> float:
+    arr = np.asarray(values, np.float64)
+    if skip_nan:
+        arr = arr[~np.isnan(arr)]
+    return float(np.mean(arr)) if arr.size else float("nan")

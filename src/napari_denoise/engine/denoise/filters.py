@@ -1,4 +1,5 @@
-"""Classical denoising filters as methods (:data:`FILTERS`, registered by ``load_builtin``).
+"""Classical denoising filters as methods (:data:`FILTERS`, registered by
+:func:`~napari_denoise.engine.methods.load_builtin`).
 
 Each filter works on one float32 block (``YX``, or ``ZYX`` for ``box3d``) in the image's
 own intensity units and declares its parameters. A parameter left unset (``None``) is
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..methods import Method, Param
+from ..method_base import Method, Param
 from .calibrate import (
     best_candidate,
     center_crop,

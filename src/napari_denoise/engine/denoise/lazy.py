@@ -25,8 +25,10 @@ import numpy as np
 
 from ...errors import ParameterError
 from ..methods import default_method, get_method
-from .pipeline import DenoiseResult, check_finite, check_layout, denoise_block, drain, make_result
-from .plan import make_plan
+from .checks import check_finite, check_layout
+from .driver import cast_into, run
+from .pipeline import DenoiseResult, drain, make_result
+from .plan import Plan, make_plan, reflect
 
 __all__ = ["LOCAL_SCHEDULERS", "check_scheduler", "compute", "denoise_dask", "scheduler_context"]
 
@@ -76,21 +78,16 @@ def denoise_dask(
     else:
         arr = da.from_array(image, chunks=chunks)
     view = arr.transpose(plan.order).rechunk((1,) * n_loop + (-1,) * len(plan.block_axes))
-    for _ in plan.choose(view, check=check_finite):
-        pass
+    drain(plan.choose(view, check=check_finite))
 
-    task = partial(
-        _plane,
-        name=m.name,
-        params=plan.params,
-        stabilisers=plan.stabilisers,
-        tile_shape=plan.tile,
-        out_dtype=plan.out_dtype,
-        loop_axes=loop_axes,
-        channel_axis=plan.channel_axis,
-    )
+    # Each task runs the one driver on its block (the plan travels with its method's name).
+    task = partial(_plane, plan=plan)
     out_dtype = plan.out_dtype
-    lazy = view.map_blocks(task, dtype=out_dtype, meta=np.empty((0,) * view.ndim, out_dtype))
+    meta = np.empty((0,) * view.ndim, out_dtype)
+    if plan.plane_reach and plan.plane_axis is not None:  # each task gets its window
+        lazy = _windows(view, plan).map_blocks(task, dtype=out_dtype, meta=meta, drop_axis=n_loop)
+    else:
+        lazy = view.map_blocks(task, dtype=out_dtype, meta=meta)
     data = lazy.transpose(list(plan.inverse))
     return make_result(data, axes, m, plan.base, plan.params, start)
 
@@ -138,30 +135,34 @@ def _reopen(filename: str, dtype: str, shape: tuple[int, ...], offset: int) -> M
     return MappedPlanes(np.memmap(filename, dtype=dtype, mode="r", shape=shape, offset=offset))
 
 
-def _plane(
-    block: np.ndarray,
-    *,
-    name: str,
-    params: list[dict],
-    stabilisers: list,
-    tile_shape: tuple[int, ...],
-    out_dtype: np.dtype,
-    loop_axes: str,
-    channel_axis: int | None,
-    block_info=None,
-) -> np.ndarray:
-    """One task: one plane (or volume) of the transposed image, denoised tile by tile."""
-    from ...axes import cast_to_dtype
+def _windows(view, plan: Plan):
+    """``view`` with a window axis after the loop axes: at loop position ``i``, the planes
+    of :meth:`~.plan.Plan.window` (``2k + 1``, reflected at the ends), one chunk each."""
+    import dask.array as da
 
-    n_loop = len(loop_axes)
-    where = (block_info or {}).get(0, {}).get("chunk-location", (0,) * block.ndim)[:n_loop]
-    c = where[channel_axis] if channel_axis is not None else 0
+    axis, k = plan.plane_axis, plan.plane_reach
+    n = plan.loop_shape[axis]
+    lead = (slice(None),) * axis
+    shifted = [view[(*lead, [reflect(i + d, n) for i in range(n)])] for d in range(-k, k + 1)]
+    n_loop = len(plan.loop_axes)
+    stacked = da.stack(shifted, axis=n_loop)
+    return stacked.rechunk((1,) * n_loop + (-1,) * (1 + len(plan.block_axes)))
+
+
+def _plane(block: np.ndarray, *, plan: Plan, block_info=None) -> np.ndarray:
+    """One task: one block (plane, or volume) of the transposed image, denoised by the
+    driver; with a plane reach ``block`` holds its window of planes."""
+    n_loop = len(plan.loop_axes)
+    index = tuple((block_info or {}).get(0, {}).get("chunk-location", (0,) * block.ndim)[:n_loop])
     data = np.asarray(block).reshape(block.shape[n_loop:])
     if np.issubdtype(data.dtype, np.floating):
-        label = " ".join(f"{a}={i}" for a, i in zip(loop_axes, where, strict=True))
+        label = " ".join(f"{a}={i}" for a, i in zip(plan.loop_axes, index, strict=True))
         check_finite(data, where=f"The plane at {label}" if label else "The image")
-    result = drain(denoise_block(get_method(name), data, params[c], stabilisers[c], tile_shape))
-    return cast_to_dtype(result, out_dtype).reshape(block.shape)
+    window = plan.window(index)
+    planes = dict(zip(window, data, strict=True)) if len(window) > 1 else {index: data}
+    out = np.empty(plan.block_shape, plan.out_dtype)
+    run(plan, planes, lambda _, result: cast_into(out, result), indices=[index])
+    return out.reshape((1,) * n_loop + plan.block_shape)
 
 
 def check_scheduler(scheduler: str | None) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ...axes import resolve_dtype
 from ...errors import InputError, ParameterError
 from ..methods import Method
 from ..notes import say
@@ -36,6 +37,11 @@ class Plan:
     The image is seen transposed to ``loop_axes + block_axes`` (:attr:`order`): every
     position of the loop axes (:meth:`indices`) is one block, denoised tile by tile with
     the parameters of its channel (:attr:`params`, filled by :meth:`choose`).
+
+    A block's reach: in Y and X, the method's ``halo`` (tiles overlap by it); along the
+    stack, :attr:`plane_reach` planes before and after (:meth:`window`, read by the
+    driver as a window of ``2 * plane_reach + 1`` planes, reflected at the stack's ends).
+    A plan pickles with its method's name (a dask worker looks the method up).
     """
 
     method: Method
@@ -48,11 +54,49 @@ class Plan:
     base: dict[str, Any]
     params: list[dict[str, Any]] = field(default_factory=list)
     stabilisers: list[Any] = field(default_factory=list)
+    plane_reach: int = 0
 
-    @property
-    def order(self) -> tuple[int, ...]:
-        """The transposition from the image's axes to ``loop_axes + block_axes``."""
-        return tuple(self.axes.index(a) for a in self.loop_axes + self.block_axes)
+    # Derived once from the fields above (by __post_init__), read many times per block.
+    order: tuple[int, ...] = field(init=False)
+    """The transposition from the image's axes to ``loop_axes + block_axes``."""
+    loop_shape: tuple[int, ...] = field(init=False)
+    block_shape: tuple[int, ...] = field(init=False)
+    channel_axis: int | None = field(init=False)
+    """Position of ``C`` among the loop axes, None without one."""
+    n_channels: int = field(init=False)
+    plane_axis: int | None = field(init=False)
+    """Position among the loop axes of the stack axis that :attr:`plane_reach` runs
+    along (``T``, else ``Z``); None when the blocks have no neighbours."""
+
+    def __post_init__(self) -> None:
+        n_loop = len(self.loop_axes)
+        self.order = tuple(self.axes.index(a) for a in self.loop_axes + self.block_axes)
+        self.loop_shape = tuple(self.shape[i] for i in self.order[:n_loop])
+        self.block_shape = tuple(self.shape[i] for i in self.order[n_loop:])
+        self.channel_axis = self.loop_axes.index("C") if "C" in self.loop_axes else None
+        axis = self.channel_axis
+        self.n_channels = self.loop_shape[axis] if axis is not None else 1
+        stack = [a for a in "TZ" if a in self.loop_axes]
+        self.plane_axis = self.loop_axes.index(stack[0]) if stack else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "method": self.method.name}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from ..methods import get_method
+
+        self.__dict__.update(state, method=get_method(state["method"]))
+
+    def window(self, index: tuple[int, ...]) -> list[tuple[int, ...]]:
+        """The loop positions of the planes the block at ``index`` sees: ``[index]`` without
+        a reach, else the ``2k + 1`` positions ``i - k .. i + k`` along :attr:`plane_axis`,
+        reflected at the ends (``-1 -> 1``, ``n -> n - 2``; one plane: itself)."""
+        axis = self.plane_axis
+        if not self.plane_reach or axis is None:
+            return [index]
+        i, n = index[axis], self.loop_shape[axis]
+        k = self.plane_reach
+        return [(*index[:axis], reflect(j, n), *index[axis + 1 :]) for j in range(i - k, i + k + 1)]
 
     @property
     def inverse(self) -> tuple[int, ...]:
@@ -60,28 +104,10 @@ class Plan:
         return tuple(int(i) for i in np.argsort(self.order))
 
     @property
-    def loop_shape(self) -> tuple[int, ...]:
-        return tuple(self.shape[i] for i in self.order[: len(self.loop_axes)])
-
-    @property
-    def block_shape(self) -> tuple[int, ...]:
-        return tuple(self.shape[i] for i in self.order[len(self.loop_axes) :])
-
-    @property
     def in_file_order(self) -> bool:
         """True when the blocks, taken in loop order, follow one another in the image's
         own (C) order: then a file can be written block by block as they are done."""
         return self.order == tuple(range(len(self.axes)))
-
-    @property
-    def channel_axis(self) -> int | None:
-        """Position of ``C`` among the loop axes, None without one."""
-        return self.loop_axes.index("C") if "C" in self.loop_axes else None
-
-    @property
-    def n_channels(self) -> int:
-        axis = self.channel_axis
-        return self.loop_shape[axis] if axis is not None else 1
 
     def indices(self) -> list[tuple[int, ...]]:
         """Every loop position, in C order."""
@@ -127,6 +153,16 @@ class Plan:
         return name + " " + " ".join(f"{a}={i}" for a, i in zip(self.loop_axes, index, strict=True))
 
 
+def reflect(j: int, n: int) -> int:
+    """``j`` mirrored into ``0 .. n - 1`` about the end planes (not repeating them), as
+    numpy's ``"reflect"`` padding: ``-1 -> 1``, ``n -> n - 2``."""
+    if n == 1:
+        return 0
+    period = 2 * (n - 1)
+    j %= period
+    return period - j if j >= n else j
+
+
 POSITION_WORDS = {"T": "frame", "Z": "plane", "C": "channel"}
 
 
@@ -151,7 +187,7 @@ def make_plan(
     meets an image without a Z or T axis.
     """
     base = m.resolve_params(dict(params or {}))
-    out_dtype = np.dtype(output_dtype) if output_dtype is not None else np.dtype(dtype)
+    out_dtype = np.dtype(dtype) if output_dtype is None else resolve_dtype(output_dtype)
     loop_axes, block_axes = layout(axes, m)
     shape = tuple(int(n) for n in shape)
     block_shape = tuple(shape[axes.index(a)] for a in block_axes)
@@ -164,6 +200,7 @@ def make_plan(
         tile=resolve_tile(tile, m, block_shape),
         out_dtype=out_dtype,
         base=base,
+        plane_reach=int(m.plane_reach) if ("T" in loop_axes or "Z" in loop_axes) else 0,
     )
 
 

@@ -238,8 +238,17 @@ def run_tiled(
     batch: int = 1,
     fn_batch: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None,
     grow: bool = True,
+    lead: int = 0,
+    start: int = 0,
+    total: int | None = None,
+    position: tuple[tuple[str, int, int], ...] = (),
 ) -> Generator[Progress, None, np.ndarray]:
     """Apply ``fn`` to ``block`` tile by tile; yields a :class:`Progress` after each tile.
+
+    ``lead`` leading axes of ``block`` are not tiled: every tile takes them whole and
+    ``fn`` returns the tile without them (a window of planes in, the middle plane out).
+    Progress counts ``start`` tiles done before this block, of ``total`` in the run (this
+    block's tiles by default), at ``position`` (see :class:`Progress`).
 
     With ``batch > 1`` and ``fn_batch`` (a list of same-shaped tiles in, their results
     out), up to ``batch`` tiles of the same shape go through one call (a GPU runs them
@@ -248,23 +257,25 @@ def run_tiled(
     Returns (as the generator's return value) the blended float32 result. A consumer
     that stops iterating stops the work: nothing runs past the current tile (or batch).
     """
-    tiles = plan_tiles(block.shape, tile, overlap, halo, multiple=multiple, grow=grow)
+    shape = block.shape[lead:]
+    tiles = plan_tiles(shape, tile, overlap, halo, multiple=multiple, grow=grow)
     if len(tiles) == 1:
         out = np.asarray(fn(block), dtype=np.float32)
-        yield Progress(1, 1, message)
+        yield Progress(start + 1, total or 1, message, position=position)
         return out
     # One image-sized array: the weighted sum, normalised in place at the end.
-    acc = np.zeros(block.shape, np.float32)
+    acc = np.zeros(shape, np.float32)
     done = 0
+    whole = (slice(None),) * lead
     for group in _batches(tiles, batch if fn_batch is not None else 1):
-        inputs = [np.ascontiguousarray(block[t.region]) for t in group]
+        inputs = [np.ascontiguousarray(block[(*whole, *t.region)]) for t in group]
         results = fn_batch(inputs) if len(group) > 1 else [fn(inputs[0])]
         del inputs
         for t, result in zip(group, results, strict=True):
             acc[t.region] += np.asarray(result, dtype=np.float32) * t.weight
         del results
         done += len(group)
-        yield Progress(done, len(tiles), message)
+        yield Progress(start + done, total or len(tiles), message, position=position)
     _normalise(acc, tiles)
     return acc
 

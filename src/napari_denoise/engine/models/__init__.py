@@ -28,12 +28,13 @@ model cards without it.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from typing import Any
 
+from .architecture import ARCHITECTURES, config_dict, register_model
+
 __all__ = [
-    "ARCHITECTURE_MODULES",
     "build",
+    "config_dict",
     "count_parameters",
     "get_model_class",
     "list_architectures",
@@ -41,58 +42,35 @@ __all__ = [
     "register_model",
 ]
 
-# The modules that register architectures; imported on first lookup.
-ARCHITECTURE_MODULES = (
-    "unet",
-    "dncnn",
-    "ridnet",
-    "drunet",
-    "msred",
-    "restormer_lite",
-    "psf_wrap",
-    "careamics_unet",
-)
-
-_MODELS: dict[str, type] = {}
-
-
-def register_model(name: str):
-    """Class decorator: register a network under ``name``.
-
-    The class needs a ``config_class`` attribute (a dataclass) and a constructor that
-    takes one instance of it.
-    """
-
-    def decorator(cls: type) -> type:
-        if name in _MODELS and _MODELS[name] is not cls:
-            raise ValueError(f"an architecture named '{name}' is already registered")
-        if not dataclasses.is_dataclass(getattr(cls, "config_class", None)):
-            raise TypeError(f"{cls.__name__} needs a dataclass 'config_class' attribute")
-        cls.architecture = name
-        _MODELS[name] = cls
-        return cls
-
-    return decorator
-
 
 def _load_all() -> None:
-    for module in ARCHITECTURE_MODULES:
-        importlib.import_module(f"{__name__}.{module}")
+    # Imported here (torch is heavy); each registers its class with architecture.py,
+    # which they import (not this package): no import loop.
+    from . import (  # noqa: F401
+        careamics_unet,
+        dncnn,
+        drunet,
+        msred,
+        psf_wrap,
+        restormer_lite,
+        ridnet,
+        unet,
+    )
 
 
 def list_architectures() -> list[str]:
     """Names of all registered architectures, sorted."""
     _load_all()
-    return sorted(_MODELS)
+    return sorted(ARCHITECTURES)
 
 
 def get_model_class(name: str) -> type:
     """The network class registered as ``name`` (KeyError naming the known ones)."""
     _load_all()
     try:
-        return _MODELS[name]
+        return ARCHITECTURES[name]
     except KeyError:
-        known = ", ".join(sorted(_MODELS))
+        known = ", ".join(sorted(ARCHITECTURES))
         raise KeyError(f"Unknown architecture '{name}'; known architectures: {known}.") from None
 
 
@@ -111,12 +89,9 @@ def build(name: str, config: dict[str, Any] | None = None):
             f"Architecture '{name}' has no config field(s) {', '.join(unknown)}; "
             f"its fields are: {', '.join(sorted(fields))}."
         )
+    if hasattr(cls, "from_config"):  # a network made of others (psf-wrap) builds them
+        return cls.from_config(cls.config_class(**given), build)
     return cls(cls.config_class(**given))
-
-
-def config_dict(model) -> dict[str, Any]:
-    """The JSON-able config a network was built from."""
-    return dataclasses.asdict(model.config)
 
 
 def count_parameters(model) -> int:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import register_model
+from .architecture import register_model
 
 __all__ = ["CAREamicsUNet", "CAREamicsUNetConfig"]
 

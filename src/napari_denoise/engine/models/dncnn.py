@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import register_model
+from .architecture import register_model
 
 __all__ = ["DnCNN", "DnCNNConfig"]
 

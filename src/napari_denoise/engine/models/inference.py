@@ -49,14 +49,18 @@ _threads_set = False
 
 
 def set_threads() -> None:
-    """Give torch every core once per process (``NAPARI_DENOISE_THREADS`` overrides it)."""
+    """Give torch every core once per process (``NAPARI_DENOISE_THREADS`` overrides it;
+    a value that is not a whole number >= 1 raises ParameterError, see
+    :func:`~napari_denoise.engine.device.env_threads`)."""
     # All cores by default. On a machine shared with other busy processes, threads that
     # wait for each other can be several times slower than one: NAPARI_DENOISE_THREADS=1.
     global _threads_set
     if not _threads_set:
         import torch
 
-        torch.set_num_threads(int(os.environ.get("NAPARI_DENOISE_THREADS") or os.cpu_count() or 1))
+        from ..device import env_threads
+
+        torch.set_num_threads(env_threads() or os.cpu_count() or 1)
         _threads_set = True
 
 
@@ -71,7 +75,7 @@ def run_model(
     device: str | None = None,
     ensemble: int = 1,
 ) -> np.ndarray:
-    """Denoise a 2-D float image in its own units with a network from :mod:`.models`.
+    """Denoise a 2-D float image in its own units with a network from :mod:`napari_denoise.engine.models`.
 
     ``(image - low) / (high - low)`` is what the network sees; the output is mapped back.
     The image is reflect-padded to a multiple of ``model.multiple``. Networks told the

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import build, config_dict, register_model
+from .architecture import config_dict, register_model
 
 __all__ = ["PsfWrap", "PsfWrapConfig", "gaussian_psf", "wrap"]
 
@@ -34,7 +34,8 @@ OUTPUTS = ("denoised", "deconvolved")
 class PsfWrapConfig:
     """The inner network and the PSF.
 
-    architecture, config : the inner network (as :func:`~.build` takes them).
+    architecture, config : the inner network (as :func:`napari_denoise.engine.models.build`
+        takes them).
     sigma : standard deviation of the Gaussian PSF in pixels (> 0).
     output : ``"denoised"`` (PSF applied) or ``"deconvolved"`` (the inner output).
     """
@@ -59,13 +60,20 @@ class PsfWrap(nn.Module):
 
     config_class = PsfWrapConfig
 
-    def __init__(self, config: PsfWrapConfig, net: nn.Module | None = None):
+    @classmethod
+    def from_config(cls, config: PsfWrapConfig, build) -> PsfWrap:
+        """A new wrapper whose inner network ``build(architecture, config)`` makes (the
+        registry's :func:`~napari_denoise.engine.models.build`, passed in: this module
+        does not import the package that imports it)."""
+        return cls(config, net=build(config.architecture, config.config))
+
+    def __init__(self, config: PsfWrapConfig, net: nn.Module):
         super().__init__()
         if not config.sigma > 0:
             raise ValueError(f"The PSF sigma must be positive, not {config.sigma}.")
         if config.output not in OUTPUTS:
             raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, not {config.output!r}.")
-        self.net = build(config.architecture, config.config) if net is None else net
+        self.net = net
         # The stored config names the inner network's full config (defaults filled in).
         config.config = dict(config_dict(self.net))
         self.config = config

@@ -27,17 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ModelFileError, ParameterError
+from ..denoise.filters import FILTERS
 from ..denoise.selfcheck import DETAIL_MAX_WIDTH, SMOOTH_TRUNCATE, detail_choice, put_back
 from ..device import DEVICE_LABELS, DEVICES
-from ..methods import (
-    Method,
-    ModelInfo,
-    Param,
-    is_registered,
-    load_builtin,
-    register,
-    unregister,
-)
+from ..method_base import Method, ModelInfo, Param, is_registered, register, unregister
 from .inference import (
     ENSEMBLE_CHOICES,
     clear_cache,
@@ -412,9 +405,9 @@ def register_models() -> list[Method]:
     """(Re-)register every card found, dropping models whose files are gone.
 
     A user model never replaces a shipped one, nor a classical filter of the same name
-    (it is skipped with a warning).
+    (it is skipped with a warning), whether the filters are registered yet or not.
     """
-    load_builtin()  # the classical filters first: a model never shadows one
+    filters = {f.name for f in FILTERS}
     for name in _registered:
         unregister(name)
     _registered.clear()
@@ -423,7 +416,7 @@ def register_models() -> list[Method]:
         method = _method_for(path)
         if method.name in _registered:
             continue
-        if is_registered(method.name):
+        if is_registered(method.name) or method.name in filters:
             warnings.warn(
                 f"Model {path} is not registered: a method named '{method.name}' exists; "
                 "rename the model's files.",

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import register_model
 from ._init import cat_channels
+from .architecture import register_model
 
 __all__ = ["RestormerLite", "RestormerLiteConfig"]
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import register_model
 from ._init import cat_channels, init_residual
+from .architecture import register_model
 
 __all__ = ["RIDNet", "RIDNetConfig"]
 

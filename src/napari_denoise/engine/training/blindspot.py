@@ -23,7 +23,7 @@ surroundings.
   Gaussian PSF maps it to the denoised one before the masked loss, and negative values of
   the deconvolved image are penalised (Goncharova, Honigmann, Jug, Krull, "Improving blind
   spot denoising for microscopy", ECCV-W 2020). The PSF is part of the saved model
-  (:mod:`.models.psf_wrap`).
+  (:mod:`..models.psf_wrap`).
 
 Masked pixels lie on a jittered grid (one per ``s`` x ``s`` cell, ``s`` about
 ``1 / sqrt(fraction)``, shifted by a random offset per patch, wrapping around the patch)
@@ -262,11 +262,11 @@ def blind_spot_batch(
 def blind_radius_for(images: Sequence[np.ndarray], threshold: float = 0.1) -> int:
     """The blind-block radius the noise of ``images`` needs (0: a one-pixel blind spot).
 
-    Noise counts as correlated when :func:`~.calibrate.noise_correlation_ratio` says so
+    Noise counts as correlated when :func:`~..denoise.calibrate.noise_correlation_ratio` says so
     (above 2; signal-rich images with independent noise measure about 1, so their
     structure is not mistaken for correlated noise). Then the radius is the smallest
     ``r`` beyond which the noise autocorrelation measured in the flat tiles
-    (:func:`~.calibrate.noise_covariance`) stays below ``threshold`` in magnitude, at
+    (:func:`~..denoise.calibrate.noise_covariance`) stays below ``threshold`` in magnitude, at
     least 1 and at most :data:`MAX_BLIND_RADIUS`. The median over the images is taken.
     """
     from ..denoise.calibrate import center_crop, noise_covariance, noise_is_correlated

@@ -12,7 +12,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from ... import __version__
+from ..._version import __version__
 from .options import MODE_LABELS
 from .split import MIN_VAL_STRIPE
 

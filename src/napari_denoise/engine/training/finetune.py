@@ -13,18 +13,18 @@ It cuts the data into training rectangles and *spatially disjoint* validation st
 normalised as the zoo normalises at inference, a clean image aligned to the noisy one
 (:mod:`.split`).
 
-:func:`finetune_iter` is a generator: it runs :func:`~.train.train_iter` (the one
-training loop), yields its :class:`~.train.TrainProgress` ticks, and returns a
+:func:`finetune_iter` is a generator: it runs :func:`~.loop.train_iter` (the one
+training loop), yields its :class:`~.loop.TrainProgress` ticks, and returns a
 :class:`FinetuneResult` after saving the best weights and a model card in the user's
-model folder (:mod:`.training_card`) and re-registering the models, so the new model is
+model folder (:mod:`.card`) and re-registering the models, so the new model is
 a method at once. It is what a napari ``thread_worker`` runs: no thread or queue of its
 own, and ``stop`` ends it within one step (the model is still saved, marked as stopped
 early).
 
-Modes (see :mod:`.selfsup`): ``"supervised"`` (noisy/clean pairs), ``"n2v"``
+Modes (see :mod:`.blindspot`): ``"supervised"`` (noisy/clean pairs), ``"n2v"``
 (Noise2Void, Krull et al. 2019), ``"n2v2"`` (Höck et al. 2022) and ``"n2v-psf"`` (blind
 spot with a Gaussian PSF and a positivity penalty, Goncharova et al. 2020; saved as a
-:mod:`.models.psf_wrap` network that returns the denoised image, plus a second card
+:mod:`..models.psf_wrap` network that returns the denoised image, plus a second card
 ``<name>-deconvolved`` that returns the deconvolved estimate).
 """
 
@@ -81,7 +81,7 @@ class FinetuneSpec:
     mask_fraction : share of blind-spot pixels per patch (blind-spot modes).
     blind_radius : blind-spot modes: 0 hides one pixel, ``r`` (1-3) the ``(2r+1)``-square
         around it, for spatially correlated noise; None chooses from the noisy data
-        (:func:`~.selfsup.blind_radius_for`: 0 unless the noise is correlated).
+        (:func:`~.blindspot.blind_radius_for`: 0 unless the noise is correlated).
     config : architecture options for ``"new:..."`` (e.g. ``{"base": 16, "depth": 3}``).
     threads : CPU threads (default: ``NAPARI_DENOISE_THREADS`` or all cores).
     """
@@ -568,8 +568,9 @@ def prepare(
 def _threads(spec: FinetuneSpec) -> int | None:
     if spec.threads:
         return int(spec.threads)
-    env = os.environ.get("NAPARI_DENOISE_THREADS")
-    return int(env) if env and env.isdigit() and int(env) > 0 else None
+    from ..device import env_threads
+
+    return env_threads()  # a bad value: one sentence (ParameterError), not ignored
 
 
 def _train_kwargs(prepared: Prepared) -> dict[str, Any]:
@@ -655,13 +656,13 @@ def finetune_iter(
     resume : bool
         Continue from the checkpoint (its step count replaces ``steps``/``minutes``).
     out_dir : path, optional
-        Where the model is saved; default :func:`~.store.user_model_dir`, whose models are
+        Where the model is saved; default :func:`~..models.store.user_model_dir`, whose models are
         registered as methods at once.
 
     Yields
     ------
     TrainProgress
-        After every step (:class:`~.train.TrainProgress`: step, loss, validation, ETA).
+        After every step (:class:`~.loop.TrainProgress`: step, loss, validation, ETA).
 
     Returns
     -------

@@ -10,7 +10,7 @@ validations (early stopping).
 
 Modes: ``"supervised"`` learns noisy -> clean patches; ``"n2v"``, ``"n2v2"`` and
 ``"n2v-psf"`` learn from noisy patches alone with blind-spot masking (Noise2Void, N2V2,
-and the PSF + positivity variant of Goncharova et al. 2020; see :mod:`.selfsup`).
+and the PSF + positivity variant of Goncharova et al. 2020; see :mod:`.blindspot`).
 Validation is the PSNR on held-out (noisy, clean) images where there are any, otherwise,
 for the self-supervised modes, the masked loss on held-out noisy images.
 
@@ -358,7 +358,7 @@ def train_iter(
     ----------
     model : torch.nn.Module
         A network from :mod:`napari_denoise.engine.models` (trained in place). In mode
-        ``"n2v-psf"`` a network that is not yet a :class:`~.models.psf_wrap.PsfWrap` is
+        ``"n2v-psf"`` a network that is not yet a :class:`~..models.psf_wrap.PsfWrap` is
         wrapped in one (Gaussian PSF of ``psf_sigma``) and the outcome holds the wrapper.
     dataset : sampler
         Anything with ``batch(n, patch, generator) -> (noisy, clean)`` (:mod:`.datasets`);
