@@ -31,6 +31,15 @@ the FMD sample pair for SECONDS, presses Stop, and also reports how many steps r
 Stop (the target: at most one)::
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python benchmarks/gui_stall.py --train 30
+
+``--open`` measures opening each widget instead (issue 25: 0.6-1.1 s, the target is under
+:data:`OPEN_TARGET_MS`): each in a fresh napari process (so every import is paid, as by a
+user opening it for the first time), with and without an image open (napari's own image
+layer imports ``scipy.ndimage``, so without one the widget's own imports show), the wall
+time of the GUI thread from the menu call to the widget drawn, and whether it imported
+``scipy.ndimage`` or torch::
+
+    xvfb-run -a -s "-screen 0 1366x768x24" .venv/bin/python benchmarks/gui_stall.py --open
 """
 
 from __future__ import annotations
@@ -45,6 +54,8 @@ from pathlib import Path
 import numpy as np
 
 TARGET_MS = 100.0
+OPEN_TARGET_MS = 200.0  # opening a widget (issue 25)
+WIDGETS = ("Denoise", "Compare", "Train")
 TICK_MS = 10
 WHY_MS = 60  # gaps this long get the other threads' stacks with --why
 
@@ -361,6 +372,59 @@ def save(path: Path, label: str, source: str, runs: list[dict]) -> None:
     path.write_text(json.dumps(saved, indent=2) + "\n")
 
 
+OPEN_ONE = """
+import json, os, sys, time
+import napari, numpy as np
+from qtpy.QtWidgets import QApplication
+viewer = napari.Viewer()
+if {image}:
+    viewer.add_image(np.zeros((64, 64), np.uint16), name="noisy")
+for _ in range(20):
+    QApplication.processEvents()
+    time.sleep(0.01)
+before = set(sys.modules)
+wall, cpu = time.perf_counter(), time.thread_time()
+viewer.window.add_plugin_dock_widget("napari-denoise", {name!r})
+QApplication.processEvents()
+wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+new = set(sys.modules) - before
+print(json.dumps({{"wall_ms": round(1e3 * wall, 1), "cpu_ms": round(1e3 * cpu, 1),
+    "imported_ndimage": "scipy.ndimage" in new, "imported_torch": "torch" in new}}))
+sys.stdout.flush()
+os._exit(0)  # a widget's background work (the device check) need not finish
+"""
+
+
+def measure_opening(repeat: int = 1) -> list[dict]:
+    """Open each widget in a fresh napari process, with and without an image: its cost.
+
+    Python's compiled bytecode is cached (in a temporary folder) and a first, unmeasured
+    run of each fills it, as an installed package has it: with PYTHONDONTWRITEBYTECODE
+    set, every process would compile the plugin's modules again (~200 ms)."""
+    import subprocess
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["PYTHONPYCACHEPREFIX"] = cache
+        for name in WIDGETS:
+            for image in (False, True):
+                code = OPEN_ONE.format(name=name, image=image)
+                for i in range(repeat + 1):
+                    out = subprocess.run(
+                        [sys.executable, "-c", code],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                        env=env,
+                    )
+                    if i:  # the first run compiles
+                        row = json.loads(out.stdout.strip().splitlines()[-1])
+                        rows.append({"widget": name, "image_open": image, **row})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry: measure, print, and fail when the target is missed."""
     parser = argparse.ArgumentParser(description="Longest GUI-thread stall during a denoise run.")
@@ -382,6 +446,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="measure the Train widget instead: fine-tune for SECONDS, then press Stop",
     )
+    parser.add_argument(
+        "--open",
+        action="store_true",
+        help="measure opening each widget instead (fresh process each, see the docstring)",
+    )
     parser.add_argument("--save", type=Path, help="add the runs to this JSON file (see --label)")
     parser.add_argument("--label", default="this version", help="names the runs in --save")
     parser.add_argument("--source", default="", help="what the measured code is (with --save)")
@@ -393,6 +462,16 @@ def main(argv: list[str] | None = None) -> int:
         help="write the GUI section of DOC (docs/benchmarks.md) from saved runs; run nothing",
     )
     args = parser.parse_args(argv)
+    if args.open:
+        rows = measure_opening(args.repeat)
+        for r in rows:
+            print(
+                f"{r['widget']:8s} ({'an image open' if r['image_open'] else 'no image':13s}): "
+                f"{r['wall_ms']:7.1f} ms wall, {r['cpu_ms']:7.1f} ms GUI-thread CPU; imported "
+                f"scipy.ndimage: {r['imported_ndimage']}, torch: {r['imported_torch']}"
+            )
+        worst = max(r["wall_ms"] for r in rows)
+        return 0 if worst < OPEN_TARGET_MS and not any(r["imported_torch"] for r in rows) else 1
     if args.docs:
         from report import write_section
 

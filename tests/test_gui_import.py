@@ -79,3 +79,47 @@ def test_opening_every_widget_keeps_torch_off_the_gui_thread_and_takes_under_a_s
     assert not report["torch_on_gui_thread"]
     slow = {k: round(v, 2) for k, v in report["seconds"].items() if v >= 1.0}
     assert not slow, f"widgets that took 1 s or more to open: {slow}"
+
+
+HEAVY = ("scipy.ndimage", "torch")
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import napari_denoise._qt._denoise_widget",
+        "import napari_denoise._qt._compare_widget",
+        "from napari_denoise.engine.methods import list_methods, default_method; "
+        "list_methods(); default_method()",
+    ],
+)
+def test_widget_modules_and_the_method_list_leave_scipy_ndimage_and_torch_unimported(code):
+    """Issue 25, point 8: opening a widget imported scipy.ndimage (~400 ms) on the GUI
+    thread through the method list; the filters import it where they compute."""
+    probe = f"import sys; {code}; print([m for m in {HEAVY!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", f"{code!r} imported {out.stdout.strip()}"
+
+
+OPEN_WITHOUT_IMAGE = """
+import sys
+import napari
+from qtpy.QtWidgets import QApplication
+viewer = napari.Viewer(show=False)  # no image: napari's own image layer imports ndimage
+for name in ("Denoise", "Compare"):
+    viewer.window.add_plugin_dock_widget("napari-denoise", name)
+    QApplication.processEvents()
+print([m for m in ("scipy.ndimage", "torch") if m in sys.modules])
+sys.stdout.flush()
+import os; os._exit(0)
+"""
+
+
+@pytest.mark.gui
+def test_opening_denoise_and_compare_imports_neither_scipy_ndimage_nor_torch():
+    out = subprocess.run(
+        [sys.executable, "-c", OPEN_WITHOUT_IMAGE], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

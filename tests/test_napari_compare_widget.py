@@ -29,8 +29,9 @@ def computed(qtbot, widget):
 
 
 def cell(widget, row, key):
+    """The value of ``key`` in the ``row``-th row of numbers (each name is a row above them)."""
     column = [k for k, _ in COLUMNS].index(key)
-    return widget.table.item(row, column).data(Qt.ItemDataRole.UserRole)
+    return widget.table.item(widget.row_of[row], column).data(Qt.ItemDataRole.UserRole)
 
 
 def test_table_equals_the_engine_on_the_real_pair(make_napari_viewer, qtbot, tmp_path):
@@ -43,7 +44,7 @@ def test_table_equals_the_engine_on_the_real_pair(make_napari_viewer, qtbot, tmp
     assert widget.gt.layer().name == "ground truth (FMD)"  # chosen by name
     assert widget.baseline.layer().name == "noisy (FMD)"
 
-    assert widget.table.rowCount() == 2
+    assert len(widget.rows) == 2 and widget.table.rowCount() == 4  # a name row above each
     assert widget.table.item(0, 0).text() == f"noisy (FMD) ({BASELINE})"  # baseline first
     for row, image in ((0, noisy), (1, smooth)):
         expected = compare(gt, image)
@@ -63,7 +64,7 @@ def test_table_equals_the_engine_on_the_real_pair(make_napari_viewer, qtbot, tmp
     assert [r["layer"] for r in rows] == [f"noisy (FMD) ({BASELINE})", "smoothed"]
     assert float(rows[1]["ssim_ri"]) == compare(gt, smooth)["ssim_ri"]  # full precision
 
-    widget.table.selectRow(1)
+    widget.table.selectRow(widget.row_of[1])
     widget.add_difference()
     diff = viewer.layers["smoothed − ground truth (FMD)"]
     np.testing.assert_array_equal(
@@ -83,7 +84,7 @@ def test_per_plane_rows_for_a_stack_and_a_float_range(make_napari_viewer, qtbot)
     widget.per_slice.setChecked(True)
     computed(qtbot, widget)
     span = float(truth.max()) - float(truth.min())
-    assert widget.table.rowCount() == 2 * 3
+    assert len(widget.rows) == 2 * 3 and widget.table.rowCount() == 2 * (1 + 3)
     expected = compare(truth, 0.5 * truth + 3, data_range=span, slice_axes=1)
     for k in range(3):
         row = 3 + k
@@ -93,7 +94,9 @@ def test_per_plane_rows_for_a_stack_and_a_float_range(make_napari_viewer, qtbot)
     # range-invariant scores forgive a change of gain and offset; plain ones do not
     assert cell(widget, 3, "psnr_ri") > 100 > cell(widget, 3, "psnr")
     widget.per_slice.setChecked(False)
-    assert widget.table.rowCount() == 2 and widget.table.item(1, 1).text() == "mean"
+    assert (
+        widget.table.rowCount() == 2 * 2 and widget.table.item(widget.row_of[1], 1).text() == "mean"
+    )
     assert cell(widget, 1, "psnr") == expected["psnr"]
 
 

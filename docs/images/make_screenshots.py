@@ -3,7 +3,7 @@
     xvfb-run -a -s "-screen 0 1366x768x24" .venv/bin/python docs/images/make_screenshots.py [NAME ...]
 
 Writes the PNG files next to this script (NAME: only those pictures: menu, denoise,
-timelapse, train, bioimageio). Every picture is napari's real window, with the napari-denoise
+timelapse, choosing, compare_planes, train, bioimageio). Every picture is napari's real window, with the napari-denoise
 widgets docked through napari's plugin manager.
 """
 
@@ -138,7 +138,7 @@ def denoise_and_compare(app) -> None:
     compare.compute()
     while compare.worker is not None:
         pump(app, 0.05)
-    compare.table.selectRow(1)
+    compare.table.selectRow(compare.row_of[1])  # the first result's scores
     compare.add_difference()
     pump(app, 0.5)
     save(viewer, "compare_widget.png")
@@ -242,8 +242,70 @@ def bioimageio(app) -> None:
     register_models()
 
 
+def choosing(app) -> None:
+    """The real time-lapse with the default network: the status line during the choice of
+    settings, before the first frame (what used to be a silent wait), activity dock open."""
+    from napari_denoise.engine.methods import default_method
+
+    viewer, widget = open_docked("membrane_timelapse")
+    widget.picker.set_method(default_method().name)
+    pump(app, 1.0)
+    widget.run()
+    viewer.window._qt_window.statusBar()._toggle_activity_dock(True)
+    while widget.runner.busy and "sample plane 2 of" not in widget.status.text():
+        pump(app, 0.02)
+    pump(app, 0.1)
+    save(viewer, "choosing_settings.png")
+    widget.runner.cancel()
+    wait(app, widget)
+    viewer.close()
+
+
+def compare_planes(app) -> None:
+    """Compare, one row per plane, on a real 3-capture confocal stack (FMD BPAE, a
+    training field) with long names, as a user names them and as Denoise names its
+    results: every name whole, on its own line."""
+    from napari_denoise import denoise
+    from napari_denoise.bench import find_data
+    from napari_denoise.io import read_image
+
+    fmd = find_data() / "FMD_Confocal_BPAE_B_train"
+    captures = sorted((fmd / "raw" / "10").glob("*.png"))[:3]
+    raw = np.stack([np.asarray(read_image(p).data) for p in captures])
+    gt = np.asarray(read_image(fmd / "gt" / "10" / "avg50.png").data)
+    stacks = {
+        "BPAE_confocal_field10_avg50": np.stack([gt] * len(captures)),
+        "BPAE_confocal_field10_raw": raw,
+        "BPAE_confocal_field10_raw [gaussian]": denoise(raw, "gaussian", axes="TYX"),
+        "BPAE_confocal_field10_raw [unet-fluo]": denoise(raw, "unet-fluo", axes="TYX"),
+    }
+    viewer, _ = open_docked("fmd_pair")
+    for layer in list(viewer.layers):
+        viewer.layers.remove(layer)
+    for name, data in stacks.items():
+        viewer.add_image(data, name=name, metadata={"axes": "TYX"})
+    dock = viewer.window._wrapped_dock_widgets["Compare (napari-denoise)"]
+    dock.raise_()
+    compare = dock.widget()
+    compare.gt.set_layer(viewer.layers["BPAE_confocal_field10_avg50"])
+    compare.baseline.set_layer(viewer.layers["BPAE_confocal_field10_raw"])
+    for layer in viewer.layers:
+        compare.results.set_checked(layer, "[" in layer.name)
+    compare.per_slice.setChecked(True)
+    compare.compute()
+    while compare.worker is not None:
+        pump(app, 0.05)
+    viewer.layers.selection.active = viewer.layers["BPAE_confocal_field10_raw [unet-fluo]"]
+    viewer.reset_view()
+    pump(app, 0.5)
+    save(viewer, "compare_per_plane.png")
+    viewer.close()
+
+
 PICTURES = {
     "menu": menu,
+    "choosing": choosing,
+    "compare_planes": compare_planes,
     "bioimageio": bioimageio,
     "denoise": denoise_and_compare,
     "timelapse": timelapse_progress,

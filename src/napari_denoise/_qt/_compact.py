@@ -14,6 +14,7 @@ import html
 import re
 
 from qtpy.QtCore import QEvent, QSize, Qt, QTimer
+from qtpy.QtGui import QColor, QPalette
 from qtpy.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -220,6 +221,8 @@ class Summary(QLabel):
     model description would otherwise push the Run button below a laptop screen's fold."""
 
     MORE, LESS = "More…", "Less"
+    # Qt's link blue is for light windows: on napari's dark theme it was hard to see.
+    LINK_ON_DARK, LINK_ON_LIGHT = QColor("#8ecbff"), QColor("#0b57c2")
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -249,7 +252,21 @@ class Summary(QLabel):
             self.setText(html.escape(self._full))
             return
         body, link = (self._full, self.LESS) if self._open else (self._first, self.MORE)
-        self.setText(f'{html.escape(body)} <a href="#">{link}</a>')
+        color = self.link_color().name()
+        self.setText(f'{html.escape(body)} <a href="#" style="color: {color}">{link}</a>')
+
+    def link_color(self) -> QColor:
+        """A link colour that reads on the background the theme gives this label."""
+        background = self.palette().color(QPalette.ColorRole.Window)
+        return self.LINK_ON_DARK if background.lightnessF() < 0.5 else self.LINK_ON_LIGHT
+
+    def changeEvent(self, event) -> None:
+        super().changeEvent(event)
+        # napari's theme changed (or the label got its stylesheet): recolour the link.
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.StyleChange) and getattr(
+            self, "_full", ""
+        ):
+            self.set_open(self._open)
 
     def is_open(self) -> bool:
         return self._open

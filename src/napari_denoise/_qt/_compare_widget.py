@@ -3,6 +3,11 @@
 PSNR and SSIM, plain and range-invariant, per layer (mean over planes) or per plane,
 with the noisy input as a baseline row; the table exports to CSV and any row can be
 shown as a difference layer. The scoring runs in a worker thread.
+
+Each layer's name is a row of its own, across the whole table, above its numbers: in a
+narrow dock a name column beside four score columns and a plane column left ~60 px and
+cut real names to 'fm…y [g…n]' (issue 25). The table is of one ground truth: choosing
+another clears it.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QRect, Qt
 from qtpy.QtGui import QColor, QFont
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -50,6 +55,7 @@ ASK_GT = (
     "so none was chosen: pick it above. Results of napari-denoise are never chosen by themselves."
 )
 BEST = QColor(60, 130, 80)
+WRAP = int(Qt.TextFlag.TextWordWrap)
 EXPLAIN = (
     "Higher is better. RI, range-invariant: each image is first rescaled to the ground truth "
     "(least-squares gain and offset, as in CARE), so a change of brightness is not penalised."
@@ -95,8 +101,10 @@ class CompareWidget(DockTabs, QWidget):
             self.table.horizontalHeaderItem(c).setToolTip(COLUMN_HELP[key])
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.table.setColumnHidden(0, True)  # the names are rows of their own, full width
+        self.table.setWordWrap(True)  # a name longer than the table wraps
+        header.sectionResized.connect(lambda *_: self._fit_table())  # the dock's width changed
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.verticalHeader().setVisible(False)
@@ -107,6 +115,9 @@ class CompareWidget(DockTabs, QWidget):
         self.note.setMinimumWidth(120)  # wraps: no wider than the dock
         self.results_by_name: dict = {}
         self.rows: list[dict] = []
+        self.row_of: list[int] = []  # the table row of each of self.rows
+        self._scored_gt = None  # the ground truth the table is of
+        self._scoring_gt = None  # the one the running computation scores against
         self.worker = None
         self._range_note = ""
         self._baseline_name = None
@@ -150,6 +161,14 @@ class CompareWidget(DockTabs, QWidget):
         self.scroll_area = scrolling(self, body)
 
     def _on_gt(self, gt) -> None:
+        if self.rows and gt is not self._scored_gt:
+            old = self._scored_gt.name if self._scored_gt is not None else "another layer"
+            now = f"'{gt.name}'" if gt is not None else "none"
+            self._clear_scores(
+                f"The ground truth is now {now}: the scores against '{old}' were cleared. "
+                "Press Compute to score against it."
+            )
+
         def comparable(layer):
             return (
                 gt is not None
@@ -219,6 +238,7 @@ class CompareWidget(DockTabs, QWidget):
         if self.worker is not None:
             return False
         self._baseline_name = base.name if base is not None else None
+        self._scoring_gt = gt
         job = guarded(
             score_layers(
                 gt.data, [(ly.name, ly.data) for ly in tests], data_range=self.data_range.value()
@@ -240,7 +260,25 @@ class CompareWidget(DockTabs, QWidget):
         self.worker.start()
         return True
 
+    def _clear_scores(self, message: str) -> None:
+        """Empty the table (its numbers are of another ground truth) and say why."""
+        self.results_by_name, self.rows, self.row_of = {}, [], []
+        self._scored_gt = None
+        self.table.clearSpans()
+        self.table.setRowCount(0)
+        self.data_range.clear_chosen()
+        self.note.setText(message)
+        self._fit_table()
+        self._set_ready()
+
     def _on_scored(self, value) -> None:
+        gt = self._scoring_gt
+        if gt is not self.gt.layer():  # changed while scoring: these numbers are not of it
+            self._clear_scores(
+                f"The ground truth changed while scoring against '{gt.name}': press Compute again."
+            )
+            return
+        self._scored_gt = gt
         self.results_by_name, self._range_note = value
         used = next(iter(self.results_by_name.values()))["data_range"]
         self.data_range.show_chosen(used)
@@ -254,8 +292,20 @@ class CompareWidget(DockTabs, QWidget):
         self.rows = table_rows(
             self.results_by_name, per_slice=self.per_slice.isChecked(), baseline=self._baseline_name
         )
-        self.table.setRowCount(len(self.rows))
-        for r, row in enumerate(self.rows):
+        self.table.clearSpans()
+        self.row_of, names, r = [], [], 0
+        for row in self.rows:  # a row for each name, before its numbers
+            if row["layer"] not in names:
+                names.append(row["layer"])
+                r += 1
+            self.row_of.append(r)
+            r += 1
+        self.table.setRowCount(r)
+        for name in names:
+            first = self.row_of[[row["layer"] for row in self.rows].index(name)] - 1
+            self._name_row(first, name)
+        for i, row in enumerate(self.rows):
+            r = self.row_of[i]
             for c, (key, _) in enumerate(COLUMNS):
                 value = row[key]
                 text = (
@@ -270,13 +320,29 @@ class CompareWidget(DockTabs, QWidget):
                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
                     )
                 self.table.setItem(r, c, item)
-        self.table.setColumnHidden(
-            1, all(row["slice"] == "" for row in self.rows)
-        )  # 2-D: no planes
+        single = all(row["slice"] == "" for row in self.rows)  # 2-D: no planes
+        self.table.setColumnHidden(1, single)
+        # The spare width goes to the plane column, or shared by the scores without one.
+        header, stretch = self.table.horizontalHeader(), QHeaderView.ResizeMode.Stretch
+        for c in range(2, len(COLUMNS)):
+            header.setSectionResizeMode(
+                c, stretch if single else QHeaderView.ResizeMode.ResizeToContents
+            )
         self._mark_best()
         self._fit_table()
         self.note.setText(f"{EXPLAIN} Computed with {self._range_note}.")
         self._set_ready()
+
+    def _name_row(self, r: int, name: str) -> None:
+        """Row ``r``: the layer's whole name, across the table, wrapped if need be."""
+        item = QTableWidgetItem(name)
+        item.setToolTip(name)
+        item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+        font = QFont(self.table.font())
+        font.setItalic(True)
+        item.setFont(font)
+        self.table.setItem(r, 0, item)
+        self.table.setSpan(r, 0, 1, len(COLUMNS))
 
     def _mark_best(self) -> None:
         """Bold on a green ground: the highest value of each score column (per plane)."""
@@ -289,7 +355,7 @@ class CompareWidget(DockTabs, QWidget):
                 if row["slice"] not in best or value > best[row["slice"]][0]:
                     best[row["slice"]] = (value, r)
             for _, r in best.values():
-                item = self.table.item(r, c)
+                item = self.table.item(self.row_of[r], c)
                 item.setFont(bold)
                 item.setBackground(BEST)
                 item.setToolTip("Best in this column")
@@ -297,6 +363,17 @@ class CompareWidget(DockTabs, QWidget):
     def _fit_table(self) -> None:
         """As tall as its rows (the widget scrolls, the table does not hide any row)."""
         self.table.resizeRowsToContents()
+        # A name row spans the table: Qt sizes it by its (hidden) first column, so its
+        # height for the lines it wraps to is measured here, at the table's width now.
+        width = max(self.table.viewport().width() - 8, 40)  # less the cell's margins
+        metrics = self.table.fontMetrics()
+        for r in range(self.table.rowCount()):
+            if r in self.row_of:
+                continue
+            text = self.table.item(r, 0).text()
+            need = metrics.boundingRect(QRect(0, 0, width, 10_000), WRAP, text).height() + 8
+            if need > self.table.rowHeight(r):
+                self.table.setRowHeight(r, need)
         rows = sum(self.table.rowHeight(r) for r in range(self.table.rowCount()))
         empty = 0 if self.table.rowCount() else self.table.verticalHeader().defaultSectionSize()
         frame = 2 * self.table.frameWidth()
@@ -307,7 +384,8 @@ class CompareWidget(DockTabs, QWidget):
     # ------------------------------------------------------------------ outputs
     def export_csv(self, path) -> None:
         """Write the table (full precision) to ``path``."""
-        write_csv(path, self.rows, note=f"ground truth: {self.gt.layer().name}; {self._range_note}")
+        gt = self._scored_gt.name if self._scored_gt is not None else ""
+        write_csv(path, self.rows, note=f"ground truth: {gt}; {self._range_note}")
 
     def _ask_export(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export scores", "scores.csv", "CSV (*.csv)")
@@ -317,8 +395,13 @@ class CompareWidget(DockTabs, QWidget):
 
     def add_difference(self) -> None:
         """Add (selected row's layer − ground truth) as a layer with a diverging colormap."""
-        rows = {i.row() for i in self.table.selectedIndexes()} or {0}
-        label = self.rows[min(rows)]["layer"]
+        if not self.rows:
+            show_info("There are no scores yet: press Compute first.")
+            return
+        picked = {i.row() for i in self.table.selectedIndexes()}
+        # a name row stands for its layer (its first row of numbers follows it)
+        index = next((i for i, r in enumerate(self.row_of) if r in picked or r - 1 in picked), 0)
+        label = self.rows[index]["layer"]
         name = label.removesuffix(f" ({BASELINE})")
         gt = self.gt.layer()
         if gt is None or name not in self.viewer.layers:

@@ -37,9 +37,10 @@ from ._model_files import ModelFiles
 from ._params import ParamForm
 from ._preview import preview_region
 from ._preview_controls import RECTANGLE, REGION_LAYER, VISIBLE, PreviewControls
-from ._runner import BatchDone, Job, Runner
+from ._runner import BatchDone, Job, Runner, start_worker
 from ._settings import ComputeSettings, InputAxes
 from ._view_mode import ComparisonToggle
+from ._warm import warm_model
 from ._words import (
     labelled_value,
     method_title,
@@ -52,6 +53,7 @@ from ._words import (
 __all__ = ["RECTANGLE", "REGION_LAYER", "VISIBLE", "DenoiseWidget"]
 
 RUN_ONE = "Run on whole image"
+_warmed: set = set()  # (model card, device) warmed in this process
 
 
 def _moot(name: str, params: dict) -> bool:
@@ -178,6 +180,8 @@ class DenoiseWidget(DockTabs, QWidget):
         self._filling: dict = {}
         self._layout()
         self.layer_combo.layerChanged.connect(self.input.set_layer)
+        self._input = [self.layer_combo.layer()]  # the input on screen (the combo re-emits)
+        self.layer_combo.layerChanged.connect(self._on_input)
         self.layer_combo.layerChanged.connect(lambda *_: self.more_layers.refresh())
         self.more_layers.changed.connect(self._update_run_button)
         self.input.split.connect(lambda layers: self.layer_combo.set_layer(layers[0]))
@@ -188,11 +192,13 @@ class DenoiseWidget(DockTabs, QWidget):
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.runner.cancel)
         napari_viewer.layers.events.removed.connect(self._on_layer_removed)
+        napari_viewer.layers.selection.events.active.connect(self._on_selected)
         # A result's file goes with its layer, also after this widget is closed.
         napari_viewer.layers.events.removed.connect(forget_result_file)
         # Not self: the slot must work while the widget is destroyed.
-        runner, filling, removed = self.runner, self._filling, self._on_layer_removed
-        self.destroyed.connect(lambda *_: _teardown(napari_viewer, runner, removed, filling))
+        runner, filling = self.runner, self._filling
+        slots = (self._on_layer_removed, self._on_selected)
+        self.destroyed.connect(lambda *_: _teardown(napari_viewer, runner, slots, filling))
         self.input.set_layer(self.layer_combo.layer())
         self._on_method(self.picker.method())
 
@@ -255,6 +261,7 @@ class DenoiseWidget(DockTabs, QWidget):
             return False
         self._task = {"layer": layer, "method": method.name, "region": region}
         self._tasks, self._batch = [], {}
+        self.params.clear_chosen()  # the last run's: this one chooses its own
         self.status.setText(f"Denoising {what}…")
         return True
 
@@ -285,6 +292,7 @@ class DenoiseWidget(DockTabs, QWidget):
         if not self.runner.start(jobs):
             return False
         self._tasks, self._task = tasks, tasks[0]
+        self.params.clear_chosen()  # the last run's: this one chooses its own
         self._batch = {
             "skipped": skipped,
             "landed": [],
@@ -367,6 +375,8 @@ class DenoiseWidget(DockTabs, QWidget):
         """The batch moves on to its next input."""
         self._task = self._tasks[begun.index]
         self._batch["index"] = begun.index
+        if begun.index:
+            self.params.clear_chosen()  # the previous input's
 
     def _on_skipped(self, skipped) -> None:
         """The engine refused an input of the batch: its half-filled result goes."""
@@ -386,7 +396,7 @@ class DenoiseWidget(DockTabs, QWidget):
             return  # cancelled on removal; a result that arrived meanwhile is dropped
         kwargs = result_kwargs(layer, axes=task["axes"], provenance=outcome.provenance)
         chosen = _chosen(result.params, self.params)
-        self.params.show_chosen(result.params)
+        self._show_chosen(layer, result.params)
         for preview in previews_of(self.viewer, layer):  # it would hide the input
             self.viewer.layers.remove(preview)
         new, file = self._filling.get("layer"), self._filling.get("file")
@@ -423,10 +433,17 @@ class DenoiseWidget(DockTabs, QWidget):
             return  # cancelled on removal; a result that arrived meanwhile is dropped
         kwargs = result_kwargs(layer, axes=region.axes, provenance=outcome.provenance)
         chosen = _chosen(result.params, self.params)
-        self.params.show_chosen(result.params)
+        self._show_chosen(layer, result.params)
         self.previewer.add_result(layer, region, result, kwargs)
         done = f"Preview ({region.description}) in {result.seconds:.1f} s. {chosen}"
         self.status.setText(done.strip())
+
+    def _show_chosen(self, layer, params: dict) -> None:
+        """Grey in the form what a run chose, if it ran on the image chosen now."""
+        if layer is self.layer_combo.layer() and self.picker.method().name == self._task.get(
+            "method"
+        ):
+            self.params.show_chosen(params)
 
     def _on_batch_done(self) -> None:
         """Every input is done or skipped: say so once for the whole batch."""
@@ -547,6 +564,18 @@ class DenoiseWidget(DockTabs, QWidget):
         self.params.set_method(method)
         self.settings.set_method(method)
         self.about.set_description(method.description)
+        self._warm(method)
+
+    def _warm(self, method) -> None:
+        """A model chosen: load it (and PyTorch) and measure its speed in the background
+        now, once, so that Run does not start with seconds of waiting (:func:`warm_model`)."""
+        if method.kind != "model" or method.model is None:
+            return
+        key = (method.model.card, self.settings.device_name())
+        if key in _warmed:
+            return
+        _warmed.add(key)
+        start_worker(create_worker(warm_model, *key))
 
     def _on_layer_removed(self, event) -> None:
         waiting = self._tasks[self._batch.get("ended", 0) :] or [self._task]
@@ -559,6 +588,19 @@ class DenoiseWidget(DockTabs, QWidget):
         self._runs = [(layer, run) for layer, run in self._runs if layer is not event.value]
         # A file-backed result's file goes with its layer: forget_result_file, connected
         # to the viewer itself, so it also does after this widget is closed.
+
+    def _on_input(self, layer) -> None:
+        """Another input: the values chosen for the previous one are not its own."""
+        if layer is not self._input[0]:
+            self._input[0] = layer
+            self.params.clear_chosen()
+
+    def _on_selected(self, event=None) -> None:
+        """A layer selected in napari's layer list is what Run denoises next (a result
+        made here is not: selecting it to look at it or save it keeps the input)."""
+        layer = self.viewer.layers.selection.active
+        if layer is not None and not made_here(layer):
+            self.layer_combo.set_layer(layer)  # offered only if it can be denoised
 
     def event(self, event) -> bool:
         # napari's close button takes the widget out of its dock (parent -> None) without
@@ -601,7 +643,9 @@ def _discard(viewer, filling: dict) -> None:
     filling.clear()
 
 
-def _teardown(viewer, runner: Runner, on_removed, filling: dict) -> None:
+def _teardown(viewer, runner: Runner, slots: tuple, filling: dict) -> None:
     runner.shutdown()
     _discard(viewer, filling)
+    on_removed, on_selected = slots
     viewer.layers.events.removed.disconnect(on_removed)
+    viewer.layers.selection.events.active.disconnect(on_selected)

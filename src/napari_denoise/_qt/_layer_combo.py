@@ -124,6 +124,10 @@ class ImageLayerChecklist(QListWidget):
         # Layers not in the starting state (by layer, not name: a new layer under a deleted
         # one's name starts afresh; weak: a deleted layer is not kept alive by this list).
         self._flipped: weakref.WeakSet = weakref.WeakSet()
+        # A long name loses its middle, not its end ('fmd_conf…raw [wavelet]'): results of
+        # one input differ only at the end. The whole name is the item's tooltip.
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.itemChanged.connect(self._remember)
         self.itemChanged.connect(lambda *_: self.changed.emit())
         events = viewer.layers.events
@@ -165,6 +169,7 @@ class ImageLayerChecklist(QListWidget):
             layer.events.name.connect(self._rename)
         for layer in self._layers:
             item = QListWidgetItem(layer.name)
+            item.setToolTip(layer.name)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             on = self._ticked != (layer in self._flipped)
             item.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
@@ -180,6 +185,7 @@ class ImageLayerChecklist(QListWidget):
         item = self.item(self._layers.index(layer))
         self.blockSignals(True)
         item.setText(layer.name)
+        item.setToolTip(layer.name)
         self.blockSignals(False)
 
     def _remember(self, item) -> None:

@@ -119,6 +119,15 @@ class AutoNumber(QWidget):
             self.box.setValue(value)
             self.box.setToolTip(f"{self.param.help}\nLast chosen automatically: {plain(value)}")
 
+    def clear_chosen(self) -> None:
+        """Forget the value shown as chosen: it was chosen for another image (or run)."""
+        if self._chosen is None:
+            return
+        self._chosen = None
+        self.box.setToolTip(self.param.help)
+        if self.auto.isChecked():
+            self._sync()  # back to 'from the image'
+
 
 class ParamForm(QWidget):
     """The controls for one method's parameters; ``values()`` gives what the user set."""
@@ -210,6 +219,12 @@ class ParamForm(QWidget):
             control = self._controls.get(name)
             if isinstance(control, AutoNumber):
                 control.show_chosen(value)
+
+    def clear_chosen(self) -> None:
+        """Forget the values a run chose (the input changed, or a new run starts)."""
+        for control in self._controls.values():
+            if isinstance(control, AutoNumber):
+                control.clear_chosen()
 
     def control(self, name: str) -> QWidget:
         """The control of parameter ``name`` (for tests and scripting)."""

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -28,9 +29,11 @@ from qtpy.QtCore import QCoreApplication, QThreadPool, QTimer
 
 from ..engine.denoise.pipeline import DenoiseResult, denoise_iter
 from ..engine.denoise.tiling import Progress
+from ..engine.notes import Note, listening
 from ..errors import DenoiseError
 from ._fill import Filled, Started, fill_steps
-from ._warm import load_torch, lower_priority
+from ._warm import load_torch, lower_priority, torch_loaded
+from ._words import bar_label, bar_text
 
 log = logging.getLogger(__name__)
 # Seconds between progress updates on screen: napari's progress bar processes events on
@@ -40,6 +43,11 @@ UI_INTERVAL = 0.1
 
 class WorkFailed(Exception):
     """An unexpected error in the worker, carrying a sentence for the user."""
+
+
+class Stopped(Exception):
+    """Raised in the worker by a step's :func:`~..engine.notes.say` after Cancel, so that
+    a step of several seconds (choosing settings, measuring speed) stops there."""
 
 
 @dataclass
@@ -170,7 +178,7 @@ def guarded(gen: Generator, what: str = "Denoising") -> Generator:
     """
     try:
         return (yield from gen)
-    except (DenoiseError, WorkFailed):  # WorkFailed: from an inner guarded job of a batch
+    except (DenoiseError, WorkFailed, Stopped):  # WorkFailed: an inner job of a batch
         raise
     except MemoryError:
         raise WorkFailed(
@@ -192,6 +200,9 @@ def job_steps(job: Job) -> Generator[Progress, None, Outcome]:
     params, extra = dict(job.params), {}
     method = get_method(job.method)
     if method.kind == "model":
+        if not torch_loaded():  # seconds, once per session: say so before, not after
+            message = "Loading PyTorch (once per session)…"
+            yield Note(0, 1, message, choosing=True, short="Loading PyTorch (once)")
         load_torch()  # torch's import, paced so that the GUI thread keeps going
     if "device" in {p.name for p in method.params}:
         from ..engine.device import resolve_device  # imports torch: not on the GUI thread
@@ -208,6 +219,9 @@ def job_steps(job: Job) -> Generator[Progress, None, Outcome]:
         )
     if job.source is None:
         return Outcome(result)
+    if job.source.get("path"):  # hashing a large input file takes a while
+        message = "Recording how the result was made (checksum of the input file)…"
+        yield Note(0, 1, message, choosing=True, short="Recording provenance")
     info = result.provenance()
     extra.update({k: v for k, v in info.items() if k not in ("method", "params", "axes")})
     if job.tile is not None:
@@ -247,7 +261,7 @@ def batch_steps(jobs: Sequence[Job]) -> Generator[Any, None, BatchDone]:
         try:
             tick = next(steps)
             while True:
-                if total > 1 and isinstance(tick, Progress):
+                if total > 1 and isinstance(tick, Progress) and not isinstance(tick, Note):
                     tick = _in_batch(tick, index, total, name)
                 tick = steps.send((yield tick))
         except StopIteration as stop:
@@ -323,10 +337,14 @@ class Runner:
             gen = self._gen = guarded(batch_steps(job))
             job = job[0]  # its label names the progress bar
 
-        def steps():  # keeps a handle on the generator, to close it once the thread is done
-            return (yield from gen)
+        relay: list = []  # the worker's relay of the engine's notes, once it exists
 
-        worker = create_worker(steps, _progress={"desc": job.label}, _ignore_errors=True)
+        def steps():  # keeps a handle on the generator, to close it once the thread is done
+            with listening(relay[0]):  # in the worker thread, around every step of the job
+                return (yield from gen)
+
+        worker = create_worker(steps, _progress={"desc": bar_text(job.label)}, _ignore_errors=True)
+        relay.append(partial(self._relay, worker))
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_errored)
@@ -346,6 +364,13 @@ class Runner:
         """Cancel and report nothing more (the widget is going away)."""
         self._silent = True
         self.cancel()
+
+    def _relay(self, worker, note: Note) -> None:
+        """In the worker thread, inside a long step: show ``note`` (as a yield would), or
+        stop the step after Cancel."""
+        if self._cancel or worker.abort_requested:
+            raise Stopped
+        worker.yielded.emit(note)
 
     def _on_yielded(self, tick) -> None:
         worker = self.worker
@@ -372,7 +397,12 @@ class Runner:
         self.last = tick
         self.ticks += 1
         now = time.monotonic()
-        if now - self._shown < UI_INTERVAL and tick.done < tick.total:
+        # A note (a step that is not a tile) is rare and says something new: always shown.
+        if (
+            now - self._shown < UI_INTERVAL
+            and tick.done < tick.total
+            and not isinstance(tick, Note)
+        ):
             return
         self._shown = now
         if not self._silent:
@@ -387,8 +417,9 @@ class Runner:
         if tick.done != pbar.n and self.worker is worker:
             pbar.n = tick.done
             pbar.update(0)  # emits the value event with the new count
-        if tick.message and tick.message != pbar.desc and self.worker is worker:
-            pbar.set_description(tick.message)
+        short = bar_label(tick)  # the activity dock's label leaves the bar its width
+        if short and short != pbar.desc and self.worker is worker:
+            pbar.set_description(short)
 
     def _on_returned(self, outcome: Outcome | BatchDone) -> None:
         self._outcome = outcome
@@ -406,7 +437,9 @@ class Runner:
         if self._silent:
             return
         calls.busy(False)
-        if error is not None:
+        if isinstance(error, Stopped):  # Cancel, seen inside a long step
+            calls.cancelled(self.last)
+        elif error is not None:
             calls.failed(str(error) or type(error).__name__)
         elif outcome is not None and not cancelled:
             calls.done(outcome)

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.denoise.tiling import Progress
-from ..engine.metrics import compare, data_range_of
 
 COLUMNS = (  # (key in compare's result and in the CSV, column title on screen)
     ("layer", "Layer"),
@@ -41,6 +40,8 @@ def data_range_for(gt: np.ndarray, given: float | None) -> tuple[float, str]:
     """The data range to pass to ``compare`` and a sentence saying where it comes from:
     the one rule of :func:`napari_denoise.engine.metrics.data_range_of` (given, else the
     ground truth's own max - min)."""
+    from ..engine.metrics import data_range_of  # imports scipy: not when Compare opens
+
     return data_range_of(gt, given)
 
 
@@ -51,6 +52,8 @@ def score_layers(
 
     Yields progress; returns ``({name: compare result}, data range sentence)``.
     """
+    from ..engine.metrics import compare  # imports scipy.ndimage: in the worker, not at open
+
     gt = np.asarray(gt)
     data_range, note = data_range_for(gt, data_range)
     results = {}

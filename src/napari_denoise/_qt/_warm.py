@@ -110,6 +110,32 @@ def load_torch() -> bool:
         return _loaded[0]
 
 
+def warm_model(card_path: str, device: str = "auto") -> bool:
+    """In a worker thread when a model is chosen: import torch, load the model and decide
+    its CPU precision now, at a low priority, so that the first run need not (these take
+    seconds once per session, and the precision once per machine). Whether it worked; a
+    failure is left for the run to report in its own words."""
+    lower_priority()
+    if not load_torch():
+        return False
+    # The noise estimation the choice of settings starts with imports scipy.stats and
+    # pywt (seconds on a busy machine, once per session): now, not after Run.
+    from ..engine.denoise import noise  # noqa: F401
+    from ..engine.models.inference import warm
+
+    try:
+        warm(card_path, device)
+    except Exception as exc:  # a broken model file ...: the run says it
+        log.debug("could not warm %s: %s", card_path, exc)
+        return False
+    return True
+
+
+def torch_loaded() -> bool:
+    """Whether :func:`load_torch` has already run in this process (so it returns at once)."""
+    return bool(_loaded)
+
+
 def lower_priority(nice: int = NICE) -> bool:
     """Give the calling worker thread a niceness of at least ``nice`` (Linux: per thread);
     whether it has it. Raising niceness needs no privilege; the thread keeps it, so it is

@@ -13,9 +13,13 @@ import numpy as np
 
 from ..engine.denoise.plan import POSITION_WORDS, position_text
 from ..engine.methods import get_method
+from ..engine.notes import Note
 from ..errors import DenoiseError
 
 LABEL_CHARS = 40
+# The activity dock puts its label, the bar and 'n/total' on one line of its width: a
+# longer label squeezed the bar to ~50 px (issue 25).
+BAR_CHARS = 22
 
 
 def plain(value, digits: int = 3) -> str:
@@ -114,12 +118,33 @@ def progress_text(tick, title: str) -> str:
     'Non-local means, frame 4 of 10: part 37 of 45', or 'Non-local means, frame 4 of 10'
     when every frame is one part; a single plane: 'Non-local means: part 37 of 45'."""
     where = position_text(tick.position)
+    if isinstance(tick, Note):  # a step before the tiles, in its own words
+        return f"{title}: {tick.message[:1].lower()}{tick.message[1:]}"
     if tick.choosing:
         return f"{title}: choosing its settings from the image" + (f" ({where})" if where else "")
     head = f"{title}, {where}" if where else title
     if tick.total <= 1 or _one_tile_per_block(tick):
         return head
     return f"{head}: part {tick.done} of {tick.total}"
+
+
+def bar_text(text: str, limit: int = BAR_CHARS) -> str:
+    """``text`` cut in the middle to at most ``limit`` characters for the activity dock's
+    label ('U-Net (fluores…frame 3 of 20'): its start says what, its end how far."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return text[:head].rstrip() + "…" + text[len(text) - (limit - 1 - head) :].lstrip()
+
+
+def bar_label(tick) -> str:
+    """A tick in two or three words for the activity dock, which shows 'n/total' and the
+    time left beside it: 'Choosing detail', 'frame 3 of 20', 'Denoising'."""
+    if isinstance(tick, Note) and tick.short:
+        return bar_text(tick.short)
+    if tick.choosing:
+        return "Choosing settings"
+    return bar_text(position_text(tick.position) or "Denoising")
 
 
 def stopped_text(last) -> str:

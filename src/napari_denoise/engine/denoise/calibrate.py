@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy import ndimage as ndi
 
 __all__ = [
     "best_candidate",
@@ -174,6 +173,8 @@ def noise_is_correlated(image: np.ndarray) -> bool:
 
 def mean_noise_variance(block: np.ndarray) -> float:
     """Average noise variance over ``block`` from its Poisson-Gaussian noise model."""
+    from scipy import ndimage as ndi  # here: listing the methods must stay light
+
     from ...errors import InputError
     from .noise import estimate_noise_model, estimate_sigma
 
@@ -201,6 +202,8 @@ def sure_linear(
 
 def _neighbour_mean(block: np.ndarray) -> np.ndarray:
     """Mean of each pixel's neighbours in its 3x3 (3x3x3 in 3D) window, excluding itself."""
+    from scipy import ndimage as ndi  # here: listing the methods must stay light
+
     k = np.ones((3,) * block.ndim, np.float32)
     k[(1,) * block.ndim] = 0
     k /= k.sum()

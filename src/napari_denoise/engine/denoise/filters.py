@@ -16,7 +16,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from ..method_base import Method, Param
 from .calibrate import (
@@ -86,6 +85,8 @@ def noise_correlated_in(blocks: Sequence[np.ndarray]) -> bool:
 
 
 def _gaussian(block, *, sigma):
+    from scipy import ndimage as ndi  # here: listing the methods must stay light
+
     return ndi.gaussian_filter(block, sigma, mode="reflect", truncate=TRUNCATE)
 
 
@@ -126,6 +127,8 @@ def _choose_linear(
 
 
 def _gaussian_auto(samples, params):
+    from scipy import ndimage as ndi  # here: listing the methods must stay light
+
     if params["sigma"] is None:
         params["sigma"] = _choose_linear(
             _samples(samples),
@@ -166,10 +169,14 @@ FILTERS.append(
 
 
 def _box(block, *, size):
+    from scipy import ndimage as ndi  # here: listing the methods must stay light
+
     return ndi.uniform_filter(block, size, mode="reflect")
 
 
 def _box_auto(samples, params):
+    from scipy import ndimage as ndi  # here: listing the methods must stay light
+
     if params["size"] is None:
         params["size"] = _choose_linear(
             _samples(samples),
@@ -206,10 +213,14 @@ FILTERS.append(
 
 
 def _box3d(block, *, size, size_z):
+    from scipy import ndimage as ndi  # here: listing the methods must stay light
+
     return ndi.uniform_filter(block, (size_z, size, size), mode="reflect")
 
 
 def _box3d_auto(samples, params):
+    from scipy import ndimage as ndi  # here: listing the methods must stay light
+
     if params["size"] is None or params["size_z"] is None:
         blocks = [center_crop(np.asarray(s, np.float32), 256) for s in samples]
         sizes = (1, 3, 5, 7, 9) if params["size"] is None else (params["size"],)
@@ -269,6 +280,8 @@ FILTERS.append(
 
 
 def _median(block, *, size):
+    from scipy import ndimage as ndi  # here: listing the methods must stay light
+
     return ndi.median_filter(block, size, mode="reflect")
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from ...axes import resolve_dtype
 from ...errors import InputError, ParameterError
 from ..methods import Method
+from ..notes import say
 
 __all__ = ["DEFAULT_TILE", "DEPTH_TILE", "SAMPLES_FOR_AUTO", "Plan", "make_plan"]
 
@@ -129,6 +130,12 @@ class Plan:
             if check is not None:
                 for s in samples:
                     check(s)
+            if self.method.auto is not None or self.base.get("vst"):
+                where = f" (channel {c + 1} of {self.n_channels})" if self.n_channels > 1 else ""
+                say(
+                    f"Choosing the settings from {_planes(len(samples))} of the image{where}…",
+                    short="Choosing settings",
+                )
             p, model = choose_params(self.method, self.base, samples)
             self.params.append(p)
             self.stabilisers.append(model)
@@ -232,6 +239,10 @@ def resolve_tile(tile: Any, method: Method, block_shape: tuple[int, ...]) -> tup
     if len(block_shape) == 3:
         return (DEPTH_TILE, size, size)
     return (size, size)
+
+
+def _planes(n: int) -> str:
+    return "the plane" if n == 1 else f"{n} sample planes"
 
 
 def sample_planes(view, indices: list, channel_axis: int | None, channel: int) -> list[np.ndarray]:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..notes import say
+
 __all__ = [
     "NoiseCovariance",
     "better",
@@ -281,7 +283,16 @@ def detail_choice(
     if isinstance(image, np.ndarray):
         planes = [_detail_terms(image, denoise, result, noise, widths, margin, seed)]
     else:
-        planes = [_detail_terms(im, denoise, None, None, widths, margin, seed) for im in image]
+        planes = []
+        for i, im in enumerate(image):
+            where = f": sample plane {i + 1} of {len(image)}" if len(image) > 1 else ""
+            say(
+                f"Choosing how much fine detail to keep{where}…",
+                i,
+                len(image),
+                short="Choosing detail",
+            )
+            planes.append(_detail_terms(im, denoise, None, None, widths, margin, seed))
     fixed = None if amount is None else float(np.clip(amount, 0.0, 1.0))
     # (SURE change against h alone, alpha, width); a fixed alpha takes the best width
     # even where h alone would be better.

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..notes import say
 from .store import load_model
 
 __all__ = [
@@ -226,6 +227,11 @@ PRECISION_CACHE_ENTRIES = 64  # the most recent decisions kept (each fine-tune i
 
 _precision_memo: dict[str, str] = {}
 _precision_lock = threading.Lock()
+# How far the running probe is ([done, total]): a thread waiting for it says so too.
+_probing = [0, 1]
+PROBE_NOTE = (
+    "Measuring this computer's speed with this model (once; the answer is kept): run {} of {}…"
+)
 
 
 def user_cache_dir() -> Path:
@@ -332,6 +338,12 @@ def probe_precision(
     best = {"fp32": float("inf"), "bf16": float("inf")}
     for i in range(repeats + 1):
         for label in ("fp32", "bf16"):
+            _probing[:] = [2 * i + (label == "bf16"), 2 * (repeats + 1)]
+            say(
+                PROBE_NOTE.format(_probing[0] + 1, _probing[1]),
+                *_probing,
+                short="Measuring speed (once)",
+            )
             start = timer()
             out = run_model(model, image, low=lo, high=hi, bf16=label == "bf16", noise_level=level)
             if i:  # the first pass of each is a warm-up
@@ -375,6 +387,14 @@ def cpu_precision(
     if chosen != "auto":
         return chosen
     key = machine_key(weights_sha256)
+    # Another thread (the widget's warm-up) may be measuring it: wait, saying how far it is.
+    while key not in _precision_memo and _precision_lock.locked():
+        say(
+            PROBE_NOTE.format(_probing[0] + 1, _probing[1]),
+            *_probing,
+            short="Measuring speed (once)",
+        )
+        time.sleep(0.25)
     with _precision_lock:
         if key in _precision_memo:
             return _precision_memo[key]
@@ -417,10 +437,21 @@ def loaded(card_path: str, device: str):
 
     device = resolve_device(device)
     key = (card_path, device)
+    if key not in _cache:  # said before the lock: another thread may be loading it
+        say("Loading the model…", short="Loading model")
     with _cache_lock:
         if key not in _cache:
             _cache[key] = load_model(card_path, device=device)
         return _cache[key]
+
+
+def warm(card_path: str, device: str = "auto") -> None:
+    """Do ahead of a model's first run what it would otherwise wait for: load it, and on
+    the CPU decide its precision (:func:`cpu_precision`: a measurement once per machine)."""
+    set_threads()  # the precision's key counts the threads: as a run will have them
+    model, card = loaded(card_path, device)
+    if next(model.parameters()).device.type == "cpu":
+        cpu_precision(model, card["weights"]["sha256"])
 
 
 def clear_cache() -> None:
