@@ -56,6 +56,9 @@ def main(argv=None) -> int:
     parser.add_argument("--candidates", nargs="*", default=[], help="candidate model names")
     parser.add_argument("--methods", nargs="*", default=[], help="other methods to score")
     parser.add_argument("--no-w2s", action="store_true", help="skip W2S 009-010")
+    parser.add_argument(
+        "--no-baselines", action="store_true", help="skip the default and the Gaussian"
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON")
     args = parser.parse_args(argv)
 
@@ -80,7 +83,9 @@ def run(args) -> int:
     from napari_denoise.engine.metrics import psnr
 
     default = default_method().name
-    methods = {f"default ({default}, as shipped)": None, "gaussian (automatic)": "gaussian"}
+    methods = {}
+    if not args.no_baselines:
+        methods = {f"default ({default}, as shipped)": None, "gaussian (automatic)": "gaussian"}
     methods.update({m: m for m in args.methods})
     methods.update({c: c for c in args.candidates})
     results: dict = {

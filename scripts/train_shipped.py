@@ -139,8 +139,11 @@ class Spec:
     experimental: bool = False
     # Also select on held-out clean images with high-SNR white noise (VAL_HIGH_RECIPE).
     val_high_snr: bool = False
-    # Start from a shipped model's weights (a zoo name) and only fine-tune: no pre-training.
+    # Start from another recipe's model and only fine-tune: no pre-training. The start is
+    # read from --checkpoints (or the shipped zoo); if it is in neither, it is trained into
+    # --checkpoints first, with ``init_steps`` steps.
     init: str | None = None
+    init_steps: int | None = None
     # Added to the fine-tuning mixture: real confocal pairs (CONFOCAL_TRAIN_FOVS) and
     # confocal-like synthetic noise (CONFOCAL_RECIPE) on the synthetic sources' clean images.
     confocal_mix: tuple[float, float] = (0.0, 0.0)
@@ -149,11 +152,14 @@ class Spec:
 
 
 SPECS = {
-    "unet-fluo": Spec(
-        name="unet-fluo",
+    # The start of unet-fluo (shipped as unet-fluo until issue 23, weights SHA-256
+    # 60c675df...): reproduce with --model unet-fluo-w2s --steps 24729 --seed 0 --bf16 off
+    # --threads 1.
+    "unet-fluo-w2s": Spec(
+        name="unet-fluo-w2s",
         architecture="unet",
         config={"base": 16, "depth": 3},
-        title="U-Net (fluorescence, blind)",
+        title="U-Net (fluorescence, blind), widefield fine-tuning only",
         description=(
             "Blind U-Net denoiser for single fluorescence frames (widefield, confocal, "
             "two-photon). Pre-trained on natural and microscopy images with synthetic "
@@ -223,11 +229,11 @@ SPECS = {
     # confocal pairs of the training fields and confocal-like synthetic noise mixed into
     # its fine-tuning recipe (so W2S and the photographs are not forgotten), selected on
     # W2S 009-010 and the confocal validation fields.
-    "unet-fluo-conf": Spec(
-        name="unet-fluo-conf",
+    "unet-fluo": Spec(
+        name="unet-fluo",
         architecture="unet",
         config={"base": 16, "depth": 3},
-        title="U-Net (fluorescence, blind), fine-tuned on confocal pairs",
+        title="U-Net (fluorescence, blind)",
         description=(
             "Blind U-Net denoiser for single fluorescence frames (widefield, confocal, "
             "two-photon). unet-fluo (pre-trained on natural and microscopy images with "
@@ -238,7 +244,8 @@ SPECS = {
         ),
         finetune_lr=2e-4,
         finetune_mix=(0.25, 0.15, 0.15),
-        init="unet-fluo",
+        init="unet-fluo-w2s",
+        init_steps=24729,
         confocal_mix=(0.25, 0.2),
         val_confocal=True,
     ),
@@ -473,6 +480,17 @@ def run_phase(
     return drain(gen, report), time.perf_counter() - start
 
 
+def start_model(spec: Spec, args) -> Path:
+    """The card of ``spec.init``: in --checkpoints, else shipped, else trained now."""
+    for folder in (args.checkpoints, REPO / "src" / "napari_denoise" / "zoo"):
+        if (folder / f"{spec.init}.json").is_file():
+            return folder / f"{spec.init}.json"
+    print(f"  {spec.init} (the start) not found: training it first", flush=True)
+    sub = argparse.Namespace(**{**vars(args), "steps": spec.init_steps, "out": args.checkpoints})
+    train_one(SPECS[spec.init], sub)
+    return args.checkpoints / f"{spec.init}.json"
+
+
 def train_one(spec: Spec, args) -> dict:
     print(f"== {spec.name}: {spec.architecture} {spec.config}", flush=True)
     synthetic_bsd, synthetic_w2s, real, val_real, val_synthetic, val_high, conf = load_data(
@@ -516,8 +534,8 @@ def train_one(spec: Spec, args) -> dict:
     torch.manual_seed(args.seed)
     ckpt_dir = args.checkpoints
     init = None
-    if spec.init:  # fine-tuning only, from a shipped model's weights
-        start, start_card = store.load_model(REPO / "src" / "napari_denoise" / "zoo" / spec.init)
+    if spec.init:  # fine-tuning only, from another recipe's model
+        start, start_card = store.load_model(start_model(spec, args))
         model = build(spec.architecture, spec.config)
         model.load_state_dict(start.state_dict())
         model.train()
