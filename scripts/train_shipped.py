@@ -8,7 +8,13 @@ Only the splits that may train a shipped model are read (see shared/data/README.
 - fine-tuning: the real W2S noisy/clean pairs of FOVs 001-008, mixed with the synthetic
   patches so that what pre-training taught about correlated noise is not forgotten;
 - validation and model selection: W2S FOVs 009-010, real pairs and the same clean images
-  with synthetic correlated noise (fixed seed).
+  with synthetic correlated noise (fixed seed);
+- confocal (issue 23; recipes with ``confocal_mix`` / ``val_confocal``, such as the
+  default unet-fluo, which fine-tunes unet-fluo-w2s's weights): the real pairs of the FMD
+  Confocal_BPAE_B training fields (``CONFOCAL_TRAIN_FOVS``, every capture against the
+  field's 50-capture average) and confocal-like synthetic noise (``CONFOCAL_RECIPE``) in
+  the fine-tuning mixture; captures of the validation fields (``CONFOCAL_VAL_FOVS``, whole
+  fields) in the selection.
 
 FMD test_mix is never read: it is the test set.
 
