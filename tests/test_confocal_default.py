@@ -57,3 +57,20 @@ def test_select_default_rule(scripts):
     # without any model above the floor, W2S alone decides (the rule before issue 23)
     w2s = {"gaussian": 33.0, "a": floor - 0.1, "b": floor - 0.2, "c": 32.0}
     assert sd.choose(w2s, conf) == "a"
+
+
+def test_a_missing_start_is_trained_first_into_the_checkpoint_folder(
+    scripts, tmp_path, monkeypatch
+):
+    ts, _ = scripts
+    spec = ts.SPECS["unet-fluo"]
+    calls = []
+    monkeypatch.setattr(ts, "train_one", lambda s, a: calls.append((s.name, a.steps, a.out)))
+    args = ts.argparse.Namespace(checkpoints=tmp_path, out=tmp_path / "zoo", steps=2500)
+    assert ts.start_model(spec, args) == tmp_path / f"{spec.init}.json"
+    assert calls == [(spec.init, spec.init_steps, tmp_path)]
+    # once there, it is read, not trained again
+    (tmp_path / f"{spec.init}.json").write_text("{}")
+    calls.clear()
+    assert ts.start_model(spec, args) == tmp_path / f"{spec.init}.json"
+    assert calls == []
