@@ -224,6 +224,41 @@ def _default_vs_gaussian(results: dict, kinds: list[str]) -> list[str]:
         f"The default (`{default}`) against the self-calibrated Gaussian: "
         f"{d['all']['psnr'] - g['all']['psnr']:+.2f} dB overall; more than 0.1 dB worse on "
         f"{len(worse)} of {len(kinds)} types" + (f" ({', '.join(worse)})." if worse else "."),
+        *_partly_in_domain(results, default, kinds),
+    ]
+
+
+# FMD types with other fields of the same type among a shipped model's training pairs
+# (issue 23: FMD_Confocal_BPAE_B_train, fields 2-18 and 20; the test field 19 is not).
+PARTLY_IN_DOMAIN = ("Confocal_BPAE_B",)
+
+
+def _partly_in_domain(results: dict, default: str, kinds: list[str]) -> list[str]:
+    """Which types are partly in-domain for the default, and its mean without them."""
+    from napari_denoise.engine.models.store import find_model_files, read_card
+
+    cards = [read_card(p) for p in find_model_files()]
+    trained = any(
+        c["name"] == default
+        and any("FMD_Confocal_BPAE_B_train" in d for d in c.get("training", {}).get("data", []))
+        for c in cards
+    )
+    inside = [k for k in PARTLY_IN_DOMAIN if k in kinds] if trained else []
+    if not inside:
+        return []
+    rest = [k for k in kinds if k not in inside]
+    mean = {
+        m: float(np.mean([results["fmd"][m][k]["psnr"] for k in rest]))
+        for m in (default, "gaussian")
+    }
+    return [
+        "",
+        f"{', '.join(inside)} is **partly in-domain** for `{default}`: other fields of "
+        "the same type (FMD_Confocal_BPAE_B_train, not the test field 19) are among its "
+        f"training pairs. Mean PSNR over the other {len(rest)} types: {default} "
+        f"{mean[default]:.2f} dB, gaussian {mean['gaussian']:.2f} dB (all 12 types: "
+        f"{results['fmd'][default]['all']['psnr']:.2f} and "
+        f"{results['fmd']['gaussian']['all']['psnr']:.2f}).",
     ]
 
 

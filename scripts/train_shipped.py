@@ -8,7 +8,13 @@ Only the splits that may train a shipped model are read (see shared/data/README.
 - fine-tuning: the real W2S noisy/clean pairs of FOVs 001-008, mixed with the synthetic
   patches so that what pre-training taught about correlated noise is not forgotten;
 - validation and model selection: W2S FOVs 009-010, real pairs and the same clean images
-  with synthetic correlated noise (fixed seed).
+  with synthetic correlated noise (fixed seed);
+- confocal (issue 23; recipes with ``confocal_mix`` / ``val_confocal``, such as the
+  default unet-fluo, which fine-tunes unet-fluo-w2s's weights): the real pairs of the FMD
+  Confocal_BPAE_B training fields (``CONFOCAL_TRAIN_FOVS``, every capture against the
+  field's 50-capture average) and confocal-like synthetic noise (``CONFOCAL_RECIPE``) in
+  the fine-tuning mixture; captures of the validation fields (``CONFOCAL_VAL_FOVS``, whole
+  fields) in the selection.
 
 FMD test_mix is never read: it is the test set.
 
@@ -60,6 +66,31 @@ from napari_denoise.engine.training.datasets import (  # noqa: E402
 from napari_denoise.engine.training.loop import train_iter, validate  # noqa: E402
 
 TRAIN_FOVS = range(1, 9)
+# FMD Confocal_BPAE_B training fields (shared/data README section 7: FOVs 2-18 and 20; 19 is
+# the test field). Split by whole field, fixed before any training: a field's 10 captures
+# are all on one side. The validation fields are every fifth of the sorted list.
+CONFOCAL_FOVS = (*range(2, 19), 20)
+CONFOCAL_VAL_FOVS = (5, 10, 15, 20)
+CONFOCAL_TRAIN_FOVS = tuple(f for f in CONFOCAL_FOVS if f not in CONFOCAL_VAL_FOVS)
+CONFOCAL_CAPTURES = 10
+CONFOCAL_VAL_CAPTURES = (0, 5)  # two of each validation field's captures select the weights
+# Confocal-like synthetic noise, as measured on the training fields' 10 captures against
+# their 50-capture average (napari-denoise 2026-12-07, in each capture's normalised units):
+# Var(noise) = a * x + b with a photomultiplier gain of 3.6-4.9 grey levels per photon and
+# no read noise above the dark offset (b < 0: the variance vanishes at the offset), i.e.
+# 29-50 photons at the 99.9th percentile, a background at 1-2% of the range, and white
+# noise (lag-1 correlation 0.05 along lines, 0.00 across). The photon range is widened to
+# cover dimmer and brighter confocal frames; structures come from other clean images.
+CONFOCAL_RECIPE = NoiseRecipe(
+    photons=(5.0, 300.0),
+    read_noise=(0.0005, 0.005),
+    background=(0.0, 0.05),
+    contrast=(0.4, 1.0),
+    psf_sigma=(0.0, 1.5),
+    gamma=(0.6, 2.5),
+    correlated=0.0,
+    scale=(0.5, 1.0),
+)
 VAL_RECIPE = NoiseRecipe(
     photons=(400.0, 400.0),
     read_noise=(0.01, 0.01),
@@ -114,14 +145,27 @@ class Spec:
     experimental: bool = False
     # Also select on held-out clean images with high-SNR white noise (VAL_HIGH_RECIPE).
     val_high_snr: bool = False
+    # Start from another recipe's model and only fine-tune: no pre-training. The start is
+    # read from --checkpoints (or the shipped zoo); if it is in neither, it is trained into
+    # --checkpoints first, with ``init_steps`` steps.
+    init: str | None = None
+    init_steps: int | None = None
+    # Added to the fine-tuning mixture: real confocal pairs (CONFOCAL_TRAIN_FOVS) and
+    # confocal-like synthetic noise (CONFOCAL_RECIPE) on the synthetic sources' clean images.
+    confocal_mix: tuple[float, float] = (0.0, 0.0)
+    # Also select on the confocal validation fields (CONFOCAL_VAL_FOVS).
+    val_confocal: bool = False
 
 
 SPECS = {
-    "unet-fluo": Spec(
-        name="unet-fluo",
+    # The start of unet-fluo (shipped as unet-fluo until issue 23, weights SHA-256
+    # 60c675df...): reproduce with --model unet-fluo-w2s --steps 24729 --seed 0 --bf16 off
+    # --threads 1.
+    "unet-fluo-w2s": Spec(
+        name="unet-fluo-w2s",
         architecture="unet",
         config={"base": 16, "depth": 3},
-        title="U-Net (fluorescence, blind)",
+        title="U-Net (fluorescence, blind), widefield fine-tuning only",
         description=(
             "Blind U-Net denoiser for single fluorescence frames (widefield, confocal, "
             "two-photon). Pre-trained on natural and microscopy images with synthetic "
@@ -186,6 +230,30 @@ SPECS = {
             "unet-fluo's recipe with 24 instead of 16 base channels (1.08M parameters): "
             "how much width buys at equal steps."
         ),
+    ),
+    # Issue 23: the default on confocal frames. unet-fluo's weights fine-tuned with the real
+    # confocal pairs of the training fields and confocal-like synthetic noise mixed into
+    # its fine-tuning recipe (so W2S and the photographs are not forgotten), selected on
+    # W2S 009-010 and the confocal validation fields.
+    "unet-fluo": Spec(
+        name="unet-fluo",
+        architecture="unet",
+        config={"base": 16, "depth": 3},
+        title="U-Net (fluorescence, blind)",
+        description=(
+            "Blind U-Net denoiser for single fluorescence frames (widefield, confocal, "
+            "two-photon). unet-fluo (pre-trained on natural and microscopy images with "
+            "synthetic Poisson-Gaussian noise, partly correlated; fine-tuned on real "
+            "widefield pairs, W2S) fine-tuned again with real confocal pairs (FMD "
+            "Confocal_BPAE_B training fields) and confocal-like white photon noise on "
+            "other clean images, mixed with its own fine-tuning data."
+        ),
+        finetune_lr=2e-4,
+        finetune_mix=(0.25, 0.15, 0.15),
+        init="unet-fluo-w2s",
+        init_steps=24729,
+        confocal_mix=(0.25, 0.2),
+        val_confocal=True,
     ),
     "msred-fluo": Spec(
         name="msred-fluo",
@@ -267,6 +335,18 @@ def w2s_pair(data: Path, fov: int, channel: int) -> tuple[np.ndarray, np.ndarray
     return noisy, clean
 
 
+def confocal_pairs(data: Path, fovs, captures) -> list:
+    """(noisy capture, 50-capture average) of FMD Confocal_BPAE_B fields ``fovs``."""
+    root = data / "FMD_Confocal_BPAE_B_train"
+    pairs = []
+    for fov in fovs:
+        clean = load_image(root / "gt" / str(fov) / "avg50.png")
+        for k in captures:
+            noisy = load_image(root / "raw" / str(fov) / f"HV110_P05005100{k:02d}.png")
+            pairs.append((noisy, clean))
+    return pairs
+
+
 def synthetic_pairs(cleans, recipe: NoiseRecipe, seed: int) -> list:
     """(noisy, clean) central crops of ``cleans`` degraded by ``recipe``, in 0..255."""
     gen = torch.Generator().manual_seed(seed)
@@ -278,7 +358,7 @@ def synthetic_pairs(cleans, recipe: NoiseRecipe, seed: int) -> list:
     return pairs
 
 
-def load_data(data: Path, recipe: NoiseRecipe, high_snr: bool = False):
+def load_data(data: Path, recipe: NoiseRecipe, high_snr: bool = False, confocal: bool = False):
     bsd = [
         load_image(p) for p in sorted((data / "BSD_Train400_natural" / "Train400").glob("*.png"))
     ]
@@ -298,7 +378,19 @@ def load_data(data: Path, recipe: NoiseRecipe, high_snr: bool = False):
     cleans = [clean for _, clean in val_raw]
     val_synthetic = synthetic_pairs(cleans, VAL_RECIPE, VAL_SEED)
     val_high = synthetic_pairs(cleans, VAL_HIGH_RECIPE, VAL_SEED + 1) if high_snr else []
-    return synthetic_bsd, synthetic_w2s, real, val_real, val_synthetic, val_high
+    conf = None
+    if confocal:  # whole fields on one side only (CONFOCAL_TRAIN_FOVS / CONFOCAL_VAL_FOVS)
+        train = confocal_pairs(data, CONFOCAL_TRAIN_FOVS, range(CONFOCAL_CAPTURES))
+        # The FMD pairs share one 8-bit scale: the whole images, the clean one as it is.
+        val = confocal_pairs(data, CONFOCAL_VAL_FOVS, CONFOCAL_VAL_CAPTURES)
+        conf = {
+            "real": PairedDataset(train),
+            "synthetic": SyntheticNoiseDataset(
+                [c for _, c in train_pairs] + bsd[::4], CONFOCAL_RECIPE
+            ),
+            "val": val,
+        }
+    return synthetic_bsd, synthetic_w2s, real, val_real, val_synthetic, val_high, conf
 
 
 def noisy_psnr(pairs) -> float:
@@ -394,19 +486,38 @@ def run_phase(
     return drain(gen, report), time.perf_counter() - start
 
 
+def start_model(spec: Spec, args) -> Path:
+    """The card of ``spec.init``: in --checkpoints, else shipped, else trained now."""
+    for folder in (args.checkpoints, REPO / "src" / "napari_denoise" / "zoo"):
+        if (folder / f"{spec.init}.json").is_file():
+            return folder / f"{spec.init}.json"
+    print(f"  {spec.init} (the start) not found: training it first", flush=True)
+    sub = argparse.Namespace(**{**vars(args), "steps": spec.init_steps, "out": args.checkpoints})
+    train_one(SPECS[spec.init], sub)
+    return args.checkpoints / f"{spec.init}.json"
+
+
 def train_one(spec: Spec, args) -> dict:
     print(f"== {spec.name}: {spec.architecture} {spec.config}", flush=True)
-    synthetic_bsd, synthetic_w2s, real, val_real, val_synthetic, val_high = load_data(
-        args.data, spec.recipe, spec.val_high_snr
+    synthetic_bsd, synthetic_w2s, real, val_real, val_synthetic, val_high, conf = load_data(
+        args.data,
+        spec.recipe,
+        spec.val_high_snr,
+        confocal=any(spec.confocal_mix) or spec.val_confocal,
     )
     pretrain = MixedDataset([(synthetic_bsd, 0.5), (synthetic_w2s, 0.5)])
     w_real, w_syn_w2s, w_syn_bsd = spec.finetune_mix
-    finetune = MixedDataset(
-        [(real, w_real), (synthetic_w2s, w_syn_w2s), (synthetic_bsd, w_syn_bsd)]
-    )
-    val_pairs = val_real + val_synthetic + val_high
+    w_conf_real, w_conf_syn = spec.confocal_mix
+    sources = [(real, w_real), (synthetic_w2s, w_syn_w2s), (synthetic_bsd, w_syn_bsd)]
+    if conf is not None:
+        sources += [(conf["real"], w_conf_real), (conf["synthetic"], w_conf_syn)]
+    finetune = MixedDataset([(src, w) for src, w in sources if w > 0])
+    val_conf = conf["val"] if spec.val_confocal else []
+    val_pairs = val_real + val_synthetic + val_high + val_conf
 
-    measured = probe(spec, pretrain, args.probe_seconds, args.threads, args.bf16)
+    measured = probe(
+        spec, finetune if spec.init else pretrain, args.probe_seconds, args.threads, args.bf16
+    )
     bf16, threads = measured["bf16"], measured["threads"]
     print(
         f"  probe (steps/s): {measured['steps_per_second']} -> bf16={bf16}, threads={threads}",
@@ -419,7 +530,7 @@ def train_one(spec: Spec, args) -> dict:
     else:
         # About 8% of the time goes to validation and checkpoints.
         steps = max(10, int(args.minutes * 60 * measured["rate"] * 0.92))
-    steps_a = max(1, round(steps * spec.pretrain_share))
+    steps_a = 0 if spec.init else max(1, round(steps * spec.pretrain_share))
     steps_b = max(1, steps - steps_a)
     print(
         f"  {steps} steps ({steps_a} pre-training + {steps_b} fine-tuning), bf16={bf16}, seed={args.seed}",
@@ -427,23 +538,36 @@ def train_one(spec: Spec, args) -> dict:
     )
 
     torch.manual_seed(args.seed)
-    model = build(spec.architecture, spec.config)
     ckpt_dir = args.checkpoints
-    outcome, seconds_a = run_phase(
-        "pre-train",
-        model,
-        pretrain,
-        steps=steps_a,
-        lr=spec.lr,
-        spec=spec,
-        val_pairs=val_pairs,
-        bf16=bf16,
-        threads=threads,
-        seed=args.seed,
-        ckpt=ckpt_dir / f"{spec.name}-pretrain",
-        resume=args.resume,
-    )
-    model, best_a = outcome.model, outcome.best_val_psnr
+    init = None
+    if spec.init:  # fine-tuning only, from another recipe's model
+        start, start_card = store.load_model(start_model(spec, args))
+        model = build(spec.architecture, spec.config)
+        model.load_state_dict(start.state_dict())
+        model.train()
+        init = {"model": spec.init, "sha256": start_card["weights"]["sha256"]}
+        init["validation_psnr"] = round(validate(model, val_pairs), 3)
+        print(
+            f"  start: {spec.init} weights, validation {init['validation_psnr']:.3f} dB", flush=True
+        )
+        best_a, seconds_a = None, 0.0
+    else:
+        model = build(spec.architecture, spec.config)
+        outcome, seconds_a = run_phase(
+            "pre-train",
+            model,
+            pretrain,
+            steps=steps_a,
+            lr=spec.lr,
+            spec=spec,
+            val_pairs=val_pairs,
+            bf16=bf16,
+            threads=threads,
+            seed=args.seed,
+            ckpt=ckpt_dir / f"{spec.name}-pretrain",
+            resume=args.resume,
+        )
+        model, best_a = outcome.model, outcome.best_val_psnr
     outcome, seconds_b = run_phase(
         "fine-tune",
         model,
@@ -458,6 +582,12 @@ def train_one(spec: Spec, args) -> dict:
         ckpt=ckpt_dir / f"{spec.name}-finetune",
         resume=args.resume,
     )
+    if init is not None and outcome.best_val_psnr is not None:
+        print(
+            f"  fine-tuning: best validation {outcome.best_val_psnr:.3f} dB at step "
+            f"{outcome.best_step} (start {init['validation_psnr']:.3f})",
+            flush=True,
+        )
 
     model = outcome.model
     precision = inference.choose_cpu_precision(model, val_real[:3])
@@ -477,7 +607,16 @@ def train_one(spec: Spec, args) -> dict:
             if val_high
             else {}
         ),
+        **(
+            {
+                "fmd_confocal_bpae_b_val_fields_psnr": round(validate(model, val_conf), 3),
+                "fmd_confocal_bpae_b_val_fields_noisy_psnr": round(noisy_psnr(val_conf), 3),
+            }
+            if val_conf
+            else {}
+        ),
         "selection_psnr_after_pretraining": round(best_a, 3) if best_a is not None else None,
+        **({"selection_psnr_of_the_start": init["validation_psnr"]} if init else {}),
         "best_step_of_finetuning": outcome.best_step,
         "data_range": "span of each clean image (W2S: about 255)",
     }
@@ -506,7 +645,32 @@ def train_one(spec: Spec, args) -> dict:
             "data": [
                 "BSD_Train400_natural: 400 images with synthetic noise",
                 "W2S_8bit_subset FOVs 001-008: 24 real pairs, and their clean images with synthetic noise",
+                *(
+                    [
+                        f"FMD_Confocal_BPAE_B_train FOVs {list(CONFOCAL_TRAIN_FOVS)}: "
+                        f"{len(CONFOCAL_TRAIN_FOVS) * CONFOCAL_CAPTURES} real confocal pairs "
+                        "(each capture against its field's 50-capture average)",
+                        "confocal-like synthetic noise (confocal_recipe) on the W2S FOV 001-008 "
+                        "clean images and every fourth BSD image",
+                    ]
+                    if conf is not None and any(spec.confocal_mix)
+                    else []
+                ),
             ],
+            **(
+                {
+                    "start": init,
+                    "split": {
+                        "confocal_train_fovs": list(CONFOCAL_TRAIN_FOVS),
+                        "confocal_validation_fovs": list(CONFOCAL_VAL_FOVS),
+                        "rule": "whole fields: every capture of a field on one side; FOV 19 "
+                        "(FMD test_mix) and FOV 1 (kept for independent checks) not read",
+                    },
+                    "confocal_recipe": dataclasses.asdict(CONFOCAL_RECIPE),
+                }
+                if conf is not None
+                else {}
+            ),
             "validation_data": (
                 "W2S_8bit_subset FOVs 009-010, central 256x256: 6 real pairs + the same clean "
                 f"images with synthetic correlated noise {dataclasses.asdict(VAL_RECIPE)} (seed {VAL_SEED})"
@@ -516,16 +680,28 @@ def train_one(spec: Spec, args) -> dict:
                     if val_high
                     else ""
                 )
+                + (
+                    f" + FMD_Confocal_BPAE_B_train FOVs {list(CONFOCAL_VAL_FOVS)}, captures "
+                    f"{list(CONFOCAL_VAL_CAPTURES)}, whole 512x512 against the 50-capture average"
+                    if val_conf
+                    else ""
+                )
             ),
             "not_used": "FMD_test_mix (test only)",
             "recipe": {
                 "phases": [
-                    {
-                        "name": "pre-train",
-                        "steps": steps_a,
-                        "lr": spec.lr,
-                        "mix": {"synthetic_bsd": 0.5, "synthetic_w2s_train": 0.5},
-                    },
+                    *(
+                        []
+                        if spec.init
+                        else [
+                            {
+                                "name": "pre-train",
+                                "steps": steps_a,
+                                "lr": spec.lr,
+                                "mix": {"synthetic_bsd": 0.5, "synthetic_w2s_train": 0.5},
+                            }
+                        ]
+                    ),
                     {
                         "name": "fine-tune",
                         "steps": steps_b,
@@ -534,6 +710,14 @@ def train_one(spec: Spec, args) -> dict:
                             "real_w2s_train": w_real,
                             "synthetic_w2s_train": w_syn_w2s,
                             "synthetic_bsd": w_syn_bsd,
+                            **(
+                                {
+                                    "real_confocal_train": w_conf_real,
+                                    "synthetic_confocal_like": w_conf_syn,
+                                }
+                                if any(spec.confocal_mix)
+                                else {}
+                            ),
                         },
                     },
                 ],
