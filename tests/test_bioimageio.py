@@ -17,7 +17,7 @@ import pytest
 
 pytest.importorskip("bioimageio.core")
 
-from napari_denoise.engine.zoo import sha256_file
+from napari_denoise.engine.models.store import sha256_file
 
 import napari_denoise as nd
 from napari_denoise.bioimageio import BioimageioError

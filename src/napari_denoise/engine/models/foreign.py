@@ -39,7 +39,6 @@ import os
 import re
 import zipfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -321,13 +320,13 @@ def load_checked(data: bytes):
     return net
 
 
-def load_torchscript(weights: str | os.PathLike, card: dict[str, Any], *, device: str = "cpu"):
-    """The wrapped network and its card, from TorchScript ``weights`` already checked
-    against the card's SHA-256 (:func:`~.store.load_model`), checked again as any
-    TorchScript is (:func:`load_checked`): the model folder is untrusted input."""
-    from .store import MAX_WEIGHTS_BYTES, read_regular
-
-    data = read_regular(Path(weights), MAX_WEIGHTS_BYTES, "The TorchScript file")
+def load_torchscript(
+    weights: str | os.PathLike, data: bytes, card: dict[str, Any], *, device: str = "cpu"
+):
+    """The wrapped network and its card, from the TorchScript file ``weights`` (its bytes
+    ``data``, read bounded by :func:`~.store.load_model` and checked against the card's
+    SHA-256), checked again as any TorchScript is (:func:`load_checked`): the model folder
+    is untrusted input."""
     try:
         net = load_checked(data)
     except UnsafeTorchScript as err:

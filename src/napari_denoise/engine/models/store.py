@@ -413,7 +413,12 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu"):
             f"The weights of model '{card['name']}' are missing: {weights_path} does not exist."
         )
     _check_weights_file(weights_path)
-    digest = sha256_file(weights_path)
+    data = None
+    if torchscript:  # read once: the bytes hashed are the bytes run
+        data = read_regular(weights_path, MAX_WEIGHTS_BYTES, "The TorchScript file")
+        digest = hashlib.sha256(data).hexdigest()
+    else:
+        digest = sha256_file(weights_path)
     if digest != card["weights"]["sha256"]:
         raise ModelFileError(
             f"The weights file {weights_path} does not match its card: its SHA-256 is "
@@ -423,7 +428,7 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu"):
     if torchscript:
         from .foreign import load_torchscript
 
-        return load_torchscript(weights_path, card, device=device)
+        return load_torchscript(weights_path, data, card, device=device)
     _check_safetensors_header(weights_path)
     try:
         state = load_file(weights_path)
