@@ -241,12 +241,12 @@ SPECS = {
         config={"base": 16, "depth": 3},
         title="U-Net (fluorescence, blind)",
         description=(
-            "Blind U-Net denoiser for single fluorescence frames (widefield, confocal, "
-            "two-photon). unet-fluo (pre-trained on natural and microscopy images with "
-            "synthetic Poisson-Gaussian noise, partly correlated; fine-tuned on real "
-            "widefield pairs, W2S) fine-tuned again with real confocal pairs (FMD "
-            "Confocal_BPAE_B training fields) and confocal-like white photon noise on "
-            "other clean images, mixed with its own fine-tuning data."
+            "Blind U-Net denoiser for single fluorescence frames (widefield, confocal, two-"
+            "photon). Pre-trained on natural and microscopy images with synthetic Poisson-"
+            "Gaussian noise, partly correlated, and fine-tuned on real widefield pairs "
+            "(W2S); then fine-tuned again with real confocal pairs (FMD confocal BPAE "
+            "nuclei, 14 training fields) and confocal-like photon noise on other clean "
+            "images, mixed with its earlier fine-tuning data."
         ),
         finetune_lr=2e-4,
         finetune_mix=(0.25, 0.15, 0.15),

@@ -17,8 +17,6 @@ import pytest
 
 pytest.importorskip("bioimageio.core")
 
-from napari_denoise.engine.models.store import sha256_file
-
 import napari_denoise as nd
 from napari_denoise.bioimageio import BioimageioError
 from napari_denoise.bioimageio.common import (
@@ -29,6 +27,7 @@ from napari_denoise.bioimageio.common import (
 )
 from napari_denoise.cli import main
 from napari_denoise.engine.metrics import compare
+from napari_denoise.engine.models.store import sha256_file
 
 BLIND_SHIPPED = ["unet-fluo", "dncnn-fluo", "msred-fluo", "restormer-fluo", "ridnet-fluo"]
 
@@ -198,7 +197,8 @@ def test_round_trip_of_each_shipped_blind_model(model, exported, user_dir, tmp_p
         warnings.simplefilter("always")
         # the state-dict weights are tested for unet-fluo above; TorchScript for every model
         summary = test_model(package, weight_format="torchscript")
-        name = nd.import_model(traced, name=f"{model}-bmz")
+        name = nd.import_model(package, name=f"{model}-bmz")
+        traced_name = nd.import_model(traced, name=f"{model}-bmz-ts", allow_code=True)
     assert attempts == []
     assert summary.status == "passed"
     assert name in [m.name for m in nd.list_methods()]
@@ -211,6 +211,9 @@ def test_round_trip_of_each_shipped_blind_model(model, exported, user_dir, tmp_p
 
     with zipfile.ZipFile(package) as z:
         load_checked(z.read(f"{model}.torchscript.pt"))
+    # ... and, allowed knowingly, the package without a state dict imports its TorchScript
+    traced_record = nd.get_method(traced_name).model.imported_from
+    assert traced_record["weights_format"] == "torchscript" and traced_record["code_allowed"]
     assert len(record["weights_sha256"]) == 64 and record["version"] == nd.__version__
     card = json.loads(Path(nd.get_method(name).model.card).read_text())
     warned = any("not seam-free" in str(w.message) for w in caught)

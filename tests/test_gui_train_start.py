@@ -102,7 +102,9 @@ def test_a_torchscript_only_import_is_not_offered_and_says_why(
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        name = nd.import_model(_torchscript_only(package, tmp_path / "pkg"), name="aaa-traced")
+        name = nd.import_model(
+            _torchscript_only(package, tmp_path / "pkg"), name="aaa-traced", allow_code=True
+        )
     assert nd.get_method(name).model.architecture == "torchscript"
     viewer = make_napari_viewer()
     widget = TrainWidget(viewer)

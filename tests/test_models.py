@@ -33,7 +33,10 @@ def _forward(model, x):
 def test_registry_lists_every_architecture_and_rebuilds_from_a_dict():
     # psf-wrap wraps another network (blind spot with a PSF): not built on its own here;
     # careamics_unet is for imported CAREamics packages (tests/test_bioimageio.py).
-    assert list_architectures() == sorted([*ARCHITECTURES, "psf-wrap", "careamics_unet"])
+    # unet-stack is the multi-frame U-Net (engine/denoise/stack.py), tested in test_stack.py.
+    assert list_architectures() == sorted(
+        [*ARCHITECTURES, "psf-wrap", "careamics_unet", "unet-stack"]
+    )
     model = build("unet", {"base": 8, "depth": 1})
     assert model.config.base == 8 and model.architecture == "unet"
     with pytest.raises(KeyError, match="Unknown architecture 'vit'"):
