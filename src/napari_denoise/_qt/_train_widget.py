@@ -42,8 +42,9 @@ HELD_OUT_PSNR = "PSNR on held-out strips (dB)"  # higher is better (the plot's t
 HELD_OUT_ERROR = "held-out error (lower is better)"  # on hidden pixels of held-out strips
 WHY_PSNR_DIFFERS = (
     "(That PSNR is measured on held-out strips, each against its own brightness range; "
-    "Compare measures whole images against the full range of their type, e.g. 0-255 for "
-    "8-bit, so its numbers are usually higher. Compare models there, on one image.)"
+    "Compare measures whole images against the whole ground truth's range (darkest to "
+    "brightest), which is wider, so its numbers are usually higher. Compare models there, "
+    "on one image.)"
 )
 
 
