@@ -54,7 +54,12 @@ def test_the_more_link_reads_on_the_theme(make_napari_viewer, qtbot, theme):
     assert contrast(_link_color(summary), background) >= 4.5  # WCAG AA for text
 
 
-def test_activity_labels_are_short(make_napari_viewer, qtbot):
+def test_activity_labels_are_short(make_napari_viewer, qtbot, monkeypatch):
+    from napari_denoise._qt import _runner
+
+    # Every tick reaches the bar: with the 0.1 s throttle a fast run on a quiet machine
+    # could show no frame label at all (the test then failed by timing, not by wording).
+    monkeypatch.setattr(_runner, "UI_INTERVAL", 0.0)
     viewer = make_napari_viewer()
     name = "fmd_confocal_mice_noisy_capture_of_field_19_deconvolved"
     viewer.add_image(np.zeros((3, 64, 64), np.float32), name=name, metadata={"axes": "TYX"})
