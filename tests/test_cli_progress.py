@@ -69,3 +69,17 @@ def test_the_width_is_the_one_of_the_terminal_the_line_goes_to(monkeypatch):
         line = out.read(4096).decode("utf-8").split("\r")[-1]
     assert len(line) < 40
     assert line.rstrip().endswith("…")
+
+
+def test_the_steps_before_the_first_tile_are_said_on_the_command_line(
+    shared_data, tmp_path, monkeypatch, capsys
+):
+    # Issue 25.3 for the CLI: the engine's notes (loading the model, choosing the detail
+    # from a sample plane, ...) reach the progress line, not only the GUI.
+    src = shared_data / "BioImageAnalysisNotebooks_stacks" / "membrane_2d_timelapse.tif"
+    image = tmp_path / "membrane.tif"
+    shutil.copy(src, image)
+    monkeypatch.setenv("COLUMNS", "160")
+    assert main(["denoise", str(image), "-o", str(tmp_path / "out.tif")]) == 0
+    err = capsys.readouterr().err
+    assert "Loading the model…" in err or "sample plane" in err, err[-2000:]

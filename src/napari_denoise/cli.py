@@ -74,9 +74,17 @@ def _columns() -> int:
 
 
 def _progress_printer():
+    from .engine.notes import Note
+
     last = {"pct": -1}
 
     def show(tick) -> None:
+        if isinstance(tick, Note):  # a step before the tiles (loading, choosing): its words
+            last["pct"] = -1  # the next tile prints its percentage again
+            room = _columns() - 2
+            text = tick.message if len(tick.message) <= room else tick.message[: room - 1] + "…"
+            print(f"\r  {text:<{max(room, 1)}}", end="", file=sys.stderr, flush=True)
+            return
         pct = int(100 * tick.fraction)
         if pct != last["pct"]:
             last["pct"] = pct
@@ -126,6 +134,7 @@ def _check_output_name(text: str) -> None:
 def _cmd_denoise(args: argparse.Namespace) -> int:
     from .engine.device import resolve_device
     from .engine.methods import default_method, get_method
+    from .engine.notes import listening
     from .files import check_outputs, denoise_file, plan_jobs, sidecar_path
 
     _check_output_name(args.output)
@@ -152,20 +161,22 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
         try:
             which = f" (series {series})" if series is not None else ""
             print(f"{src}{which} -> {dst} [{method.name}]", file=sys.stderr)
-            image, result, _ = denoise_file(
-                src,
-                dst,
-                method,
-                axes=args.axes,
-                tile=args.tile,
-                output_dtype=args.dtype,
-                params=params,
-                on_progress=None if args.quiet else _progress_printer(),
-                extra={"device": device},
-                scheduler=args.scheduler,
-                overwrite=args.overwrite,
-                series=series,
-            )
+            show = None if args.quiet else _progress_printer()
+            with listening(show or (lambda note: None)):  # the engine's steps before tiles
+                image, result, _ = denoise_file(
+                    src,
+                    dst,
+                    method,
+                    axes=args.axes,
+                    tile=args.tile,
+                    output_dtype=args.dtype,
+                    params=params,
+                    on_progress=show,
+                    extra={"device": device},
+                    scheduler=args.scheduler,
+                    overwrite=args.overwrite,
+                    series=series,
+                )
             if not args.quiet:
                 print(file=sys.stderr)
             print(
