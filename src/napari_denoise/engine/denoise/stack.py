@@ -184,7 +184,7 @@ def probe_window_precision(model, *, repeats: int = 3, timer=time.perf_counter) 
     bf16 autocast on the CPU, on a window made of the shipped probe image (its frames
     shifted by a pixel each), timed alternately, best of ``repeats``; the decision by the
     same bounds (:func:`~..models.inference.decide_precision`)."""
-    from ..models.inference import decide_precision, probe_image
+    from ..models.inference import precision_record, probe_image
 
     image = probe_image()
     k = int(model.frames) // 2
@@ -199,16 +199,7 @@ def probe_window_precision(model, *, repeats: int = 3, timer=time.perf_counter) 
             outputs[label] = run_window(model, window, low=lo, high=hi, bf16=label == "bf16")
             if i:
                 best[label] = min(best[label], timer() - start)
-    change = np.abs(outputs["bf16"] - outputs["fp32"]) / (hi - lo)
-    mp = image.size / 1e6
-    record = {
-        "fp32_ms_per_mp": round(1e3 * best["fp32"] / mp, 1),
-        "bf16_ms_per_mp": round(1e3 * best["bf16"] / mp, 1),
-        "mean_change": float(change.mean()),
-        "max_change": float(change.max()),
-    }
-    record["precision"] = decide_precision(record)
-    return record
+    return precision_record(best, outputs, pixels=image.size, span=hi - lo)
 
 
 def _bf16(model, card) -> bool:

@@ -349,8 +349,14 @@ def probe_precision(
             if i:  # the first pass of each is a warm-up
                 best[label] = min(best[label], timer() - start)
             outputs[label] = out
-    change = np.abs(outputs["bf16"] - outputs["fp32"]) / (hi - lo)
-    mp = image.size / 1e6
+    return precision_record(best, outputs, pixels=image.size, span=hi - lo)
+
+
+def precision_record(best: dict, outputs: dict, *, pixels: int, span: float) -> dict:
+    """The probe's record from the best fp32/bf16 times (s) and their outputs on ``pixels``
+    pixels of intensity span ``span``: speed per megapixel, bf16's change, the decision."""
+    change = np.abs(outputs["bf16"] - outputs["fp32"]) / span
+    mp = pixels / 1e6
     record = {
         "fp32_ms_per_mp": round(1e3 * best["fp32"] / mp, 1),
         "bf16_ms_per_mp": round(1e3 * best["bf16"] / mp, 1),

@@ -150,6 +150,12 @@ class UNet(nn.Module):
             if noise is None:
                 raise ValueError("this U-Net needs the noise coefficients (a, b) per image")
             h = cat_channels([x, MAP_SCALE * noise_std_map(x, noise)])
+        out = self.trunk(h)
+        return x + out if self.config.residual else out
+
+    def trunk(self, h: torch.Tensor) -> torch.Tensor:
+        """The encoder, decoder and head on the network's input channels ``h`` (before
+        the residual): shared by the single-frame and the multi-frame U-Net."""
         skips = []
         for block in self.down:
             h = block(h)
@@ -160,5 +166,4 @@ class UNet(nn.Module):
             skip = skips.pop()
             top = level == len(self.up) - 1
             h = merge(up(h) if top and not self.config.skip_top else cat_channels([up(h), skip]))
-        out = self.head(h)
-        return x + out if self.config.residual else out
+        return self.head(h)

@@ -80,19 +80,6 @@ class UNetStack(UNet):
                 f"this network takes windows of {self.frames} frames, not {x.shape[1]}"
             )
         c = self.radius
-        h = x
-        skips = []
-        for block in self.down:
-            h = block(h)
-            skips.append(h)
-            h = self.pool(h)
-        h = self.bottom(h)
-        from ._init import cat_channels
-
-        for level, (up, merge) in enumerate(zip(self.up, self.merge, strict=True)):
-            skip = skips.pop()
-            top = level == len(self.up) - 1
-            h = merge(up(h) if top and not self.config.skip_top else cat_channels([up(h), skip]))
-        out = self.head(h)
+        out = self.trunk(x)
         centre = x[:, c : c + 1]
         return centre + out if self.config.residual else out
