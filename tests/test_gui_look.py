@@ -62,10 +62,13 @@ def test_activity_labels_are_short(make_napari_viewer, qtbot, monkeypatch):
     monkeypatch.setattr(_runner, "UI_INTERVAL", 0.0)
     viewer = make_napari_viewer()
     name = "fmd_confocal_mice_noisy_capture_of_field_19_deconvolved"
-    viewer.add_image(np.zeros((3, 64, 64), np.float32), name=name, metadata={"axes": "TYX"})
+    # Noise and non-local means: each frame takes long enough to be reported while the
+    # run lasts (a Gaussian on zeros could end before any frame label reached the bar).
+    noise = np.random.default_rng(0).normal(100, 10, (3, 96, 96)).astype(np.float32)
+    viewer.add_image(noise, name=name, metadata={"axes": "TYX"})
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Denoise")
     widget.layer_combo.set_layer(viewer.layers[name])
-    widget.picker.set_method("gaussian")
+    widget.picker.set_method("nlm")
     assert widget.run()
     pbar = widget.runner.worker.pbar
     labels = [pbar.desc]
