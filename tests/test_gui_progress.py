@@ -92,13 +92,17 @@ def test_cancel_during_the_choice_of_settings_stops_it_there(make_napari_viewer,
     widget = DenoiseWidget(viewer)
     widget.picker.set_method(_model_with_detail_choice())
     seen = _spy(widget)
+    relay = widget.runner._relay
 
-    def cancel_on_first_plane(tick):
-        if isinstance(tick, Note) and "sample plane 1 of" in tick.message:
+    def cancel_on_first_plane(worker, note):
+        """Cancel pressed while the first sample plane is on screen: done in the worker
+        thread, as the note is said, so that the worker cannot have gone on to the tiles
+        before the GUI thread handled the note (under load it had: a timing failure)."""
+        relay(worker, note)
+        if "sample plane 1 of" in note.message:
             widget.runner.cancel()
 
-    shown = widget.runner.calls.progress
-    widget.runner.calls.progress = lambda t: (shown(t), cancel_on_first_plane(t))
+    widget.runner._relay = cancel_on_first_plane  # bound into the job when it starts
     assert widget.run()
     qtbot.waitUntil(lambda: not widget.runner.busy, timeout=WAIT)
     assert not any("sample plane 2 of" in t.message for t in seen if isinstance(t, Note))
