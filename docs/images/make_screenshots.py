@@ -3,7 +3,7 @@
     xvfb-run -a -s "-screen 0 1366x768x24" .venv/bin/python docs/images/make_screenshots.py [NAME ...]
 
 Writes the PNG files next to this script (NAME: only those pictures: menu, denoise,
-timelapse, choosing, compare_planes, train, bioimageio). Every picture is napari's real window, with the napari-denoise
+timelapse, choosing, compare_planes, train, bioimageio, neighbours). Every picture is napari's real window, with the napari-denoise
 widgets docked through napari's plugin manager.
 """
 
@@ -302,7 +302,45 @@ def compare_planes(app) -> None:
     viewer.close()
 
 
+def neighbours(app) -> None:
+    """A real confocal time series (FMD BPAE nuclei, a training field's 10 captures, a
+    256 x 256 crop) denoised by the default, which uses each frame's neighbours, beside
+    the raw frames and the same model frame by frame (napari's grid: raw | frame by frame
+    | with neighbours), the status line saying how."""
+    from napari_denoise.bench import find_data
+    from napari_denoise.io import read_image
+
+    fmd = find_data() / "FMD_Confocal_BPAE_B_train"
+    captures = sorted((fmd / "raw" / "10").glob("*.png"))[:10]
+    raw = np.stack([np.asarray(read_image(p).data) for p in captures])[:, 96:352, 40:296]
+    viewer, widget = open_docked("fmd_pair")
+    for layer in list(viewer.layers):
+        viewer.layers.remove(layer)
+    viewer.add_image(raw, name="confocal_time_series", metadata={"axes": "TYX"})
+    widget.layer_combo.set_layer(viewer.layers["confocal_time_series"])
+    pump(app, 0.5)
+    widget.params.set_values({"neighbours": "off"})
+    widget.run()
+    wait(app, widget)
+    widget.params.set_values({"neighbours": "on"})
+    widget.run()
+    wait(app, widget)
+    viewer.dims.set_current_step(0, 4)
+    for layer in viewer.layers:  # raw | frame by frame | with neighbours
+        layer.visible = True
+    viewer.grid.enabled, viewer.grid.shape = True, (1, 3)
+    viewer.reset_view()
+    from qtpy.QtWidgets import QScrollArea
+
+    for area in widget.findChildren(QScrollArea):  # down to the status line
+        area.verticalScrollBar().setValue(area.verticalScrollBar().maximum())
+    pump(app, 0.5)
+    save(viewer, "stack_neighbours.png")
+    viewer.close()
+
+
 PICTURES = {
+    "neighbours": neighbours,
     "menu": menu,
     "choosing": choosing,
     "compare_planes": compare_planes,
