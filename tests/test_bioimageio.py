@@ -107,6 +107,8 @@ def test_export_is_a_valid_0_5_package_with_the_size_rules_and_a_readme(exported
     # The package is the network alone; napari-denoise's default also puts detail back,
     # so the README names the setting that matches the package (not the default's output).
     assert "--param detail=0" in readme
+    # nor does it fuse a stack's neighbouring planes, as the default does (issue 24)
+    assert "--param neighbours=off" in readme and "each plane alone" in readme
     # the test input is a crop of the real shipped image, not a synthetic one
     size = test_input.shape[-1]
     np.testing.assert_array_equal(test_input[0, 0], center_crop(sample_image(), size))

@@ -241,6 +241,14 @@ def _readme(card: dict, geometry: dict, citations: list[tuple[str, str]]) -> str
             "package holds the network alone)."
             if card.get("detail")
             else "returns with this model."
+        )
+        + (
+            " On a time-lapse or z-stack, napari-denoise first averages each plane with the "
+            "matching parts of its neighbouring planes (`--param neighbours=off` turns that "
+            "off); the package denoises each plane alone, as a bioimage.io model sees one "
+            "image at a time."
+            if card.get("fuse_neighbours")
+            else ""
         ),
         f"- Sizes: y and x are {geometry['min']} + n x {geometry['step']} pixels "
         f"(the network downsamples by {geometry['step']}); tiles need a halo of "
