@@ -1,13 +1,19 @@
 #!/usr/bin/env python
 """The default network against the self-calibrated Gaussian, per image, without ground
-truth: Stein's unbiased risk estimate (SURE) of each, on allowed data only (never FMD).
+truth: the margin of the default's ``gaussian_fallback`` rule, chosen on allowed data
+only (never FMD test_mix).
 
-For every image: the default's output as shipped (network + its detail put back, chosen
-by SURE), the self-calibrated Gaussian, and the terms from which SURE of the blend
-``a * default + (1 - a) * gaussian`` follows for any ``a`` and any scale ``k`` of the
-estimated noise (:func:`~napari_denoise.engine.denoise.selfcheck.blend_terms`), with the
-true squared errors against the ground truth. Rules are then compared offline: which
-``(margin, k)`` never lets the result fall clearly below the better of the two.
+The default (network + its detail put back) mixes in the self-calibrated Gaussian,
+``(1 - s) * default + s * gaussian``, where Stein's unbiased risk estimate (SURE) of the
+best blend is lower than SURE of the default by more than ``margin`` times the mean noise
+variance (:func:`~napari_denoise.engine.denoise.selfcheck.gaussian_choice`; the share
+``s`` is the blend's SURE-optimal one). Here each image's SURE gain and best share are
+measured once (the engine's own ``choose_additions`` with margin 0), then every margin
+of ``MARGINS`` is scored against the ground truth. The card's margin is the smallest
+with which no image is more than ``TOLERANCE`` dB below the default without the
+Gaussian: SURE of a network is biased on some noise (few photons per pixel; real
+widefield noise that the network was trained on), and the margin must lie above every
+such false alarm found here.
 
 Sets (all allowed):
 
@@ -16,14 +22,15 @@ Sets (all allowed):
 - W2S FOVs 001-010 real pairs (ground truth fitted to the noisy image's scale);
 - the hela proxy and the SNR ladder of ``benchmarks/detail_default.py``;
 - mitochondria-like: thin winding tubules (hela channel 1, which is mitochondria, and
-  drawn tubules) under confocal-like photon noise (3-12 grey levels per photon);
+  drawn tubules) under confocal-like photon noise;
+- PMT-like: photomultiplier excess noise (gamma-distributed photon amplitudes);
 - smooth: broad blobs under strong noise (where a linear filter is near optimal);
 - BSD: natural images with Poisson-Gaussian noise.
 
 Run::
 
-    python benchmarks/gauss_fallback.py --out build/gauss_fallback.json
-    python benchmarks/gauss_fallback.py --rows build/gauss_fallback.json   # rules only
+    python benchmarks/gauss_fallback.py --out docs/gauss_fallback.json
+    python benchmarks/gauss_fallback.py --docs docs/gauss_fallback.json   # the section only
 """
 
 from __future__ import annotations
@@ -41,8 +48,9 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(REPO / "scripts"))
 
-MARGINS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.15, 0.2)
-SCALES = (1.0, 1.05, 1.1, 1.15)
+MARGINS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1)
+TOLERANCE = 0.01  # dB below the default without the Gaussian
+GROUPS = ("confocal", "w2s", "hela", "ladder", "mito", "pmt", "smooth", "bsd")
 
 
 # --- images ---------------------------------------------------------------------------------
@@ -190,190 +198,161 @@ def group_of(name: str) -> str:
 # --- measurement ----------------------------------------------------------------------------
 
 
-def terms_row(name, noisy, gt, peak, method) -> dict:
-    from napari_denoise.engine.denoise.pipeline import choose_params
-    from napari_denoise.engine.denoise.selfcheck import (
-        EPSILON,
-        detail_choice,
-        estimate_noise_covariance,
-        put_back,
-    )
-    from napari_denoise.engine.denoise.selfcheck import _trace_of_smoothing as trace_of_smoothing
-    from napari_denoise.engine.methods import get_method
-
-    m = get_method(method)
-    base = {p.name: p.default for p in m.params}
-    base["detail"] = 0.0
-    for key in ("gaussian_share", "gaussian_sigma"):
-        if key in base:
-            base[key] = 1.0 if key == "gaussian_share" else None
-    params, _ = choose_params(m, base, [noisy])
-    fixed = {k: v for k, v in params.items() if k not in ("detail", "detail_width")}
-    fixed.pop("gaussian_share", None)
-    fixed.pop("gaussian_sigma", None)
-
-    def net(im):
-        return m.fn(im, detail=0.0, **fixed)
-
-    y = noisy.astype(np.float64)
-    noise = estimate_noise_covariance(noisy)
-    z = noise.sample(np.random.default_rng(0))
-    h = np.asarray(net(noisy), np.float64)
-    moved = np.asarray(net((noisy + EPSILON * z).astype(np.float32)), np.float64)
-
-    def cached(im):
-        return moved
-
-    card_rule = m.model and __import__("json").loads(Path(m.model.card).read_text())["detail"]
-    widths = tuple(card_rule["widths"])
-    alpha, width = detail_choice(
-        noisy, cached, result=h, noise=noise, widths=widths, margin=card_rule["margin"]
-    )
-    from napari_denoise.engine.denoise.selfcheck import smooth
-
-    f = np.asarray(put_back(h, noisy, alpha, width), np.float64)
-    response = (moved - h) / EPSILON
-    div_h = float(np.sum(z * response))
-    t = trace_of_smoothing(noise, width) - float(np.sum(smooth(z, width) * response))
-    div_f = div_h + alpha * t
-    gm = get_method("gaussian")
-    gp, _ = choose_params(gm, {p.name: p.default for p in gm.params}, [noisy])
-    sigma = float(gp["sigma"])
-    g = np.asarray(gm.fn(noisy, sigma=sigma), np.float64)
-    div_g = trace_of_smoothing(noise, sigma)
-    n = y.size
-    peak = float(np.ptp(gt)) if peak is None else peak
-    d = f - g
-    return {
-        "image": name,
-        "peak": peak,
-        "V": float(np.sum(noise.variance)) / n,
-        "Rf": float(np.sum((f - y) ** 2)) / n,
-        "Rg": float(np.sum((g - y) ** 2)) / n,
-        "Df": div_f / n,
-        "Dg": div_g / n,
-        "dd": float(np.sum(d * d)) / n,
-        "dgy": float(np.sum(d * (g - y))) / n,
-        "Ef": float(np.mean((f - gt) ** 2)),
-        "Eg": float(np.mean((g - gt) ** 2)),
-        "Efg": float(np.mean((f - gt) * (g - gt))),
-        "En": float(np.mean((y - gt) ** 2)),
-        "alpha": alpha,
-        "width": width,
-        "sigma": sigma,
-    }
-
-
-# --- rules (offline) ------------------------------------------------------------------------
-
-
-def db(peak, mse):
+def db(peak: float, mse: float) -> float:
     return float(10 * np.log10(peak**2 / max(mse, 1e-12)))
 
 
-def true_mse(r, a):
-    return a * a * r["Ef"] + (1 - a) ** 2 * r["Eg"] + 2 * a * (1 - a) * r["Efg"]
+def measure(name, noisy, gt, peak, method) -> dict:
+    """The default as shipped but without the Gaussian, the Gaussian, and the SURE-best
+    blend of the two with its SURE gain (margin 0), scored against ``gt``."""
+    import napari_denoise as nd
+    from napari_denoise.engine.denoise.pipeline import choose_params
+    from napari_denoise.engine.methods import get_method
+    from napari_denoise.engine.models.registry import choose_additions
+    from napari_denoise.engine.models.store import read_card
 
-
-def sure_gain(r, k):
-    """SURE(default) - SURE(gaussian) per pixel, in units of the noise variance."""
-    return (r["Rf"] - r["Rg"] + 2 * k * (r["Df"] - r["Dg"])) / r["V"]
-
-
-def best_share(r, k):
-    """The share of the default in the SURE-optimal blend, and SURE(default) - SURE(blend)
-    in units of the noise variance."""
-    lin = r["dgy"] + k * (r["Df"] - r["Dg"])
-    a = 1.0 if r["dd"] <= 0 else float(np.clip(-lin / r["dd"], 0.0, 1.0))
-    sure_f = r["dd"] + 2 * lin  # SURE(a=1) - SURE(gaussian)
-    sure_a = a * a * r["dd"] + 2 * a * lin
-    return a, (sure_f - sure_a) / r["V"]
-
-
-def rule_share(r, kind, margin, k):
-    if kind == "switch":
-        return 0.0 if sure_gain(r, k) > margin else 1.0
-    a, gain = best_share(r, k)
-    return a if gain > margin else 1.0
-
-
-def evaluate(rows, kind, margin, k):
-    out = {}
-    for r in rows:
-        a = rule_share(r, kind, margin, k)
-        out[r["image"]] = (a, db(r["peak"], true_mse(r, a)))
-    return out
-
-
-def table(rows):
-    groups = sorted({group_of(r["image"]) for r in rows})
-    lines = []
-    head = "| rule | " + " | ".join(groups) + " | worst vs gauss | worst vs default | switched |"
-    lines += [head, "|---|" + "---:|" * (len(groups) + 3)]
-
-    def line(label, psnr_of):
-        cells = []
-        for grp in groups:
-            rs = [r for r in rows if group_of(r["image"]) == grp]
-            cells.append(f"{np.mean([psnr_of(r) for r in rs]):.3f}")
-        return cells
-
-    net = {r["image"]: db(r["peak"], r["Ef"]) for r in rows}
-    gau = {r["image"]: db(r["peak"], r["Eg"]) for r in rows}
-    lines.append("| default | " + " | ".join(line("", lambda r: net[r["image"]])) + " | | | |")
-    lines.append("| gaussian | " + " | ".join(line("", lambda r: gau[r["image"]])) + " | | | |")
-    orc = {
-        r["image"]: max(db(r["peak"], true_mse(r, a)) for a in np.linspace(0, 1, 101)) for r in rows
+    m = get_method(method)
+    card = read_card(m.model.card)
+    base = {p.name: p.default for p in m.params}
+    params, _ = choose_params(m, {**base, "gaussian_share": 0.0}, [noisy])
+    chosen = choose_additions(
+        [noisy],
+        params,
+        card_path=m.model.card,
+        rule=card.get("detail"),
+        amount=params["detail"],
+        width=params["detail_width"],
+        fallback={"margin": 0.0},
+    )
+    share, sigma = chosen["gaussian_share"], chosen["gaussian_sigma"]
+    run = {k: v for k, v in params.items() if k != "device"}
+    f = np.asarray(nd.denoise(noisy, method, output_dtype="float32", **run), np.float64)
+    g = np.asarray(nd.denoise(noisy, "gaussian", output_dtype="float32"), np.float64)
+    peak = float(np.ptp(gt)) if peak is None else peak
+    blend = (1 - share) * f + share * g
+    return {
+        "image": name,
+        "default": db(peak, float(np.mean((f - gt) ** 2))),
+        "gaussian": db(peak, float(np.mean((g - gt) ** 2))),
+        "blend": db(peak, float(np.mean((blend - gt) ** 2))),
+        "share": share,
+        "gain": chosen["_gaussian_gain"],
+        "sigma": sigma,
+        "detail": params["detail"],
+        "detail_width": params["detail_width"],
     }
-    lines.append("| mix oracle | " + " | ".join(line("", lambda r: orc[r["image"]])) + " | | | |")
-    for kind in ("switch", "blend"):
-        for k in SCALES:
-            for margin in MARGINS:
-                ev = evaluate(rows, kind, margin, k)
-                worst_g = min(ev[i][1] - gau[i] for i in ev)
-                worst_n = min(ev[i][1] - net[i] for i in ev)
-                moved = sum(ev[i][0] < 1 for i in ev)
-                lines.append(
-                    f"| {kind} k={k:g} m={margin:g} | "
-                    + " | ".join(line("", lambda r: ev[r["image"]][1]))
-                    + f" | {worst_g:+.2f} | {worst_n:+.2f} | {moved} |"
-                )
+
+
+# --- the margin -----------------------------------------------------------------------------
+
+
+def result_at(row: dict, margin: float) -> float:
+    return row["blend"] if row["share"] > 0 and row["gain"] > margin else row["default"]
+
+
+def choose_margin(rows) -> float:
+    """The smallest margin with which no image is more than TOLERANCE dB below the default."""
+    for m in MARGINS:
+        if all(result_at(r, m) >= r["default"] - TOLERANCE for r in rows):
+            return m
+    return MARGINS[-1]
+
+
+def summary(rows) -> str:
+    margin = choose_margin(rows)
+    groups = [g for g in dict.fromkeys(group_of(r["image"]) for r in rows)]
+    lines = [
+        "| images | n | default | gaussian | "
+        + " | ".join(f"margin {m:g}" for m in MARGINS)
+        + " |",
+        "|---|---:|---:|---:|" + "---:|" * len(MARGINS),
+    ]
+    for group in groups:
+        rs = [r for r in rows if group_of(r["image"]) == group]
+        cells = []
+        for m in MARGINS:
+            vals = [result_at(r, m) for r in rs]
+            worst = min(result_at(r, m) - r["default"] for r in rs)
+            moved = sum(r["share"] > 0 and r["gain"] > m for r in rs)
+            cells.append(f"{np.mean(vals):.3f} ({worst:+.2f}, {moved})")
+        dflt = np.mean([r["default"] for r in rs])
+        gauss = np.mean([r["gaussian"] for r in rs])
+        lines.append(
+            f"| {group} | {len(rs)} | {dflt:.3f} | {gauss:.3f} | " + " | ".join(cells) + " |"
+        )
+    lines += [
+        "",
+        f"Chosen margin: **{margin:g}** (the smallest with no image more than {TOLERANCE} dB "
+        "below the default without the Gaussian). Cells: mean PSNR dB (worst image against "
+        "that default, images where the Gaussian is mixed in).",
+        "",
+        "Largest SURE gains of the blend (in units of the noise variance), with what the "
+        "ground truth says:",
+        "",
+        "| image | SURE gain | share of the Gaussian | default | gaussian | blend |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(rows, key=lambda r: -r["gain"])[:10]:
+        lines.append(
+            f"| {r['image']} | {r['gain']:.4f} | {r['share']:.2f} | {r['default']:.2f} | "
+            f"{r['gaussian']:.2f} | {r['blend']:.2f} |"
+        )
     return "\n".join(lines)
+
+
+SECTION_HEAD = """## The default against the Gaussian, per image (benchmarks/gauss_fallback.py)
+
+The default (`unet-fluo` with its detail put back) mixes in the self-calibrated Gaussian,
+`(1 - s) * default + s * gaussian`, where SURE estimates the best such blend better than
+the default by more than a margin (a share of the image's mean noise variance): the same
+SURE probe of the network as the detail restoration (one more pass on the central
+512 x 512 crop of each sample plane, nothing more), and the Gaussian's exact divergence
+(`engine/denoise/selfcheck.py` `gaussian_choice`). Chosen once per image and channel
+(tiles share it). The margin was fixed on allowed data only, before FMD test_mix was run.
+PSNR dB: confocal fields against the 50-capture average, data range 255; the others
+against the ground truth fitted to the noisy image's scale (data range: its span)."""
+
+
+def section(doc: dict) -> str:
+    return f"{SECTION_HEAD}\n\n{summary(doc['rows'])}\n"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--method", default="unet-fluo")
-    parser.add_argument(
-        "--groups",
-        nargs="*",
-        default=["confocal", "w2s", "hela", "ladder", "mito", "smooth", "bsd"],
-    )
+    parser.add_argument("--groups", nargs="*", default=list(GROUPS))
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--rows", type=Path, help="evaluate the rules on a saved run")
+    parser.add_argument("--docs", type=Path, help="write the section from this saved run")
     args = parser.parse_args(argv)
-    if args.rows:
-        rows = json.loads(args.rows.read_text())["rows"]
-        print(table(rows))
+    if args.docs:
+        from report import write_section
+
+        doc = json.loads(args.docs.read_text(encoding="utf-8"))
+        write_section(REPO / "docs" / "benchmarks.md", "gauss_fallback", section(doc))
         return 0
     rows = []
     for name, noisy, gt, peak in all_images(args.data, set(args.groups)):
         t = time.perf_counter()
-        r = terms_row(name, noisy, gt, peak, args.method)
+        r = measure(name, noisy, gt, peak, args.method)
         rows.append(r)
-        a, gain = best_share(r, 1.0)
         print(
-            f"{name:24s} default {db(r['peak'], r['Ef']):.2f} gauss {db(r['peak'], r['Eg']):.2f}"
-            f" | SURE f-g {sure_gain(r, 1.0):+.3f} V (true {(r['Ef'] - r['Eg']) / r['V']:+.3f})"
-            f" | blend a={a:.2f} gain {gain:.3f} V -> {db(r['peak'], true_mse(r, a)):.2f}"
-            f" ({time.perf_counter() - t:.1f} s)",
+            f"{name:24s} default {r['default']:.2f} gauss {r['gaussian']:.2f} | SURE gain "
+            f"{r['gain']:.4f} share {r['share']:.2f} -> {r['blend']:.2f} "
+            f"({time.perf_counter() - t:.1f} s)",
             flush=True,
         )
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps({"rows": rows}, indent=1) + "\n")
-    print(table(rows))
+    print()
+    print(summary(rows))
+    if args.out:
+        doc = {
+            "margins": list(MARGINS),
+            "tolerance_db": TOLERANCE,
+            "chosen_margin": choose_margin(rows),
+            "command": "python benchmarks/gauss_fallback.py --out docs/gauss_fallback.json",
+            "rows": rows,
+        }
+        args.out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     return 0
 
 
