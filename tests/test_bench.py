@@ -84,10 +84,6 @@ def test_the_default_models_self_ensemble_is_benched_only_when_named():
     # Naming the model runs it once per image; the 8x slower ensemble must be asked for.
     assert [v.label for v in _variants([name])] == [name]
     assert [v.label for v in _variants([f"{name}+ens8"])] == [f"{name}+ens8"]
-    # the default as it was before it mixed in the Gaussian (issue 23): named, like ens8
-    assert everything[f"{name}+no-gaussian"] == {"gaussian_share": 0.0}
-    labels = [v.label for v in _variants([name, f"{name}+no-gaussian"])]
-    assert labels == [name, f"{name}+no-gaussian"]
 
 
 def test_fmd_brightness_finds_each_captures_scale_and_the_psnr_it_allows():

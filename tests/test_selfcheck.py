@@ -205,14 +205,8 @@ def test_default_puts_back_detail_on_a_clean_image_and_not_on_a_noisy_one(clean_
     for photons in (3000, 10):
         noisy = np.clip(np.round(poisson_gaussian(clean_whole, photons, seed=1)), 0, 255)
         params, _ = choose_params(method, base, [noisy])
-        # the detail alone: no Gaussian mixed in (tests/test_gaussian_fallback.py)
         err = {
-            d: float(
-                np.mean(
-                    (nd.denoise(noisy, "unet-fluo", detail=d, gaussian_share=0.0) - clean_whole)
-                    ** 2
-                )
-            )
+            d: float(np.mean((nd.denoise(noisy, "unet-fluo", detail=d) - clean_whole) ** 2))
             for d in (params["detail"], 0.0)
         }
         if photons == 10:
@@ -233,8 +227,6 @@ def test_detail_is_local_so_tiles_stay_as_the_network_makes_them(clean_whole):
     whole = None
     for tile in (None, 96):
         kw = dict(tile=tile, output_dtype="float32")
-        # the detail alone: no Gaussian mixed in (tests/test_gaussian_fallback.py)
-        kw["gaussian_share"] = 0.0
         restored = nd.denoise(noisy, "unet-fluo", detail=0.8, detail_width=3.0, **kw)
         net = nd.denoise(noisy, "unet-fluo", detail=0.0, **kw)
         expected = put_back(net, noisy, 0.8, 3.0)

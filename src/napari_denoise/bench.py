@@ -78,16 +78,11 @@ def _variants(names: list[str] | None) -> list[Variant]:
             out.append(Variant("gaussian+vst", "gaussian", (("vst", True),)))
         if m.name == default.name and any(p.name == "ensemble" for p in m.params):
             out.append(Variant(m.name + "+ens8", m.name, (("ensemble", 8),)))
-        if m.name == default.name and any(p.name == "gaussian_share" for p in m.params):
-            # the default as it was before it could mix in the Gaussian (issue 23)
-            out.append(Variant(m.name + "+no-gaussian", m.name, (("gaussian_share", 0.0),)))
-    # A method's name selects its variants too, but not the 8x slower self-ensemble nor
-    # the default without the Gaussian (each one more run per image): those are named.
-    named_only = ("+ens8", "+no-gaussian")
+    # A method's name selects its variants too, but not the 8x slower self-ensemble.
     return [
         v
         for v in out
-        if not names or v.label in names or (v.method in names and not v.label.endswith(named_only))
+        if not names or v.label in names or (v.method in names and not v.label.endswith("+ens8"))
     ]
 
 
@@ -144,12 +139,12 @@ def fmd_brightness(pairs) -> dict:
     return out
 
 
-def _run(variant: Variant, noisy: np.ndarray) -> tuple[np.ndarray, float, dict]:
+def _run(variant: Variant, noisy: np.ndarray) -> tuple[np.ndarray, float]:
     from .engine.denoise.pipeline import denoise_iter, drain
 
     t = time.perf_counter()
     result = drain(denoise_iter(noisy, variant.method, params=dict(variant.params)))
-    return result.data, time.perf_counter() - t, result.params
+    return result.data, time.perf_counter() - t
 
 
 def run_bench(
@@ -189,19 +184,15 @@ def run_bench(
     for v in variants:
         per_kind = defaultdict(list)
         seconds = megapixels = 0.0
-        chosen = defaultdict(list)
         for kind, noisy, gt in fmd:
-            pred, dt, params = _run(v, noisy)
+            pred, dt = _run(v, noisy)
             per_kind[kind].append(compare(gt, pred, data_range=255))
-            chosen[kind].append({k: p for k, p in params.items() if type(p) in (int, float)})
             seconds += dt
             megapixels += noisy.size / 1e6
         results["fmd"][v.label] = _summarise(per_kind)
-        if _is_model(v.method):  # what the automatic settings chose, per image
-            results.setdefault("fmd_chosen_params", {})[v.label] = dict(chosen)
         w = []
         for _, noisy, gt in w2s:
-            pred, dt, _ = _run(v, noisy)
+            pred, dt = _run(v, noisy)
             w.append(compare(gt, pred, data_range=255))
             seconds += dt
             megapixels += noisy.size / 1e6
