@@ -172,7 +172,8 @@ def choose_additions(
       only where the Gaussian is estimated better by the rule's margin; its blur width
       ``gaussian_sigma`` is the Gaussian filter's own automatic one.
 
-    Returns the chosen values (and ``_gaussian_gain``, SURE's estimate, for the words)."""
+    Returns the chosen values (and ``_gaussian_gain``: how much lower SURE of the best blend
+    is than SURE of the result, in units of the noise variance)."""
     from ..denoise.calibrate import center_crop
 
     planes = [center_crop(np.asarray(s, np.float32), DETAIL_CROP) for s in samples]
@@ -218,15 +219,14 @@ def choose_additions(
 
 
 def gaussian_width(samples) -> float:
-    """The blur width the self-calibrated Gaussian chooses for these sample planes."""
-    from ..denoise.filters import FILTERS
-
-    gaussian = next(f for f in FILTERS if f.name == "gaussian")  # its own auto, as users get it
+    """The blur width the self-calibrated Gaussian chooses for these sample planes (its own
+    automatic choice, as users get it)."""
+    gaussian = next(f for f in FILTERS if f.name == "gaussian")
     return float(gaussian.auto(list(samples), {"sigma": None})["sigma"])
 
 
-def gaussian_words(share: float, gain: float) -> str:
-    """The choice in words, e.g. for a status line."""
+def gaussian_words(share: float) -> str:
+    """The choice in words ("" where none of the Gaussian is mixed in)."""
     if share >= 1.0:
         return (
             "The Gaussian was estimated better on this image (by SURE, without ground truth): "
@@ -295,11 +295,11 @@ def _auto(samples, params, *, card, card_path=None):
         width=width,
         fallback=fallback if share is None else None,
     )
-    gain = chosen.pop("_gaussian_gain", None)
+    chosen.pop("_gaussian_gain", None)  # SURE's estimate (benchmarks/gauss_fallback.py)
     for key, value in chosen.items():
         if key in params and params[key] is None:
             params[key] = value
-    words = gaussian_words(float(params.get("gaussian_share") or 0.0), gain or 0.0)
+    words = gaussian_words(float(params.get("gaussian_share") or 0.0))
     if words and share is None:
         say(words, 1, 1, short="Gaussian chosen")
     return params
