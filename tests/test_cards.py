@@ -62,6 +62,10 @@ BAD_FIELDS = [
     ({"detail": {"widths": [9.0]}}, "detail"),
     ({"detail": {"margin": "0.2"}}, "detail"),
     ({"detail": {"margin": -0.5}}, "detail"),
+    # the default's rule for mixing in the Gaussian (issue 23), read at run time too
+    ({"gaussian_fallback": "yes"}, "gaussian_fallback"),
+    ({"gaussian_fallback": {"margin": "0.05"}}, "gaussian_fallback"),
+    ({"gaussian_fallback": {"margin": -1}}, "gaussian_fallback"),
 ]
 
 

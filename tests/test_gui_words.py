@@ -235,3 +235,13 @@ def test_the_status_does_not_report_the_blur_of_detail_not_put_back(qtbot):
     assert "Detail put back = 0" in none_back and "Detail blur" not in none_back
     some_back = _chosen({"detail": 0.31, "detail_width": 1.3, "norm_low": 3.0}, form)
     assert "Detail blur = 1.3" in some_back
+
+
+def test_the_status_says_the_gaussian_only_where_it_is_mixed_in():
+    """A model whose card mixes in the Gaussian (issue 23): no word on it, nor on its
+    width, where none of it is mixed in."""
+    from napari_denoise._qt._denoise_widget import _moot
+
+    for name in ("gaussian_share", "gaussian_sigma"):
+        assert _moot(name, {"gaussian_share": 0.0, "gaussian_sigma": 0.9})
+        assert not _moot(name, {"gaussian_share": 0.63, "gaussian_sigma": 0.9})

@@ -59,8 +59,12 @@ _warmed: set = set()  # (model card, device) warmed in this process
 
 def _moot(name: str, params: dict) -> bool:
     """A setting that does nothing with the others as they are (the blur of a detail
-    that is not put back): not worth a word."""
-    return name == "detail_width" and not params.get("detail")
+    that is not put back, the Gaussian of a default that mixes none in): not worth a word."""
+    if name == "detail_width":
+        return not params.get("detail")
+    if name in ("gaussian_share", "gaussian_sigma"):
+        return not params.get("gaussian_share")
+    return False
 
 
 def _chosen(params: dict, form: ParamForm) -> str:

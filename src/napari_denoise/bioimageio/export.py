@@ -236,7 +236,12 @@ def _readme(card: dict, geometry: dict, citations: list[tuple[str, str]]) -> str
         f"{LOW_PERCENTILE}th percentile, 1 its {HIGH_PERCENTILE}th. To get the input's units, "
         "multiply by (p99.9 - p0.1) and add p0.1: that is what `napari-denoise denoise` "
         + (
-            "returns with this model and `--param detail=0` (by default napari-denoise "
+            "returns with this model and `--param detail=0 --param gaussian_share=0` (by "
+            "default napari-denoise also puts back part of what the network removed and, "
+            "where it is estimated better, mixes in a Gaussian blur of the input, both "
+            "chosen per image; the package holds the network alone)."
+            if card.get("detail") and card.get("gaussian_fallback")
+            else "returns with this model and `--param detail=0` (by default napari-denoise "
             "also puts back part of what the network removed, chosen per image; the "
             "package holds the network alone)."
             if card.get("detail")

@@ -31,13 +31,20 @@ import numpy as np
 from ..notes import say
 
 __all__ = [
+    "GaussianChoice",
     "NoiseCovariance",
+    "Probe",
     "better",
     "detail_choice",
+    "detail_from_probes",
     "estimate_noise_covariance",
+    "gaussian_choice",
+    "probe",
+    "probe_planes",
     "put_back",
     "risk",
     "smooth",
+    "trace_of_smoothing",
 ]
 
 Denoiser = Callable[[np.ndarray], np.ndarray]
@@ -247,6 +254,53 @@ def _trace_of_smoothing(noise: NoiseCovariance, width: float) -> float:
     return total * float(np.sum(noise.correlation * kernel))
 
 
+@dataclass(frozen=True)
+class Probe:
+    """One plane's SURE probe of a denoiser ``h``: the noisy image ``y``, ``h(y)``, the
+    noise model, a perturbation ``z`` drawn from it and ``J_h z``, the response to it
+    (from one more run of ``h`` on ``y + eps z``). Every estimate below that concerns
+    ``h`` on this plane (its risk, the detail put back, the blend with a Gaussian) is
+    read from these, with no further run of ``h``."""
+
+    image: np.ndarray
+    result: np.ndarray
+    noise: NoiseCovariance
+    z: np.ndarray
+    response: np.ndarray
+
+
+def probe(
+    image: np.ndarray,
+    denoise: Denoiser,
+    *,
+    result: np.ndarray | None = None,
+    noise: NoiseCovariance | None = None,
+    seed: int = 0,
+) -> Probe:
+    """Run ``denoise`` on ``image`` (unless ``result`` is given) and on a perturbed copy."""
+    y = np.asarray(image, np.float64)
+    noise = estimate_noise_covariance(image) if noise is None else noise
+    result = np.asarray(denoise(image) if result is None else result, np.float64)
+    z = noise.sample(np.random.default_rng(seed))
+    moved = np.asarray(denoise((image + EPSILON * z).astype(np.float32)), np.float64)
+    return Probe(y, result, noise, z, (moved - result) / EPSILON)
+
+
+def probe_planes(images: Sequence[np.ndarray], denoise: Denoiser, *, seed: int = 0) -> list:
+    """:func:`probe` of each sample plane (each with its own noise model), saying how far."""
+    probes = []
+    for i, im in enumerate(images):
+        where = f": sample plane {i + 1} of {len(images)}" if len(images) > 1 else ""
+        say(
+            f"Choosing how much fine detail to keep{where}…",
+            i,
+            len(images),
+            short="Choosing detail",
+        )
+        probes.append(probe(im, denoise, seed=seed))
+    return probes
+
+
 def detail_choice(
     image: np.ndarray | Sequence[np.ndarray],
     denoise: Denoiser,
@@ -281,18 +335,21 @@ def detail_choice(
     and ``s`` is the width of the lowest total.
     """
     if isinstance(image, np.ndarray):
-        planes = [_detail_terms(image, denoise, result, noise, widths, margin, seed)]
+        probes = [probe(image, denoise, result=result, noise=noise, seed=seed)]
     else:
-        planes = []
-        for i, im in enumerate(image):
-            where = f": sample plane {i + 1} of {len(image)}" if len(image) > 1 else ""
-            say(
-                f"Choosing how much fine detail to keep{where}…",
-                i,
-                len(image),
-                short="Choosing detail",
-            )
-            planes.append(_detail_terms(im, denoise, None, None, widths, margin, seed))
+        probes = probe_planes(image, denoise, seed=seed)
+    return detail_from_probes(probes, widths=widths, margin=margin, amount=amount)
+
+
+def detail_from_probes(
+    probes: Sequence[Probe],
+    *,
+    widths: tuple[float, ...] = DETAIL_WIDTHS,
+    margin: float = 0.0,
+    amount: float | None = None,
+) -> tuple[float, float]:
+    """:func:`detail_choice` from the planes' probes (no run of the denoiser)."""
+    planes = [_probe_terms(p, widths, margin) for p in probes]
     fixed = None if amount is None else float(np.clip(amount, 0.0, 1.0))
     # (SURE change against h alone, alpha, width); a fixed alpha takes the best width
     # even where h alone would be better.
@@ -312,17 +369,90 @@ def detail_choice(
 
 def _detail_terms(image, denoise, result, noise, widths, margin, seed):
     """``(gain, |r|^2)`` per width of :func:`detail_choice` for one plane."""
-    y = np.asarray(image, np.float64)
-    noise = estimate_noise_covariance(image) if noise is None else noise
-    result = np.asarray(denoise(image) if result is None else result, np.float64)
-    z = noise.sample(np.random.default_rng(seed))
-    moved = np.asarray(denoise((image + EPSILON * z).astype(np.float32)), np.float64)
-    response = (moved - result) / EPSILON  # J_h z
+    return _probe_terms(
+        probe(image, denoise, result=result, noise=noise, seed=seed), widths, margin
+    )
+
+
+def _probe_terms(p: Probe, widths, margin):
+    """``(gain, |r|^2)`` per width of :func:`detail_choice` for one probed plane."""
+    y, result, noise = p.image, p.result, p.noise
     scale = 1.0 + float(margin)
     terms = []
     for width in widths:
         r = smooth(y - result, width)
         rr = float(np.sum(r * r))
-        t = _trace_of_smoothing(noise, width) - float(np.sum(smooth(z, width) * response))
+        t = _trace_of_smoothing(noise, width) - float(np.sum(smooth(p.z, width) * p.response))
         terms.append((float(np.sum(r * (y - result))) - scale * t, rr))
     return terms
+
+
+trace_of_smoothing = _trace_of_smoothing
+
+
+@dataclass(frozen=True)
+class GaussianChoice:
+    """The share of a Gaussian blur mixed into a denoiser's result, and why.
+
+    ``share``: the Gaussian's weight ``1 - a`` in ``a * f + (1 - a) * G_sigma(y)`` (0: the
+    denoiser's result alone). ``gain``: how much lower SURE of the best blend is than
+    SURE of ``f``, in units of the mean noise variance (the smallest over the planes);
+    ``best``: the blend's share of the Gaussian by SURE alone, before the margin
+    (the largest over the planes, to show how close the choice was)."""
+
+    share: float
+    gain: float
+    best: float
+
+
+def gaussian_choice(
+    probes: Sequence[Probe],
+    *,
+    sigma: float,
+    detail: float = 0.0,
+    width: float = 0.0,
+    margin: float,
+) -> GaussianChoice:
+    """Whether a Gaussian blur of width ``sigma`` is estimated better than the probed
+    denoiser's result with its detail put back, ``f = h + detail * G_width(y - h)``, and
+    by how much to mix it in: ``a * f + (1 - a) * G_sigma(y)``.
+
+    SURE of the blend is quadratic in ``a`` with ``d = f - g``, ``g = G_sigma(y)``::
+
+        SURE(a) = SURE(g) + a^2 |d|^2 + 2 a (d . (g - y) + tr(C J_f) - tr(C G_sigma))
+
+    where ``tr(C J_f) = tr(C J_h) + detail * (tr(C G_width) - tr(C G_width J_h))`` comes
+    from the probe's one perturbation (as :func:`detail_choice`'s terms) and the
+    Gaussian's ``tr(C G_sigma)`` is exact (a linear filter). The blend is used only where
+    its SURE is lower than ``f``'s by more than ``margin`` times the mean noise variance
+    on every plane (scale-free; SURE of a network is biased on some noise, e.g. few
+    photons per pixel, by up to a few percent of the noise variance): otherwise the share
+    is 0. Several planes share one setting: the smallest share any plane chooses.
+    """
+    shares, gains, bests = [], [], []
+    for p in probes:
+        y, h, noise = p.image, p.result, p.noise
+        div_f = float(np.sum(p.z * p.response))
+        f = h
+        if detail > 0:
+            f = h + detail * smooth(y - h, width)
+            div_f += detail * (
+                _trace_of_smoothing(noise, width) - float(np.sum(smooth(p.z, width) * p.response))
+            )
+        g = smooth(y, float(sigma))
+        div_g = _trace_of_smoothing(noise, float(sigma))
+        d = f - g
+        dd = float(np.sum(d * d))
+        lin = float(np.sum(d * (g - y))) + div_f - div_g
+        a = 1.0 if dd <= 0 else float(np.clip(-lin / dd, 0.0, 1.0))
+        # SURE(f) - SURE(blend a), per pixel, in units of the mean noise variance
+        unit = max(float(np.mean(noise.variance)), 1e-30)
+        gain = ((dd + 2 * lin) - (a * a * dd + 2 * a * lin)) / y.size / unit
+        shares.append(1.0 - a)
+        gains.append(gain)
+        bests.append(1.0 - a)
+    if not shares:
+        return GaussianChoice(0.0, 0.0, 0.0)
+    gain = min(gains)
+    share = min(shares) if gain > margin else 0.0
+    return GaussianChoice(float(share), float(gain), float(max(bests)))

@@ -15,11 +15,16 @@ TILE_PER_OVERLAP = 6
 
 
 def _halo(params, *, network: int) -> int:
-    """The tiles' halo: the network's, plus the reach of the detail put back (if any)."""
+    """The tiles' halo: the network's, plus the reach of the detail put back (if any), and
+    at least the reach of the Gaussian mixed in (if any: it blurs the input itself)."""
     detail, width = params.get("detail"), params.get("detail_width")
-    if not detail or float(detail) <= 0 or not width:
-        return network
-    return network + int(np.ceil(SMOOTH_TRUNCATE * min(float(width), DETAIL_MAX_WIDTH)))
+    halo = network
+    if detail and float(detail) > 0 and width:
+        halo += int(np.ceil(SMOOTH_TRUNCATE * min(float(width), DETAIL_MAX_WIDTH)))
+    share, sigma = params.get("gaussian_share"), params.get("gaussian_sigma")
+    if share and float(share) > 0 and sigma:
+        halo = max(halo, int(np.ceil(SMOOTH_TRUNCATE * float(sigma))) + 1)
+    return halo
 
 
 DETAIL_CROP = 512  # the detail restoration is judged on the central crop of each sample plane

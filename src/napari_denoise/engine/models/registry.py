@@ -30,9 +30,17 @@ from ...errors import ModelFileError, ParameterError
 from ..denoise.filters import FILTERS
 from ..denoise.fusion import FUSION_REACH, NEIGHBOURS_CHOICES, fusion_reach
 from ..denoise.fusion import combine as combine_window
-from ..denoise.selfcheck import DETAIL_MAX_WIDTH, detail_choice, put_back
+from ..denoise.selfcheck import (
+    DETAIL_MAX_WIDTH,
+    detail_from_probes,
+    gaussian_choice,
+    probe_planes,
+    put_back,
+    smooth,
+)
 from ..device import DEVICE_LABELS, DEVICES
 from ..method_base import Method, ModelInfo, Param, is_registered, register, unregister
+from ..notes import say
 from .inference import (
     ENSEMBLE_CHOICES,
     clear_cache,
@@ -81,7 +89,12 @@ def _infer(
     ensemble=1,
     detail=None,
     detail_width=None,
+    gaussian_share=None,
+    gaussian_sigma=None,
 ):
+    share = float(gaussian_share or 0.0)
+    if share >= 1.0:  # the Gaussian alone: the network need not run
+        return _gaussian_of(block, gaussian_sigma)
     limit = whole_plane_max_pixels
     if limit is not None and np.shape(block)[-2] * np.shape(block)[-1] > limit:
         ny, nx = np.shape(block)[-2:]
@@ -120,36 +133,114 @@ def _infer(
         # exact as the network's own output.
         width = min(float(detail_width or 0.0), DETAIL_MAX_WIDTH)
         out = put_back(out, block, float(detail), width)
+    if share > 0.0:  # the Gaussian mixed in; the tiles' halo covers its reach (_halo)
+        gauss = _gaussian_of(block, gaussian_sigma)
+        out = np.float32(1.0 - share) * np.asarray(out, np.float32) + np.float32(share) * gauss
     return out
+
+
+def _gaussian_of(block, sigma) -> np.ndarray:
+    """The self-calibrated Gaussian's blur of ``block`` (each plane), in float32."""
+    if sigma is None or float(sigma) <= 0:
+        raise ParameterError("A Gaussian share needs its blur width (gaussian_sigma > 0).")
+    return smooth(np.asarray(block, np.float32), float(sigma)).astype(np.float32, copy=False)
 
 
 def choose_detail(
     samples, params, *, card_path, rule, amount=None, width=None
 ) -> tuple[float, float]:
     """How much of the image's own detail to put back into the network's output, and how
-    smoothed, for this image: ``output + detail * G_width(input - output)`` with the
-    ``(detail, width)`` of lowest estimated error (SURE under a noise ``1 + margin`` times
-    the estimated one, :func:`~..denoise.selfcheck.detail_choice`) on the central crop of
-    each sample plane (a stack's planes share one setting: none may find it harmful).
-    A given ``amount`` or ``width`` is kept, the other chosen for it."""
+    smoothed (:func:`choose_additions` without the Gaussian)."""
+    chosen = choose_additions(
+        samples, params, card_path=card_path, rule=rule, amount=amount, width=width
+    )
+    return chosen["detail"], chosen["detail_width"]
+
+
+def choose_additions(
+    samples, params, *, card_path, rule, amount=None, width=None, fallback=None
+) -> dict:
+    """What to add to the network's output for this image, from one SURE probe of the
+    network on the central crop of each sample plane (a stack's planes share one setting):
+
+    - ``detail``, ``detail_width``: how much of the image's own detail to put back, and how
+      smoothed, ``output + detail * G_width(input - output)``, of lowest estimated error
+      (SURE under a noise ``1 + margin`` times the estimated one,
+      :func:`~..denoise.selfcheck.detail_choice`; none may find it harmful). A given
+      ``amount`` or ``width`` is kept, the other chosen for it.
+    - with the card's ``gaussian_fallback`` rule (``fallback``) and ``gaussian_share`` not
+      given: the share of the self-calibrated Gaussian mixed into that result, by SURE of
+      the blend against SURE of the result (:func:`~..denoise.selfcheck.gaussian_choice`),
+      only where the Gaussian is estimated better by the rule's margin; its blur width
+      ``gaussian_sigma`` is the Gaussian filter's own automatic one.
+
+    Returns the chosen values (and ``_gaussian_gain``: how much lower SURE of the best blend
+    is than SURE of the result, in units of the noise variance)."""
     from ..denoise.calibrate import center_crop
 
     planes = [center_crop(np.asarray(s, np.float32), DETAIL_CROP) for s in samples]
     if not planes or any(p.ndim != 2 or min(p.shape) < 32 for p in planes):
-        return 0.0, 0.0
-    # what the network takes (not the detail chosen here, nor the fusion of neighbours)
-    fixed = {k: v for k, v in params.items() if k not in ("detail", "detail_width", "neighbours")}
+        return {"detail": 0.0, "detail_width": 0.0, **({"gaussian_share": 0.0} if fallback else {})}
+    # what the network takes (not what is chosen here, nor the fusion of neighbours)
+    skip = ("detail", "detail_width", "gaussian_share", "gaussian_sigma", "neighbours")
+    fixed = {k: v for k, v in params.items() if k not in skip}
 
     def net(image):
         return _infer(image, card_path=card_path, **fixed)
 
-    if width is not None:
-        widths = (min(float(width), DETAIL_MAX_WIDTH),)
+    probes = probe_planes(planes, net)
+    if amount is not None and float(amount) <= 0.0:  # the network alone: no width
+        chosen = {"detail": 0.0, "detail_width": 0.0 if width is None else float(width)}
     else:
-        widths = tuple(float(w) for w in rule.get("widths", (0.0,)))
-        widths = tuple(w for w in widths if w <= DETAIL_MAX_WIDTH) or (0.0,)
-    margin = float(rule.get("margin", 0.0))
-    return detail_choice(planes, net, widths=widths, margin=margin, amount=amount)
+        rule = rule or {}
+        if width is not None:
+            widths = (min(float(width), DETAIL_MAX_WIDTH),)
+        else:
+            widths = tuple(float(w) for w in rule.get("widths", (0.0,)))
+            widths = tuple(w for w in widths if w <= DETAIL_MAX_WIDTH) or (0.0,)
+        margin = float(rule.get("margin", 0.0))
+        if rule or amount is not None:
+            best = detail_from_probes(probes, widths=widths, margin=margin, amount=amount)
+        else:  # no detail rule: the network alone
+            best = (0.0, 0.0)
+        chosen = {"detail": best[0], "detail_width": best[1]}
+    if fallback:
+        sigma = params.get("gaussian_sigma")
+        if sigma is None:
+            sigma = gaussian_width(samples)
+        choice = gaussian_choice(
+            probes,
+            sigma=float(sigma),
+            detail=float(chosen["detail"]),
+            width=min(float(chosen["detail_width"] or 0.0), DETAIL_MAX_WIDTH),
+            margin=float(fallback.get("margin", 0.0)),
+        )
+        chosen.update(
+            gaussian_share=choice.share, gaussian_sigma=float(sigma), _gaussian_gain=choice.gain
+        )
+    return chosen
+
+
+def gaussian_width(samples) -> float:
+    """The blur width the self-calibrated Gaussian chooses for these sample planes (its own
+    automatic choice, as users get it)."""
+    gaussian = next(f for f in FILTERS if f.name == "gaussian")
+    return float(gaussian.auto(list(samples), {"sigma": None})["sigma"])
+
+
+def gaussian_words(share: float) -> str:
+    """The choice in words ("" where none of the Gaussian is mixed in)."""
+    if share >= 1.0:
+        return (
+            "The Gaussian was estimated better on this image (by SURE, without ground truth): "
+            "the result is the self-calibrated Gaussian."
+        )
+    if share > 0.0:
+        return (
+            "The Gaussian was estimated better on this image (by SURE, without ground truth): "
+            f"{100 * share:.0f}% of the self-calibrated Gaussian is mixed into the network's result."
+        )
+    return ""
 
 
 def _auto(samples, params, *, card, card_path=None):
@@ -186,17 +277,34 @@ def _auto(samples, params, *, card, card_path=None):
         params["strength"] = noise_level_of(
             [(np.asarray(s, np.float32) - params["norm_low"]) / span for s in samples]
         )
-    rule = card.get("detail")
-    if rule and card_path is not None:
-        amount, width = params.get("detail"), params.get("detail_width")
-        if amount is not None and float(amount) <= 0.0:  # the network alone: no width
-            params["detail_width"] = 0.0 if width is None else width
-        elif amount is None or width is None:  # what is not given is chosen for what is
-            best = choose_detail(
-                samples, params, card_path=card_path, rule=rule, amount=amount, width=width
-            )
-            params["detail"] = best[0] if amount is None else amount
-            params["detail_width"] = best[1] if width is None else width
+    rule, fallback = card.get("detail"), card.get("gaussian_fallback")
+    if card_path is None or not (rule or fallback):
+        return params
+    amount, width = params.get("detail"), params.get("detail_width")
+    share = params.get("gaussian_share")
+    if fallback and share is not None and float(share) > 0 and params.get("gaussian_sigma") is None:
+        params["gaussian_sigma"] = gaussian_width(samples)  # a share given, not its width
+    detail_known = amount is not None and (width is not None or float(amount) <= 0.0)
+    if detail_known and (not fallback or share is not None):
+        if width is None:  # the network alone: no width
+            params["detail_width"] = 0.0
+        return params
+    chosen = choose_additions(
+        samples,
+        params,
+        card_path=card_path,
+        rule=rule,
+        amount=amount,
+        width=width,
+        fallback=fallback if share is None else None,
+    )
+    chosen.pop("_gaussian_gain", None)  # SURE's estimate (benchmarks/gauss_fallback.py)
+    for key, value in chosen.items():
+        if key in params and params[key] is None:
+            params[key] = value
+    words = gaussian_words(float(params.get("gaussian_share") or 0.0))
+    if words and share is None:
+        say(words, 1, 1, short="Gaussian chosen")
     return params
 
 
@@ -313,6 +421,32 @@ def _method_for(card_path: Path) -> Method:
                 DETAIL_MAX_WIDTH,
                 label="Detail blur (pixels)",
                 start=1.3,
+            ),
+        ]
+    if card.get("gaussian_fallback"):
+        params += [
+            Param(
+                "gaussian_share",
+                float,
+                None,
+                "Share of the self-calibrated Gaussian mixed into the result (0: the network "
+                "alone; 1: the Gaussian alone; auto: chosen per image without ground truth, "
+                "by SURE, and above 0 only where the Gaussian is estimated better by a margin)",
+                0.0,
+                1.0,
+                label="Gaussian mixed in",
+                start=0.0,  # the network alone
+            ),
+            Param(
+                "gaussian_sigma",
+                float,
+                None,
+                "Blur width of the Gaussian mixed in (pixels; auto: the self-calibrated "
+                "Gaussian's own width for this image)",
+                0.1,
+                20.0,
+                label="Gaussian blur (pixels)",
+                start=1.0,
             ),
         ]
     fuses = bool(card.get("fuse_neighbours")) and not card.get("noise_input")

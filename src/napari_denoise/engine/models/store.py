@@ -337,6 +337,7 @@ def card_problems(card: Mapping[str, Any]) -> list[str]:
     if isinstance(inference, dict) and not isinstance(inference.get("cpu_bf16", False), bool):
         problems.append("'inference.cpu_bf16' must be true or false")
     problems += _detail_problems(card.get("detail"))
+    problems += _gaussian_fallback_problems(card.get("gaussian_fallback"))
     return problems
 
 
@@ -375,6 +376,19 @@ def _detail_problems(rule: Any) -> list[str]:
     if not (_is_number(margin) and margin >= 0):
         problems.append(f"'detail.margin' must be a number >= 0, not {json.dumps(margin)[:20]}")
     return problems
+
+
+def _gaussian_fallback_problems(rule: Any) -> list[str]:
+    """What is wrong with a card's rule for mixing in the self-calibrated Gaussian
+    (``"gaussian_fallback"``, read when the model runs: :func:`~.registry.choose_additions`)."""
+    if rule is None:
+        return []
+    if not isinstance(rule, dict):
+        return [f"'gaussian_fallback' must be a JSON object, not {json.dumps(rule)[:40]}"]
+    margin = rule.get("margin")
+    if not (_is_number(margin) and margin >= 0):
+        return [f"'gaussian_fallback.margin' must be a number >= 0, not {json.dumps(margin)[:20]}"]
+    return []
 
 
 def sha256_file(path: str | os.PathLike) -> str:
