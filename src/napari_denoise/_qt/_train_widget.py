@@ -178,11 +178,12 @@ class TrainWidget(DockTabs, TrainForm):
                 raise InputError("To resume, type the name of the stopped model in New name.")
             regions = self._regions(noisy)
             axes = _axes(noisy)
+            spec = self.config()  # the settings, checked before anything starts
         except DenoiseError as err:
             self._on_failed(str(err))
             return False
         job = TrainJob(
-            self.spec(),
+            spec,
             noisy.data,
             None if clean is None else clean.data,
             regions,
@@ -192,11 +193,11 @@ class TrainWidget(DockTabs, TrainForm):
         )
         if not self.runner.start(job):
             return False
-        self._task = {"noisy": noisy, "mode": job.spec["mode"]}
+        self._task = {"noisy": noisy, "mode": job.spec.mode}
         self._stopping = False
         self.model_name = None
         self.denoise_button.setVisible(False)
-        self.plot.clear(job.spec.get("steps") or 1)
+        self.plot.clear(job.spec.steps or 1)
         self.plot.set_validation_label(HELD_OUT_PSNR if clean is not None else HELD_OUT_ERROR)
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
