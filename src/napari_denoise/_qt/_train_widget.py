@@ -29,7 +29,7 @@ from ._compact import DockTabs, ElidedButton, WrappingLabel, scrolling
 from ._curve_plot import CurvePlot
 from ._layers import result_kwargs, result_name
 from ._method_picker import notify_models_changed
-from ._runner import Job, Runner
+from ._runner import Callbacks, Job, Runner
 from ._train_form import TrainForm
 from ._train_inputs import NEW_UNET, StartModelCombo
 from ._train_job import TrainJob, TrainRunner, rectangles, warm_up
@@ -93,10 +93,12 @@ class TrainWidget(DockTabs, TrainForm):
             on_phase=self._on_phase,
         )
         self.denoiser = Runner(
-            on_done=self._on_denoised,
-            on_failed=self._on_failed,
-            on_cancelled=lambda last: self.status.setText("Denoising cancelled; nothing added."),
-            on_busy=self._on_busy,
+            Callbacks(
+                done=self._on_denoised,
+                failed=self._on_failed,
+                cancelled=lambda last: self.status.setText("Denoising cancelled; nothing added."),
+                busy=self._on_busy,
+            )
         )
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
@@ -334,7 +336,13 @@ class TrainWidget(DockTabs, TrainForm):
             "path": noisy.source.path or noisy.metadata.get("source_path"),
             "layer": noisy.name,
         }
-        job = Job(noisy.data, method, _axes(noisy), label=f"Denoising with {method}", source=source)
+        job = Job(
+            data=noisy.data,
+            method=method,
+            axes=_axes(noisy),
+            label=f"Denoising with {method}",
+            source=source,
+        )
         if not self.denoiser.start(job):
             return False
         self.status.setText(f"Denoising '{noisy.name}' with {method}…")
