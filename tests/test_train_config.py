@@ -177,3 +177,39 @@ def test_the_widget_refuses_a_bad_setting_before_it_starts(make_napari_viewer, m
     assert errors == [
         "Invalid training setting: patch must be a whole number of at least 16, not 8."
     ]
+
+
+def test_loop_settings_given_in_python_run_and_are_written_in_the_card(user_dir, tmp_path):
+    pytest.importorskip("torch")
+    from napari_denoise.engine.training.card import reproduce_command
+    from napari_denoise.engine.training.finetune import finetune_iter, prepare
+
+    rng = np.random.default_rng(0)
+    image = rng.poisson(40, (96, 96)).astype(np.float32)
+    source = tmp_path / "noisy.npy"
+    np.save(source, image)
+    spec = FinetuneSpec(
+        mode="n2v",
+        start="new:unet",
+        config={"base": 8},
+        steps=2,
+        patch=32,
+        batch_size=2,
+        threads=1,
+        warmup=1,
+        grad_clip=None,
+    )
+    assert spec.loop_changes() == {"warmup": 1, "grad_clip": None}
+    prepared = prepare(spec, image, data_names=(str(source), None))
+    assert prepared.run_config(2).grad_clip is None  # what train_iter runs
+    assert reproduce_command(prepared, "x", 2, 1) is not None  # the file is there
+    gen = finetune_iter(prepared)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as done:
+            training = done.value.card["training"]
+            break
+    assert training["loop_settings"] == {"warmup": 1, "grad_clip": None}
+    assert training["optimizer"].endswith("no gradient clipping")
+    assert training["command"] is None  # no CLI option repeats them: no command that would lie

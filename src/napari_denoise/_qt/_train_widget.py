@@ -185,10 +185,10 @@ class TrainWidget(DockTabs, TrainForm):
             self._on_failed(str(err))
             return False
         job = TrainJob(
-            spec,
-            noisy.data,
-            None if clean is None else clean.data,
-            regions,
+            spec=spec,
+            noisy=noisy.data,
+            clean=None if clean is None else clean.data,
+            regions=regions,
             axes=axes,
             names=(_source(noisy), None if clean is None else _source(clean)),
             resume=self.resume.isChecked(),

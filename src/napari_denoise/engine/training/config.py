@@ -38,9 +38,11 @@ from .options import (
     SELF_SUPERVISED_LOSSES,
 )
 
-__all__ = ["MIN_PATCH", "FinetuneSpec", "TrainConfig"]
+__all__ = ["LOOP_SETTINGS", "MIN_PATCH", "FinetuneSpec", "TrainConfig"]
 
 MIN_PATCH = 16  # the smallest patch a fine-tuning request may ask for
+# Settings of the loop itself, chosen from the length of the run unless given.
+LOOP_SETTINGS = ("val_every", "checkpoint_every", "warmup", "grad_clip", "bf16")
 
 
 def _whole(value, low: int) -> bool:
@@ -131,6 +133,15 @@ class TrainConfig:
                 f"{', '.join(cls.field_names())}."
             )
         return cls(**settings)
+
+    def loop_changes(self) -> dict[str, Any]:
+        """The loop's own settings (cadences, warm-up, clipping, bf16: no CLI option
+        sets them) that differ from their defaults."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(TrainConfig)
+            if f.name in LOOP_SETTINGS and getattr(self, f.name) != f.default
+        }
 
     def filled(self):
         """The record with the loop's defaults filled in, as :func:`~.loop.train_iter`

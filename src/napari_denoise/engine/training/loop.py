@@ -1,6 +1,7 @@
 """Supervised and self-supervised training as one generator shared by the CLI, GUI and tests.
 
-:func:`train_iter` yields a :class:`TrainProgress` after every optimisation step and
+How to train is one record, :class:`~.config.TrainConfig` (checked when it is made);
+:func:`train_iter` runs it, yields a :class:`TrainProgress` after every optimisation step and
 returns the model with the weights that scored best on validation (or the last weights
 without validation). The consumer stops it by passing ``stop``, a callable checked
 before every step (as CAREamics checks its stop callback at every batch): training then
@@ -41,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...errors import ModelFileError
+from ...errors import ModelFileError, ParameterError
 from ..models import config_dict
 from .config import TrainConfig
 from .options import LOSS_NAMES, MODES
@@ -390,6 +391,11 @@ def train_iter(
 
     if config is None:
         config = TrainConfig(**settings)
+    elif not isinstance(config, TrainConfig):
+        raise ParameterError(
+            f"train_iter takes its settings as a TrainConfig (or as keywords), not a "
+            f"{type(config).__name__}."
+        )
     elif settings:
         config = dataclasses.replace(config, **settings)
     cfg = config.filled()
