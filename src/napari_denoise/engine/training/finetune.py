@@ -6,9 +6,11 @@ Two calls::
     for tick in finetune_iter(prepared, stop=should_stop):               # trains, saves
         print(tick.message)
 
-:func:`prepare` checks everything that can be wrong before any training starts (shapes,
-regions, the start model, parameters) and raises :class:`~napari_denoise.errors.InputError`
-or :class:`~napari_denoise.errors.ParameterError` with a sentence saying what to change.
+The :class:`FinetuneSpec` checks its settings when it is made (:mod:`.config`);
+:func:`prepare` checks everything else that can be wrong before any training starts
+(shapes, regions, the start model, the patch against the network) and raises
+:class:`~napari_denoise.errors.InputError` or :class:`~napari_denoise.errors.ParameterError`
+with a sentence saying what to change.
 It cuts the data into training rectangles and *spatially disjoint* validation stripes,
 normalised as the zoo normalises at inference, a clean image aligned to the noisy one
 (:mod:`.split`).
