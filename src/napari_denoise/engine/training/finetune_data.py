@@ -131,7 +131,10 @@ def prepare_iter(
         empty / outside / smaller than a patch / overlapping another, too little data
         for the validation split, a start model that does not take 2-D single-channel data.
     ParameterError
-        A setting out of range, or a name taken by a method that is not the user's model.
+        A setting that does not fit the data or the network (the patch against the
+        network's multiple, blind spots against the patch; settings out of range are
+        refused when the :class:`~.config.FinetuneSpec` is made), a ``spec`` that is not a
+        FinetuneSpec, or a name taken by a method that is not the user's model.
     ModelFileError, UnknownMethodError
         Unknown start model (the installed ones are listed) or architecture.
 
