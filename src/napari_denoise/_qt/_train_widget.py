@@ -77,7 +77,8 @@ class TrainWidget(DockTabs, TrainForm):
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)  # the form: inputs, mode logic, spec()
         self.model_name: str | None = None
-        self._task: dict = {}
+        self._noisy = None  # the layer being trained on (the run's input)
+        self._mode: str | None = None  # the run's mode
         self._pending: list[str] = []  # models still to run on the noisy layer
         self._closed = False  # taken out of its dock by napari's close button
         self._saved = ""  # what the last run saved (for the status line)
@@ -195,7 +196,7 @@ class TrainWidget(DockTabs, TrainForm):
         )
         if not self.runner.start(job):
             return False
-        self._task = {"noisy": noisy, "mode": job.spec.mode}
+        self._noisy, self._mode = noisy, job.spec.mode
         self._stopping = False
         self.model_name = None
         self.denoise_button.setVisible(False)
@@ -289,13 +290,13 @@ class TrainWidget(DockTabs, TrainForm):
             self._saved = f"{self._saved} {WHY_PSNR_DIFFERS}"
         if notes:  # choices made from the data, e.g. a blind block for correlated noise
             self._saved = f"{self._saved} {notes}"
-        noisy = self._task["noisy"]
+        noisy = self._noisy
         if noisy not in self.viewer.layers:
             self._saved = f"Layer '{noisy.name}' was deleted, so training stopped. {self._saved}"
         self.status.setText(self._saved)
         if result.stopped:
             self.name.setText(result.name)  # ready to resume
-        noisy = self._task["noisy"]
+        noisy = self._noisy
         self.denoise_button.setText(f"Denoise '{noisy.name}' with {result.name}")
         self.denoise_button.setVisible(True)
         if self.apply.isChecked() and not self._closed:
@@ -316,19 +317,19 @@ class TrainWidget(DockTabs, TrainForm):
     # ------------------------------------------------------------------ using the new model
     def denoise_with_model(self) -> bool:
         """Run the new model (and its deconvolved twin, if asked) on the noisy layer."""
-        noisy = self._task.get("noisy")
+        noisy = self._noisy
         if self.model_name is None or noisy is None or self.runner.busy or self.denoiser.busy:
             return False
         if noisy not in self.viewer.layers:
             show_info(f"Layer '{noisy.name}' is no longer in the viewer.")
             return False
         self._pending = [self.model_name]
-        if self._task.get("mode") == "n2v-psf" and self.add_deconvolved.isChecked():
+        if self._mode == "n2v-psf" and self.add_deconvolved.isChecked():
             self._pending.append(f"{self.model_name}-deconvolved")
         return self._denoise_next()
 
     def _denoise_next(self) -> bool:
-        noisy = self._task["noisy"]
+        noisy = self._noisy
         if not self._pending or noisy not in self.viewer.layers:
             return False
         method = self._pending.pop(0)
@@ -349,7 +350,7 @@ class TrainWidget(DockTabs, TrainForm):
         return True
 
     def _on_denoised(self, outcome) -> None:
-        noisy, result = self._task.get("noisy"), outcome.result
+        noisy, result = self._noisy, outcome.result
         if noisy not in self.viewer.layers:
             return
         kwargs = result_kwargs(noisy, axes=result.axes, provenance=outcome.provenance)
@@ -359,7 +360,7 @@ class TrainWidget(DockTabs, TrainForm):
         self._denoise_next()
 
     def _on_layer_removed(self, event) -> None:
-        if event.value is not self._task.get("noisy"):
+        if event.value is not self._noisy:
             return
         if self.runner.busy:  # nothing left to train on: stop now, keep what was learnt
             self.stop()
