@@ -184,6 +184,14 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
                 f"wrote {dst} and {sidecar_path(dst).name} in {result.seconds:.1f} s",
                 file=sys.stderr,
             )
+            if result.neighbours:  # a stack: its planes were not denoised alone
+                word = "frame" if "T" in result.axes else "plane"
+                print(
+                    f"  each {word} denoised with its {result.neighbours} neighbouring "
+                    f"{word}{'' if result.neighbours == 1 else 's'}, where they match "
+                    f"(--param neighbours=off: each {word} alone)",
+                    file=sys.stderr,
+                )
         except DenoiseError as err:
             failures += 1
             print(f"\nerror: {src}: {err}", file=sys.stderr)

@@ -407,7 +407,9 @@ def _stream_tiff(image: Image, output: Path, method, kw: dict, on_progress, extr
     """Denoise ``image`` into the TIFF ``output`` block by block; the result and provenance."""
     start = time.perf_counter()
     plan, view = drain(plan_iter(image.data, method, **kw), on_progress)
-    result = make_result(None, plan.axes, plan.method, plan.base, plan.params, start)
+    result = make_result(
+        None, plan.axes, plan.method, plan.base, plan.params, start, plan.neighbour_planes()
+    )
     prov = _provenance(result, image, output, extra)
     _make_parent(output)
     page = tiff_page_shape(plan.shape, plan.axes)

@@ -44,6 +44,7 @@ from ._warm import warm_model
 from ._words import (
     labelled_value,
     method_title,
+    neighbours_text,
     non_default,
     progress_text,
     reworded,
@@ -429,6 +430,8 @@ class DenoiseWidget(DockTabs, QWidget):
         self._runs.append((new, task.rerun()))
         self.compare.set_pair(layer, new)
         done = f"Done in {result.seconds:.1f} s → layer '{new.name}'. {chosen}".strip()
+        if neighbours_text(result):  # a stack: say that its planes were not denoised alone
+            done += ("." if chosen else "") + " " + neighbours_text(result)
         if file:  # a sentence of its own, after the chosen values' full stop
             done += ("." if chosen else "") + f" It is kept in {file} (too big for memory)"
             done += " until the layer is deleted."

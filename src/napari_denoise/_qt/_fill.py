@@ -127,7 +127,9 @@ def fill_steps(
     finally:
         if not finished:  # cancelled or failed: no half-written file stays behind
             remove_file(path)
-    return make_result(out, plan.axes, plan.method, plan.base, plan.params, start)
+    return make_result(
+        out, plan.axes, plan.method, plan.base, plan.params, start, plan.neighbour_planes()
+    )
 
 
 def remove_file(path: str | None) -> None:

@@ -174,3 +174,16 @@ def reworded(message: str, method_name: str) -> str:
     if not found:  # not about a parameter: a quoted word is a layer's or a method's name
         return message
     return re.sub(r"'(\w+)'", lambda m: f"'{labels[m[1]]}'" if m[1] in labels else m[0], message)
+
+
+def neighbours_text(result) -> str:
+    """'Each frame was denoised with its 6 neighbouring frames, where they match.' for a
+    stack denoised with its neighbours (empty otherwise)."""
+    n = int(getattr(result, "neighbours", 0) or 0)
+    if not n:
+        return ""
+    word = POSITION_WORDS.get("T" if "T" in result.axes else "Z", "plane")
+    return (
+        f"Each {word} was denoised with its {n} neighbouring {word}{'' if n == 1 else 's'}, "
+        "where they match."
+    )

@@ -213,7 +213,14 @@ class Method:
         How many neighbouring planes on each side of a plane (along T, else Z) the method
         looks at: 0 denoises each plane alone; ``k`` gives ``fn`` a window of ``2k + 1``
         planes (the plane in the middle) and takes the middle plane's result back. The
-        driver reads the window, streaming (see :mod:`.denoise.driver`).
+        driver reads the window, streaming (see :mod:`.denoise.driver`). A callable
+        ``plane_reach(params)`` gives it per run (e.g. 0 when the user turns neighbours off).
+    combine : callable, optional
+        With a plane reach: ``combine(window, neighbours, **params)`` turns the window of
+        ``2k + 1`` whole planes into the one plane that ``fn`` then denoises, tile by tile
+        (``neighbours``: the slots holding a distinct plane other than the middle one;
+        e.g. :func:`.denoise.fusion.fuse`). Its parameters are those named in
+        ``combine_keys``, which ``fn`` does not get.
     """
 
     name: str
@@ -238,7 +245,14 @@ class Method:
     # A 3-D method that also takes YX blocks (a multi-frame network falls back to frame by
     # frame): an image without a Z or T axis is cut into planes instead of refused.
     planes_fallback: bool = False
-    plane_reach: int = 0
+    plane_reach: int | Callable[[Mapping[str, Any]], int] = 0
+    combine: Callable[..., Any] | None = None
+    combine_keys: tuple[str, ...] = ()
+
+    def reach(self, params: Mapping[str, Any]) -> int:
+        """The plane reach for a run with ``params`` (see ``plane_reach``)."""
+        reach = self.plane_reach
+        return int(reach(params) if callable(reach) else reach)
 
     @property
     def is_default(self) -> bool:

@@ -28,7 +28,9 @@ Blocks and their reach
     in Y and X). Along the stack, a block reaches :attr:`~.plan.Plan.plane_reach` planes
     before and after: the driver then reads the window ``i - k .. i + k``
     (:meth:`~.plan.Plan.window`, reflected at the ends) and hands the method a
-    ``(2k + 1, Y, X)`` stack per tile, of which it returns the middle plane. Windows
+    ``(2k + 1, Y, X)`` stack per tile, of which it returns the middle plane; or, for a
+    method with a ``combine`` step, that step first turns the window of whole planes into
+    one plane (e.g. neighbours fused into it), which is then tiled as any plane. Windows
     stream: only ``2k + 1`` planes (per position of the loop axes after the stack
     axis) are held, each read once.
 Progress and stop
@@ -49,8 +51,9 @@ import numpy as np
 
 from ...errors import Cancelled
 from ..method_base import Method
+from .fusion import window_neighbours
 from .mapped import release_mapped
-from .plan import Plan, position_text
+from .plan import POSITION_WORDS, Plan, position_text
 from .tiling import Progress, plan_tiles, run_tiled
 
 __all__ = [
@@ -137,6 +140,9 @@ def drive(
     m = plan.method
     indices = plan.indices() if indices is None else list(indices)
     lead = 1 if plan.plane_reach and plan.plane_axis is not None else 0
+    combine = m.combine if lead else None  # the window becomes one plane, before tiling
+    if combine is not None:
+        lead = 0
     target = None if callable(writer) else np.transpose(writer, plan.order)  # a view
     tiles_per_block = [
         len(plan_tiles(plan.block_shape, plan.tile, **_geometry(m, p, plan.block_shape)))
@@ -145,10 +151,18 @@ def drive(
     total = sum(tiles_per_block[plan.channel(i)] for i in indices)
     done = 0
     title = m.title or m.name
+    with_neighbours = ""
+    if plan.neighbour_planes():  # said on every tick: the planes are not denoised alone
+        n, word = plan.neighbour_planes(), POSITION_WORDS[plan.loop_axes[plan.plane_axis]]
+        with_neighbours = f"with {n} neighbouring {word}{'' if n == 1 else 's'}"
     for index, block in windows(plan, reader, indices):
         c = plan.channel(index)
         position = plan.position(index)
-        message = ", ".join(w for w in (title, position_text(position)) if w)
+        message = ", ".join(w for w in (title, position_text(position), with_neighbours) if w)
+        if combine is not None:
+            params = plan.params[c]
+            slots = window_neighbours(plan.window(index))
+            block = combine(block, slots, **{k: params.get(k) for k in m.combine_keys})
         result = yield from denoise_block(
             m,
             block,
@@ -228,7 +242,7 @@ def denoise_block(
     """
     from .noise import anscombe, inverse_anscombe
 
-    fn_params = {k: v for k, v in params.items() if k != "vst"}
+    fn_params = {k: v for k, v in params.items() if k != "vst" and k not in m.combine_keys}
 
     def run_tile(tile_data):
         # Each tile is read (from a memory map, possibly) and converted on its own.

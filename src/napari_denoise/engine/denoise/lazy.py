@@ -89,7 +89,7 @@ def denoise_dask(
     else:
         lazy = view.map_blocks(task, dtype=out_dtype, meta=meta)
     data = lazy.transpose(list(plan.inverse))
-    return make_result(data, axes, m, plan.base, plan.params, start)
+    return make_result(data, axes, m, plan.base, plan.params, start, plan.neighbour_planes())
 
 
 class MappedPlanes:

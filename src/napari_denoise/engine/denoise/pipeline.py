@@ -65,6 +65,8 @@ class DenoiseResult:
     params: dict[str, Any]
     channel_params: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    neighbours: int = 0
+    """How many neighbouring planes of the stack each plane was denoised with (0: alone)."""
 
     def provenance(self) -> dict[str, Any]:
         """Method, resolved parameters (per channel where they differ) and timing."""
@@ -76,6 +78,8 @@ class DenoiseResult:
         }
         if len(self.channel_params) > 1:
             info["channel_params"] = self.channel_params
+        if self.neighbours:
+            info["neighbour_planes"] = self.neighbours
         method = get_method(self.method)
         if method.model is not None:
             info["model"] = method.model.as_dict()
@@ -140,7 +144,9 @@ def denoise_iter(
     for item in drive(plan, view, out):
         if not isinstance(item, Written):
             yield item
-    return make_result(out, plan.axes, plan.method, plan.base, plan.params, start)
+    return make_result(
+        out, plan.axes, plan.method, plan.base, plan.params, start, plan.neighbour_planes()
+    )
 
 
 def plan_iter(
@@ -189,9 +195,12 @@ def block_iter(plan: Plan, view: Any) -> Generator[Progress | Block, None, None]
         yield done.pop() if isinstance(item, Written) else item
 
 
-def make_result(data, axes: str, m: Method, base: dict, resolved: list[dict], start: float):
+def make_result(
+    data, axes: str, m: Method, base: dict, resolved: list[dict], start: float, neighbours=0
+):
     """The :class:`DenoiseResult` of a run that began at ``start`` (perf_counter):
-    ``params`` are the channels' resolved ones when they all agree, else the given ones."""
+    ``params`` are the channels' resolved ones when they all agree, else the given ones;
+    ``neighbours``: the plan's :meth:`~.plan.Plan.neighbour_planes`."""
     summary = resolved[0] if len({repr(sorted(p.items())) for p in resolved}) == 1 else base
     return DenoiseResult(
         data=data,
@@ -200,6 +209,7 @@ def make_result(data, axes: str, m: Method, base: dict, resolved: list[dict], st
         params=_jsonable(summary),
         channel_params=[_jsonable(p) for p in resolved],
         seconds=time.perf_counter() - start,
+        neighbours=int(neighbours),
     )
 
 

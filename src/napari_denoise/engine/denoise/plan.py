@@ -98,6 +98,13 @@ class Plan:
         k = self.plane_reach
         return [(*index[:axis], reflect(j, n), *index[axis + 1 :]) for j in range(i - k, i + k + 1)]
 
+    def neighbour_planes(self) -> int:
+        """How many distinct neighbouring planes each plane is denoised with (0: alone):
+        ``2 * plane_reach``, at most the other planes of the stack."""
+        if not self.plane_reach or self.plane_axis is None:
+            return 0
+        return min(2 * self.plane_reach, self.loop_shape[self.plane_axis] - 1)
+
     @property
     def inverse(self) -> tuple[int, ...]:
         """The transposition back to the image's axes."""
@@ -200,7 +207,7 @@ def make_plan(
         tile=resolve_tile(tile, m, block_shape),
         out_dtype=out_dtype,
         base=base,
-        plane_reach=int(m.plane_reach) if ("T" in loop_axes or "Z" in loop_axes) else 0,
+        plane_reach=m.reach(base) if ("T" in loop_axes or "Z" in loop_axes) else 0,
     )
 
 

@@ -28,6 +28,8 @@ import numpy as np
 
 from ...errors import ModelFileError, ParameterError
 from ..denoise.filters import FILTERS
+from ..denoise.fusion import FUSION_REACH, NEIGHBOURS_CHOICES, fusion_reach
+from ..denoise.fusion import combine as combine_window
 from ..denoise.selfcheck import DETAIL_MAX_WIDTH, detail_choice, put_back
 from ..device import DEVICE_LABELS, DEVICES
 from ..method_base import Method, ModelInfo, Param, is_registered, register, unregister
@@ -135,7 +137,8 @@ def choose_detail(
     planes = [center_crop(np.asarray(s, np.float32), DETAIL_CROP) for s in samples]
     if not planes or any(p.ndim != 2 or min(p.shape) < 32 for p in planes):
         return 0.0, 0.0
-    fixed = {k: v for k, v in params.items() if k not in ("detail", "detail_width")}
+    # what the network takes (not the detail chosen here, nor the fusion of neighbours)
+    fixed = {k: v for k, v in params.items() if k not in ("detail", "detail_width", "neighbours")}
 
     def net(image):
         return _infer(image, card_path=card_path, **fixed)
@@ -312,6 +315,25 @@ def _method_for(card_path: Path) -> Method:
                 start=1.3,
             ),
         ]
+    fuses = bool(card.get("fuse_neighbours")) and not card.get("noise_input")
+    if fuses:  # a stack's planes: each fused with its matching neighbours first
+        params.append(
+            Param(
+                "neighbours",
+                str,
+                "on",
+                "On a time-lapse or z-stack, each plane is first averaged with the parts of "
+                f"up to {2 * FUSION_REACH} neighbouring planes that match it (aligned, and "
+                "tested against the noise pixel by pixel: what moved or changed is not "
+                "averaged); off: every plane alone",
+                choices=NEIGHBOURS_CHOICES,
+                label="Use neighbouring frames",
+                choice_labels=(
+                    f"On (up to {2 * FUSION_REACH} neighbours, where they match)",
+                    "Off (frame by frame)",
+                ),
+            )
+        )
     params.append(
         Param(
             "device",
@@ -378,6 +400,9 @@ def _method_for(card_path: Path) -> Method:
         # a U-Net is only equivariant to such shifts.
         multiple=multiple,
         experimental=bool(card.get("experimental", False)),
+        plane_reach=fusion_reach if fuses else 0,
+        combine=combine_window if fuses else None,
+        combine_keys=("neighbours",) if fuses else (),
     )
 
 

@@ -275,7 +275,7 @@ def card_problems(card: Mapping[str, Any]) -> list[str]:
     rank = card.get("default_rank")
     if rank is not None and not _is_int(rank):
         bad("default_rank", "a whole number or null")
-    for field in ("takes_noise_level", "tileable", "experimental"):
+    for field in ("takes_noise_level", "tileable", "experimental", "fuse_neighbours"):
         if card.get(field) is not None and not isinstance(card[field], bool):
             bad(field, "true or false")
     if card.get("noise_input") not in (None, "poisson-gaussian"):

@@ -1,0 +1,190 @@
+"""Issue 24: a stack's planes fused with their matching neighbours before the default network.
+
+The fusion (engine/denoise/fusion.py) aligns each neighbour by phase correlation, weighs it
+pixel by pixel by a test of the difference against the noise, and averages; the centre
+plane always counts fully. It runs on whole planes before tiling, through the one driver.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_denoise.engine.denoise.fusion import (
+    FUSION_REACH,
+    fuse,
+    fusion_noise,
+    shift_between,
+    window_neighbours,
+)
+from napari_denoise.engine.denoise.plan import reflect
+
+
+def _scene(side=128, seed=0) -> np.ndarray:
+    """A smooth positive scene with blobs (photons per pixel)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:side, :side].astype(np.float32)
+    scene = np.full((side, side), 10.0, np.float32)
+    for _ in range(12):
+        cy, cx, r = rng.uniform(10, side - 10), rng.uniform(10, side - 10), rng.uniform(3, 9)
+        scene += 60.0 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+    return scene
+
+
+def _noisy(clean: np.ndarray, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).poisson(clean).astype(np.float32)
+
+
+@pytest.mark.parametrize("shift", [(0, 0), (1, 0), (0, -3), (4, 2), (-7, 5)])
+def test_the_shift_between_two_noisy_planes_is_found_to_the_pixel(shift):
+    clean = _scene()
+    moved = np.roll(clean, shift, axis=(0, 1))
+    # moving the second plane by the answer puts it back onto the first
+    assert shift_between(_noisy(clean, 1), _noisy(moved, 2)) == (-shift[0], -shift[1])
+
+
+def test_a_flat_plane_has_no_shift():
+    assert shift_between(np.ones((32, 32)), np.ones((32, 32))) == (0, 0)
+
+
+def test_matching_neighbours_lower_the_noise_as_an_average_does():
+    clean = _scene()
+    window = np.stack([_noisy(clean, s) for s in range(7)])
+    fused, count = fuse(window, [0, 1, 2, 4, 5, 6], noise=fusion_noise([window[3]]), weights=True)
+    single = np.mean((window[3] - clean) ** 2)
+    err = np.mean((fused - clean) ** 2)
+    # 7 planes averaged would give 1/7 of the error; the weights keep nearly all of them
+    assert err < single / 4, (err, single)
+    assert float(np.median(count)) > 6.0
+
+
+def test_a_neighbour_that_shows_something_else_is_not_averaged_in():
+    clean = _scene()
+    other = np.roll(_scene(seed=5), 17, axis=1)  # a cut to another field
+    window = np.stack([_noisy(other, 1), _noisy(clean, 2), _noisy(other, 3)])
+    fused, count = fuse(window, [0, 2], noise=fusion_noise([window[1]]), weights=True)
+    differs = np.abs(other - clean) > 30  # where the fields clearly differ
+    assert differs.sum() > 500
+    # there, the centre plane alone (the neighbours' weight is ~0 on most such pixels)
+    assert np.median(count[differs]) < 1.05
+    np.testing.assert_allclose(np.median(np.abs(fused - window[1])[differs]), 0.0, atol=0.5)
+
+
+def test_a_drifting_sample_is_aligned_before_it_is_averaged():
+    big = _scene(side=160)
+    frames = [big[16 + 2 * t : 16 + 2 * t + 128, 10:138] for t in range(-3, 4)]  # 2 px/frame
+    window = np.stack([_noisy(f, s) for s, f in enumerate(frames)])
+    clean = frames[3]
+    fused = fuse(window, [0, 1, 2, 4, 5, 6], noise=fusion_noise([window[3]]))
+    inner = (slice(12, -12), slice(12, -12))  # away from the reflected edges
+    err = np.mean((fused - clean)[inner] ** 2)
+    plain = np.mean((window.mean(axis=0) - clean)[inner] ** 2)
+    single = np.mean((window[3] - clean)[inner] ** 2)
+    assert err < single / 4 and err < plain / 2, (err, single, plain)
+
+
+def test_a_reflected_end_does_not_count_a_plane_twice():
+    n = 4  # frame 0 of a 4-frame stack: window 3 2 1 0 1 2 3
+    positions = [(reflect(j, n),) for j in range(-FUSION_REACH, FUSION_REACH + 1)]
+    slots = window_neighbours(positions)
+    assert sorted(positions[j] for j in slots) == [(1,), (2,), (3,)]
+    assert window_neighbours([(0,)] * 7) == []  # a stack of one plane: no neighbour
+
+
+# --- the default model on a stack: one driver, every path -----------------------------------
+
+torch = pytest.importorskip("torch")
+
+
+def _run(image, method, axes=None, tile=None, output_dtype=None, **params):
+    from napari_denoise.engine.denoise.pipeline import denoise_iter, drain
+
+    return drain(
+        denoise_iter(image, method, axes=axes, tile=tile, output_dtype=output_dtype, params=params)
+    )
+
+
+def _stack(n=5, side=96, seed=0) -> np.ndarray:
+    clean = _scene(side=side, seed=seed)
+    return np.stack([_noisy(clean, seed + t) for t in range(n)]).astype(np.uint16)
+
+
+def test_the_default_denoises_a_stack_with_its_neighbours_and_says_so():
+    import napari_denoise as nd
+    from napari_denoise.engine.denoise.pipeline import denoise_iter
+    from napari_denoise.engine.methods import default_method
+
+    stack = _stack(n=5)
+    method = default_method().name
+    gen = denoise_iter(stack, method, axes="TYX")
+    ticks = []
+    try:
+        while True:
+            ticks.append(next(gen))
+    except StopIteration as stop:
+        result = stop.value
+    assert result.neighbours == 4  # a 5-frame stack: the 4 others
+    assert result.provenance()["neighbour_planes"] == 4
+    assert any("with 4 neighbouring frames" in t.message for t in ticks if not t.choosing)
+    alone = _run(stack, method, axes="TYX", neighbours="off")
+    assert alone.neighbours == 0
+    # off: exactly each plane denoised on its own (the same settings)
+    params = {k: v for k, v in alone.params.items() if k not in ("neighbours", "device")}
+    for t in (0, 2):
+        plane = nd.denoise(stack[t], method, axes="YX", **params)
+        np.testing.assert_array_equal(np.asarray(plane), np.asarray(alone.data)[t])
+    assert not np.array_equal(np.asarray(result.data), np.asarray(alone.data))
+    # a lone plane has no neighbours, whatever the setting
+    assert _run(stack[0], method).neighbours == 0
+
+
+def test_a_stack_with_neighbours_is_the_same_tiled_chunked_or_from_a_file(tmp_path):
+    import tifffile
+
+    import napari_denoise as nd
+    from napari_denoise.engine.denoise.lazy import denoise_dask
+    from napari_denoise.engine.methods import default_method
+    from napari_denoise.files import denoise_file
+
+    stack = _stack(n=6, side=112)
+    method = default_method().name
+    whole = _run(stack, method, axes="TYX", output_dtype="float32")
+    params = {k: v for k, v in whole.params.items() if k != "device"}
+    whole = np.asarray(whole.data)
+    for tile in (48, 80):
+        tiled = nd.denoise(stack, method, axes="TYX", output_dtype="float32", tile=tile, **params)
+        assert np.abs(np.asarray(tiled) - whole).max() < 0.01, tile
+    import dask.array as da
+
+    chunked = da.from_array(stack, chunks=(2, 56, 56))
+    lazy = denoise_dask(chunked, method, axes="TYX", output_dtype="float32", params=params)
+    assert np.abs(np.asarray(lazy.data.compute()) - whole).max() < 0.01
+    tifffile.imwrite(tmp_path / "in.tif", stack)
+    denoise_file(
+        tmp_path / "in.tif",
+        tmp_path / "out.tif",
+        method,
+        axes="TYX",
+        tile=64,
+        output_dtype="float32",
+        params=params,
+    )
+    assert np.abs(tifffile.imread(tmp_path / "out.tif") - whole).max() < 0.01
+
+
+def test_the_command_line_says_a_stack_was_denoised_with_its_neighbours(tmp_path, capsys):
+    import tifffile
+
+    from napari_denoise.cli import main
+
+    stack = _stack(n=4, side=64)
+    tifffile.imwrite(tmp_path / "movie.tif", stack, metadata={"axes": "TYX"})
+    assert main(["denoise", str(tmp_path / "movie.tif"), "-o", str(tmp_path / "a.tif"), "-q"]) == 0
+    said = capsys.readouterr().err
+    assert "each frame denoised with its 3 neighbouring frames" in said, said
+    off = ["--param", "neighbours=off"]
+    assert (
+        main(["denoise", str(tmp_path / "movie.tif"), "-o", str(tmp_path / "b.tif"), "-q", *off])
+        == 0
+    )
+    assert "neighbouring" not in capsys.readouterr().err
