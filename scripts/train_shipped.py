@@ -63,7 +63,7 @@ from napari_denoise.engine.training.datasets import (  # noqa: E402
     align_affine,
     load_image,
 )
-from napari_denoise.engine.training.loop import train_iter, validate  # noqa: E402
+from napari_denoise.engine.training.loop import TrainConfig, train_iter, validate  # noqa: E402
 
 TRAIN_FOVS = range(1, 9)
 # FMD Confocal_BPAE_B training fields (shared/data README section 7: FOVs 2-18 and 20; 19 is
@@ -417,18 +417,16 @@ def probe(spec: Spec, dataset, seconds: float, threads: int, bf16: str) -> dict:
         def stop():
             return start is not None and time.perf_counter() - start > seconds
 
-        for tick in train_iter(
-            model,
-            dataset,
+        config = TrainConfig(
             steps=10**6,
             batch_size=spec.batch_size,
             patch=spec.patch,
             lr=spec.lr,
             bf16=use_bf16,
-            stop=stop,
             threads=n_threads,
             seed=0,
-        ):
+        )
+        for tick in train_iter(model, dataset, config, stop=stop):
             if tick.step == 3:  # the first steps set up kernels: not counted
                 start = time.perf_counter()
             elif start is not None:
@@ -459,23 +457,19 @@ def run_phase(
 ):
     start = time.perf_counter()
     last_print = 0.0
-    gen = train_iter(
-        model,
-        dataset,
+    config = TrainConfig(
         steps=steps,
         batch_size=spec.batch_size,
         patch=spec.patch,
         lr=lr,
         loss=spec.loss,
         seed=seed,
-        val_pairs=val_pairs,
         val_every=max(1, steps // VALIDATIONS),
         bf16=bf16,
         threads=threads,
-        checkpoint=ckpt,
         checkpoint_every=500,
-        resume=resume,
     )
+    gen = train_iter(model, dataset, config, val_pairs=val_pairs, checkpoint=ckpt, resume=resume)
 
     def report(tick):
         nonlocal last_print

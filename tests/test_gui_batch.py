@@ -331,7 +331,7 @@ def test_deleting_the_result_as_it_lands_says_nothing_was_added(
     landed, go = widget.runner.calls.landed, pause_after_landing
 
     def delete_then_land(item):
-        viewer.layers.remove(widget._filling["layer"])  # the user deletes the filling result
+        viewer.layers.remove(widget._filling.layer)  # the user deletes the filling result
         landed(item)
         go.set()
 

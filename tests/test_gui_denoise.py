@@ -96,7 +96,7 @@ def test_progress_and_cancel_lines_use_the_methods_title_and_plain_words(make_na
     assert not any("nlm" in t or "T=" in t or "tile" in t for t in shown[:-1])
     last = ticks[-1]
     assert last.total > 3  # several parts per frame
-    widget._batch["ended"] = 0  # as if Cancel had stopped it before the result landed
+    widget._batch.ended = 0  # as if Cancel had stopped it before the result landed
     widget._on_cancelled(last)
     assert (
         widget.status.text()

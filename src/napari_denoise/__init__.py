@@ -40,6 +40,7 @@ __all__ = [
     "ModelFileError",
     "ParameterError",
     "ReadError",
+    "TrainConfig",
     "UnknownMethodError",
     "WriteError",
     "__version__",
@@ -214,13 +215,15 @@ def finetune(
     """Fine-tune or train a model on your images; save it and register it as a method.
 
     ``spec`` holds the fields of :class:`FinetuneSpec` (``mode``, ``start``, ``name``,
-    ``steps`` or ``minutes``, ``loss``, ``seed`` ...). ``on_progress`` receives every
+    ``steps`` or ``minutes``, ``loss``, ``seed`` ...), checked when the record is made
+    (:class:`ParameterError`, one sentence). ``on_progress`` receives every
     :class:`~napari_denoise.engine.training.loop.TrainProgress`. Returns a ``FinetuneResult``
     (``name``, ``card``, ``path``, ``model``); the generator form is
     :func:`napari_denoise.engine.training.finetune.finetune_iter`.
     """
     from .engine.denoise.pipeline import drain
-    from .engine.training.finetune import FinetuneSpec, Phase, finetune_iter, prepare
+    from .engine.training.config import FinetuneSpec
+    from .engine.training.finetune import Phase, finetune_iter, prepare
 
     prepared = prepare(FinetuneSpec(**spec), noisy, clean, regions, axes=axes)
     gen = finetune_iter(prepared, stop=stop, checkpoint=checkpoint, resume=resume, out_dir=out_dir)
@@ -260,8 +263,8 @@ def import_model(
 
 
 def __getattr__(name: str):
-    if name == "FinetuneSpec":  # its module imports no torch, but is loaded only when asked
-        from .engine.training.finetune import FinetuneSpec
+    if name in ("FinetuneSpec", "TrainConfig"):  # no torch, but loaded only when asked
+        from .engine.training import config
 
-        return FinetuneSpec
+        return getattr(config, name)
     raise AttributeError(f"module 'napari_denoise' has no attribute {name!r}")

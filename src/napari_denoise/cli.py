@@ -274,15 +274,11 @@ def _parse_region(text: str) -> tuple[int, int, int, int]:
     return y0, x0, y1, x1
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-    import time
-
-    from .engine.denoise.pipeline import drain
-    from .engine.models.store import check_model_folder, user_model_dir
-    from .engine.training.finetune import FinetuneSpec, Phase, finetune_iter, prepare
-    from .io import read_image
+def train_spec(args: argparse.Namespace):
+    """The training record (:class:`~.engine.training.config.FinetuneSpec`) that the
+    ``train`` command's options describe: each option is the record's field of the same
+    name (the Train widget builds the same record from its controls)."""
+    from .engine.training.config import FinetuneSpec
 
     config = None
     if args.config:
@@ -293,28 +289,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if not isinstance(config, dict):
             raise ParameterError("--config must be a JSON object such as '{\"base\": 16}'.")
     start = args.start
-    if start is None:
+    if start is None:  # N2V2 cannot start from a network that passes its input through
         start = "new:unet" if args.mode == "n2v2" else FinetuneSpec.start
-    spec = FinetuneSpec(
-        mode=args.mode,
+    settings = {k: v for k, v in vars(args).items() if k in FinetuneSpec.field_names()}
+    settings.update(
         start=start,
-        name=args.name,
-        steps=args.steps,
-        minutes=args.minutes,
-        batch_size=args.batch_size,
-        patch=args.patch,
-        lr=args.lr,
-        loss=args.loss,
-        seed=args.seed,
-        val_fraction=args.val_fraction,
-        patience=args.patience,
-        psf_sigma=args.psf_sigma,
-        positivity=args.positivity,
-        threads=args.threads,
-        mask_fraction=args.mask_fraction,
-        blind_radius=None if args.blind_radius == "auto" else int(args.blind_radius),
         config=config,
+        blind_radius=None if args.blind_radius == "auto" else int(args.blind_radius),
     )
+    return FinetuneSpec(**settings)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+    import time
+
+    from .engine.denoise.pipeline import drain
+    from .engine.models.store import check_model_folder, user_model_dir
+    from .engine.training.finetune import Phase, finetune_iter, prepare
+    from .io import read_image
+
+    spec = train_spec(args)  # every setting checked here, before any file is read
     # Where the model goes must be writable: found now, not after the training.
     check_model_folder(args.out_dir if args.out_dir else user_model_dir())
     noisy = read_image(args.noisy, axes=args.axes)
@@ -514,9 +510,14 @@ def build_parser() -> argparse.ArgumentParser:
             "saves the best weights so far."
         ),
     )
+    # The defaults and choices are the training record's (engine/training/config.py).
+    from .engine.training import options
+    from .engine.training.config import FinetuneSpec
+
+    d = FinetuneSpec()
     p.add_argument("noisy", help="noisy image (TIFF, PNG, NPY; a stack trains on every slice)")
     p.add_argument("--clean", help="ground truth of the same shape (needed for --mode supervised)")
-    p.add_argument("--mode", default="supervised", choices=["supervised", "n2v", "n2v2", "n2v-psf"])
+    p.add_argument("--mode", default=d.mode, choices=options.MODES)
     p.add_argument(
         "--start",
         default=None,
@@ -533,35 +534,44 @@ def build_parser() -> argparse.ArgumentParser:
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, help="optimisation steps")
     length.add_argument("--minutes", type=float, help="time budget (default: 2 minutes)")
-    p.add_argument("--loss", default="l1", choices=["l1", "l2", "l1+ssim"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--loss", default=d.loss, choices=options.LOSS_NAMES)
+    p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument(
         "--lr", type=float, help="peak learning rate (default: 3e-4 fine-tuning, 1e-3 otherwise)"
     )
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--patch", type=int, default=64, help="patch side in pixels")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--patch", type=int, default=d.patch, help="patch side in pixels")
     p.add_argument(
-        "--val-fraction", type=float, default=0.1, help="share held out for validation (0: none)"
+        "--val-fraction",
+        type=float,
+        default=d.val_fraction,
+        help="share held out for validation (0: none)",
     )
     p.add_argument(
         "--patience", type=int, help="stop after this many validations without improvement"
     )
     p.add_argument(
-        "--psf-sigma", type=float, default=1.0, help="Gaussian PSF sigma in pixels (n2v-psf)"
+        "--psf-sigma",
+        type=float,
+        default=d.psf_sigma,
+        help="Gaussian PSF sigma in pixels (n2v-psf)",
     )
     p.add_argument(
         "--positivity",
         type=float,
-        default=1.0,
+        default=d.positivity,
         help="weight of the penalty on negative values (n2v-psf)",
     )
     p.add_argument(
-        "--mask-fraction", type=float, default=1 / 64, help="share of blind-spot pixels per patch"
+        "--mask-fraction",
+        type=float,
+        default=d.mask_fraction,
+        help="share of blind-spot pixels per patch",
     )
     p.add_argument(
         "--blind-radius",
         default="auto",
-        choices=("auto", "0", "1", "2", "3"),
+        choices=("auto", *(str(r) for r in range(options.MAX_BLIND_RADIUS + 1))),
         help="blind-spot modes: 0 hides one pixel, r the (2r+1)-square around it (for "
         "spatially correlated noise); auto decides from the noise (default)",
     )

@@ -26,9 +26,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import DenoiseError, InputError
-from ._command import as_command, as_python
 from ._compact import Collapsible, DockTabs, Summary, narrow, scrolling
-from ._fill import RESULT_FILE_KEY, Refresher, forget_result_file, remove_file
+from ._fill import RESULT_FILE_KEY, Refresher, forget_result_file
 from ._layer_combo import ImageLayerChecklist, ImageLayerCombo
 from ._layer_roles import made_here
 from ._layers import previews_of, result_kwargs, result_name, save_layer
@@ -37,7 +36,8 @@ from ._model_files import ModelFiles
 from ._params import ParamForm
 from ._preview import preview_region
 from ._preview_controls import RECTANGLE, REGION_LAYER, VISIBLE, PreviewControls
-from ._runner import BatchDone, Job, Runner, start_worker
+from ._run_state import Batch, Filling, Rerun, Task
+from ._runner import BatchDone, Callbacks, Job, Runner, start_worker
 from ._settings import ComputeSettings, InputAxes
 from ._view_mode import ComparisonToggle
 from ._warm import warm_model
@@ -89,26 +89,33 @@ def _names(layers) -> str:
     return ", ".join(f"'{layer.name}'" for layer in layers)
 
 
-def _job_and_task(layer, axes: str, method, params: dict, tile, device: str) -> tuple:
+def _job_and_task(layer, axes: str, method, params: dict, tile, device: str) -> tuple[Job, Task]:
     """The worker's :class:`Job` for one layer of a run, and what the widget keeps of it
     to turn its result into a layer (and to repeat it: Copy as command)."""
     path = layer.source.path or layer.metadata.get("source_path")
-    label = f"Denoising: {method_title(method.name)} on {layer.name!r}"
     channel = layer.metadata.get("channel") if path else None  # of a file with channels
-    source = {"path": path, "layer": layer.name, "channel": channel}
-    job = Job(layer.data, method.name, axes, params, tile, label, source, device, fill=True)
-    task = {
-        "layer": layer,
-        "method": method.name,
-        "axes": axes,
-        "region": None,
-        "settings": non_default(method, params),
-        "params": params,
-        "tile": tile,
-        "device": device if method.kind == "model" else None,
-        "path": path,
-        "channel": channel,
-    }
+    job = Job(
+        data=layer.data,
+        method=method.name,
+        axes=axes,
+        params=params,
+        tile=tile,
+        label=f"Denoising: {method_title(method.name)} on {layer.name!r}",
+        source={"path": path, "layer": layer.name, "channel": channel},
+        device=device,
+        fill=True,
+    )
+    task = Task(
+        layer=layer,
+        method=method.name,
+        axes=axes,
+        settings=non_default(method, params),
+        params=params,
+        tile=tile,
+        device=device if method.kind == "model" else None,
+        path=path,
+        channel=channel,
+    )
     return job, task
 
 
@@ -165,24 +172,26 @@ class DenoiseWidget(DockTabs, QWidget):
         self.compare = ComparisonToggle(napari_viewer)
         self.model_files = ModelFiles(self.picker, self.status)
         self.runner = Runner(
-            on_done=self._on_done,
-            on_failed=self._on_job_failed,
-            on_cancelled=self._on_cancelled,
-            on_progress=self._on_progress,
-            on_busy=self._on_busy,
-            on_started=self._on_started,
-            on_filled=self._on_filled,
-            on_begun=self._on_begun,
-            on_landed=self._on_landed,
-            on_skipped=self._on_skipped,
+            Callbacks(
+                done=self._on_done,
+                failed=self._on_job_failed,
+                cancelled=self._on_cancelled,
+                progress=self._on_progress,
+                busy=self._on_busy,
+                started=self._on_started,
+                filled=self._on_filled,
+                begun=self._on_begun,
+                landed=self._on_landed,
+                skipped=self._on_skipped,
+            )
         )
-        self._task: dict = {}  # the input being denoised
-        self._tasks: list[dict] = []  # every input of the batch, in order
-        self._batch: dict = {}  # the batch's results and skipped layers so far
-        self._runs: list = []  # (result layer, how it was made) for Save and Copy
-        # The result being filled in: layer, file, refresher (one dict, emptied, never replaced,
-        # so that the teardown below can remove a half-filled layer without this widget).
-        self._filling: dict = {}
+        self._task: Task | None = None  # the input being denoised
+        self._tasks: list[Task] = []  # every input of the batch, in order
+        self._batch = Batch()  # the batch's results and skipped layers so far
+        self._runs: list[tuple] = []  # (result layer, Rerun) for Save and Copy
+        # The result being filled in (one record, emptied, never replaced, so that the
+        # teardown below can remove a half-filled layer without this widget).
+        self._filling = Filling()
         self._layout()
         self.layer_combo.layerChanged.connect(self.input.set_layer)
         self._input = [self.layer_combo.layer()]  # the input on screen (the combo re-emits)
@@ -261,11 +270,19 @@ class DenoiseWidget(DockTabs, QWidget):
             return False
         what = f"{method_title(method.name)} on {layer.name!r} (preview, {region.description})"
         tile, device = self.settings.tile_size(), self.settings.device_name()
-        job = Job(data, method.name, axes, params, tile, f"Denoising: {what}", None, device)
+        job = Job(
+            data=data,
+            method=method.name,
+            axes=axes,
+            params=params,
+            tile=tile,
+            label=f"Denoising: {what}",
+            device=device,
+        )
         if not self.runner.start(job):
             return False
-        self._task = {"layer": layer, "method": method.name, "region": region}
-        self._tasks, self._batch = [], {}
+        self._task = Task(layer=layer, method=method.name, region=region)
+        self._tasks, self._batch = [], Batch()
         self.params.clear_chosen()  # the last run's: this one chooses its own
         self.status.setText(f"Denoising {what}…")
         return True
@@ -298,17 +315,11 @@ class DenoiseWidget(DockTabs, QWidget):
             return False
         self._tasks, self._task = tasks, tasks[0]
         self.params.clear_chosen()  # the last run's: this one chooses its own
-        self._batch = {
-            "skipped": skipped,
-            "landed": [],
-            "start": time.monotonic(),
-            "index": 0,
-            "ended": 0,  # inputs landed, skipped or dropped: they end in order
-        }
+        self._batch = Batch(skipped=skipped)
         title = method_title(method.name)
-        what = f"{title} on {tasks[0]['layer'].name!r}"
+        what = f"{title} on {tasks[0].layer.name!r}"
         if len(jobs) > 1:
-            what = f"{title} on {len(jobs)} layers ({_names(t['layer'] for t in tasks)})"
+            what = f"{title} on {len(jobs)} layers ({_names(t.layer for t in tasks)})"
         self.status.setText(f"Denoising {what}…")
         return True
 
@@ -342,85 +353,85 @@ class DenoiseWidget(DockTabs, QWidget):
 
     # ------------------------------------------------------------------ results
     def _on_progress(self, tick) -> None:
-        text = progress_text(tick, method_title(self._task["method"]))
+        text = progress_text(tick, method_title(self._task.method))
         if len(self._tasks) > 1:  # 'layer 2 of 3 (ch2): Gaussian ...: part 1 of 3'
-            index = self._batch.get("index", 0)
-            where = f"layer {index + 1} of {len(self._tasks)} ({self._task['layer'].name})"
+            index = self._batch.index
+            where = f"layer {index + 1} of {len(self._tasks)} ({self._task.layer.name})"
             text = f"{where}: {text}"
-        if self._filling.get("file"):
-            text += f" (writing to {self._filling['file']})"
+        if self._filling.file:
+            text += f" (writing to {self._filling.file})"
         self.status.setText(text)
 
     def _on_started(self, started) -> None:
         """A stack's result array exists: show it now, it fills in plane by plane."""
         task = self._task
-        layer = task["layer"]
-        kwargs = result_kwargs(layer, axes=task["axes"])
+        layer = task.layer
+        kwargs = result_kwargs(layer, axes=task.axes)
         if started.path:
             kwargs["metadata"][RESULT_FILE_KEY] = started.path
             self.status.setText(f"The result is too big for memory: writing it to {started.path}")
-        name = result_name(layer.name, task["method"], settings=task["settings"])
+        name = result_name(layer.name, task.method, settings=task.settings)
         # Added hidden and shown a moment later: inserting a layer and drawing its first
         # plane each cost napari's GUI thread tens of milliseconds, in two turns they do
         # not add up to one long pause.
         new = self.viewer.add_image(started.data, name=name, visible=False, **kwargs)
         QTimer.singleShot(0, partial(_show, self.viewer, new))
-        self._filling.update(layer=new, file=started.path, refresher=Refresher(new))
+        self._filling.layer, self._filling.file = new, started.path
+        self._filling.refresher = Refresher(new)
 
     def _on_filled(self, filled) -> None:
-        refresher = self._filling.get("refresher")
+        refresher = self._filling.refresher
         if refresher is not None:
             refresher.request()
 
     def _discard_partial(self) -> None:
         """Cancel or failure: the half-filled result layer and its file go."""
-        _discard(self.viewer, self._filling)
+        self._filling.discard(self.viewer)
 
     def _on_begun(self, begun) -> None:
         """The batch moves on to its next input."""
         self._task = self._tasks[begun.index]
-        self._batch["index"] = begun.index
+        self._batch.index = begun.index
         if begun.index:
             self.params.clear_chosen()  # the previous input's
 
     def _on_skipped(self, skipped) -> None:
         """The engine refused an input of the batch: its half-filled result goes."""
         self._discard_partial()
-        self._batch["ended"] = skipped.index + 1
+        self._batch.ended = skipped.index + 1
         task = self._tasks[skipped.index]
-        reason = reworded(skipped.reason, task.get("method", ""))
-        self._batch["skipped"].append((task["layer"].name, reason))
+        reason = reworded(skipped.reason, task.method)
+        self._batch.skipped.append((task.layer.name, reason))
 
     def _on_landed(self, landed) -> None:
         """One input's result is complete: finish its layer (provenance, name, status)."""
         task, outcome = self._tasks[landed.index], landed.outcome
-        self._batch["ended"] = landed.index + 1
-        result, layer = outcome.result, task["layer"]
+        self._batch.ended = landed.index + 1
+        result, layer = outcome.result, task.layer
         if layer not in self.viewer.layers:
             self._discard_partial()
             return  # cancelled on removal; a result that arrived meanwhile is dropped
-        kwargs = result_kwargs(layer, axes=task["axes"], provenance=outcome.provenance)
+        kwargs = result_kwargs(layer, axes=task.axes, provenance=outcome.provenance)
         chosen = _chosen(result.params, self.params)
         self._show_chosen(layer, result.params)
         for preview in previews_of(self.viewer, layer):  # it would hide the input
             self.viewer.layers.remove(preview)
-        new, file = self._filling.get("layer"), self._filling.get("file")
+        new, file = self._filling.layer, self._filling.file
         if new is None:
-            name = result_name(layer.name, result.method, settings=task["settings"])
+            name = result_name(layer.name, result.method, settings=task.settings)
             new = self.viewer.add_image(result.data, name=name, **kwargs)
         elif new not in self.viewer.layers:
             self._discard_partial()
             return  # the user deleted the filling layer (and so cancelled)
         else:
-            self._filling.pop("refresher").refresh()
+            self._filling.refresher.refresh()
             self._filling.clear()  # done: the layer (and its file) stays
             new.metadata = {**kwargs["metadata"], **_file_key(new)}
         self.last_result = new
-        self._batch["landed"].append(new)
+        self._batch.landed.append(new)
         self.save_button.setEnabled(True)
         self.copy_button.setEnabled(True)
-        run = {k: task[k] for k in ("method", "params", "axes", "tile", "device")}
-        self._runs.append((new, {**run, "input_path": task["path"], "channel": task["channel"]}))
+        self._runs.append((new, task.rerun()))
         self.compare.set_pair(layer, new)
         done = f"Done in {result.seconds:.1f} s → layer '{new.name}'. {chosen}".strip()
         if neighbours_text(result):  # a stack: say that its planes were not denoised alone
@@ -435,7 +446,7 @@ class DenoiseWidget(DockTabs, QWidget):
             self._on_batch_done()
             return
         task, result = self._task, outcome.result  # a preview
-        layer, region = task["layer"], task["region"]
+        layer, region = task.layer, task.region
         if layer not in self.viewer.layers:
             return  # cancelled on removal; a result that arrived meanwhile is dropped
         kwargs = result_kwargs(layer, axes=region.axes, provenance=outcome.provenance)
@@ -447,14 +458,13 @@ class DenoiseWidget(DockTabs, QWidget):
 
     def _show_chosen(self, layer, params: dict) -> None:
         """Grey in the form what a run chose, if it ran on the image chosen now."""
-        if layer is self.layer_combo.layer() and self.picker.method().name == self._task.get(
-            "method"
-        ):
+        running = self._task.method if self._task is not None else None
+        if layer is self.layer_combo.layer() and self.picker.method().name == running:
             self.params.show_chosen(params)
 
     def _on_batch_done(self) -> None:
         """Every input is done or skipped: say so once for the whole batch."""
-        landed, skipped = self._batch["landed"], self._batch["skipped"]
+        landed, skipped = self._batch.landed, self._batch.skipped
         alone = len(landed) + len(skipped) == 1
         if not landed:
             if skipped:
@@ -462,7 +472,7 @@ class DenoiseWidget(DockTabs, QWidget):
             return
         if alone:
             return  # the one result's own line stays
-        seconds = time.monotonic() - self._batch["start"]
+        seconds = time.monotonic() - self._batch.start
         count = f"{len(landed)} layer" + ("s" if len(landed) > 1 else "")
         done = f"Done: {count} in {seconds:.1f} s → {_names(landed)}."
         if skipped:
@@ -489,11 +499,10 @@ class DenoiseWidget(DockTabs, QWidget):
     def command_text(self) -> str:
         """The command line and the Python call that repeat the run of the chosen result."""
         layer = self.chosen_result()
-        run = next((run for made, run in self._runs if made is layer), None)
+        run: Rerun | None = next((run for made, run in self._runs if made is layer), None)
         if run is None:
             return ""
-        python = {k: run[k] for k in ("method", "params", "axes", "input_path", "channel")}
-        return f"{as_command(**run)}\n\n{as_python(**python)}"
+        return f"{run.command()}\n\n{run.python()}"
 
     def copy_command(self) -> str:
         """Put :meth:`command_text` on the clipboard (and return it)."""
@@ -535,17 +544,18 @@ class DenoiseWidget(DockTabs, QWidget):
 
     def _on_job_failed(self, message: str) -> None:
         self._discard_partial()
-        self._on_failed(reworded(message, self._task.get("method", "")) + self._kept())
+        method = self._task.method if self._task is not None else ""
+        self._on_failed(reworded(message, method) + self._kept())
 
     def _kept(self) -> str:
         """' The finished results are kept: ...' for a batch stopped half-way."""
-        landed = self._batch.get("landed")
+        landed = self._batch.landed
         return f" The finished results are kept: {_names(landed)}." if landed else ""
 
     def _on_cancelled(self, last) -> None:
         self._discard_partial()
-        ended = self._batch.get("ended", 0)
-        if self._tasks and ended >= len(self._tasks) and self._batch["landed"]:
+        ended = self._batch.ended
+        if self._tasks and ended >= len(self._tasks) and self._batch.landed:
             self._on_batch_done()  # Cancel came as the last result landed: all of it is done
             return
         done = stopped_text(last)
@@ -553,7 +563,7 @@ class DenoiseWidget(DockTabs, QWidget):
             index = min(ended, len(self._tasks) - 1)
             where = f" layer {index + 1} of {len(self._tasks)}"
             self.status.setText(
-                f"Cancelled during{where} ({self._tasks[index]['layer'].name}){done}; that "
+                f"Cancelled during{where} ({self._tasks[index].layer.name}){done}; that "
                 f"layer was not added.{self._kept() or ' Nothing was added.'}"
             )
             return
@@ -585,12 +595,12 @@ class DenoiseWidget(DockTabs, QWidget):
         start_worker(create_worker(warm_model, *key))
 
     def _on_layer_removed(self, event) -> None:
-        waiting = self._tasks[self._batch.get("ended", 0) :] or [self._task]
-        if self.runner.busy and any(event.value is t.get("layer") for t in waiting):
+        waiting = self._tasks[self._batch.ended :] or [self._task]
+        if self.runner.busy and any(t is not None and event.value is t.layer for t in waiting):
             self.runner.cancel()  # an input still to denoise is gone: stop the batch
             stopped = f"Layer '{event.value.name}' was deleted: denoising stopped"
             show_info(f"{stopped}.{self._kept()}" if self._kept() else f"{stopped}, nothing added.")
-        elif self.runner.busy and event.value is self._filling.get("layer"):
+        elif self.runner.busy and event.value is self._filling.layer:
             self.runner.cancel()  # the result being filled in was deleted: stop computing it
         self._runs = [(layer, run) for layer, run in self._runs if layer is not event.value]
         # A file-backed result's file goes with its layer: forget_result_file, connected
@@ -639,20 +649,9 @@ def _file_key(layer) -> dict:
     return {RESULT_FILE_KEY: path} if path else {}
 
 
-def _discard(viewer, filling: dict) -> None:
-    """Cancel, failure or teardown: the half-filled result layer and its file go."""
-    if filling.get("refresher") is not None:
-        filling["refresher"].stop()
-    layer = filling.get("layer")
-    if layer is not None and layer in viewer.layers:
-        viewer.layers.remove(layer)
-    remove_file(filling.get("file"))
-    filling.clear()
-
-
-def _teardown(viewer, runner: Runner, slots: tuple, filling: dict) -> None:
+def _teardown(viewer, runner: Runner, slots: tuple, filling: Filling) -> None:
     runner.shutdown()
-    _discard(viewer, filling)
+    filling.discard(viewer)
     on_removed, on_selected = slots
     viewer.layers.events.removed.disconnect(on_removed)
     viewer.layers.selection.events.active.disconnect(on_selected)

@@ -65,9 +65,15 @@ class Job:
     fill: bool = False  # a stack's result is shown at once and fills in (see _fill)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Callbacks:
-    """What a :class:`Runner` calls on the GUI thread."""
+    """What a :class:`Runner` calls on the GUI thread (built by name).
+
+    ``done(Outcome)`` (a batch: ``done(BatchDone)``), ``failed(str)``,
+    ``cancelled(Progress | None)``, ``progress(Progress)`` and ``busy(bool)``; for a job
+    that fills its result in, ``started(Started)`` and ``filled(Filled)``; for a batch,
+    ``begun(Begun)``, ``landed(Landed)`` and ``skipped(Skipped)``.
+    """
 
     done: Callable[[Outcome], None]
     failed: Callable[[str], None]
@@ -121,7 +127,14 @@ class BatchDone:
     skipped: int
 
 
-BATCH_EVENTS = (Started, Filled, Begun, Landed, Skipped)
+# The events of a job that are not progress, and the callback each one goes to.
+BATCH_EVENTS = {
+    Started: "started",
+    Filled: "filled",
+    Begun: "begun",
+    Landed: "landed",
+    Skipped: "skipped",
+}
 # Runners that may each run one job at once: Denoise, Train and Train's denoising after it.
 POOL_THREADS = 3
 _pool: list[QThreadPool] = []
@@ -275,41 +288,23 @@ def batch_steps(jobs: Sequence[Job]) -> Generator[Any, None, BatchDone]:
 
 
 class Runner:
-    """Starts at most one job at a time and reports back through plain callbacks.
+    """Starts at most one job at a time and reports back through :class:`Callbacks`.
 
-    ``on_progress(Progress)``, ``on_done(Outcome)``, ``on_failed(str)``,
-    ``on_cancelled(Progress | None)`` and ``on_busy(bool)`` are called on the GUI thread,
-    and for a job that fills its result in, ``on_started(Started)`` and ``on_filled(Filled)``.
-    A batch (a list of jobs) also calls ``on_begun(Begun)``, ``on_landed(Landed)`` and
-    ``on_skipped(Skipped)``, and ends with ``on_done(BatchDone)``.
+    Give the record (``Runner(Callbacks(done=..., failed=..., cancelled=...))``) or its
+    fields as ``on_<name>`` keywords (``Runner(on_done=..., on_failed=...,
+    on_cancelled=...)``). They are called on the GUI thread.
     """
 
-    def __init__(
-        self,
-        *,
-        on_done: Callable[[Outcome], None],
-        on_failed: Callable[[str], None],
-        on_cancelled: Callable[[Progress | None], None],
-        on_progress: Callable[[Progress], None] = lambda p: None,
-        on_busy: Callable[[bool], None] = lambda b: None,
-        on_started: Callable[[Started], None] = lambda s: None,
-        on_filled: Callable[[Filled], None] = lambda f: None,
-        on_begun: Callable[[Begun], None] = lambda b: None,
-        on_landed: Callable[[Landed], None] = lambda item: None,
-        on_skipped: Callable[[Skipped], None] = lambda s: None,
-    ):
-        self.calls = Callbacks(
-            on_done,
-            on_failed,
-            on_cancelled,
-            on_progress,
-            on_busy,
-            on_started,
-            on_filled,
-            on_begun,
-            on_landed,
-            on_skipped,
-        )
+    def __init__(self, callbacks: Callbacks | None = None, **on: Callable):
+        if callbacks is None:
+            names = {f"on_{f.name}": f.name for f in dataclasses.fields(Callbacks)}
+            unknown = sorted(set(on) - set(names))
+            if unknown:
+                raise TypeError(f"Runner got an unexpected keyword argument {unknown[0]!r}")
+            callbacks = Callbacks(**{names[key]: fn for key, fn in on.items()})
+        elif on:
+            raise TypeError("Runner takes a Callbacks record or on_... keywords, not both")
+        self.calls = callbacks
         self.worker = None
         self.last: Progress | None = None
         self.ticks = 0
@@ -376,20 +371,13 @@ class Runner:
         worker = self.worker
         if worker is None:
             return  # a tick delivered after the end
-        if isinstance(tick, BATCH_EVENTS):
+        callback = BATCH_EVENTS.get(type(tick))
+        if callback is not None:
             if isinstance(tick, Begun | Landed | Skipped):
                 self.last = None  # the last tick was of a job that ended: not this one's
             try:
                 if not self._silent:
-                    calls = self.calls
-                    handlers = (
-                        calls.started,
-                        calls.filled,
-                        calls.begun,
-                        calls.landed,
-                        calls.skipped,
-                    )
-                    handlers[BATCH_EVENTS.index(type(tick))](tick)
+                    getattr(self.calls, callback)(tick)
             finally:
                 if isinstance(tick, Started):  # the worker waits until the layer is shown
                     QTimer.singleShot(0, tick.shown.set)

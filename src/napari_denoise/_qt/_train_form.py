@@ -1,7 +1,8 @@
 """The Train widget's form: what to train on and how (no running, no results).
 
 Modes, layers, start model, name, budget, and under Advanced the loss, seed, blind spot
-and resume; :meth:`TrainForm.spec` turns them into the engine's FinetuneSpec keywords.
+and resume; :meth:`TrainForm.spec` turns them into the engine's FinetuneSpec keywords
+and :meth:`TrainForm.config` into the record itself (checked, as the CLI builds it).
 :class:`~._train_widget.TrainWidget` adds Start/Stop, progress and results.
 """
 
@@ -20,6 +21,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..engine.training import options
+from ..engine.training.config import FinetuneSpec
 from ._compact import Collapsible, FittingCombo, narrow
 from ._layer_combo import ImageLayerCombo
 from ._layer_roles import looks_like_ground_truth, looks_like_noisy
@@ -238,3 +240,8 @@ class TrainForm(QWidget):
         if spec["mode"] in BLIND:
             spec["blind_radius"] = self.blind.currentData()
         return {**spec, **self.extra_spec}
+
+    def config(self) -> FinetuneSpec:
+        """The training record the form describes: :meth:`spec` checked once, by the
+        record (:class:`~napari_denoise.errors.ParameterError`, one sentence)."""
+        return FinetuneSpec.from_dict(self.spec())

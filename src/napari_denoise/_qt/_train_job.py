@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from napari.qt.threading import create_worker
 
+from ..engine.training.config import FinetuneSpec
 from ._method_picker import notify_models_changed
 from ._runner import guarded, start_worker
 from ._warm import load_torch, lower_priority
@@ -36,9 +37,9 @@ UI_INTERVAL = 0.25
 
 @dataclass
 class TrainJob:
-    """What to train on and how: ``spec`` holds the FinetuneSpec keywords."""
+    """What to train on and how: ``spec`` is the training record (already checked)."""
 
-    spec: dict
+    spec: FinetuneSpec
     noisy: Any
     clean: Any = None
     regions: list[tuple[float, float, float, float]] | None = None
@@ -60,7 +61,6 @@ def train_steps(job: TrainJob, stop: Callable[[], bool]) -> Generator[Any, None,
         # Importing PyTorch (begun when the widget opened) can take seconds, once.
         yield Phase("Starting PyTorch", one_time=True)
         import torch  # noqa: F401
-    spec = finetune.FinetuneSpec(**job.spec)
     layers = [("noisy", job.noisy), ("clean", job.clean)]
     arrays = {}
     for which, data in layers:  # a dask or zarr layer is read here, not on the GUI thread
@@ -68,7 +68,7 @@ def train_steps(job: TrainJob, stop: Callable[[], bool]) -> Generator[Any, None,
             yield Phase(f"Reading the {which} layer into memory")
         arrays[which] = None if data is None else np.asarray(data)
     prepared = yield from finetune.prepare_iter(
-        spec, arrays["noisy"], arrays["clean"], job.regions, axes=job.axes, data_names=job.names
+        job.spec, arrays["noisy"], arrays["clean"], job.regions, axes=job.axes, data_names=job.names
     )
     return (yield from finetune.finetune_iter(prepared, stop=stop, resume=job.resume))
 

@@ -29,7 +29,7 @@ from ._compact import DockTabs, ElidedButton, WrappingLabel, scrolling
 from ._curve_plot import CurvePlot
 from ._layers import result_kwargs, result_name
 from ._method_picker import notify_models_changed
-from ._runner import Job, Runner
+from ._runner import Callbacks, Job, Runner
 from ._train_form import TrainForm
 from ._train_inputs import NEW_UNET, StartModelCombo
 from ._train_job import TrainJob, TrainRunner, rectangles, warm_up
@@ -77,7 +77,8 @@ class TrainWidget(DockTabs, TrainForm):
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)  # the form: inputs, mode logic, spec()
         self.model_name: str | None = None
-        self._task: dict = {}
+        self._noisy = None  # the layer being trained on (the run's input)
+        self._mode: str | None = None  # the run's mode
         self._pending: list[str] = []  # models still to run on the noisy layer
         self._closed = False  # taken out of its dock by napari's close button
         self._saved = ""  # what the last run saved (for the status line)
@@ -93,10 +94,12 @@ class TrainWidget(DockTabs, TrainForm):
             on_phase=self._on_phase,
         )
         self.denoiser = Runner(
-            on_done=self._on_denoised,
-            on_failed=self._on_failed,
-            on_cancelled=lambda last: self.status.setText("Denoising cancelled; nothing added."),
-            on_busy=self._on_busy,
+            Callbacks(
+                done=self._on_denoised,
+                failed=self._on_failed,
+                cancelled=lambda last: self.status.setText("Denoising cancelled; nothing added."),
+                busy=self._on_busy,
+            )
         )
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
@@ -178,25 +181,26 @@ class TrainWidget(DockTabs, TrainForm):
                 raise InputError("To resume, type the name of the stopped model in New name.")
             regions = self._regions(noisy)
             axes = _axes(noisy)
+            spec = self.config()  # the settings, checked before anything starts
         except DenoiseError as err:
             self._on_failed(str(err))
             return False
         job = TrainJob(
-            self.spec(),
-            noisy.data,
-            None if clean is None else clean.data,
-            regions,
+            spec=spec,
+            noisy=noisy.data,
+            clean=None if clean is None else clean.data,
+            regions=regions,
             axes=axes,
             names=(_source(noisy), None if clean is None else _source(clean)),
             resume=self.resume.isChecked(),
         )
         if not self.runner.start(job):
             return False
-        self._task = {"noisy": noisy, "mode": job.spec["mode"]}
+        self._noisy, self._mode = noisy, job.spec.mode
         self._stopping = False
         self.model_name = None
         self.denoise_button.setVisible(False)
-        self.plot.clear(job.spec.get("steps") or 1)
+        self.plot.clear(job.spec.steps or 1)
         self.plot.set_validation_label(HELD_OUT_PSNR if clean is not None else HELD_OUT_ERROR)
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -286,13 +290,13 @@ class TrainWidget(DockTabs, TrainForm):
             self._saved = f"{self._saved} {WHY_PSNR_DIFFERS}"
         if notes:  # choices made from the data, e.g. a blind block for correlated noise
             self._saved = f"{self._saved} {notes}"
-        noisy = self._task["noisy"]
+        noisy = self._noisy
         if noisy not in self.viewer.layers:
             self._saved = f"Layer '{noisy.name}' was deleted, so training stopped. {self._saved}"
         self.status.setText(self._saved)
         if result.stopped:
             self.name.setText(result.name)  # ready to resume
-        noisy = self._task["noisy"]
+        noisy = self._noisy
         self.denoise_button.setText(f"Denoise '{noisy.name}' with {result.name}")
         self.denoise_button.setVisible(True)
         if self.apply.isChecked() and not self._closed:
@@ -313,19 +317,19 @@ class TrainWidget(DockTabs, TrainForm):
     # ------------------------------------------------------------------ using the new model
     def denoise_with_model(self) -> bool:
         """Run the new model (and its deconvolved twin, if asked) on the noisy layer."""
-        noisy = self._task.get("noisy")
+        noisy = self._noisy
         if self.model_name is None or noisy is None or self.runner.busy or self.denoiser.busy:
             return False
         if noisy not in self.viewer.layers:
             show_info(f"Layer '{noisy.name}' is no longer in the viewer.")
             return False
         self._pending = [self.model_name]
-        if self._task.get("mode") == "n2v-psf" and self.add_deconvolved.isChecked():
+        if self._mode == "n2v-psf" and self.add_deconvolved.isChecked():
             self._pending.append(f"{self.model_name}-deconvolved")
         return self._denoise_next()
 
     def _denoise_next(self) -> bool:
-        noisy = self._task["noisy"]
+        noisy = self._noisy
         if not self._pending or noisy not in self.viewer.layers:
             return False
         method = self._pending.pop(0)
@@ -333,14 +337,20 @@ class TrainWidget(DockTabs, TrainForm):
             "path": noisy.source.path or noisy.metadata.get("source_path"),
             "layer": noisy.name,
         }
-        job = Job(noisy.data, method, _axes(noisy), label=f"Denoising with {method}", source=source)
+        job = Job(
+            data=noisy.data,
+            method=method,
+            axes=_axes(noisy),
+            label=f"Denoising with {method}",
+            source=source,
+        )
         if not self.denoiser.start(job):
             return False
         self.status.setText(f"Denoising '{noisy.name}' with {method}…")
         return True
 
     def _on_denoised(self, outcome) -> None:
-        noisy, result = self._task.get("noisy"), outcome.result
+        noisy, result = self._noisy, outcome.result
         if noisy not in self.viewer.layers:
             return
         kwargs = result_kwargs(noisy, axes=result.axes, provenance=outcome.provenance)
@@ -350,7 +360,7 @@ class TrainWidget(DockTabs, TrainForm):
         self._denoise_next()
 
     def _on_layer_removed(self, event) -> None:
-        if event.value is not self._task.get("noisy"):
+        if event.value is not self._noisy:
             return
         if self.runner.busy:  # nothing left to train on: stop now, keep what was learnt
             self.stop()

@@ -107,6 +107,8 @@ def training_card(
         validation["data_range"] = "span of each clean stripe"
     if outcome.best_val_loss is not None:
         validation["masked_loss"] = round(float(outcome.best_val_loss), 6)
+    loop = spec.loop_changes()  # set in Python only: the command would not repeat them
+    clip = f"gradient clipping {spec.grad_clip}" if spec.grad_clip else "no gradient clipping"
     training: dict[str, Any] = {
         "mode": spec.mode,
         "data": [
@@ -123,7 +125,7 @@ def training_card(
         "lr": prepared.lr,
         "batch_size": spec.batch_size,
         "patch": spec.patch,
-        "optimizer": "Adam, linear warm-up, cosine decay to 1%, gradient clipping 1.0",
+        "optimizer": f"Adam, linear warm-up, cosine decay to 1%, {clip}",
         "augmentation": "flips and 90-degree rotations",
         "selection": "best validation" if data["validation"]["kind"] else "last step",
         "stopped_early": bool(stopped),
@@ -131,7 +133,7 @@ def training_card(
         "time_budget_minutes": spec.minutes if spec.steps is None else None,
         "threads": threads,
         "checkpoint": str(checkpoint),
-        "command": reproduce_command(prepared, name, steps, threads),
+        "command": None if loop else reproduce_command(prepared, name, steps, threads),
         "napari_denoise": __version__,
     }
     if spec.mode != "supervised":
@@ -147,6 +149,8 @@ def training_card(
             if spec.mode == "n2v2"
             else f"random pixel of {around}",
         }
+    if loop:
+        training["loop_settings"] = loop
     if prepared.notes:
         training["notes"] = list(prepared.notes)
     card: dict[str, Any] = {

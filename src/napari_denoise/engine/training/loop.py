@@ -1,6 +1,7 @@
 """Supervised and self-supervised training as one generator shared by the CLI, GUI and tests.
 
-:func:`train_iter` yields a :class:`TrainProgress` after every optimisation step and
+How to train is one record, :class:`~.config.TrainConfig` (checked when it is made);
+:func:`train_iter` runs it, yields a :class:`TrainProgress` after every optimisation step and
 returns the model with the weights that scored best on validation (or the last weights
 without validation). The consumer stops it by passing ``stop``, a callable checked
 before every step (as CAREamics checks its stop callback at every batch): training then
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -40,13 +42,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...errors import ModelFileError
+from ...errors import ModelFileError, ParameterError
 from ..models import config_dict
-from .options import BLIND_MODES, DEFAULT_MASK_FRACTION, LOSS_NAMES, MODES
+from .config import TrainConfig
+from .options import LOSS_NAMES, MODES
 
 __all__ = [
     "LOSSES",
     "MODES",
+    "TrainConfig",
     "TrainOutcome",
     "TrainProgress",
     "augment",
@@ -87,9 +91,10 @@ assert tuple(LOSSES) == LOSS_NAMES  # the widget offers the names from .options
 # --- progress -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainProgress:
-    """One training tick: where training is, how it is going, and how long it will take."""
+    """One training tick: where training is, how it is going, and how long it will take
+    (built by name: every field is a keyword)."""
 
     step: int
     steps: int
@@ -327,30 +332,14 @@ def _torch_threads(threads: int | None):
 def train_iter(
     model,
     dataset,
+    config: TrainConfig | None = None,
     *,
-    steps: int,
-    batch_size: int = 16,
-    patch: int = 64,
-    lr: float = 1e-3,
-    loss: str = "l1",
-    seed: int = 0,
     val_pairs: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
-    val_every: int | None = None,
-    bf16: bool = False,
+    val_images: Sequence[np.ndarray] | None = None,
     stop: Callable[[], bool] | None = None,
     checkpoint: str | os.PathLike | None = None,
-    checkpoint_every: int = 500,
     resume: bool = False,
-    warmup: int | None = None,
-    grad_clip: float | None = 1.0,
-    threads: int | None = None,
-    mode: str = "supervised",
-    mask_fraction: float = DEFAULT_MASK_FRACTION,
-    blind_radius: int = 0,
-    psf_sigma: float = 1.0,
-    positivity: float = 1.0,
-    val_images: Sequence[np.ndarray] | None = None,
-    patience: int | None = None,
+    **settings,
 ) -> Generator[TrainProgress, None, TrainOutcome]:
     """Train ``model`` on patches from ``dataset``; yield progress, return a :class:`TrainOutcome`.
 
@@ -363,14 +352,11 @@ def train_iter(
     dataset : sampler
         Anything with ``batch(n, patch, generator) -> (noisy, clean)`` (:mod:`.datasets`);
         the self-supervised modes use only the noisy patches.
-    steps, batch_size, patch : int
-        Optimisation steps, patches per step and patch side in pixels.
-    lr : float
-        Peak learning rate (linear warm-up, then cosine decay to 1% of it: :func:`lr_factor`).
-    loss : {"l1", "l2", "l1+ssim"}
-        ``"l1+ssim"`` only in supervised mode (the blind-spot loss sees single pixels).
-    seed : int
-        Seeds the patch sampler, the augmentation and the blind-spot masks.
+    config : TrainConfig, optional
+        How to train (:class:`~.config.TrainConfig`: mode, loss, steps, batch size,
+        patch, learning rate, seed, blind spots, PSF, patience, cadences, threads).
+        Its settings may also be given as keywords (``steps=100, mode="n2v"``), alone
+        or to replace those of ``config``; either way they are checked once, by the record.
     val_pairs : sequence of (noisy, clean) arrays, optional
         Held-out images in image units; their mean PSNR is validated every ``val_every``
         steps and at the end, and the best weights are returned.
@@ -378,8 +364,6 @@ def train_iter(
         Held-out noisy images in normalised units, for the self-supervised modes when
         there are no ``val_pairs``: validation is then the masked loss on them (fixed
         masks; lower is better).
-    bf16 : bool
-        bf16 autocast (on the CPU only worth it where it measures faster).
     stop : callable, optional
         Checked before every step; when it returns True training ends, writes the
         checkpoint and returns the best weights so far.
@@ -387,106 +371,84 @@ def train_iter(
         Stem of ``.safetensors`` + ``.json`` checkpoint files written every
         ``checkpoint_every`` steps, at the end and when stopped; ``resume=True``
         continues from them (the same network and mode only).
-    threads : int, optional
-        Torch threads while training (the previous count is restored at the end).
-    mode : {"supervised", "n2v", "n2v2", "n2v-psf"}
-        Noise2Void masks pixels with a random neighbour, N2V2 with the median of the 5x5
-        window without its centre; "n2v-psf" adds the PSF and the positivity penalty
-        ``positivity * mean(relu(-deconvolved))`` (:mod:`.blindspot`).
-    mask_fraction : float
-        Share of blind-spot pixels per patch (self-supervised modes).
-    blind_radius : int
-        0: one-pixel blind spots; ``r``: hide the ``(2r+1)``-square around each one
-        (spatially correlated noise; :func:`.blindspot.blind_spot_batch`).
-    patience : int, optional
-        Stop once this many validations in a row did not improve on the best.
+
+    Modes: Noise2Void masks pixels with a random neighbour, N2V2 with the median of the
+    5x5 window without its centre; "n2v-psf" adds the PSF and the positivity penalty
+    ``positivity * mean(relu(-deconvolved))`` (:mod:`.blindspot`). ``blind_radius`` 0
+    gives one-pixel blind spots, ``r`` hides the ``(2r+1)``-square around each one
+    (spatially correlated noise; :func:`.blindspot.blind_spot_batch`).
 
     Examples
     --------
     >>> from napari_denoise.engine.models import build
     >>> from napari_denoise.engine.training.datasets import SyntheticNoiseDataset
     >>> ds = SyntheticNoiseDataset([np.random.default_rng(0).random((64, 64))], region=32)
-    >>> gen = train_iter(build("msred"), ds, steps=2, batch_size=2, patch=32)
+    >>> gen = train_iter(build("msred"), ds, TrainConfig(steps=2, batch_size=2, patch=32))
     >>> [p.step for p in gen]
     [1, 2]
     """
     from . import blindspot
 
-    if mode not in MODES:
-        raise ValueError(f"Unknown training mode '{mode}'; choose one of {', '.join(MODES)}.")
-    if loss not in LOSSES:
-        raise ValueError(f"Unknown loss '{loss}'; choose one of {', '.join(LOSSES)}.")
-    blind = mode in BLIND_MODES
-    if blind and loss not in ("l1", "l2"):
-        raise ValueError(
-            f"Loss '{loss}' needs clean patches; blind-spot training ({mode}) uses 'l1' or 'l2'."
+    if config is None:
+        config = TrainConfig(**settings)
+    elif not isinstance(config, TrainConfig):
+        raise ParameterError(
+            f"train_iter takes its settings as a TrainConfig (or as keywords), not a "
+            f"{type(config).__name__}."
         )
-    if blind:
-        blindspot.grid_spacing(mask_fraction, blind_radius)  # checks the fraction and radius
-    replace = "median" if mode == "n2v2" else "random"
-    generator = torch.Generator().manual_seed(int(seed))
-    if mode == "n2v-psf" and getattr(model, "architecture", None) != "psf-wrap":
+    elif settings:
+        config = dataclasses.replace(config, **settings)
+    cfg = config.filled()
+    steps = cfg.steps
+    generator = torch.Generator().manual_seed(int(cfg.seed))
+    if cfg.mode == "n2v-psf" and getattr(model, "architecture", None) != "psf-wrap":
         from ..models.psf_wrap import wrap
 
-        model = wrap(model, psf_sigma)
+        model = wrap(model, cfg.psf_sigma)
     model = model.to("cpu").to(memory_format=torch.channels_last).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    warmup = min(200, max(1, steps // 20)) if warmup is None else max(1, warmup)
-    val_every = val_every or max(50, steps // 20)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     masked = None
-    if blind and not val_pairs and val_images:
+    if cfg.blind and not val_pairs and val_images:
         masked = blindspot.masked_validation_set(
             val_images,
             multiple=int(getattr(model, "multiple", 1)),
-            fraction=mask_fraction,
-            replace=replace,
-            radius=blind_radius,
-            seed=int(seed) + 7919,  # its own stream: validation never shifts the training's
+            fraction=cfg.mask_fraction,
+            replace=_replacement(cfg.mode),
+            radius=cfg.blind_radius,
+            seed=int(cfg.seed) + 7919,  # its own stream: validation never shifts the training's
         )
     val = _Validation(
         model,
         pairs=val_pairs,
         masked=masked,
-        loss=loss,
-        bf16=bf16,
+        loss=cfg.loss,
+        bf16=cfg.bf16,
         masked_loss=blindspot.masked_validation_loss,
     )
     start_step, running = 0, None
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if resume and ckpt is not None and ckpt.with_suffix(".json").exists():
-        _check_checkpoint(ckpt, model, mode)
+        _check_checkpoint(ckpt, model, cfg.mode)
         info, best_state = _load_checkpoint(ckpt, model, optimizer, generator)
         val.restore(info, best_state)
         start_step, running = info["step"], info.get("loss")
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda i: lr_factor(start_step + i, steps, warmup)
+        optimizer, lambda i: lr_factor(start_step + i, steps, cfg.warmup)
     )
-    step_fn = _Step(
-        model,
-        optimizer,
-        loss,
-        mode,
-        blind,
-        replace,
-        mask_fraction,
-        blind_radius,
-        positivity,
-        bf16,
-        grad_clip,
-    )
+    step_fn = _Step(model, optimizer, cfg)
 
     def record(step):
         return {
             "step": step,
             "steps": steps,
-            "seed": seed,
-            "lr": lr,
-            "loss_name": loss,
+            "seed": cfg.seed,
+            "lr": cfg.lr,
+            "loss_name": cfg.loss,
             "loss": running,
-            "batch_size": batch_size,
-            "patch": patch,
-            "mode": mode,
-            "blind_radius": blind_radius,
+            "batch_size": cfg.batch_size,
+            "patch": cfg.patch,
+            "mode": cfg.mode,
+            "blind_radius": cfg.blind_radius,
             "best_step": val.best_step,
             "best_val_psnr": val.best_psnr,
             "best_val_loss": val.best_loss,
@@ -503,41 +465,41 @@ def train_iter(
     last_ckpt = start_step
     t0 = time.perf_counter()
     step = start_step
-    with _torch_threads(threads), step_fn:
+    with _torch_threads(cfg.threads), step_fn:
         for step in range(start_step + 1, steps + 1):
             if stop is not None and stop():
                 reason = "stopped"
                 step -= 1
                 break
-            if patience and val.stale >= patience:
+            if cfg.patience and val.stale >= cfg.patience:
                 reason = "patience"
                 step -= 1
                 break
             current_lr = optimizer.param_groups[0]["lr"]
-            v = step_fn(dataset.batch, batch_size, patch, generator)
+            v = step_fn(dataset.batch, generator)
             schedule.step()
             running = v if running is None else 0.98 * running + 0.02 * v
-            validated = step % val_every == 0 or step == steps
+            validated = step % cfg.val_every == 0 or step == steps
             if validated:
                 val.check(step)
-            if ckpt is not None and (step % checkpoint_every == 0 or step == steps):
+            if ckpt is not None and (step % cfg.checkpoint_every == 0 or step == steps):
                 save(step)
                 last_ckpt = step
             elapsed = time.perf_counter() - t0
             done = step - start_step
             yield TrainProgress(
-                step,
-                steps,
-                running,
-                current_lr,
-                val.psnr,
-                val.best_psnr,
-                val.best_step,
-                elapsed,
-                elapsed / done * (steps - step),
-                val.value,
-                val.best_loss,
-                validated,
+                step=step,
+                steps=steps,
+                loss=running,
+                lr=current_lr,
+                val_psnr=val.psnr,
+                best_val_psnr=val.best_psnr,
+                best_step=val.best_step,
+                seconds=elapsed,
+                eta_s=elapsed / done * (steps - step),
+                val_loss=val.value,
+                best_val_loss=val.best_loss,
+                validated=validated,
             )
         else:
             step = steps
@@ -560,34 +522,25 @@ def train_iter(
     )
 
 
+def _replacement(mode: str) -> str:
+    """What a blind spot is filled with: N2V2 the median of its window, else a neighbour."""
+    return "median" if mode == "n2v2" else "random"
+
+
 class _Step:
     """One optimisation step (sample, augment, blind spots, forward, loss, backward, clip,
     update); a context manager that holds the positivity hook of ``"n2v-psf"``."""
 
-    def __init__(
-        self,
-        model,
-        optimizer,
-        loss,
-        mode,
-        blind,
-        replace,
-        mask_fraction,
-        blind_radius,
-        positivity,
-        bf16,
-        grad_clip,
-    ):
+    def __init__(self, model, optimizer, config: TrainConfig):
         from . import blindspot
 
-        self.model, self.optimizer, self.loss, self.blind = model, optimizer, loss, blind
-        self.loss_fn, self.blindspot = LOSSES[loss], blindspot
-        self.replace, self.fraction, self.radius = replace, mask_fraction, blind_radius
-        self.positivity, self.bf16, self.grad_clip = positivity, bf16, grad_clip
+        self.model, self.optimizer, self.config = model, optimizer, config
+        self.loss_fn, self.blindspot = LOSSES[config.loss], blindspot
+        self.replace = _replacement(config.mode)
         self.takes_level = getattr(model, "takes_noise_level", False)
         self.noise_input = getattr(model, "noise_input", "level" if self.takes_level else None)
         self.deconvolved: dict[str, torch.Tensor] = {}  # before the PSF, for the positivity
-        self.use_hook = mode == "n2v-psf" and bool(positivity)
+        self.use_hook = config.mode == "n2v-psf" and bool(config.positivity)
         self.hook = None
 
     def __enter__(self):
@@ -602,41 +555,45 @@ class _Step:
             self.hook.remove()
             self.hook = None
 
-    def __call__(self, batch, batch_size, patch, generator) -> float:
-        model = self.model
+    def __call__(self, batch, generator) -> float:
+        model, cfg = self.model, self.config
         if self.noise_input == "poisson-gaussian":
-            noisy, clean, coeffs = batch(batch_size, patch, generator, with_noise=True)
+            noisy, clean, coeffs = batch(cfg.batch_size, cfg.patch, generator, with_noise=True)
         else:
-            noisy, clean = batch(batch_size, patch, generator)
+            noisy, clean = batch(cfg.batch_size, cfg.patch, generator)
         noisy, clean = augment(noisy, clean, generator)
         mask = None
-        if self.blind:  # the input with blind spots, the noisy target, where the loss counts
+        if cfg.blind:  # the input with blind spots, the noisy target, where the loss counts
             noisy, clean, mask = self.blindspot.blind_spot_batch(
-                noisy, generator, fraction=self.fraction, replace=self.replace, radius=self.radius
+                noisy,
+                generator,
+                fraction=cfg.mask_fraction,
+                replace=self.replace,
+                radius=cfg.blind_radius,
             )
         noisy = noisy.contiguous(memory_format=torch.channels_last)
         clean = clean.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", torch.bfloat16, enabled=self.bf16):
+        with torch.autocast("cpu", torch.bfloat16, enabled=cfg.bf16):
             if self.noise_input == "poisson-gaussian":
                 pred = model(noisy, coeffs)
             elif self.takes_level:
                 # Supervised: the true noise std of each patch. Blind spot: the target
                 # is the noisy patch itself; estimate it from the finest scale.
-                level = haar_sigma(clean) if self.blind else (noisy - clean).flatten(1).std(dim=1)
+                level = haar_sigma(clean) if cfg.blind else (noisy - clean).flatten(1).std(dim=1)
                 pred = model(noisy, level)
             else:
                 pred = model(noisy)
         if mask is None:
             value = self.loss_fn(pred.float(), clean)
         else:
-            value = self.blindspot.masked_loss(pred.float(), clean, mask, self.loss)
+            value = self.blindspot.masked_loss(pred.float(), clean, mask, cfg.loss)
             if self.hook is not None:
-                value = value + self.positivity * self.blindspot.positivity_penalty(
+                value = value + cfg.positivity * self.blindspot.positivity_penalty(
                     self.deconvolved["d"].float()
                 )
         self.optimizer.zero_grad(set_to_none=True)
         value.backward()
-        if self.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         self.optimizer.step()
         return float(value.detach())

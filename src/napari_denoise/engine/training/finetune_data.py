@@ -1,0 +1,269 @@
+"""Preparing a fine-tuning run: checks, the start model, the data cut into patches.
+
+:func:`prepare_iter` (and :func:`prepare`, the same without progress) checks what the
+:class:`~.config.FinetuneSpec` cannot check alone (the images, the regions, the start
+model, the patch against the network, the blind spot against the noise), loads the start
+model (:mod:`.finetune_start`), resolves the new model's name (:mod:`.finetune_names`)
+and cuts the data into training rectangles and spatially disjoint validation stripes
+(:mod:`.split`). The :class:`Prepared` run it returns gives the record that
+:func:`~.loop.train_iter` runs (:meth:`Prepared.run_config`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ...errors import InputError, ParameterError
+from .config import FinetuneSpec
+from .finetune_names import resolve_name
+from .finetune_start import check_model_fits, load_start
+from .options import Phase
+from .split import CropSampler, as_slices, split_images
+
+__all__ = ["Prepared", "prepare", "prepare_iter", "threads_for"]
+
+
+@dataclass
+class Prepared:
+    """Checked training and validation data and the start model (from :func:`prepare`)."""
+
+    spec: FinetuneSpec
+    name: str
+    name_given: bool
+    model: Any  # the start network (copied before training)
+    start_card: dict[str, Any] | None
+    started_from: dict[str, Any]
+    lr: float
+    sampler: Any
+    val_pairs: list[tuple[np.ndarray, np.ndarray]]
+    val_images: list[np.ndarray]
+    data: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+    blind_radius: int = 0
+
+    def run_config(self, steps: int, **loop) -> FinetuneSpec:
+        """The record :func:`~.loop.train_iter` runs: the spec with ``steps`` and what
+        preparing chose (learning rate, blind-spot radius) and the threads filled in;
+        ``loop`` sets more of its fields (validation and checkpoint cadence, patience)."""
+        return dataclasses.replace(
+            self.spec,
+            steps=steps,
+            lr=self.lr,
+            blind_radius=self.blind_radius,
+            threads=threads_for(self.spec),
+            **loop,
+        )
+
+
+def check_not_constant(slices: np.ndarray, which: str) -> None:
+    """A constant image teaches nothing, and its PSNR (over a zero data range) would be
+    a meaningless large number: refuse it."""
+    arr = np.asarray(slices)
+    if arr.size and np.nanmax(arr) == np.nanmin(arr):
+        raise InputError(
+            f"The {which} image is constant (every pixel is {arr.flat[0]!r}): there is "
+            "nothing to learn from it and no meaningful validation score; choose an image "
+            "with structure and noise."
+        )
+
+
+def prepare(
+    spec: FinetuneSpec,
+    noisy: np.ndarray,
+    clean: np.ndarray | None = None,
+    regions: Sequence[tuple[int, int, int, int]] | None = None,
+    *,
+    axes: str | None = None,
+    data_names: tuple[str, str | None] | None = None,
+) -> Prepared:
+    """Check a training request and build its training and validation data.
+
+    :func:`prepare_iter` without its progress (the arguments and errors are the same).
+    """
+    gen = prepare_iter(spec, noisy, clean, regions, axes=axes, data_names=data_names)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as done:
+            return done.value
+
+
+def prepare_iter(
+    spec: FinetuneSpec,
+    noisy: np.ndarray,
+    clean: np.ndarray | None = None,
+    regions: Sequence[tuple[int, int, int, int]] | None = None,
+    *,
+    axes: str | None = None,
+    data_names: tuple[str, str | None] | None = None,
+) -> Generator[Phase, None, Prepared]:
+    """Check a training request and build its training and validation data, yielding a
+    :class:`~.options.Phase` before each part that can take a while; returns the
+    :class:`Prepared` run.
+
+    Parameters
+    ----------
+    spec : FinetuneSpec
+    noisy : array
+        2-D ``(Y, X)`` image or a stack (``axes`` other than Y and X are slices; one
+        channel only).
+    clean : array, optional
+        Ground truth of the same shape (supervised mode: needed; self-supervised modes:
+        used only to validate by PSNR).
+    regions : list of (y0, x0, y1, x1), optional
+        Rectangles in pixel coordinates of the YX plane (every slice); training and
+        validation use only them. Partly outside rectangles are clipped.
+    axes : str, optional
+        Axes of ``noisy`` (and ``clean``), e.g. ``"TYX"``; inferred when omitted.
+    data_names : (noisy, clean or None), optional
+        File paths or layer names, recorded in the model card (file paths also give the
+        command that reproduces the model).
+
+    Raises
+    ------
+    InputError
+        Shapes differ, clean missing in supervised mode, several channels, NaN, a region
+        empty / outside / smaller than a patch / overlapping another, too little data
+        for the validation split, a start model that does not take 2-D single-channel data.
+    ParameterError
+        A setting that does not fit the data or the network (the patch against the
+        network's multiple, blind spots against the patch; settings out of range are
+        refused when the :class:`~.config.FinetuneSpec` is made), a ``spec`` that is not a
+        FinetuneSpec, or a name taken by a method that is not the user's model.
+    ModelFileError, UnknownMethodError
+        Unknown start model (the installed ones are listed) or architecture.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> img = rng.poisson(50, (96, 96)).astype(np.float32)
+    >>> spec = FinetuneSpec(mode="n2v", start="new:unet", config={"base": 8}, patch=32, steps=2)
+    >>> p = prepare(spec, img)
+    >>> p.data["validation"]["stripes"], p.data["train_pixels"]
+    (1, 7680)
+    """
+    from ..models import inference, store
+
+    if not isinstance(spec, FinetuneSpec):  # its settings were checked when it was made
+        raise ParameterError(
+            f"Training needs a FinetuneSpec (what to train and how), not {type(spec).__name__}."
+        )
+    steps = 4 if spec.mode == "supervised" else 5  # the phases below (blind spot: 5)
+    yield Phase("Preparing: checking the images", 1, steps)
+    if spec.mode == "supervised" and clean is None:
+        raise InputError(
+            "Supervised training needs a clean (ground-truth) image of the same shape as the "
+            "noisy one; choose mode 'n2v' to train on the noisy image alone."
+        )
+    noisy_s, axes_n = as_slices(noisy, axes, "noisy")
+    check_not_constant(noisy_s, "noisy")
+    clean_s = None
+    if clean is not None:
+        shape_n = np.shape(noisy)
+        shape_c = np.shape(clean)
+        if tuple(shape_n) != tuple(shape_c):
+            raise InputError(
+                f"The noisy and clean images have different shapes: {tuple(shape_n)} and "
+                f"{tuple(shape_c)}; a pair must show the same field of view at the same size "
+                "(for stacks, slice by slice)."
+            )
+        clean_s, _ = as_slices(clean, axes, "clean")
+        check_not_constant(clean_s, "clean")
+
+    if spec.start.startswith("new:"):
+        yield Phase("Preparing: building a new network", 2, steps)
+    else:
+        yield Phase(f"Preparing: loading the start model '{spec.start}'", 2, steps)
+    model, card, started, notes = load_start(spec)
+    label = started["name"]
+    check_model_fits(model, card, label)
+    multiple = int(getattr(model, "multiple", 1))
+    if spec.patch % multiple:
+        good = spec.patch + (-spec.patch) % multiple
+        raise ParameterError(
+            f"The patch size {spec.patch} is not a multiple of {multiple}, which the network of "
+            f"'{label}' needs; use {good}."
+        )
+
+    yield Phase("Preparing: cutting training patches and held-out strips", 3, steps)
+    parts = split_images(
+        noisy_s,
+        clean_s,
+        regions,
+        patch=spec.patch,
+        val_fraction=spec.val_fraction,
+        clean_patches=spec.mode == "supervised",
+    )
+    yield Phase("Preparing: measuring the noise", 4, steps)
+    noise = None
+    if getattr(model, "noise_input", None) == "poisson-gaussian":  # as the zoo estimates it
+        found = [
+            inference.noise_for(model, parts.normalised(noisy_s[k])) for k in parts.sample_slices
+        ]
+        noise = tuple(float(v) for v in np.median(np.asarray(found), axis=0))
+
+    folder = store.user_model_dir()
+    name, given = resolve_name(spec, started, folder)
+    if spec.lr is not None:
+        lr = float(spec.lr)
+    else:
+        lr = 3e-4 if (spec.mode == "supervised" and card is not None) else 1e-3
+    data = {
+        "names": list(data_names) if data_names else None,
+        "shape": list(np.shape(noisy)),
+        "axes": axes_n,
+        "dtype": str(noisy_s.dtype),
+        "clean": clean is not None,
+        **parts.info,
+        "pairs": len(parts.crops) if spec.mode == "supervised" else 0,
+    }
+    from .blindspot import BLIND_MODES, blind_radius_for, grid_spacing
+
+    radius = 0
+    if spec.mode in BLIND_MODES:
+        yield Phase("Preparing: choosing the blind-spot size from the noise", 5, steps)
+        if spec.blind_radius is not None:
+            radius = int(spec.blind_radius)
+        else:
+            radius = blind_radius_for([noisy_s[k] for k in parts.sample_slices[:4]])
+            if radius:
+                side = 2 * radius + 1
+                notes.append(
+                    f"The noise is spatially correlated (neighbouring pixels share it), so "
+                    f"each blind spot hides a {side}x{side} block, not one pixel."
+                )
+        cell = grid_spacing(spec.mask_fraction, radius)  # one blind spot per cell
+        if spec.patch < cell:
+            raise ParameterError(
+                f"Blind spots of radius {radius} with a masked fraction of "
+                f"{spec.mask_fraction:g} need patches of at least {cell} pixels, not {spec.patch}."
+            )
+    return Prepared(
+        spec=spec,
+        name=name,
+        name_given=given,
+        model=model,
+        start_card=card,
+        started_from=started,
+        lr=lr,
+        sampler=CropSampler(parts.crops, noise),
+        val_pairs=parts.val_pairs,
+        val_images=parts.val_images,
+        data=data,
+        notes=notes,
+        blind_radius=radius,
+    )
+
+
+def threads_for(spec: FinetuneSpec) -> int | None:
+    """The CPU threads a run of ``spec`` uses: its own, else ``NAPARI_DENOISE_THREADS``."""
+    if spec.threads:
+        return int(spec.threads)
+    from ..device import env_threads
+
+    return env_threads()  # a bad value: one sentence (ParameterError), not ignored
