@@ -188,3 +188,20 @@ def test_the_command_line_says_a_stack_was_denoised_with_its_neighbours(tmp_path
         == 0
     )
     assert "neighbouring" not in capsys.readouterr().err
+
+
+def test_a_dark_stack_of_few_photons_is_fused_without_a_noise_model_fit():
+    """A noise model cannot be fitted on a plane of mostly zeros (few unclipped pixels):
+    the fusion then tests against a Gaussian noise level instead of failing the run."""
+    from napari_denoise.engine.denoise.fusion import combine
+    from napari_denoise.engine.denoise.noise import estimate_noise_model
+    from napari_denoise.errors import InputError
+
+    rng = np.random.default_rng(0)
+    beads = np.zeros((96, 96), np.float32)
+    beads[rng.integers(4, 92, 12), rng.integers(4, 92, 12)] = 40.0
+    window = rng.poisson(np.broadcast_to(beads + 0.05, (5, 96, 96))).astype(np.float32)
+    with pytest.raises(InputError):
+        estimate_noise_model(window[2])
+    fused = combine(window, [0, 1, 3, 4])
+    assert fused.shape == (96, 96) and np.isfinite(fused).all()

@@ -10,11 +10,15 @@ fusion here keeps the gain and drops the smear, plane by plane and pixel by pixe
    sample or the stage costs nothing. Shifts are whole pixels on purpose: interpolating a
    noisy plane would smooth and correlate its noise, which the network would mistake for
    structure.
-2. **Noise-aware weights.** Both planes are put on a scale of unit noise variance by the
-   stack's Poisson-Gaussian noise model (:func:`~.noise.anscombe`); their difference is then
-   pure noise where they show the same thing. Over a ``PATCH`` x ``PATCH`` window its mean
-   and its energy are tested against what noise alone gives (two z-scores, the larger
-   kept): a neighbour counts fully where the difference looks like noise (z <= ``ACCEPT``),
+2. **Noise-aware weights.** The neighbour's brightness above the black level is matched
+   to the centre's (a lamp's flicker, bleaching), and both planes are put on a scale of
+   unit noise variance by the plane's Poisson-Gaussian noise model (:func:`~.noise.anscombe`);
+   their difference is then pure noise where they show the same thing. The model's scale
+   is checked on those differences (:func:`_temporal_scale`: a model fitted wrongly on a
+   sparse plane overstated the noise 34 times). Over a ``PATCH`` x ``PATCH`` window the
+   difference's mean and energy, and over ``WIDE_PATCHES`` its mean (a blob-sized change
+   too faint for a small window), are tested against what noise alone gives (z-scores, the
+   largest kept): a neighbour counts fully where the difference looks like noise (z <= ``ACCEPT``),
    not at all where it does not (z >= ``REJECT``: a cell that moved on its own, a cut to
    another field), linearly in between. A small window cannot see a difference that is
    small but everywhere (a z-plane a little out of focus: each pixel off by a fraction of
@@ -32,9 +36,11 @@ varies where neighbours were dropped; the blind networks take both). It is compu
 whole planes, before the plane is cut into tiles, so the result does not depend on the
 tile size, and each plane's window is read by the driver (:mod:`.driver`), streaming.
 
-The thresholds were chosen on validation data only (held-out FMD Confocal_BPAE_B training
-fields 5, 10, 15, 20 with synthetic drift, a moving region and a cut; W2S FOVs 009-010 as
-a z-stack and with sub-pixel jitter): ``benchmarks/stack_fusion_val.py``.
+The thresholds and steps were chosen on validation data only (held-out FMD
+Confocal_BPAE_B training fields 5, 10, 15, 20 with synthetic drift, a moving region, a
+cut and flicker; W2S FOVs 009-010 as z-stacks, with sub-pixel jitter and with cells moving
+on their own at low light; a made-up bead z-stack): ``benchmarks/stack_fusion.py --parts
+val``.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+from ...errors import InputError
 
 __all__ = [
     "ACCEPT",
@@ -57,6 +65,9 @@ FUSION_REACH = 3  # planes on each side: a window of 7 (a 4-frame stack uses all
 PATCH = 5  # side of the window over which a neighbour's difference is tested
 ACCEPT = 2.0  # z-score up to which a neighbour counts fully
 REJECT = 8.0  # z-score from which it does not count at all
+MATCH = True  # match a neighbour's brightness to the centre's first
+CALIBRATE = True  # check the noise model's scale on the differences (_temporal_scale)
+WIDE_PATCHES: tuple[int, ...] = (15,)  # wider windows over which the mean is also tested
 REGION = 61  # side of the region over which a small, systematic difference is measured
 EXCESS_ACCEPT = 0.05  # excess (share of the noise variance) up to which it counts fully
 EXCESS_REJECT = 0.2  # ... from which it does not count
@@ -109,6 +120,34 @@ def _moved(plane: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return padded[py - np.clip(dy, -py, py) :][:ny, px - np.clip(dx, -px, px) :][:, :nx]
 
 
+def _temporal_scale(diffs: list[np.ndarray], unit: np.ndarray) -> float:
+    """How far the noise model overstates the noise, measured on the differences
+    themselves: where two planes agree (most pixels of the best-matching neighbour) the
+    difference of their stabilised values is pure noise of variance 2, so its median
+    square is ``2 * 0.4549`` (the median of a chi-square of one degree). The spread is
+    taken from the best-matching neighbour, and never above 1: it only makes the test
+    stricter than the model (measured: a model with 34 times too much shot noise, fitted
+    on a sparse defocused bead plane, let every neighbour in)."""
+    if not diffs:
+        return 1.0
+    bright = unit > np.median(unit)  # a dark background of few counts has quantised noise
+    if np.count_nonzero(bright) < 1024:
+        return 1.0
+    best = min(float(np.median(d[bright] ** 2)) for d in diffs)
+    return float(np.clip(np.sqrt(best / (2.0 * 0.4549)), 1e-3, 1.0))
+
+
+def _matched(plane: np.ndarray, centre: np.ndarray, offset: float) -> np.ndarray:
+    """``plane``'s brightness above the black level scaled to the centre's (a lamp's
+    flicker, bleaching from frame to frame), so that the test sees structure, not a
+    global change of intensity."""
+    above, want = float(plane.mean()) - offset, float(centre.mean()) - offset
+    if not (above > 0 and want > 0):
+        return plane
+    gain = np.float32(want / above)
+    return (plane - np.float32(offset)) * gain + np.float32(offset)
+
+
 def fuse(
     window: np.ndarray,
     neighbours: Sequence[int],
@@ -137,14 +176,24 @@ def fuse(
         model = NoiseModel(*noise)
         unit = np.asarray(anscombe(centre, model), np.float32)
         spectrum = _spectrum(centre)
+        planes, diffs = [], []
         for j in neighbours:
             plane = np.asarray(window[j], np.float32)
             dy, dx = shift_between(centre, plane, reference_spectrum=spectrum)
             plane = _moved(plane, dy, dx)
-            # noise of variance 2 where the planes agree
-            diff = np.asarray(anscombe(plane, model), np.float32) - unit
+            if MATCH:
+                plane = _matched(plane, centre, model.offset)
+            planes.append(plane)
+            # noise of variance 2 where the planes agree (once the scale is right)
+            diffs.append(np.asarray(anscombe(plane, model), np.float32) - unit)
+        scale = np.float32(_temporal_scale(diffs, unit) if CALIBRATE else 1.0)
+        for plane, diff in zip(planes, diffs, strict=True):
+            diff /= scale
             mean = uniform_filter(diff, patch, mode="reflect")
             z = np.abs(mean) * (patch / np.sqrt(2.0))  # N(0, 1) where they agree
+            for wide in WIDE_PATCHES:  # a blob-sized change, too faint for a small window
+                wide_mean = uniform_filter(diff, wide, mode="reflect")
+                np.maximum(z, np.abs(wide_mean) * (wide / np.sqrt(2.0)), out=z)
             energy = uniform_filter(diff * diff, patch, mode="reflect")
             np.maximum(z, (energy / 2.0 - 1.0) * (patch / np.sqrt(2.0)), out=z)
             w = np.clip((reject - z) / (reject - accept), 0.0, 1.0).astype(np.float32)
@@ -175,7 +224,16 @@ def combine(window: np.ndarray, slots: Sequence[int], *, neighbours="on") -> np.
     centre = np.asarray(window[len(window) // 2], np.float32)
     if neighbours == "off" or not slots:
         return centre
-    return fuse(window, slots, noise=fusion_noise([centre]))
+    try:
+        noise = fusion_noise([centre])
+    except InputError:  # e.g. a dark plane of few photons: mostly zeros, nothing to fit
+        from .noise import estimate_sigma
+
+        sigma = float(estimate_sigma(centre))
+        if not sigma > 0:  # no noise seen: nothing to average away
+            return centre
+        noise = (0.0, sigma, 0.0)
+    return fuse(window, slots, noise=noise)
 
 
 def window_neighbours(positions: Sequence) -> list[int]:
