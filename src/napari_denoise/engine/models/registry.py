@@ -462,10 +462,7 @@ def _method_for(card_path: Path) -> Method:
                 "averaged); off: every plane alone",
                 choices=NEIGHBOURS_CHOICES,
                 label="Use neighbouring frames",
-                choice_labels=(
-                    f"On (up to {2 * FUSION_REACH} neighbours, where they match)",
-                    "Off (frame by frame)",
-                ),
+                choice_labels=("On (where they match)", "Off (frame by frame)"),
             )
         )
     params.append(
