@@ -11,8 +11,14 @@ tuned model denoises the stack the same two ways. The ground truth (the average 
 frames. The no-ground-truth guard's verdict (the tuned model against its start, on the
 held-out stripes) is reported beside it.
 
-Run: ``python benchmarks/stack_selfsup.py [--minutes 3] [--threads 1] [--fields 5 10 15 20]``;
-each field is cached in build/stack_selfsup/field<F>.json. Writes
+``--motion`` adds, for the first field, the same stack moved by an integer drift of 2
+px/frame (each frame a crop of the capture, the real noise never interpolated; the
+ground truth cropped alike) and the stack cut to another field (fields' next in the list)
+after frame 5 (scored on frames 0-4, whose truth is this field's): motion the training
+must survive without being taught wrong pairs.
+
+Run: ``python benchmarks/stack_selfsup.py [--minutes 3] [--threads 1] [--fields 5 10 15 20]
+[--motion]``; each stack is cached in build/stack_selfsup/<name>.json. Writes
 docs/benchmarks_stack_selfsup.md.
 """
 
@@ -47,24 +53,47 @@ def field_stack(data: Path, f: int) -> tuple[np.ndarray, np.ndarray]:
     return stack, load_image(root / "gt" / str(f) / "avg50.png").astype(np.float32)
 
 
-def mean_psnr(method: str, stack: np.ndarray, gt: np.ndarray, neighbours: str) -> float:
+def mean_psnr(method: str, stack, truths, neighbours: str, frames=None) -> float:
+    """Mean PSNR (data range 255) of ``method`` on ``stack`` against each frame's truth,
+    over ``frames`` (all when None)."""
     import napari_denoise as nd
     from napari_denoise.engine.metrics import psnr
 
-    out = nd.denoise(stack, method, axes="TYX", output_dtype="float32", neighbours=neighbours)
-    return float(np.mean([psnr(gt, p, data_range=255.0) for p in np.asarray(out)]))
+    out = np.asarray(
+        nd.denoise(stack, method, axes="TYX", output_dtype="float32", neighbours=neighbours)
+    )
+    keep = range(len(out)) if frames is None else frames
+    return float(np.mean([psnr(truths[k], out[k], data_range=255.0) for k in keep]))
 
 
-def run_field(data: Path, f: int, minutes: float, threads: int) -> dict:
+def stacks(data: Path, fields, motion: bool):
+    """(name, stack, per-frame truths, frames scored) of each benchmark stack."""
+    for f in fields:
+        stack, gt = field_stack(data, f)
+        yield f"field{f}", stack, np.stack([gt] * len(stack)), None
+    if motion:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from stack_fmd import drifted
+
+        f = fields[0]
+        stack, gt = field_stack(data, f)
+        moved, crops = drifted(stack, 2, 1)
+        yield f"field{f}-drift2", moved, np.stack([gt[c] for c in crops]), None
+        other, _ = field_stack(data, FIELDS[(FIELDS.index(f) + 1) % len(FIELDS)])
+        cut = stack.copy()
+        cut[5:] = other[5:]
+        yield f"field{f}-cut", cut, np.stack([gt] * len(stack)), list(range(5))
+
+
+def run_field(name: str, stack, truths, frames, minutes: float, threads: int) -> dict:
     from napari_denoise.engine.denoise.pipeline import drain
     from napari_denoise.engine.training.config import FinetuneSpec
     from napari_denoise.engine.training.finetune import finetune_iter, prepare
 
-    stack, gt = field_stack(data, f)
-    row: dict = {"field": f}
+    row: dict = {"field": name}
     for nb in ("on", "off"):
-        row[f"start_{nb}"] = mean_psnr(MODEL, stack, gt, nb)
-    spec = FinetuneSpec(mode="n2n-frames", minutes=minutes, threads=threads, name=f"n2n-f{f}")
+        row[f"start_{nb}"] = mean_psnr(MODEL, stack, truths, nb, frames)
+    spec = FinetuneSpec(mode="n2n-frames", minutes=minutes, threads=threads, name=f"n2n-{name}")
     t0 = time.perf_counter()
     prepared = prepare(spec, stack, axes="TYX")
     result = drain(finetune_iter(prepared))
@@ -78,7 +107,7 @@ def run_field(data: Path, f: int, minutes: float, threads: int) -> dict:
     row["guard_start_mse"] = check.get("start_mse")
     row["guard_new_mse"] = check.get("new_mse")
     for nb in ("on", "off"):
-        row[f"tuned_{nb}"] = mean_psnr(result.name, stack, gt, nb)
+        row[f"tuned_{nb}"] = mean_psnr(result.name, stack, truths, nb, frames)
     # What a user who follows the guard gets: the tuned model only when it says "new".
     for nb in ("on", "off"):
         row[f"guarded_{nb}"] = row[f"tuned_{nb}"] if row["guard"] == "new" else row[f"start_{nb}"]
@@ -105,14 +134,19 @@ def table(rows: list[dict], args) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['field']} | {r['start_on']:.2f} | {r['tuned_on']:.2f} | "
+            f"| {str(r['field']).removeprefix('field')} | {r['start_on']:.2f} | {r['tuned_on']:.2f} | "
             f"{r['tuned_on'] - r['start_on']:+.2f} | {r['start_off']:.2f} | "
             f"{r['tuned_off']:.2f} | {r['tuned_off'] - r['start_off']:+.2f} | {r['guard']} | "
             f"{r['guarded_on'] - r['start_on']:+.2f} | {r['steps']} | "
             f"{100 * r['kept_share']:.0f}% |"
         )
-    if rows:
-        m = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k.endswith(("_on", "_off"))}
+    still = [r for r in rows if "-" not in str(r["field"])]
+    if still:
+        m = {
+            k: float(np.mean([r[k] for r in still]))
+            for k in still[0]
+            if k.endswith(("_on", "_off"))
+        }
         lines.append(
             f"| mean | {m['start_on']:.2f} | {m['tuned_on']:.2f} | "
             f"{m['tuned_on'] - m['start_on']:+.2f} | {m['start_off']:.2f} | "
@@ -121,11 +155,19 @@ def table(rows: list[dict], args) -> str:
         )
     lines += [
         "",
+        "The mean is over the still fields; `-drift2` is the first field moved 2 px/frame, "
+        "`-cut` the first field cut to the next field after frame 5 (scored on frames 0-4). "
+        "*steps*: what the time budget allowed (fewer when the machine was shared; the "
+        "motion rows ran beside the test suite). *kept patches*: the share of random "
+        "patches the consistency test keeps (weight averaged).",
+    ]
+    lines += [
+        "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
         f"Python {platform.python_version()}.",
         "",
         "Command: `python benchmarks/stack_selfsup.py --minutes "
-        f"{args.minutes:g} --threads {args.threads}`",
+        f"{args.minutes:g} --threads {args.threads}{' --motion' if args.motion else ''}`",
         "",
     ]
     return "\n".join(lines)
@@ -138,6 +180,7 @@ def main() -> None:
     ap.add_argument("--fields", type=int, nargs="*", default=list(FIELDS))
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks_stack_selfsup.md"))
+    ap.add_argument("--motion", action="store_true", help="also a drifting and a cut stack")
     ap.add_argument("--fresh", action="store_true", help="ignore the cache")
     args = ap.parse_args()
     os.environ["NAPARI_DENOISE_THREADS"] = str(args.threads)
@@ -151,12 +194,12 @@ def main() -> None:
     if not (data / "FMD_Confocal_BPAE_B_train").is_dir():
         data = Path("/work/shared/data")
     rows = []
-    for f in args.fields:
-        cached = CACHE / f"field{f}.json"
+    for name, stack, truths, frames in stacks(data, args.fields, args.motion):
+        cached = CACHE / f"{name}.json"
         if cached.exists() and not args.fresh:
             rows.append(json.loads(cached.read_text()))
         else:
-            row = run_field(data, f, args.minutes, args.threads)
+            row = run_field(name, stack, truths, frames, args.minutes, args.threads)
             cached.write_text(json.dumps(row, indent=1))
             rows.append(row)
         print(json.dumps(rows[-1]), flush=True)

@@ -114,7 +114,7 @@ def test_pairs_that_differ_by_more_than_noise_are_skipped(user_dir, drifting):
     for label, ks in (("across", across), ("still", still)):
         for _ in range(40):
             k = ks[rng.integers(len(ks))]
-            i, j, (dy, dx), rect = s.pairs[k]
+            _, _, (dy, dx), rect = s.pairs[k]
             y = int(rng.integers(max(0, dy), rect[2] - 32 + min(0, dy)))
             x = int(rng.integers(max(0, dx), rect[3] - 32 + min(0, dx)))
             weights[label].append(s.weight(*s._patch(k, 32, y, x)))

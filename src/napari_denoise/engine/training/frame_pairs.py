@@ -32,6 +32,7 @@ No torch at import (the record and the widget import the mode names from :mod:`.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -92,7 +93,7 @@ def neighbour_pairs(shape: Sequence[int], axes: str) -> tuple[str, list[tuple[in
     axis, lines = neighbour_lines(shape, axes)
     pairs = []
     for line in lines:
-        for i, j in zip(line[:-1], line[1:], strict=True):
+        for i, j in itertools.pairwise(line):
             pairs += [(i, j), (j, i)]
     return axis, pairs
 
