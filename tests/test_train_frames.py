@@ -145,6 +145,33 @@ def test_the_guard_compares_with_a_trained_start_model(user_dir, drifting):
     assert check["start_model"] == "unet-fluo" and check["better"] in ("new", "start")
     assert "held-out neighbour loss" in result.recommendation
     assert np.isfinite(check["start_mse"]) and np.isfinite(check["new_mse"])
+    # trained on fused inputs, as the start model runs on a stack, and used so too
+    assert result.card["training"]["frame_pairs"]["input"].startswith("the plane fused")
+    assert result.card["fuse_neighbours"] is True
+
+
+def test_a_fused_input_never_holds_its_target(drifting):
+    """The network's input for (plane i, target j) is plane i fused with its neighbours
+    other than j: a new noise draw of plane j leaves it unchanged (N2N needs the target's
+    noise independent of the input), while the input of (i, k) takes plane j in."""
+    from napari_denoise.engine.training.frame_pairs import _fused_inputs
+
+    noisy, clean = drifting
+    again = noisy.copy()
+    again[2] = np.random.default_rng(99).poisson(clean[2]).astype(np.float32)
+    lines = [[0, 1, 2, 3, 4]]
+    forward = [(0, 1), (1, 2), (2, 3), (3, 4)]
+    a = _fused_inputs(noisy, lines, forward, lambda p: p / 255.0)
+    b = _fused_inputs(again, lines, forward, lambda p: p / 255.0)
+    for i, j in a:
+        if 2 in (i, j):  # the input is plane 2 itself, or plane 2 is the target
+            same = i != 2
+        else:  # plane 2 may be fused into the input (it matches: a drift only)
+            same = False
+        if same:
+            np.testing.assert_array_equal(a[(i, j)], b[(i, j)])
+        else:
+            assert not np.array_equal(a[(i, j)], b[(i, j)]), (i, j)
 
 
 def test_the_cli_trains_on_a_stack_and_refuses_a_single_image(user_dir, drifting, tmp_path, capsys):

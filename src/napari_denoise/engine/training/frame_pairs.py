@@ -264,8 +264,9 @@ def frame_pair_data(
     axis, lines = neighbour_lines(shape, axes)
     _, pairs = neighbour_pairs(shape, axes)
     area = sum((r[2] - r[0]) * (r[3] - r[1]) for r in train_rects)
-    # Long stacks: pairs of evenly spaced planes, up to a bounded number of pixels.
-    keep = max(1, MAX_PAIR_PIXELS // max(1, 2 * area))
+    # Long stacks: pairs of evenly spaced planes, up to a bounded number of pixels (two
+    # planes per pair, and with fused inputs two more).
+    keep = max(1, MAX_PAIR_PIXELS // max(1, (4 if fused else 2) * area))
     forward = [p for p in pairs if p[0] < p[1]]
     if len(forward) > keep:
         picks = np.unique(np.linspace(0, len(forward) - 1, keep).round().astype(int))
