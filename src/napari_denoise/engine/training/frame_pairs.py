@@ -118,9 +118,10 @@ class FramePairSampler:
     patches drawn inside ``rect`` of both; ``inputs`` may give, per ``(input, target)``,
     the plane the network sees instead of the input slice (the input fused with its
     matching neighbours other than the target, as a network that fuses sees it; the
-    consistency test still compares the two slices themselves); ``variance`` is the noise model ``(gain,
-    sigma**2, offset)`` in normalised units; ``scale`` the median of the consistency ratio
-    (see the module). Follows the sampler protocol of :mod:`.datasets` (``batch(n,
+    consistency test still compares the two slices themselves); ``variance`` is the noise
+    model ``(gain, sigma**2, offset)`` in normalised units; ``scale`` the median of the
+    consistency ratio (see the module). A patch rejected :data:`MAX_TRIES` times in a row
+    gives way to the most consistent one drawn. Follows the sampler protocol of :mod:`.datasets` (``batch(n,
     patch, generator)`` and, for networks told the noise, ``with_noise=True``).
     """
 
