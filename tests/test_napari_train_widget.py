@@ -368,3 +368,37 @@ def test_rectangles_map_through_both_layers_transforms(make_napari_viewer):
     shapes.add_lines(np.array([[0, 0], [10, 10]]))
     boxes, skipped = job_module.rectangles(shapes, image)
     assert boxes == [(5, 1, 26, 21)] and skipped == 1
+
+
+def test_noisy_stack_only_mode_trains_on_neighbouring_frames(
+    make_napari_viewer, qtbot, model_dir, notes
+):
+    """The mode in plain words: no clean layer, the squared error only, a real short run
+    on a small noisy time-lapse gives a model whose card records the mode."""
+    import json
+
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(0)
+    clean = 20 + 200 * gaussian_filter(rng.random((96, 96)), 3)
+    stack = np.stack([rng.poisson(np.roll(clean, t, axis=1)) for t in range(3)]).astype(np.uint16)
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="noisy")
+    widget = TrainWidget(viewer)
+    widget.extra_spec = {"patch": 32, "batch_size": 2, "config": {"base": 8, "depth": 2}}
+    widget.start_model.setCurrentIndex(widget.start_model.findData(widget_module.NEW_UNET))
+    widget.budget_unit.setCurrentText("steps")
+    widget.budget.setValue(2)
+    widget.name.setText("tiny-frames")
+    widget.mode.setCurrentIndex(widget.mode.findData("n2n-frames"))
+    assert widget.mode.currentText() == "Noisy stack only (neighbouring frames)"
+    assert not widget.clean.isVisibleTo(widget) and not widget.blind.isVisibleTo(widget)
+    assert widget.loss.currentData() == "l2"  # a noisy target teaches its mean only so
+    assert not widget.loss.model().item(widget.loss.findData("l1")).isEnabled()
+    assert "neighbouring planes" in widget.mode_help.text()
+    assert widget.start()
+    wait_idle(qtbot, widget)
+    assert notes["error"] == []
+    card = json.loads((model_dir / "tiny-frames.json").read_text())
+    assert card["training"]["mode"] == "n2n-frames"
+    assert card["training"]["frame_pairs"]["largest_shift_px"] == 1

@@ -383,7 +383,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         else (
             f"validation masked loss {val['masked_loss']:.4g}"
             if "masked_loss" in val
-            else "no validation"
+            else (
+                f"validation neighbour loss {val['neighbour_loss']:.4g}"
+                if "neighbour_loss" in val
+                else "no validation"
+            )
         )
     )
     training = card["training"]
@@ -502,7 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "train",
-        help="fine-tune a model on noisy/clean pairs, or train Noise2Void on noisy images",
+        help="fine-tune a model on noisy/clean pairs, or train on noisy images alone "
+        "(Noise2Void, or Noise2Noise between a stack's neighbouring frames)",
         description=(
             "Train a model on your own images and save it (with its card) in the user model "
             "folder, where it becomes a method at once. A spatially disjoint stripe of each "
@@ -517,7 +522,14 @@ def build_parser() -> argparse.ArgumentParser:
     d = FinetuneSpec()
     p.add_argument("noisy", help="noisy image (TIFF, PNG, NPY; a stack trains on every slice)")
     p.add_argument("--clean", help="ground truth of the same shape (needed for --mode supervised)")
-    p.add_argument("--mode", default=d.mode, choices=options.MODES)
+    p.add_argument(
+        "--mode",
+        default=d.mode,
+        choices=options.MODES,
+        help="supervised: noisy + --clean; n2v, n2v2, n2v-psf: blind spot on noisy images; "
+        "n2n-frames: a noisy time-lapse or z-stack alone, each plane learnt from its "
+        "aligned neighbours (Noise2Noise; needs a T or Z axis of at least 2 planes)",
+    )
     p.add_argument(
         "--start",
         default=None,
@@ -534,7 +546,12 @@ def build_parser() -> argparse.ArgumentParser:
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, help="optimisation steps")
     length.add_argument("--minutes", type=float, help="time budget (default: 2 minutes)")
-    p.add_argument("--loss", default=d.loss, choices=options.LOSS_NAMES)
+    p.add_argument(
+        "--loss",
+        default=None,
+        choices=options.LOSS_NAMES,
+        help="default: l2 for n2n-frames (the only one it takes), else l1",
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument(
         "--lr", type=float, help="peak learning rate (default: 3e-4 fine-tuning, 1e-3 otherwise)"

@@ -34,10 +34,12 @@ _MODE_TEXT = {
     "n2v": "Noise2Void: noisy images only",
     "n2v2": "N2V2: noisy only, fewer grid artefacts",
     "n2v-psf": "Blind spot + PSF: denoise and deconvolve",
+    "n2n-frames": "Noisy stack only (neighbouring frames)",
 }
 _LOSS_TEXT = {"l1": "L1 (default)", "l2": "L2 (mean squared error)", "l1+ssim": "L1 + SSIM"}
 MODES = tuple((mode, _MODE_TEXT[mode]) for mode in options.MODES)
 BLIND = options.BLIND_MODES
+FRAMES = options.FRAME_MODES
 LOSSES = tuple((loss, _LOSS_TEXT[loss]) for loss in options.LOSS_NAMES)
 MODE_HELP = {
     "supervised": "Learns to turn the noisy layer into the clean one (e.g. a short and a "
@@ -48,6 +50,9 @@ MODE_HELP = {
     "connection, against checkerboard artefacts (N2V2).",
     "n2v-psf": "Blind spot training through a Gaussian PSF with a positivity penalty: gives "
     "a denoised and a deconvolved image (Goncharova et al. 2020).",
+    "n2n-frames": "Learns from a noisy time-lapse or z-stack alone: each plane is compared "
+    "with its neighbouring planes, aligned, which show the same structure under other "
+    "noise (Noise2Noise). Parts that moved or changed are left out. Needs at least 2 planes.",
 }
 
 
@@ -73,8 +78,9 @@ class TrainForm(QWidget):
         for key, text in MODES:
             self.mode.addItem(text, key)
         self.mode.setToolTip(
-            "How the model learns: from noisy + clean pairs of the same field, or from the "
-            "noisy images alone (Noise2Void and variants)."
+            "How the model learns: from noisy + clean pairs of the same field, from the "
+            "noisy images alone (Noise2Void and variants), or from a noisy stack's "
+            "neighbouring frames."
         )
         self.mode_help = QLabel()
         self.mode_help.setWordWrap(True)
@@ -198,23 +204,28 @@ class TrainForm(QWidget):
         return [data, training, self.advanced]
 
     def mode_key(self) -> str:
-        """The engine's name of the chosen mode: supervised, n2v, n2v2 or n2v-psf."""
+        """The engine's name of the chosen mode: supervised, n2v, n2v2, n2v-psf or n2n-frames."""
         return self.mode.currentData()
 
     def _on_mode(self, *_) -> None:
         mode = self.mode_key()
         blind = mode in BLIND
-        self.clean.setVisible(not blind)
-        self._clean_label.setVisible(not blind)
+        frames = mode in FRAMES
+        self.clean.setVisible(mode == "supervised")
+        self._clean_label.setVisible(mode == "supervised")
         for widget in self._psf_widgets:
             widget.setVisible(mode == "n2v-psf")
         for widget in self._blind_widgets:
             widget.setVisible(blind)
         self.mode_help.setText(MODE_HELP[mode])
         self.start_model.set_mode(mode)
-        # Blind-spot training compares single pixels: SSIM needs whole clean patches.
-        self.loss.model().item(self.loss.findData("l1+ssim")).setEnabled(not blind)
-        if blind and self.loss.currentData() == "l1+ssim":
+        # Blind-spot training compares single pixels: SSIM needs whole clean patches. A
+        # noisy neighbour teaches the clean image only under the squared error (L2).
+        self.loss.model().item(self.loss.findData("l1+ssim")).setEnabled(not (blind or frames))
+        self.loss.model().item(self.loss.findData("l1")).setEnabled(not frames)
+        if frames:
+            self.loss.setCurrentIndex(self.loss.findData("l2"))
+        elif blind and self.loss.currentData() == "l1+ssim":
             self.loss.setCurrentIndex(self.loss.findData("l1"))
 
     def _on_noisy(self, noisy) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..._version import __version__
-from .options import MODE_LABELS
+from .options import BLIND_MODES, FRAME_MODES, MODE_LABELS
 from .split import MIN_VAL_STRIPE
 
 __all__ = ["MODE_LABELS", "reproduce_command", "training_card"]
@@ -43,7 +43,7 @@ def reproduce_command(prepared, name: str, steps: int, threads: int | None) -> s
     args += ["--val-fraction", f"{spec.val_fraction:g}"]
     if spec.patience:
         args += ["--patience", str(spec.patience)]
-    if spec.mode != "supervised":
+    if spec.mode in BLIND_MODES:
         args += ["--mask-fraction", f"{spec.mask_fraction:g}"]
         args += ["--blind-radius", str(prepared.blind_radius)]
     if spec.mode == "n2v-psf":
@@ -78,6 +78,8 @@ def training_card(
     source = (data.get("names") or [None])[0] or "the user's image"
     n = data["training_crops"]
     what = f"{n} noisy/clean pair(s)" if spec.mode == "supervised" else f"{n} noisy image area(s)"
+    if spec.mode in FRAME_MODES:
+        what = f"{data['pairs']} pair(s) of aligned neighbouring planes"
     origin = (
         f"a new {started['architecture']} network"
         if started["sha256"] is None
@@ -105,7 +107,9 @@ def training_card(
     if outcome.best_val_psnr is not None:
         validation["psnr"] = round(float(outcome.best_val_psnr), 4)
         validation["data_range"] = "span of each clean stripe"
-    if outcome.best_val_loss is not None:
+    if outcome.best_val_loss is not None and spec.mode in FRAME_MODES:
+        validation["neighbour_loss"] = round(float(outcome.best_val_loss), 6)
+    elif outcome.best_val_loss is not None:
         validation["masked_loss"] = round(float(outcome.best_val_loss), 6)
     loop = spec.loop_changes()  # set in Python only: the command would not repeat them
     clip = f"gradient clipping {spec.grad_clip}" if spec.grad_clip else "no gradient clipping"
@@ -136,7 +140,16 @@ def training_card(
         "command": None if loop else reproduce_command(prepared, name, steps, threads),
         "napari_denoise": __version__,
     }
-    if spec.mode != "supervised":
+    if "frame_pairs" in data:
+        training["frame_pairs"] = {
+            **data["frame_pairs"],
+            "pairing": "each plane and its neighbour (t-1, t+1) along "
+            f"{data['frame_pairs']['neighbour_axis']}, aligned by whole-pixel "
+            "cross-correlation; patches only where both are valid",
+            "reference": "Lehtinen et al., Noise2Noise: learning image restoration without "
+            "clean data, ICML 2018",
+        }
+    if spec.mode in BLIND_MODES:
         r = prepared.blind_radius
         side = 2 * r + 1
         around = "the 5x5 window without the centre" if not r else "the 2-pixel ring around it"
@@ -169,7 +182,15 @@ def training_card(
     }
     if "noise_model" in start:
         card["noise_model"] = start["noise_model"]
-    if spec.mode != "supervised":
+    if start.get("fuse_neighbours"):  # the same single-frame network: a stack's planes
+        card["fuse_neighbours"] = True  # are fused with their matching neighbours first
+    if spec.mode in FRAME_MODES:
+        card["noise_model"] = {
+            "kind": "self-supervised between frames: zero-mean noise, independent from frame "
+            "to frame",
+            **({"started_from": start["noise_model"]} if "noise_model" in start else {}),
+        }
+    elif spec.mode != "supervised":
         card["noise_model"] = {
             "kind": "self-supervised blind spot: pixel-wise independent, zero-mean noise",
             **({"started_from": start["noise_model"]} if "noise_model" in start else {}),

@@ -29,6 +29,7 @@ from ...errors import ParameterError
 from .options import (
     BLIND_MODES,
     DEFAULT_MASK_FRACTION,
+    FRAME_MODES,
     LOSS_NAMES,
     MAX_BLIND_RADIUS,
     MAX_FRACTION,
@@ -60,8 +61,11 @@ def _within(value, low: float, high: float, closed_low: bool = True) -> bool:
 class TrainConfig:
     """How to train: the settings of :func:`~.loop.train_iter`, checked when made.
 
-    mode : "supervised", "n2v", "n2v2" or "n2v-psf".
-    loss : "l1", "l2" or "l1+ssim" (supervised only: the blind-spot loss sees single pixels).
+    mode : "supervised", "n2v", "n2v2", "n2v-psf" or "n2n-frames" (Noise2Noise between
+        neighbouring planes of a noisy stack, :mod:`.frame_pairs`).
+    loss : "l1", "l2" or "l1+ssim" (supervised only: the blind-spot loss sees single pixels;
+        "n2n-frames" only "l2": a noisy target teaches its mean under the squared error
+        alone); None: "l2" for "n2n-frames", else "l1".
     steps : optimisation steps (needed by :func:`~.loop.train_iter`; a
         :class:`FinetuneSpec` may leave it None for a time budget).
     batch_size, patch : patches per step and patch side in pixels.
@@ -86,7 +90,7 @@ class TrainConfig:
     """
 
     mode: str = "supervised"
-    loss: str = "l1"
+    loss: str | None = None  # filled in from the mode when made
     steps: int | None = None
     batch_size: int = 16
     patch: int = 64
@@ -105,6 +109,8 @@ class TrainConfig:
     bf16: bool = False
 
     def __post_init__(self) -> None:
+        if self.loss is None:  # the mode's own loss (a frozen record: set once, here)
+            object.__setattr__(self, "loss", "l2" if self.mode in FRAME_MODES else "l1")
         self._check_choices()
         for key, (ok, wanted) in self._rules().items():
             if not ok:
@@ -175,6 +181,11 @@ class TrainConfig:
             raise ParameterError(
                 f"Loss '{self.loss}' needs clean images; {MODE_LABELS[self.mode]} (blind-spot "
                 "training) compares single masked pixels, so use 'l1' or 'l2'."
+            )
+        if self.mode in FRAME_MODES and self.loss != "l2":
+            raise ParameterError(
+                f"Loss '{self.loss}' does not fit {MODE_LABELS[self.mode]}: a noisy neighbour "
+                "teaches the clean image only as the mean of the squared error, so use 'l2'."
             )
 
     def _rules(self) -> dict[str, tuple[bool, str]]:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING
 
 from .finetune_start import start_network
-from .options import Phase
+from .options import FRAME_MODES, Phase
 
 if TYPE_CHECKING:
     from .finetune_data import Prepared
@@ -58,6 +58,10 @@ def probe(
     start = time.perf_counter()
     if prepared.val_pairs:
         validate(model, prepared.val_pairs)
+    elif prepared.val_images and prepared.spec.mode in FRAME_MODES:
+        from .frame_pairs import frame_validation_loss
+
+        frame_validation_loss(model, prepared.val_images)
     elif prepared.val_images:
         # Built once per run, not per validation: not part of a validation's time.
         triples = masked_validation_set(

@@ -22,8 +22,8 @@ from ...errors import InputError, ParameterError
 from .config import FinetuneSpec
 from .finetune_names import resolve_name
 from .finetune_start import check_model_fits, load_start
-from .options import Phase
-from .split import CropSampler, as_slices, split_images
+from .options import FRAME_MODES, Phase
+from .split import CropSampler, as_slices, clip_regions, split_images, split_region
 
 __all__ = ["Prepared", "prepare", "prepare_iter", "threads_for"]
 
@@ -153,7 +153,7 @@ def prepare_iter(
         raise ParameterError(
             f"Training needs a FinetuneSpec (what to train and how), not {type(spec).__name__}."
         )
-    steps = 4 if spec.mode == "supervised" else 5  # the phases below (blind spot: 5)
+    steps = 4 if spec.mode == "supervised" else 5  # the phases below (blind spot, frames: 5)
     yield Phase("Preparing: checking the images", 1, steps)
     if spec.mode == "supervised" and clean is None:
         raise InputError(
@@ -162,6 +162,10 @@ def prepare_iter(
         )
     noisy_s, axes_n = as_slices(noisy, axes, "noisy")
     check_not_constant(noisy_s, "noisy")
+    if spec.mode in FRAME_MODES:  # refused now, before the start model is loaded
+        from .frame_pairs import neighbour_pairs
+
+        neighbour_pairs(_plane_sizes(noisy, axes), axes_n)
     clean_s = None
     if clean is not None:
         shape_n = np.shape(noisy)
@@ -212,7 +216,9 @@ def prepare_iter(
     if spec.lr is not None:
         lr = float(spec.lr)
     else:
-        lr = 3e-4 if (spec.mode == "supervised" and card is not None) else 1e-3
+        # a trained model tuned on targets (clean or a noisy neighbour): a gentler rate
+        tuned = spec.mode in ("supervised", *FRAME_MODES) and card is not None
+        lr = 3e-4 if tuned else 1e-3
     data = {
         "names": list(data_names) if data_names else None,
         "shape": list(np.shape(noisy)),
@@ -224,6 +230,23 @@ def prepare_iter(
     }
     from .blindspot import BLIND_MODES, blind_radius_for, grid_spacing
 
+    sampler = CropSampler(parts.crops, noise)
+    val_images = parts.val_images
+    if spec.mode in FRAME_MODES:
+        yield Phase("Preparing: aligning neighbouring planes into training pairs", 5, steps)
+        fused = bool((card or {}).get("fuse_neighbours"))  # trained as it will be used
+        sampler, val_images, info = _frame_pairs(
+            spec, _plane_sizes(noisy, axes), noisy_s, axes_n, regions, parts, noise, fused
+        )
+        data["frame_pairs"] = info
+        data["validation"] = dict(data["validation"], kind="neighbour loss" if val_images else None)
+        data["pairs"] = info["pairs"]
+        notes.append(
+            f"Training pairs: each plane and its aligned neighbour along {info['neighbour_axis']} "
+            f"(largest shift {info['largest_shift_px']} px); "
+            f"{100 * info['consistency']['kept_share']:.0f}% of patches look alike "
+            "(the rest, differing by more than noise, are down-weighted or skipped)."
+        )
     radius = 0
     if spec.mode in BLIND_MODES:
         yield Phase("Preparing: choosing the blind-spot size from the noise", 5, steps)
@@ -251,12 +274,49 @@ def prepare_iter(
         start_card=card,
         started_from=started,
         lr=lr,
-        sampler=CropSampler(parts.crops, noise),
-        val_pairs=parts.val_pairs,
-        val_images=parts.val_images,
+        sampler=sampler,
+        val_pairs=[] if spec.mode in FRAME_MODES else parts.val_pairs,
+        val_images=val_images,
         data=data,
         notes=notes,
         blind_radius=radius,
+    )
+
+
+def _plane_sizes(image, axes: str | None) -> list[int]:
+    """Sizes of the axes of ``image`` other than Y, X and C (the order :func:`as_slices`
+    flattens them in); ``axes`` as given to :func:`prepare` (None: inferred)."""
+    from ..denoise.checks import check_layout
+
+    shape = np.shape(image)
+    full = check_layout(shape, getattr(image, "dtype", np.float32), axes)
+    return [n for a, n in zip(full, shape, strict=True) if a not in "YXC"]
+
+
+def _frame_pairs(spec, sizes, noisy_s, axes, regions, parts, noise, fused):
+    """The Noise2Noise pairs of neighbouring planes (:mod:`.frame_pairs`) inside the
+    training rectangles of ``parts``, and held-out pairs inside its validation stripes."""
+    from .frame_pairs import frame_pair_data
+
+    ny, nx = noisy_s.shape[-2:]
+    whole = regions is None or len(regions) == 0
+    rects = [(0, 0, ny, nx)] if whole else clip_regions(regions, (ny, nx), spec.patch)
+    train_rects = [
+        split_region(r, spec.val_fraction, spec.patch, None if whole else i)[0]
+        for i, r in enumerate(rects, 1)
+    ]
+    val_rects = [tuple(r) for r in parts.info["validation"]["rectangles"]]
+    return frame_pair_data(
+        noisy_s,
+        axes,
+        sizes,
+        parts.normalised,
+        train_rects,
+        val_rects,
+        patch=spec.patch,
+        seed=spec.seed,
+        noise=noise,
+        fused=fused,
     )
 
 

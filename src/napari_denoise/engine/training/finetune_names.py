@@ -22,7 +22,13 @@ from .config import FinetuneSpec
 
 __all__ = ["NAME_SUFFIX", "claim_name", "free_name", "resolve_name"]
 
-NAME_SUFFIX = {"supervised": "ft", "n2v": "n2v", "n2v2": "n2v2", "n2v-psf": "n2v-psf"}
+NAME_SUFFIX = {
+    "supervised": "ft",
+    "n2v": "n2v",
+    "n2v2": "n2v2",
+    "n2v-psf": "n2v-psf",
+    "n2n-frames": "n2n",
+}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,79}$")
 
 

@@ -11,9 +11,12 @@ validations (early stopping).
 
 Modes: ``"supervised"`` learns noisy -> clean patches; ``"n2v"``, ``"n2v2"`` and
 ``"n2v-psf"`` learn from noisy patches alone with blind-spot masking (Noise2Void, N2V2,
-and the PSF + positivity variant of Goncharova et al. 2020; see :mod:`.blindspot`).
+and the PSF + positivity variant of Goncharova et al. 2020; see :mod:`.blindspot`);
+``"n2n-frames"`` learns each plane of a noisy stack from its aligned neighbour
+(Noise2Noise, :mod:`.frame_pairs`: the sampler gives the pairs, the loss is L2).
 Validation is the PSNR on held-out (noisy, clean) images where there are any, otherwise,
-for the self-supervised modes, the masked loss on held-out noisy images.
+for the blind-spot modes, the masked loss on held-out noisy images, and for
+``"n2n-frames"`` the squared error against the aligned neighbour of held-out stripes.
 
 The recipe: Adam, a linear warm-up and a cosine decay of the learning rate to 1% of its
 peak, gradient-norm clipping, random flips and 90-degree rotations of every patch, and
@@ -45,7 +48,7 @@ import torch.nn.functional as F
 from ...errors import ModelFileError, ParameterError
 from ..models import config_dict
 from .config import TrainConfig
-from .options import LOSS_NAMES, MODES
+from .options import FRAME_MODES, LOSS_NAMES, MODES
 
 __all__ = [
     "LOSSES",
@@ -363,7 +366,8 @@ def train_iter(
     val_images : sequence of arrays, optional
         Held-out noisy images in normalised units, for the self-supervised modes when
         there are no ``val_pairs``: validation is then the masked loss on them (fixed
-        masks; lower is better).
+        masks; lower is better); for ``"n2n-frames"``, ``(2, h, w)`` arrays (a stripe and
+        its aligned neighbour) and the squared error between them.
     stop : callable, optional
         Checked before every step; when it returns True training ends, writes the
         checkpoint and returns the best weights so far.
@@ -417,13 +421,18 @@ def train_iter(
             radius=cfg.blind_radius,
             seed=int(cfg.seed) + 7919,  # its own stream: validation never shifts the training's
         )
+    masked_loss = blindspot.masked_validation_loss
+    if cfg.mode in FRAME_MODES and not val_pairs and val_images:
+        from .frame_pairs import frame_validation_loss
+
+        masked, masked_loss = list(val_images), frame_validation_loss
     val = _Validation(
         model,
         pairs=val_pairs,
         masked=masked,
         loss=cfg.loss,
         bf16=cfg.bf16,
-        masked_loss=blindspot.masked_validation_loss,
+        masked_loss=masked_loss,
     )
     start_step, running = 0, None
     ckpt = Path(checkpoint) if checkpoint is not None else None
@@ -538,6 +547,7 @@ class _Step:
         self.loss_fn, self.blindspot = LOSSES[config.loss], blindspot
         self.replace = _replacement(config.mode)
         self.takes_level = getattr(model, "takes_noise_level", False)
+        self.noisy_target = config.blind or config.mode in FRAME_MODES
         self.noise_input = getattr(model, "noise_input", "level" if self.takes_level else None)
         self.deconvolved: dict[str, torch.Tensor] = {}  # before the PSF, for the positivity
         self.use_hook = config.mode == "n2v-psf" and bool(config.positivity)
@@ -577,9 +587,12 @@ class _Step:
             if self.noise_input == "poisson-gaussian":
                 pred = model(noisy, coeffs)
             elif self.takes_level:
-                # Supervised: the true noise std of each patch. Blind spot: the target
-                # is the noisy patch itself; estimate it from the finest scale.
-                level = haar_sigma(clean) if cfg.blind else (noisy - clean).flatten(1).std(dim=1)
+                # Supervised: the true noise std of each patch. Blind spot and frames: the
+                # target is noisy too; estimate the input's from the finest scale.
+                if self.noisy_target:
+                    level = haar_sigma(clean if cfg.blind else noisy)
+                else:
+                    level = (noisy - clean).flatten(1).std(dim=1)
                 pred = model(noisy, level)
             else:
                 pred = model(noisy)

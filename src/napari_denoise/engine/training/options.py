@@ -12,6 +12,7 @@ from dataclasses import dataclass
 __all__ = [
     "BLIND_MODES",
     "DEFAULT_MASK_FRACTION",
+    "FRAME_MODES",
     "LOSS_NAMES",
     "MAX_BLIND_RADIUS",
     "MAX_FRACTION",
@@ -24,13 +25,16 @@ __all__ = [
     "untrainable_reason",
 ]
 
-MODES = ("supervised", "n2v", "n2v2", "n2v-psf")
+MODES = ("supervised", "n2v", "n2v2", "n2v-psf", "n2n-frames")
 BLIND_MODES = ("n2v", "n2v2", "n2v-psf")
+# Noise2Noise between neighbouring planes of a noisy stack (:mod:`.frame_pairs`).
+FRAME_MODES = ("n2n-frames",)
 MODE_LABELS = {
     "supervised": "fine-tuned on noisy/clean pairs",
     "n2v": "Noise2Void",
     "n2v2": "N2V2",
     "n2v-psf": "Noise2Void with PSF",
+    "n2n-frames": "Noise2Noise between neighbouring frames",
 }
 LOSS_NAMES = ("l1", "l2", "l1+ssim")
 SELF_SUPERVISED_LOSSES = ("l1", "l2")  # the blind-spot loss sees single pixels: no SSIM
