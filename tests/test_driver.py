@@ -145,3 +145,36 @@ def test_drive_announces_each_block_once_it_is_written():
     items = list(drive(plan, view, lambda index, r: seen.append(index)))
     done = [item.index for item in items if isinstance(item, Written)]
     assert done == seen == [(0,), (1,), (2,)]
+
+
+def test_a_window_hands_a_memory_mapped_inputs_pages_back(neighbours, tmp_path, monkeypatch):
+    """The planes of a window are copied into it; the file mapping's pages read for them
+    are then handed back (as for a plane without neighbours), or a long memory-mapped stack
+    denoised with its neighbours grew the process by every page it read (measured: +170 MB
+    from 10 to 30 planes of 2048 x 2048)."""
+    from napari_denoise.engine.denoise import driver
+
+    stack = _stack(n=5, shape=(32, 32))
+    mapped = np.lib.format.open_memmap(
+        tmp_path / "s.npy", mode="w+", dtype=stack.dtype, shape=stack.shape
+    )
+    mapped[:] = stack
+    mapped.flush()
+    mapped = np.load(tmp_path / "s.npy", mmap_mode="r")
+    released = []
+    real = driver.release_mapped
+
+    def spy(arr):
+        base = arr
+        while isinstance(base, np.ndarray) and not isinstance(base, np.memmap):
+            base = base.base
+        released.append(isinstance(base, np.memmap) or isinstance(arr, np.memmap))
+        real(arr)
+
+    monkeypatch.setattr(driver, "release_mapped", spy)
+    plan, view = _plan(mapped, neighbours, "TYX", 1)
+    out = np.empty(stack.shape, np.float32)
+    for _ in drive(plan, view, out):
+        pass
+    assert sum(released) >= len(stack), released
+    np.testing.assert_allclose(out, _reference_window_mean(stack), atol=1e-3)

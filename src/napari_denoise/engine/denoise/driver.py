@@ -121,8 +121,11 @@ def windows(
             planes.append(held[j])
         while len(held) > capacity:  # no later window needs those any more
             held.popitem(last=False)
-        yield index, np.stack(planes)
+        window = np.stack(planes)  # a copy: a memory-mapped input's pages read can go
+        release_mapped(planes[-1])
         del planes
+        yield index, window
+        del window
 
 
 def drive(
