@@ -65,8 +65,6 @@ FUSION_REACH = 3  # planes on each side: a window of 7 (a 4-frame stack uses all
 PATCH = 5  # side of the window over which a neighbour's difference is tested
 ACCEPT = 2.0  # z-score up to which a neighbour counts fully
 REJECT = 8.0  # z-score from which it does not count at all
-MATCH = True  # match a neighbour's brightness to the centre's first
-CALIBRATE = True  # check the noise model's scale on the differences (_temporal_scale)
 WIDE_PATCHES: tuple[int, ...] = (15,)  # wider windows over which the mean is also tested
 REGION = 61  # side of the region over which a small, systematic difference is measured
 EXCESS_ACCEPT = 0.05  # excess (share of the noise variance) up to which it counts fully
@@ -181,12 +179,11 @@ def fuse(
             plane = np.asarray(window[j], np.float32)
             dy, dx = shift_between(centre, plane, reference_spectrum=spectrum)
             plane = _moved(plane, dy, dx)
-            if MATCH:
-                plane = _matched(plane, centre, model.offset)
+            plane = _matched(plane, centre, model.offset)
             planes.append(plane)
             # noise of variance 2 where the planes agree (once the scale is right)
             diffs.append(np.asarray(anscombe(plane, model), np.float32) - unit)
-        scale = np.float32(_temporal_scale(diffs, unit) if CALIBRATE else 1.0)
+        scale = np.float32(_temporal_scale(diffs, unit))
         for plane, diff in zip(planes, diffs, strict=True):
             diff /= scale
             mean = uniform_filter(diff, patch, mode="reflect")
@@ -197,11 +194,10 @@ def fuse(
             energy = uniform_filter(diff * diff, patch, mode="reflect")
             np.maximum(z, (energy / 2.0 - 1.0) * (patch / np.sqrt(2.0)), out=z)
             w = np.clip((reject - z) / (reject - accept), 0.0, 1.0).astype(np.float32)
-            if REGION:
-                # what the planes differ by beyond noise, as a share of the noise variance,
-                # over a region wide enough to see a small, systematic difference
-                excess = uniform_filter(diff * diff, REGION, mode="reflect") / 2.0 - 1.0
-                w *= np.clip((EXCESS_REJECT - excess) / (EXCESS_REJECT - EXCESS_ACCEPT), 0.0, 1.0)
+            # what the planes differ by beyond noise, as a share of the noise variance,
+            # over a region wide enough to see a small, systematic difference
+            excess = uniform_filter(diff * diff, REGION, mode="reflect") / 2.0 - 1.0
+            w *= np.clip((EXCESS_REJECT - excess) / (EXCESS_REJECT - EXCESS_ACCEPT), 0.0, 1.0)
             total += w * plane
             count += w
     fused = total / count

@@ -22,6 +22,7 @@ from ...axes import resolve_dtype
 from ...errors import InputError, ParameterError
 from ..methods import Method
 from ..notes import say
+from .tiling import reflect
 
 __all__ = ["DEFAULT_TILE", "DEPTH_TILE", "SAMPLES_FOR_AUTO", "Plan", "make_plan"]
 
@@ -158,16 +159,6 @@ class Plan:
         if not self.loop_axes:
             return name
         return name + " " + " ".join(f"{a}={i}" for a, i in zip(self.loop_axes, index, strict=True))
-
-
-def reflect(j: int, n: int) -> int:
-    """``j`` mirrored into ``0 .. n - 1`` about the end planes (not repeating them), as
-    numpy's ``"reflect"`` padding: ``-1 -> 1``, ``n -> n - 2``."""
-    if n == 1:
-        return 0
-    period = 2 * (n - 1)
-    j %= period
-    return period - j if j >= n else j
 
 
 POSITION_WORDS = {"T": "frame", "Z": "plane", "C": "channel"}

@@ -350,6 +350,17 @@ def detail_from_probes(
 ) -> tuple[float, float]:
     """:func:`detail_choice` from the planes' probes (no run of the denoiser)."""
     planes = [_probe_terms(p, widths, margin) for p in probes]
+    return combine_detail_terms(planes, widths, amount)
+
+
+def combine_detail_terms(
+    planes: Sequence[Sequence[tuple[float, float]]],
+    widths: Sequence[float],
+    amount: float | None = None,
+) -> tuple[float, float]:
+    """The ``(amount, width)`` of lowest summed SURE change over a stack's planes, from
+    each plane's ``(gain, |r|^2)`` per width (the amount the smallest any plane allows,
+    so that none finds it harmful; a given ``amount`` takes the best width)."""
     fixed = None if amount is None else float(np.clip(amount, 0.0, 1.0))
     # (SURE change against h alone, alpha, width); a fixed alpha takes the best width
     # even where h alone would be better.

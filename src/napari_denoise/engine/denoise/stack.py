@@ -39,6 +39,7 @@ import numpy as np
 
 from ...errors import ParameterError
 from .tiling import plan_tiles
+from .tiling import reflect as reflect_index
 
 __all__ = [
     "NEIGHBOURS_CHOICES",
@@ -56,15 +57,6 @@ CHECK_CROP = 256  # ... their central crop
 # The multi-frame result must win SURE by this share of the noise variance
 # (prefer_neighbours); chosen on validation stacks (benchmarks/stack_fmd.py val).
 CHECK_MARGIN = 0.005
-
-
-def reflect_index(i: int, n: int) -> int:
-    """Index ``i`` of a stack of ``n`` planes, reflected at its ends (numpy's ``reflect``)."""
-    if n == 1:
-        return 0
-    period = 2 * (n - 1)
-    i = i % period
-    return i if i < n else period - i
 
 
 def window_indices(t: int, n: int, frames: int) -> list[int]:
@@ -603,7 +595,7 @@ def stack_detail(
     rule: widths and noise margin), on the central crop of sample planes, the network's
     divergence taken with respect to the centre frame only."""
     from ..models.reach import DETAIL_CROP
-    from .selfcheck import DETAIL_MAX_WIDTH, _detail_terms
+    from .selfcheck import DETAIL_MAX_WIDTH, _detail_terms, combine_detail_terms
 
     n = len(stack)
     model, _ = _loaded(card_path, device)
@@ -630,19 +622,7 @@ def stack_detail(
             return run_window(model, w, low=low, high=high)
 
         per_plane.append(_detail_terms(win[frames // 2], multi, None, None, widths, margin, seed))
-    fixed = None if amount is None else float(np.clip(amount, 0.0, 1.0))
-    best = (0.0, 0.0, 0.0) if fixed is None else (np.inf, fixed, float(widths[0]))
-    for k, w in enumerate(widths):  # as detail_choice combines a stack's planes
-        terms = [p[k] for p in per_plane if p[k][1] > 0]
-        if not terms:
-            continue
-        alpha = fixed
-        if alpha is None:
-            alpha = min(float(np.clip(gain / rr, 0.0, 1.0)) for gain, rr in terms)
-        change = sum(alpha * alpha * rr - 2 * alpha * gain for gain, rr in terms)
-        if change < best[0]:
-            best = (change, alpha, float(w))
-    return best[1], best[2]
+    return combine_detail_terms(per_plane, widths, amount)  # as detail_choice combines
 
 
 def _check_indices(n: int, planes: int) -> list[int]:

@@ -31,6 +31,7 @@ __all__ = [
     "Tile",
     "effective_tile",
     "plan_tiles",
+    "reflect",
     "run_tiled",
     "tile_iter",
 ]
@@ -308,3 +309,13 @@ def drain(gen: Generator[Progress, None, object], on_progress=None) -> object:
                 on_progress(tick)
     except StopIteration as stop:
         return stop.value
+
+
+def reflect(j: int, n: int) -> int:
+    """``j`` mirrored into ``0 .. n - 1`` about the end planes (not repeating them), as
+    numpy's ``"reflect"`` padding: ``-1 -> 1``, ``n -> n - 2``."""
+    if n == 1:
+        return 0
+    period = 2 * (n - 1)
+    j %= period
+    return period - j if j >= n else j

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..denoise.tiling import reflect as reflect_index
 from .datasets import (
     HIGH_PERCENTILE,
     LOW_PERCENTILE,
@@ -85,15 +86,6 @@ class MotionRecipe:
     flicker: float = 0.04
     ends: float = 0.15
     short: float = 0.03
-
-
-def reflect_index(i: int, n: int) -> int:
-    """Index ``i`` of a stack of ``n`` planes, reflected at its ends (numpy's ``reflect``)."""
-    if n == 1:
-        return 0
-    period = 2 * (n - 1)
-    i = i % period
-    return i if i < n else period - i
 
 
 def end_slots(frames: int, position: int, length: int) -> list[int]:
