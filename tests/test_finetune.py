@@ -471,3 +471,27 @@ def test_a_network_told_the_noise_gets_the_inference_time_estimate(user_dir, w2s
     torch.testing.assert_close(coeffs, torch.tensor([expected] * 3, dtype=torch.float32))
     result, _ = _run(prepared)
     assert nd.denoise(w2s[0], result.name).shape == w2s[0].shape
+
+
+def test_a_stack_trains_against_one_clean_plane_on_the_planes_the_model_sees(user_dir):
+    """Issue 24, point 4: supervised training on a stack takes a clean stack or one clean
+    plane for a still sample's stack; a start model that fuses a stack's neighbours
+    learns from fused planes (lower noise), as it will denoise them."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:96, :96]
+    clean = (20 + 80 * np.exp(-((yy - 40) ** 2 + (xx - 50) ** 2) / 300.0)).astype(np.float32)
+    noisy = rng.poisson(np.broadcast_to(clean, (5, 96, 96))).astype(np.float32)
+
+    def error(prepared):
+        return np.mean([np.mean((a - c) ** 2) for a, c in prepared.val_pairs])
+
+    plain = prepare(FinetuneSpec(**TINY), noisy, clean, axes="TYX")  # does not fuse
+    assert plain.data["pairs"] == 5 and "input" not in plain.data
+    fused = prepare(
+        FinetuneSpec(**{**TINY, "start": "unet-fluo", "config": None}), noisy, clean, axes="TYX"
+    )
+    assert fused.data["input"] == "planes fused with their neighbours along T"
+    assert any("fused with its matching neighbours along T" in n for n in fused.notes)
+    assert error(fused) < error(plain) / 2.5, (error(fused), error(plain))
+    with pytest.raises(InputError, match="one clean plane for a stack"):
+        prepare(FinetuneSpec(**TINY), noisy, clean[:80], axes="TYX")

@@ -168,13 +168,14 @@ def prepare_iter(
         neighbour_pairs(_plane_sizes(noisy, axes), axes_n)
     clean_s = None
     if clean is not None:
+        clean = _one_clean_per_stack(clean, noisy, axes_n)
         shape_n = np.shape(noisy)
         shape_c = np.shape(clean)
         if tuple(shape_n) != tuple(shape_c):
             raise InputError(
                 f"The noisy and clean images have different shapes: {tuple(shape_n)} and "
                 f"{tuple(shape_c)}; a pair must show the same field of view at the same size "
-                "(for stacks, slice by slice)."
+                "(for stacks, slice by slice, or one clean plane for a stack of a still sample)."
             )
         clean_s, _ = as_slices(clean, axes, "clean")
         check_not_constant(clean_s, "clean")
@@ -194,6 +195,17 @@ def prepare_iter(
             f"'{label}' needs; use {good}."
         )
 
+    fused_along = None
+    if spec.mode == "supervised" and (card or {}).get("fuse_neighbours"):
+        # the model fuses a stack's neighbours into each plane before the network: it
+        # learns from the planes it will see
+        fused_along, fused = _fused_planes(noisy_s, _plane_sizes(noisy, axes), axes_n)
+        if fused_along is not None:
+            noisy_s = fused
+            notes.append(
+                f"Inputs: each plane fused with its matching neighbours along {fused_along}, "
+                "as the model denoises a stack."
+            )
     yield Phase("Preparing: cutting training patches and held-out strips", 3, steps)
     parts = split_images(
         noisy_s,
@@ -227,6 +239,7 @@ def prepare_iter(
         "clean": clean is not None,
         **parts.info,
         "pairs": len(parts.crops) if spec.mode == "supervised" else 0,
+        **({"input": f"planes fused with their neighbours along {fused_along}"} if fused_along else {}),
     }
     from .blindspot import BLIND_MODES, blind_radius_for, grid_spacing
 
@@ -281,6 +294,38 @@ def prepare_iter(
         notes=notes,
         blind_radius=radius,
     )
+
+
+def _one_clean_per_stack(clean, noisy, axes: str):
+    """A clean plane given for a whole stack (the average of a still sample's frames)
+    repeated for each of the stack's planes; anything else unchanged."""
+    shape_c, shape_n = tuple(np.shape(clean)), tuple(np.shape(noisy))
+    if len(shape_c) == 2 and len(shape_n) > 2 and axes.endswith("YX") and shape_n[-2:] == shape_c:
+        return np.broadcast_to(np.asarray(clean), shape_n)
+    return clean
+
+
+def _fused_planes(noisy_s: np.ndarray, sizes, axes: str):
+    """``(axis, planes)``: every plane of ``noisy_s`` fused with its neighbours along the
+    stack's T (else Z) axis exactly as the denoising driver does (the same window,
+    reflected at the ends, the same :func:`~..denoise.fusion.combine`); ``(None, None)``
+    for an image without such an axis."""
+    from ..denoise.fusion import FUSION_REACH, combine, window_neighbours
+    from ..denoise.tiling import reflect
+    from .frame_pairs import neighbour_lines
+
+    try:
+        axis, lines = neighbour_lines(sizes, axes)
+    except InputError:  # a single plane, or no stack axis: nothing to fuse
+        return None, None
+    out = np.empty(noisy_s.shape, np.float32)
+    for line in lines:
+        n = len(line)
+        for p, k in enumerate(line):
+            at = [reflect(j, n) for j in range(p - FUSION_REACH, p + FUSION_REACH + 1)]
+            window = np.stack([np.asarray(noisy_s[line[q]], np.float32) for q in at])
+            out[k] = combine(window, window_neighbours([(q,) for q in at]))
+    return axis, out
 
 
 def _plane_sizes(image, axes: str | None) -> list[int]:
