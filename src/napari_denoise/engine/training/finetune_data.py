@@ -239,7 +239,11 @@ def prepare_iter(
         "clean": clean is not None,
         **parts.info,
         "pairs": len(parts.crops) if spec.mode == "supervised" else 0,
-        **({"input": f"planes fused with their neighbours along {fused_along}"} if fused_along else {}),
+        **(
+            {"input": f"planes fused with their neighbours along {fused_along}"}
+            if fused_along
+            else {}
+        ),
     }
     from .blindspot import BLIND_MODES, blind_radius_for, grid_spacing
 
