@@ -83,6 +83,38 @@ def test_a_drifting_sample_is_aligned_before_it_is_averaged():
     assert err < single / 4 and err < plain / 2, (err, single, plain)
 
 
+@pytest.mark.parametrize("error", [0.6, 1.6])
+def test_a_noise_model_off_by_half_still_averages_a_still_sample(error):
+    """The plane's noise model is fitted on one noisy frame and can be off (on a widefield
+    stack the fusion kept no neighbour at all). Its error is measured on the differences
+    themselves, both ways, so a model that under- or overstates the noise variance by 60 %
+    keeps nearly every still neighbour."""
+    clean = _scene()
+    window = np.stack([_noisy(clean, s) for s in range(7)])
+    gain, sigma, offset = fusion_noise([window[3]])
+    noise = (gain * error, sigma * np.sqrt(error), offset)
+    fused, count = fuse(window, [0, 1, 2, 4, 5, 6], noise=noise, weights=True)
+    assert float(np.median(count)) > 6.0, float(np.median(count))
+    assert np.mean((fused - clean) ** 2) < np.mean((window[3] - clean) ** 2) / 4
+
+
+def test_a_defocused_neighbour_is_still_told_from_noise_when_the_model_is_off():
+    """The other side of the calibration: a plane that differs a little everywhere (a
+    z-plane out of focus) is still dropped when the noise model understates the noise."""
+    from scipy.ndimage import gaussian_filter
+
+    clean = _scene()
+    blurred = gaussian_filter(clean, 3.0)
+    window = np.stack([_noisy(blurred, 1), _noisy(clean, 2), _noisy(blurred, 3)])
+    gain, sigma, offset = fusion_noise([window[1]])
+    for error in (0.6, 1.0):
+        noise = (gain * error, sigma * np.sqrt(error), offset)
+        _, count = fuse(window, [0, 2], noise=noise, weights=True)
+        edges = np.abs(blurred - clean) > 8
+        assert edges.sum() > 200
+        assert float(np.median(count[edges])) < 1.35, (error, float(np.median(count[edges])))
+
+
 def test_a_reflected_end_does_not_count_a_plane_twice():
     n = 4  # frame 0 of a 4-frame stack: window 3 2 1 0 1 2 3
     positions = [(reflect(j, n),) for j in range(-FUSION_REACH, FUSION_REACH + 1)]
@@ -205,3 +237,29 @@ def test_a_dark_stack_of_few_photons_is_fused_without_a_noise_model_fit():
         estimate_noise_model(window[2])
     fused = combine(window, [0, 1, 3, 4])
     assert fused.shape == (96, 96) and np.isfinite(fused).all()
+
+
+def test_the_settings_are_chosen_on_the_planes_the_network_sees():
+    """With neighbours, the network denoises fused planes (less noise than one frame):
+    the automatic settings (the detail put back) are chosen on such planes, not on single
+    frames, whose noise asks for less detail."""
+    from napari_denoise.engine.denoise.fusion import combine
+    from napari_denoise.engine.denoise.plan import choose_params
+    from napari_denoise.engine.methods import default_method, get_method
+
+    stack = _stack(n=3, side=128, seed=3)
+    m = get_method(default_method().name)
+    result = _run(stack, m.name, axes="TYX")
+    positions = [
+        [reflect(j, 3) for j in range(t - FUSION_REACH, t + FUSION_REACH + 1)] for t in range(3)
+    ]
+    fused = [
+        combine(stack[p].astype(np.float32), window_neighbours([(i,) for i in p]))
+        for p in positions
+    ]
+    base = m.resolve_params({"neighbours": "on"})
+    want, _ = choose_params(m, base, [np.asarray(f, np.float32) for f in fused])
+    single, _ = choose_params(m, base, [s.astype(np.float32) for s in stack])
+    assert want["detail"] != single["detail"]  # the choice depends on which planes it sees
+    assert result.params["detail"] == pytest.approx(want["detail"])
+    assert result.params["detail_width"] == pytest.approx(want["detail_width"])

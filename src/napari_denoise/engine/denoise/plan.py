@@ -134,10 +134,15 @@ class Plan:
         self.params, self.stabilisers = [], []
         indices = self.indices()
         for c in range(self.n_channels):
-            samples = sample_planes(view, indices, self.channel_axis, c)
+            picked = sample_indices(indices, self.channel_axis, c)
+            samples = [np.asarray(view[i], np.float32) for i in picked]
             if check is not None:
                 for s in samples:
                     check(s)
+            if self.neighbour_planes() and self.method.combine is not None:
+                # the network sees each plane fused with its neighbours (less noise):
+                # its settings are chosen on such planes, not on single frames
+                samples = [self.combined(view, i, check) for i in picked]
             if self.method.auto is not None or self.base.get("vst"):
                 where = f" (channel {c + 1} of {self.n_channels})" if self.n_channels > 1 else ""
                 say(
@@ -148,6 +153,20 @@ class Plan:
             self.params.append(p)
             self.stabilisers.append(model)
             yield c
+
+    def combined(self, view, index: tuple[int, ...], check=None) -> np.ndarray:
+        """The plane at ``index`` as the driver gives it to the network: its window of
+        planes turned into one by the method's ``combine`` step."""
+        from .fusion import window_neighbours
+
+        positions = self.window(index)
+        planes = [np.asarray(view[j], np.float32) for j in positions]
+        if check is not None:
+            for plane in planes:
+                check(plane)
+        keys = {k: self.base.get(k) for k in self.method.combine_keys}
+        fused = self.method.combine(np.stack(planes), window_neighbours(positions), **keys)
+        return np.asarray(fused, np.float32)
 
     def position(self, index: tuple[int, ...]) -> tuple[tuple[str, int, int], ...]:
         """The block at loop position ``index`` as ``((axis, index, size), ...)``."""
@@ -243,14 +262,20 @@ def _planes(n: int) -> str:
     return "the plane" if n == 1 else f"{n} sample planes"
 
 
+def sample_indices(indices: list, channel_axis: int | None, channel: int) -> list:
+    """The loop positions of up to :data:`SAMPLES_FOR_AUTO` planes (blocks) of one
+    channel, spread evenly (``indices`` are all the loop positions)."""
+    in_channel = [i for i in indices if channel_axis is None or i[channel_axis] == channel]
+    pick = np.unique(np.linspace(0, len(in_channel) - 1, SAMPLES_FOR_AUTO).round().astype(int))
+    return [in_channel[k] for k in pick]
+
+
 def sample_planes(view, indices: list, channel_axis: int | None, channel: int) -> list[np.ndarray]:
     """Up to :data:`SAMPLES_FOR_AUTO` planes (blocks) of one channel, spread evenly, as float32.
 
     ``view`` has the loop axes first; ``indices`` are all its loop positions.
     """
-    in_channel = [i for i in indices if channel_axis is None or i[channel_axis] == channel]
-    pick = np.unique(np.linspace(0, len(in_channel) - 1, SAMPLES_FOR_AUTO).round().astype(int))
-    return [np.asarray(view[in_channel[k]], np.float32) for k in pick]
+    return [np.asarray(view[i], np.float32) for i in sample_indices(indices, channel_axis, channel)]
 
 
 def choose_params(m: Method, base: dict[str, Any], samples: list[np.ndarray]):
