@@ -163,9 +163,12 @@ def drive(
         position = plan.position(index)
         message = ", ".join(w for w in (title, position_text(position), with_neighbours) if w)
         if combine is not None:
-            params = plan.params[c]
-            slots = window_neighbours(plan.window(index))
-            block = combine(block, slots, **{k: params.get(k) for k in m.combine_keys})
+            fused = plan.fused_samples.pop(index, None)  # a sample plane, fused already
+            if fused is None:
+                params = plan.params[c]
+                slots = window_neighbours(plan.window(index))
+                fused = combine(block, slots, **{k: params.get(k) for k in m.combine_keys})
+            block = fused
         result = yield from denoise_block(
             m,
             block,

@@ -56,6 +56,9 @@ class Plan:
     params: list[dict[str, Any]] = field(default_factory=list)
     stabilisers: list[Any] = field(default_factory=list)
     plane_reach: int = 0
+    fused_samples: dict[tuple[int, ...], np.ndarray] = field(default_factory=dict)
+    """Sample planes :meth:`choose` fused with their neighbours, kept for the driver
+    (which takes each once instead of fusing it again); never pickled."""
 
     # Derived once from the fields above (by __post_init__), read many times per block.
     order: tuple[int, ...] = field(init=False)
@@ -81,7 +84,7 @@ class Plan:
         self.plane_axis = self.loop_axes.index(stack[0]) if stack else None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "method": self.method.name}
+        return {**self.__dict__, "method": self.method.name, "fused_samples": {}}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         from ..methods import get_method
@@ -131,7 +134,7 @@ class Plan:
         ``view`` is the image transposed by :attr:`order` (an array, or a dask array);
         ``check`` is called on every sample plane first (the lazy path checks values there).
         """
-        self.params, self.stabilisers = [], []
+        self.params, self.stabilisers, self.fused_samples = [], [], {}
         indices = self.indices()
         for c in range(self.n_channels):
             picked = sample_indices(indices, self.channel_axis, c)
@@ -166,7 +169,8 @@ class Plan:
                 check(plane)
         keys = {k: self.base.get(k) for k in self.method.combine_keys}
         fused = self.method.combine(np.stack(planes), window_neighbours(positions), **keys)
-        return np.asarray(fused, np.float32)
+        self.fused_samples[index] = fused = np.asarray(fused, np.float32)
+        return fused
 
     def position(self, index: tuple[int, ...]) -> tuple[tuple[str, int, int], ...]:
         """The block at loop position ``index`` as ``((axis, index, size), ...)``."""
