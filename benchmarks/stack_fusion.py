@@ -122,6 +122,46 @@ def part_val(data: Path):
         yield f"confocal/field{f}/flicker", (flicker, truth, 255.0, None)
     yield from synthetic_val(data)
     yield from synthetic_motion_val(data)
+    yield from correlated_val(data)
+
+
+def correlated_val(data: Path):
+    """Noise shared between neighbouring pixels (as a camera image that was binned or
+    smoothed; FMD's widefield captures measure so from the noisy image alone): W2S FOVs
+    009-010 (clean images, central 256 x 256) as 7-frame stacks, still, drifting 2 px per
+    frame, as a z-stack (defocus 0.6 px per plane) and with a cut to another channel after
+    frame 4, under Poisson noise (60 photons at 255) smoothed by a Gaussian of 1 px and
+    brought back to its variance."""
+    from scipy.ndimage import gaussian_filter
+
+    root = data / "W2S_8bit_subset" / "images_avg400_8bit"
+    rng = np.random.default_rng(7)
+
+    def noisy(clean):
+        n = rng.poisson(np.clip(clean, 0, None) / 255 * 60.0) / 60.0 * 255 - clean
+        m = gaussian_filter(n, 1.0)
+        return (clean + m * (np.std(n) / np.std(m))).astype(np.float32)
+
+    for fov in (9, 10):
+        for ch in (0, 1, 2):
+            full = load_image(root / f"target_avg400_{fov:03d}_{ch}.tif").astype(np.float32)
+            img = full[128:384, 128:384]
+            other = load_image(root / f"target_avg400_{fov:03d}_{(ch + 1) % 3}.tif")
+            other = other.astype(np.float32)[128:384, 128:384]
+            cases = {
+                "still": np.stack([img] * 7),
+                "drift2": np.stack([full[122 + 2 * t : 378 + 2 * t, 128:384] for t in range(7)]),
+                "z0.6": np.stack(
+                    [gaussian_filter(img, 0.6 * abs(z - 3)) if z != 3 else img for z in range(7)]
+                ),
+            }
+            for name, clean in cases.items():
+                stack = np.stack([noisy(c) for c in clean])
+                yield f"correlated/fov{fov:03d}_{ch}/{name}", (stack, clean, 255.0, None)
+            clean = np.stack([img] * 4 + [other] * 3)
+            stack = np.stack([noisy(c) for c in clean])
+            # scored on the frames of this channel only
+            yield f"correlated/fov{fov:03d}_{ch}/cut", (stack, clean, 255.0, range(4))
 
 
 def synthetic_motion_val(data: Path):

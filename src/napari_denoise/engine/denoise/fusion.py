@@ -14,8 +14,10 @@ fusion here keeps the gain and drops the smear, plane by plane and pixel by pixe
    to the centre's (a lamp's flicker, bleaching), and both planes are put on a scale of
    unit noise variance by the plane's Poisson-Gaussian noise model (:func:`~.noise.anscombe`);
    their difference is then pure noise where they show the same thing. The model's scale
-   is checked on those differences (:func:`_temporal_scale`: a model fitted wrongly on a
-   sparse plane overstated the noise 34 times). Over a ``PATCH`` x ``PATCH`` window the
+   is checked on the data (:func:`_temporal_scale`): on those differences where it
+   overstates the noise (a model fitted wrongly on a sparse plane overstated it 34 times),
+   on the plane's own finest detail where it understates it (by 40 %, every neighbour
+   looked different and none was kept). Over a ``PATCH`` x ``PATCH`` window the
    difference's mean and energy, and over ``WIDE_PATCHES`` its mean (a blob-sized change
    too faint for a small window), are tested against what noise alone gives (z-scores, the
    largest kept): a neighbour counts fully where the difference looks like noise (z <= ``ACCEPT``),
@@ -181,6 +183,42 @@ def _matched(plane: np.ndarray, centre: np.ndarray, offset: float) -> np.ndarray
     return (plane - np.float32(offset)) * gain + np.float32(offset)
 
 
+class _Null:
+    """What the tests expect of the difference of two planes' noise (each of
+    autocovariance ``C``; the difference has ``2C``): the spread of its box means, the
+    mean of its energy and the spread of that energy's box means (Gaussian noise:
+    ``cov(x^2, y^2) = 2 cov(x, y)^2``). For independent noise of unit variance these are
+    ``sqrt(2) / k``, 2 and ``sqrt(2) / k``."""
+
+    def __init__(self, energy: float, mean_var: dict, energy_var: dict):
+        self.energy = float(energy)
+        self._mean_var, self._energy_var = mean_var, energy_var
+
+    @classmethod
+    def white(cls) -> _Null:
+        return cls(2.0, {}, {})
+
+    @classmethod
+    def of(cls, cov: np.ndarray, sizes) -> _Null:
+        r = cov.shape[0] // 2
+        c0 = max(float(cov[r, r]), 1e-12)
+        rho = cov / c0
+        mean_var, energy_var = {}, {}
+        for k in sizes:
+            dy = np.abs(np.arange(-r, r + 1))[:, None]
+            dx = np.abs(np.arange(-r, r + 1))[None, :]
+            overlap = np.clip(k - dy, 0, None) * np.clip(k - dx, 0, None) / float(k) ** 4
+            mean_var[k] = max(2.0 * c0 * float(np.sum(cov / c0 * overlap)), 2.0 * c0 / k**2)
+            energy_var[k] = max(2.0 * float(np.sum(rho * rho * overlap)), 2.0 / k**2)
+        return cls(2.0 * c0, mean_var, energy_var)
+
+    def mean_sd(self, k: int) -> float:
+        return float(np.sqrt(self._mean_var.get(k, 2.0 / k**2)))
+
+    def energy_sd(self, k: int) -> float:
+        return float(np.sqrt(self._energy_var.get(k, 2.0 / k**2)))
+
+
 def fuse(
     window: np.ndarray,
     neighbours: Sequence[int],
@@ -190,9 +228,16 @@ def fuse(
     accept: float = ACCEPT,
     reject: float = REJECT,
     weights: bool = False,
+    covariance: np.ndarray | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The middle plane of ``window`` (planes, Y, X) fused with the planes at the slots
     ``neighbours`` (each a distinct plane other than the middle one), as described above.
+
+    ``covariance``: the noise's autocovariance on the stabilised scale,
+    ``C[dy + r, dx + r]`` (:func:`~.calibrate.noise_covariance`), for noise that
+    neighbouring pixels share; the tests then expect what such noise gives (a box mean
+    of correlated noise varies far more than one of independent noise) instead of
+    independent noise of unit variance.
 
     Returns the fused plane (float32); with ``weights=True`` also the summed weight per
     pixel (1 + the neighbours' weights: how many planes were averaged there).
@@ -218,20 +263,25 @@ def fuse(
             planes.append(plane)
             # noise of variance 2 where the planes agree (once the scale is right)
             diffs.append(np.asarray(anscombe(plane, model), np.float32) - unit)
-        scale = np.float32(_temporal_scale(diffs, unit))
+        if covariance is None:  # independent noise: unit variance once the scale is right
+            scale = np.float32(_temporal_scale(diffs, unit))
+            null = _Null.white()
+        else:  # noise shared between neighbouring pixels: its measured covariance
+            scale = np.float32(1.0)
+            null = _Null.of(np.asarray(covariance, np.float64), (patch, *WIDE_PATCHES))
         for plane, diff in zip(planes, diffs, strict=True):
             diff /= scale
             mean = uniform_filter(diff, patch, mode="reflect")
-            z = np.abs(mean) * (patch / np.sqrt(2.0))  # N(0, 1) where they agree
+            z = np.abs(mean) / null.mean_sd(patch)  # N(0, 1) where they agree
             for wide in WIDE_PATCHES:  # a blob-sized change, too faint for a small window
                 wide_mean = uniform_filter(diff, wide, mode="reflect")
-                np.maximum(z, np.abs(wide_mean) * (wide / np.sqrt(2.0)), out=z)
+                np.maximum(z, np.abs(wide_mean) / null.mean_sd(wide), out=z)
             energy = uniform_filter(diff * diff, patch, mode="reflect")
-            np.maximum(z, (energy / 2.0 - 1.0) * (patch / np.sqrt(2.0)), out=z)
+            np.maximum(z, (energy / null.energy - 1.0) / null.energy_sd(patch), out=z)
             w = np.clip((reject - z) / (reject - accept), 0.0, 1.0).astype(np.float32)
             # what the planes differ by beyond noise, as a share of the noise variance,
             # over a region wide enough to see a small, systematic difference
-            excess = uniform_filter(diff * diff, REGION, mode="reflect") / 2.0 - 1.0
+            excess = uniform_filter(diff * diff, REGION, mode="reflect") / null.energy - 1.0
             w *= np.clip((EXCESS_REJECT - excess) / (EXCESS_REJECT - EXCESS_ACCEPT), 0.0, 1.0)
             total += w * plane
             count += w
@@ -264,7 +314,26 @@ def combine(window: np.ndarray, slots: Sequence[int], *, neighbours="on") -> np.
         if not sigma > 0:  # no noise seen: nothing to average away
             return centre
         noise = (0.0, sigma, 0.0)
-    return fuse(window, slots, noise=noise)
+    return fuse(window, slots, noise=noise, covariance=shared_noise(centre, noise))
+
+
+CORRELATION_REACH = 4  # pixels: how far the covariance of shared noise is measured
+
+
+def shared_noise(plane: np.ndarray, noise: tuple[float, float, float]) -> np.ndarray | None:
+    """The autocovariance of ``plane``'s noise on the stabilised scale when neighbouring
+    pixels share it (:func:`~.calibrate.noise_is_correlated`: a binned, interpolated or
+    smoothed camera image; FMD's widefield captures), measured in its flattest tiles
+    (:func:`~.calibrate.noise_covariance`); None for independent noise."""
+    from .calibrate import center_crop, noise_covariance, noise_is_correlated
+    from .noise import NoiseModel, anscombe
+
+    crop = center_crop(np.asarray(plane, np.float32), 1024)
+    if min(crop.shape) < 64 or not noise_is_correlated(crop):
+        return None
+    unit = np.asarray(anscombe(crop, NoiseModel(*noise)), np.float32)
+    cov = noise_covariance(unit, radius=CORRELATION_REACH)
+    return cov if cov[CORRELATION_REACH, CORRELATION_REACH] > 0 else None
 
 
 def window_neighbours(positions: Sequence) -> list[int]:
