@@ -115,6 +115,36 @@ def test_a_defocused_neighbour_is_still_told_from_noise_when_the_model_is_off():
         assert float(np.median(count[edges])) < 1.35, (error, float(np.median(count[edges])))
 
 
+def _smoothed_noise(clean: np.ndarray, seed: int) -> np.ndarray:
+    """Poisson noise shared between neighbouring pixels (smoothed, its variance kept), as a
+    binned or smoothed camera image has."""
+    from scipy.ndimage import gaussian_filter
+
+    n = _noisy(clean, seed) - clean
+    m = gaussian_filter(n, 1.0)
+    return (clean + m * (np.std(n) / np.std(m))).astype(np.float32)
+
+
+def test_noise_shared_between_pixels_still_lets_matching_neighbours_in():
+    """A box mean of correlated noise varies far more than one of independent noise: tested
+    as if the noise were independent, every neighbour of a still sample looked different
+    and none was kept (as on FMD's widefield captures). The fusion measures the noise's
+    covariance on the plane and tests against it; a cut to another field is still left out."""
+    from napari_denoise.engine.denoise.fusion import combine
+
+    clean = _scene(side=160) * 10  # 100 to 700 photons (fewer and the fit loses the shot noise)
+    window = np.stack([_smoothed_noise(clean, s) for s in range(7)])
+    fused = combine(window, [0, 1, 2, 4, 5, 6])
+    single = np.mean((window[3] - clean) ** 2)
+    assert np.mean((fused - clean) ** 2) < single / 2, (np.mean((fused - clean) ** 2), single)
+    other = np.roll(_scene(side=160, seed=5), 17, axis=1) * 10
+    cut = np.stack([_smoothed_noise(other, 1), window[3], _smoothed_noise(other, 3)])
+    fused = combine(cut, [0, 2])
+    differs = np.abs(other - clean) > 300
+    assert differs.sum() > 500
+    assert np.median(np.abs(fused - window[3])[differs]) < 5.0  # the noise: about 20
+
+
 def test_a_reflected_end_does_not_count_a_plane_twice():
     n = 4  # frame 0 of a 4-frame stack: window 3 2 1 0 1 2 3
     positions = [(reflect(j, n),) for j in range(-FUSION_REACH, FUSION_REACH + 1)]
