@@ -329,10 +329,14 @@ def table(rows: dict, extra=False) -> list[str]:
 
 
 def by_case(rows: dict) -> dict:
-    """Mean gain per kind of case (the last part of the key: still, drift1, ...)."""
+    """Mean gain per kind of case (the last part of the key: still, drift1, ...; the
+    correlated-noise cases apart, as "correlated still", ...)."""
     groups: dict[str, list[float]] = {}
     for key, r in rows.items():
-        groups.setdefault(key.rsplit("/", 1)[-1], []).append(r["gain"])
+        kind = key.rsplit("/", 1)[-1]
+        if key.startswith("correlated/"):
+            kind = f"correlated {kind}"
+        groups.setdefault(kind, []).append(r["gain"])
     return {k: (round(float(np.mean(v)), 3), round(float(min(v)), 3)) for k, v in groups.items()}
 
 
