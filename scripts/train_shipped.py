@@ -234,7 +234,9 @@ SPECS = {
     # Issue 23: the default on confocal frames. unet-fluo's weights fine-tuned with the real
     # confocal pairs of the training fields and confocal-like synthetic noise mixed into
     # its fine-tuning recipe (so W2S and the photographs are not forgotten), selected on
-    # W2S 009-010 and the confocal validation fields.
+    # W2S 009-010 and the confocal validation fields. Longer is not better: the same
+    # recipe over 6000 steps (cosine schedule stretched) peaked at a selection PSNR of
+    # 34.35 (steps 1931-2311 and 4271-4701; stopped at 4915) against 34.33 shipped.
     "unet-fluo": Spec(
         name="unet-fluo",
         architecture="unet",
@@ -252,6 +254,28 @@ SPECS = {
         finetune_mix=(0.25, 0.15, 0.15),
         init="unet-fluo-w2s",
         init_steps=24729,
+        confocal_mix=(0.25, 0.2),
+        val_confocal=True,
+    ),
+    # Not shipped, issue 23 candidate (2026-12-07): unet-fluo-nm (told the noise) fine-tuned
+    # with the same confocal mixture as unet-fluo. Selection PSNR 33.99 at its best step
+    # (1750; start 33.86) against unet-fluo's 34.33: W2S 009-010 real 31.50 dB (unet-fluo
+    # 32.50), confocal validation fields 38.36 (unet-fluo 38.36). Never run on FMD.
+    # Reproduce: --model unet-fluo-nm-conf --steps 2500 --seed 0 --bf16 off --threads 1
+    # --out DIR.
+    "unet-fluo-nm-conf": Spec(
+        name="unet-fluo-nm-conf",
+        architecture="unet",
+        config={"base": 16, "depth": 3, "noise_map": True},
+        title="U-Net told the noise (fluorescence), with confocal fine-tuning",
+        description=(
+            "unet-fluo-nm's weights fine-tuned like unet-fluo: real confocal pairs (FMD "
+            "confocal BPAE nuclei, 14 training fields) and confocal-like photon noise on "
+            "other clean images, mixed with its earlier fine-tuning data."
+        ),
+        finetune_lr=2e-4,
+        finetune_mix=(0.25, 0.15, 0.15),
+        init="unet-fluo-nm",
         confocal_mix=(0.25, 0.2),
         val_confocal=True,
     ),
