@@ -155,6 +155,9 @@ class Spec:
     confocal_mix: tuple[float, float] = (0.0, 0.0)
     # Also select on the confocal validation fields (CONFOCAL_VAL_FOVS).
     val_confocal: bool = False
+    # Weight of made-up mitochondria-like networks (tubules, see ``tubules``) under
+    # confocal-like noise in the fine-tuning mixture: structures no real pair here shows.
+    tubule_mix: float = 0.0
 
 
 SPECS = {
@@ -277,6 +280,29 @@ SPECS = {
         finetune_mix=(0.25, 0.15, 0.15),
         init="unet-fluo-nm",
         confocal_mix=(0.25, 0.2),
+        val_confocal=True,
+    ),
+    # Not shipped, issue 23 candidate (2026-12-07): unet-fluo's recipe with made-up
+    # mitochondria-like networks (``tubules``) under confocal-like noise added to the
+    # fine-tuning mixture, for FMD's Confocal BPAE R type. scripts/select_default.py: W2S
+    # 009-010 PSNR* 34.639 (unet-fluo 34.647), confocal validation 39.643 (39.684), SNR
+    # ladder worst image -1.59 dB against the Gaussian (-0.07): not selected, never run on
+    # FMD. Reproduce: --model unet-fluo-tubules --steps 2500 --seed 0 --bf16 off --threads 1.
+    "unet-fluo-tubules": Spec(
+        name="unet-fluo-tubules",
+        architecture="unet",
+        config={"base": 16, "depth": 3},
+        title="U-Net (fluorescence, blind), with tubular structures",
+        description=(
+            "unet-fluo's recipe with made-up mitochondria-like networks under confocal-like "
+            "photon noise added to its fine-tuning mixture."
+        ),
+        finetune_lr=2e-4,
+        finetune_mix=(0.25, 0.15, 0.15),
+        init="unet-fluo-w2s",
+        init_steps=24729,
+        confocal_mix=(0.25, 0.2),
+        tubule_mix=0.15,
         val_confocal=True,
     ),
     "msred-fluo": Spec(
@@ -417,6 +443,44 @@ def load_data(data: Path, recipe: NoiseRecipe, high_snr: bool = False, confocal:
     return synthetic_bsd, synthetic_w2s, real, val_real, val_synthetic, val_high, conf
 
 
+TUBULE_IMAGES = 48
+
+
+def tubules(n: int, side: int = 256, seed: int = 23) -> list[np.ndarray]:
+    """``n`` made-up images of mitochondria-like networks (the same every run): per image
+    2-5 cells, each a cloud of 20-60 tubules (smooth random walks 10-60 px long, 0.5-2 px
+    thick, some branching) around a dark nucleus, under a Gaussian PSF of 0.8-1.8 px, on
+    a dim background; float32 in [0, 1]. FMD's Confocal BPAE R type (MitoTracker) shows
+    such structures and no real pair here does."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        img = np.zeros((side, side), np.float32)
+        for _cell in range(rng.integers(2, 6)):
+            cy, cx = rng.uniform(0.15, 0.85, 2) * side
+            radius = rng.uniform(30, 70)
+            for _t in range(rng.integers(20, 60)):
+                a = rng.uniform(0, 2 * np.pi)
+                r = radius * np.sqrt(rng.uniform(0.15, 1.0))  # not on the nucleus
+                y, x = cy + r * np.sin(a), cx + r * np.cos(a)
+                heading = rng.uniform(0, 2 * np.pi)
+                bright = rng.uniform(0.3, 1.0)
+                for _s in range(int(rng.uniform(10, 60))):
+                    heading += rng.normal(0, 0.35)
+                    y, x = y + np.sin(heading), x + np.cos(heading)
+                    iy, ix = round(y), round(x)
+                    if 0 <= iy < side and 0 <= ix < side:
+                        img[iy, ix] += bright
+        img = gaussian_filter(img, rng.uniform(0.5, 2.0))  # tubule thickness
+        img = gaussian_filter(img, rng.uniform(0.8, 1.8))  # the PSF
+        img = img / max(float(img.max()), 1e-6)
+        img += rng.uniform(0.0, 0.05)  # a dim background
+        out.append(np.clip(img / img.max(), 0, 1).astype(np.float32))
+    return out
+
+
 def noisy_psnr(pairs) -> float:
     return float(np.mean([psnr(c, z, data_range=float(c.max() - c.min())) for z, c in pairs]))
 
@@ -529,6 +593,10 @@ def train_one(spec: Spec, args) -> dict:
     sources = [(real, w_real), (synthetic_w2s, w_syn_w2s), (synthetic_bsd, w_syn_bsd)]
     if conf is not None:
         sources += [(conf["real"], w_conf_real), (conf["synthetic"], w_conf_syn)]
+    if spec.tubule_mix > 0:
+        sources.append(
+            (SyntheticNoiseDataset(tubules(TUBULE_IMAGES), CONFOCAL_RECIPE), spec.tubule_mix)
+        )
     finetune = MixedDataset([(src, w) for src, w in sources if w > 0])
     val_conf = conf["val"] if spec.val_confocal else []
     val_pairs = val_real + val_synthetic + val_high + val_conf
