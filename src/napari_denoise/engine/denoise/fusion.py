@@ -122,7 +122,7 @@ def _moved(plane: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return padded[py - np.clip(dy, -py, py) :][:ny, px - np.clip(dx, -px, px) :][:, :nx]
 
 
-def _temporal_scale(diffs: list[np.ndarray], unit: np.ndarray) -> float:
+def _temporal_scale(diffs: list[np.ndarray], unit: np.ndarray, threads: int = 1) -> float:
     """How far the noise model overstates the noise, measured on the differences
     themselves: where two planes agree (most pixels of the best-matching neighbour) the
     difference of their stabilised values is pure noise of variance 2, so its median
@@ -139,7 +139,7 @@ def _temporal_scale(diffs: list[np.ndarray], unit: np.ndarray) -> float:
     bright = unit > np.median(unit)  # a dark background of few counts has quantised noise
     if np.count_nonzero(bright) < 1024:
         return 1.0
-    best = min(float(np.median(d[bright] ** 2)) for d in diffs)
+    best = min(_each(lambda d: float(np.median(d[bright] ** 2)), diffs, threads))
     return float(np.clip(np.sqrt(best / (2.0 * 0.4549)), 1e-3, 1.0))
 
 
@@ -152,6 +152,27 @@ def _matched(plane: np.ndarray, centre: np.ndarray, offset: float) -> np.ndarray
         return plane
     gain = np.float32(want / above)
     return (plane - np.float32(offset)) * gain + np.float32(offset)
+
+
+def _threads(n: int) -> int:
+    """Threads for ``n`` neighbours' independent work (the filters and transforms used
+    release Python's lock): this machine's cores, or ``NAPARI_DENOISE_THREADS``."""
+    import os
+
+    from ..device import env_threads
+
+    return max(1, min(n, env_threads() or os.cpu_count() or 1))
+
+
+def _each(fn, items, threads: int) -> list:
+    """``[fn(x) for x in items]``, on ``threads`` threads when more than one."""
+    items = list(items)
+    if threads <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads, thread_name_prefix="fusion") as pool:
+        return list(pool.map(fn, items))
 
 
 class _Null:
@@ -225,23 +246,25 @@ def fuse(
         model = NoiseModel(*noise)
         unit = np.asarray(anscombe(centre, model), np.float32)
         spectrum = _spectrum(centre)
-        planes, diffs = [], []
-        for j in neighbours:
+        threads = _threads(len(neighbours))
+
+        def aligned(j):
             plane = np.asarray(window[j], np.float32)
             dy, dx = shift_between(centre, plane, reference_spectrum=spectrum)
-            plane = _moved(plane, dy, dx)
-            plane = _matched(plane, centre, model.offset)
-            planes.append(plane)
+            plane = _matched(_moved(plane, dy, dx), centre, model.offset)
             # noise of variance 2 where the planes agree (once the scale is right)
-            diffs.append(np.asarray(anscombe(plane, model), np.float32) - unit)
+            return plane, np.asarray(anscombe(plane, model), np.float32) - unit
+
+        planes, diffs = zip(*_each(aligned, neighbours, threads), strict=True)
         if covariance is None:  # independent noise: unit variance once the scale is right
-            scale = np.float32(_temporal_scale(diffs, unit))
+            scale = np.float32(_temporal_scale(list(diffs), unit, threads))
             null = _Null.white()
         else:  # noise shared between neighbouring pixels: its measured covariance
             scale = np.float32(1.0)
             null = _Null.of(np.asarray(covariance, np.float64), (patch, *WIDE_PATCHES))
-        for plane, diff in zip(planes, diffs, strict=True):
-            diff /= scale
+
+        def weight(diff):
+            diff = diff / scale
             mean = uniform_filter(diff, patch, mode="reflect")
             z = np.abs(mean) / null.mean_sd(patch)  # N(0, 1) where they agree
             for wide in WIDE_PATCHES:  # a blob-sized change, too faint for a small window
@@ -254,6 +277,10 @@ def fuse(
             # over a region wide enough to see a small, systematic difference
             excess = uniform_filter(diff * diff, REGION, mode="reflect") / null.energy - 1.0
             w *= np.clip((EXCESS_REJECT - excess) / (EXCESS_REJECT - EXCESS_ACCEPT), 0.0, 1.0)
+            return w
+
+        # each neighbour's weight on its own (threads), summed in order: the same result
+        for plane, w in zip(planes, _each(weight, diffs, threads), strict=True):
             total += w * plane
             count += w
     fused = total / count
