@@ -260,51 +260,6 @@ SPECS = {
         confocal_mix=(0.25, 0.2),
         val_confocal=True,
     ),
-    # Not shipped, issue 23 candidate (2026-12-07): unet-fluo-nm (told the noise) fine-tuned
-    # with the same confocal mixture as unet-fluo. Selection PSNR 33.99 at its best step
-    # (1750; start 33.86) against unet-fluo's 34.33: W2S 009-010 real 31.50 dB (unet-fluo
-    # 32.50), confocal validation fields 38.36 (unet-fluo 38.36). Never run on FMD.
-    # Reproduce: --model unet-fluo-nm-conf --steps 2500 --seed 0 --bf16 off --threads 1
-    # --out DIR.
-    "unet-fluo-nm-conf": Spec(
-        name="unet-fluo-nm-conf",
-        architecture="unet",
-        config={"base": 16, "depth": 3, "noise_map": True},
-        title="U-Net told the noise (fluorescence), with confocal fine-tuning",
-        description=(
-            "unet-fluo-nm's weights fine-tuned like unet-fluo: real confocal pairs (FMD "
-            "confocal BPAE nuclei, 14 training fields) and confocal-like photon noise on "
-            "other clean images, mixed with its earlier fine-tuning data."
-        ),
-        finetune_lr=2e-4,
-        finetune_mix=(0.25, 0.15, 0.15),
-        init="unet-fluo-nm",
-        confocal_mix=(0.25, 0.2),
-        val_confocal=True,
-    ),
-    # Not shipped, issue 23 candidate (2026-12-07): unet-fluo's recipe with made-up
-    # mitochondria-like networks (``tubules``) under confocal-like noise added to the
-    # fine-tuning mixture, for FMD's Confocal BPAE R type. scripts/select_default.py: W2S
-    # 009-010 PSNR* 34.639 (unet-fluo 34.647), confocal validation 39.643 (39.684), SNR
-    # ladder worst image -1.59 dB against the Gaussian (-0.07): not selected, never run on
-    # FMD. Reproduce: --model unet-fluo-tubules --steps 2500 --seed 0 --bf16 off --threads 1.
-    "unet-fluo-tubules": Spec(
-        name="unet-fluo-tubules",
-        architecture="unet",
-        config={"base": 16, "depth": 3},
-        title="U-Net (fluorescence, blind), with tubular structures",
-        description=(
-            "unet-fluo's recipe with made-up mitochondria-like networks under confocal-like "
-            "photon noise added to its fine-tuning mixture."
-        ),
-        finetune_lr=2e-4,
-        finetune_mix=(0.25, 0.15, 0.15),
-        init="unet-fluo-w2s",
-        init_steps=24729,
-        confocal_mix=(0.25, 0.2),
-        tubule_mix=0.15,
-        val_confocal=True,
-    ),
     "msred-fluo": Spec(
         name="msred-fluo",
         architecture="msred",
@@ -368,6 +323,42 @@ SPECS = {
         experimental=True,
     ),
 }
+
+# Not shipped, issue 23 candidate (2026-12-07): unet-fluo-nm (told the noise) fine-tuned
+# with the same confocal mixture as unet-fluo. Selection PSNR 33.99 at its best step
+# (1750; start 33.86) against unet-fluo's 34.33: W2S 009-010 real 31.50 dB (unet-fluo
+# 32.50), confocal validation fields 38.36 (unet-fluo 38.36). Never run on FMD.
+# Reproduce: --model unet-fluo-nm-conf --steps 2500 --seed 0 --bf16 off --threads 1
+# --out DIR.
+SPECS["unet-fluo-nm-conf"] = dataclasses.replace(
+    SPECS["unet-fluo"],
+    name="unet-fluo-nm-conf",
+    config=dict(SPECS["unet-fluo-nm"].config),
+    title="U-Net told the noise (fluorescence), with confocal fine-tuning",
+    description=(
+        "unet-fluo-nm's weights fine-tuned like unet-fluo: real confocal pairs (FMD "
+        "confocal BPAE nuclei, 14 training fields) and confocal-like photon noise on "
+        "other clean images, mixed with its earlier fine-tuning data."
+    ),
+    init="unet-fluo-nm",
+    init_steps=None,
+)
+# Not shipped, issue 23 candidate (2026-12-07): unet-fluo's recipe with made-up
+# mitochondria-like networks (``tubules``) under confocal-like noise added to the
+# fine-tuning mixture, for FMD's Confocal BPAE R type. scripts/select_default.py: W2S
+# 009-010 PSNR* 34.639 (unet-fluo 34.647), confocal validation 39.643 (39.684), SNR
+# ladder worst image -1.59 dB against the Gaussian (-0.07): not selected, never run on
+# FMD. Reproduce: --model unet-fluo-tubules --steps 2500 --seed 0 --bf16 off --threads 1.
+SPECS["unet-fluo-tubules"] = dataclasses.replace(
+    SPECS["unet-fluo"],
+    name="unet-fluo-tubules",
+    title="U-Net (fluorescence, blind), with tubular structures",
+    description=(
+        "unet-fluo's recipe with made-up mitochondria-like networks under confocal-like "
+        "photon noise added to its fine-tuning mixture."
+    ),
+    tubule_mix=0.15,
+)
 
 
 # Trained when no --model is given. src/napari_denoise/zoo/ also ships the experimental
