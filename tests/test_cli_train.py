@@ -140,3 +140,22 @@ def test_n2v2_without_start_trains_a_new_unet(user_dir, pair, capsys):
     assert main(args) == 0
     card = json.loads((user_dir / "unet-n2v2.json").read_text())
     assert card["started_from"]["name"] == "new:unet"
+
+
+def test_a_stack_trains_against_one_clean_plane_from_the_command_line(user_dir, tmp_path, capsys):
+    """``--axes TYX`` described the noisy stack and was applied to a one-plane clean image
+    too, which refused it ("has 3 letters but the image has 2 dimensions")."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    clean = (20 + 60 * rng.random((1, 96, 96)).round(1)).astype(np.float32)[0]
+    noisy = rng.poisson(np.broadcast_to(clean, (4, 96, 96))).astype(np.float32)
+    tifffile.imwrite(tmp_path / "stack.tif", noisy)
+    tifffile.imwrite(tmp_path / "average.tif", clean)
+    args = ["train", str(tmp_path / "stack.tif"), "--clean", str(tmp_path / "average.tif")]
+    code = main([*args, "--axes", "TYX", "--name", "cli-stack", "--steps", "2", *TINY])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "saved model 'cli-stack'" in out
+    card = json.loads((user_dir / "cli-stack.json").read_text())
+    assert card["training"]["data_details"]["shape"] == [4, 96, 96]

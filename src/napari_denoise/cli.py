@@ -305,6 +305,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import threading
     import time
 
+    import numpy as np
+
     from .engine.denoise.pipeline import drain
     from .engine.models.store import check_model_folder, user_model_dir
     from .engine.training.finetune import Phase, finetune_iter, prepare
@@ -314,7 +316,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     # Where the model goes must be writable: found now, not after the training.
     check_model_folder(args.out_dir if args.out_dir else user_model_dir())
     noisy = read_image(args.noisy, axes=args.axes)
-    clean = read_image(args.clean, axes=args.axes) if args.clean else None
+    clean = None
+    if args.clean:  # one plane for a stack of a still sample, or the stack's own shape
+        clean = read_image(args.clean)
+        if args.axes and np.ndim(clean.data) == len(args.axes):
+            clean = read_image(args.clean, axes=args.axes)
     names = (
         str(Path(args.noisy).resolve()),
         str(Path(args.clean).resolve()) if args.clean else None,
@@ -521,7 +527,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = FinetuneSpec()
     p.add_argument("noisy", help="noisy image (TIFF, PNG, NPY; a stack trains on every slice)")
-    p.add_argument("--clean", help="ground truth of the same shape (needed for --mode supervised)")
+    p.add_argument(
+        "--clean",
+        help="ground truth of the same shape, or one plane for a stack of a still sample "
+        "(needed for --mode supervised)",
+    )
     p.add_argument(
         "--mode",
         default=d.mode,
