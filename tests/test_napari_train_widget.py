@@ -402,3 +402,32 @@ def test_noisy_stack_only_mode_trains_on_neighbouring_frames(
     card = json.loads((model_dir / "tiny-frames.json").read_text())
     assert card["training"]["mode"] == "n2n-frames"
     assert card["training"]["frame_pairs"]["largest_shift_px"] == 1
+
+
+def test_a_stack_trains_against_one_clean_plane_layer(make_napari_viewer, qtbot, model_dir, notes):
+    """Issue 24, point 4, in the widget: a noisy time-lapse of a still sample and one clean
+    plane (its average) as the clean layer train without a shape error."""
+    import json
+
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(1)
+    clean = (20 + 200 * gaussian_filter(rng.random((96, 96)), 3)).astype(np.float32)
+    stack = rng.poisson(np.broadcast_to(clean, (3, 96, 96))).astype(np.uint16)
+    viewer = make_napari_viewer()
+    viewer.add_image(clean, name="average")
+    viewer.add_image(stack, name="noisy")
+    widget = TrainWidget(viewer)
+    widget.extra_spec = {"patch": 32, "batch_size": 2, "config": {"base": 8, "depth": 2}}
+    widget.start_model.setCurrentIndex(widget.start_model.findData(widget_module.NEW_UNET))
+    widget.budget_unit.setCurrentText("steps")
+    widget.budget.setValue(2)
+    widget.name.setText("tiny-average")
+    assert widget.mode_key() == "supervised"
+    assert widget.noisy.layer() is viewer.layers["noisy"]
+    assert widget.clean.layer() is viewer.layers["average"]
+    assert widget.start()
+    wait_idle(qtbot, widget)
+    assert notes["error"] == []
+    card = json.loads((model_dir / "tiny-average.json").read_text())
+    assert card["training"]["data_details"]["shape"] == [3, 96, 96]
