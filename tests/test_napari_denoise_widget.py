@@ -407,3 +407,21 @@ def test_auto_tile_shows_the_method_default_and_slow_methods_are_flagged(make_na
         for i in range(widget.picker.count())
     }
     assert "slow" in texts["bm3d"] and "slow" not in texts["gaussian"]
+
+
+def test_the_comparison_toggle_ignores_layer_removal_once_qt_deleted_it(make_napari_viewer, qtbot):
+    """The toggle no longer disconnects from a slot on ``destroyed`` (that lambda crashed
+    the process when Qt destroyed it with its dock while a run's worker was busy): napari
+    holds its method weakly, and until the Python side goes, a removal is ignored."""
+    from napari_denoise._qt._view_mode import ComparisonToggle
+
+    viewer = make_napari_viewer()
+    a = viewer.add_image(np.zeros((8, 8), np.float32), name="a")
+    toggle = ComparisonToggle(viewer)
+    toggle.set_pair(a, a)
+    toggle.deleteLater()  # Qt deletes the widget; ``toggle`` (Python) stays referenced
+    qtbot.wait(50)
+    with pytest.raises(RuntimeError):
+        toggle.combo.isEnabled()
+    viewer.layers.remove(a)  # no error from the deleted widget
+    assert len(viewer.layers) == 0

@@ -26,7 +26,8 @@ class ShapesLayerCombo(FittingCombo):
         events = viewer.layers.events
         for event in (events.inserted, events.removed, events.moved, events.reordered):
             event.connect(self.refresh)
-        self.destroyed.connect(lambda *_: _disconnect(viewer, self.refresh, self.refresh))
+        refresh = self.refresh  # not self: read while the widget is destroyed, it crashed
+        self.destroyed.connect(lambda *_: _disconnect(viewer, refresh, refresh))
         self.refresh()
 
     def layer(self) -> Shapes | None:

@@ -36,8 +36,10 @@ class ComparisonToggle(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(QLabel("Compare"))
         layout.addWidget(self.combo, 1)
+        # napari holds this method weakly: it goes with this object. No slot on
+        # ``destroyed`` here: one (a lambda) crashed the process (a segfault) when Qt
+        # destroyed this child widget with its dock while a run's worker was busy.
         viewer.layers.events.removed.connect(self._on_removed)
-        self.destroyed.connect(lambda *_: viewer.layers.events.removed.disconnect(self._on_removed))
 
     def set_pair(self, source, result) -> None:
         """Compare ``source`` with ``result`` from now on (re-applies the current mode)."""
@@ -84,6 +86,10 @@ class ComparisonToggle(QWidget):
         self._difference = None
 
     def _on_removed(self, event) -> None:
+        try:
+            self.combo.isEnabled()
+        except RuntimeError:  # Qt has deleted this widget; its Python side is not gone yet
+            return
         if self.pair is not None and event.value in self.pair:
             self.pair = None
             self.combo.blockSignals(True)
