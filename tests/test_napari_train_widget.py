@@ -370,6 +370,15 @@ def test_rectangles_map_through_both_layers_transforms(make_napari_viewer):
     assert boxes == [(5, 1, 26, 21)] and skipped == 1
 
 
+def _tiny_two_steps(widget, name: str) -> None:
+    """A new tiny U-Net, two steps, saved as ``name``: a real run in a few seconds."""
+    widget.extra_spec = {"patch": 32, "batch_size": 2, "config": {"base": 8, "depth": 2}}
+    widget.start_model.setCurrentIndex(widget.start_model.findData(widget_module.NEW_UNET))
+    widget.budget_unit.setCurrentText("steps")
+    widget.budget.setValue(2)
+    widget.name.setText(name)
+
+
 def test_noisy_stack_only_mode_trains_on_neighbouring_frames(
     make_napari_viewer, qtbot, model_dir, notes
 ):
@@ -385,11 +394,7 @@ def test_noisy_stack_only_mode_trains_on_neighbouring_frames(
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="noisy")
     widget = TrainWidget(viewer)
-    widget.extra_spec = {"patch": 32, "batch_size": 2, "config": {"base": 8, "depth": 2}}
-    widget.start_model.setCurrentIndex(widget.start_model.findData(widget_module.NEW_UNET))
-    widget.budget_unit.setCurrentText("steps")
-    widget.budget.setValue(2)
-    widget.name.setText("tiny-frames")
+    _tiny_two_steps(widget, "tiny-frames")
     widget.mode.setCurrentIndex(widget.mode.findData("n2n-frames"))
     assert widget.mode.currentText() == "Noisy stack only (neighbouring frames)"
     assert not widget.clean.isVisibleTo(widget) and not widget.blind.isVisibleTo(widget)
@@ -418,11 +423,7 @@ def test_a_stack_trains_against_one_clean_plane_layer(make_napari_viewer, qtbot,
     viewer.add_image(clean, name="average")
     viewer.add_image(stack, name="noisy")
     widget = TrainWidget(viewer)
-    widget.extra_spec = {"patch": 32, "batch_size": 2, "config": {"base": 8, "depth": 2}}
-    widget.start_model.setCurrentIndex(widget.start_model.findData(widget_module.NEW_UNET))
-    widget.budget_unit.setCurrentText("steps")
-    widget.budget.setValue(2)
-    widget.name.setText("tiny-average")
+    _tiny_two_steps(widget, "tiny-average")
     assert widget.mode_key() == "supervised"
     assert widget.noisy.layer() is viewer.layers["noisy"]
     assert widget.clean.layer() is viewer.layers["average"]
