@@ -51,7 +51,6 @@ import numpy as np
 
 from ...errors import Cancelled
 from ..method_base import Method
-from .fusion import window_neighbours
 from .mapped import release_mapped
 from .plan import POSITION_WORDS, Plan, position_text
 from .tiling import Progress, plan_tiles, run_tiled
@@ -164,11 +163,7 @@ def drive(
         message = ", ".join(w for w in (title, position_text(position), with_neighbours) if w)
         if combine is not None:
             fused = plan.fused_samples.pop(index, None)  # a sample plane, fused already
-            if fused is None:
-                params = plan.params[c]
-                slots = window_neighbours(plan.window(index))
-                fused = combine(block, slots, **{k: params.get(k) for k in m.combine_keys})
-            block = fused
+            block = plan.fused(index, block, plan.params[c]) if fused is None else fused
         result = yield from denoise_block(
             m,
             block,

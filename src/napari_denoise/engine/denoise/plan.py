@@ -138,14 +138,15 @@ class Plan:
         indices = self.indices()
         for c in range(self.n_channels):
             picked = sample_indices(indices, self.channel_axis, c)
-            samples = [np.asarray(view[i], np.float32) for i in picked]
-            if check is not None:
-                for s in samples:
-                    check(s)
             if self.neighbour_planes() and self.method.combine is not None:
                 # the network sees each plane fused with its neighbours (less noise):
                 # its settings are chosen on such planes, not on single frames
                 samples = [self.combined(view, i, check) for i in picked]
+            else:
+                samples = [np.asarray(view[i], np.float32) for i in picked]
+                if check is not None:
+                    for s in samples:
+                        check(s)
             if self.method.auto is not None or self.base.get("vst"):
                 where = f" (channel {c + 1} of {self.n_channels})" if self.n_channels > 1 else ""
                 say(
@@ -158,19 +159,27 @@ class Plan:
             yield c
 
     def combined(self, view, index: tuple[int, ...], check=None) -> np.ndarray:
-        """The plane at ``index`` as the driver gives it to the network: its window of
-        planes turned into one by the method's ``combine`` step."""
+        """The plane at ``index`` as the driver gives it to the network (:meth:`fused`),
+        its window read from ``view`` (each distinct plane once; ``check`` on each), kept
+        in :attr:`fused_samples` for the driver."""
+        positions = self.window(index)
+        read = {j: np.asarray(view[j], np.float32) for j in dict.fromkeys(positions)}
+        if check is not None:
+            for plane in read.values():
+                check(plane)
+        window = np.stack([read[j] for j in positions])
+        self.fused_samples[index] = fused = self.fused(index, window)
+        return fused
+
+    def fused(self, index: tuple[int, ...], window, params=None) -> np.ndarray:
+        """The window of planes at ``index`` turned into one by the method's ``combine``
+        step, with ``params`` (default: the plan's given parameters) for its keys."""
         from .fusion import window_neighbours
 
-        positions = self.window(index)
-        planes = [np.asarray(view[j], np.float32) for j in positions]
-        if check is not None:
-            for plane in planes:
-                check(plane)
-        keys = {k: self.base.get(k) for k in self.method.combine_keys}
-        fused = self.method.combine(np.stack(planes), window_neighbours(positions), **keys)
-        self.fused_samples[index] = fused = np.asarray(fused, np.float32)
-        return fused
+        p = self.base if params is None else params
+        keys = {k: p.get(k) for k in self.method.combine_keys}
+        slots = window_neighbours(self.window(index))
+        return np.asarray(self.method.combine(window, slots, **keys), np.float32)
 
     def position(self, index: tuple[int, ...]) -> tuple[tuple[str, int, int], ...]:
         """The block at loop position ``index`` as ``((axis, index, size), ...)``."""
