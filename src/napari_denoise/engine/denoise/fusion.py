@@ -122,7 +122,7 @@ def _moved(plane: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return padded[py - np.clip(dy, -py, py) :][:ny, px - np.clip(dx, -px, px) :][:, :nx]
 
 
-def _temporal_scale(diffs: list[np.ndarray], unit: np.ndarray, threads: int = 1) -> float:
+def _temporal_scale(diffs: list[np.ndarray], unit: np.ndarray, pool=None) -> float:
     """How far the noise model overstates the noise, measured on the differences
     themselves: where two planes agree (most pixels of the best-matching neighbour) the
     difference of their stabilised values is pure noise of variance 2, so its median
@@ -139,7 +139,7 @@ def _temporal_scale(diffs: list[np.ndarray], unit: np.ndarray, threads: int = 1)
     bright = unit > np.median(unit)  # a dark background of few counts has quantised noise
     if np.count_nonzero(bright) < 1024:
         return 1.0
-    best = min(_each(lambda d: float(np.median(d[bright] ** 2)), diffs, threads))
+    best = min(_each(lambda d: float(np.median(d[bright] ** 2)), diffs, pool))
     return float(np.clip(np.sqrt(best / (2.0 * 0.4549)), 1e-3, 1.0))
 
 
@@ -154,25 +154,25 @@ def _matched(plane: np.ndarray, centre: np.ndarray, offset: float) -> np.ndarray
     return (plane - np.float32(offset)) * gain + np.float32(offset)
 
 
-def _threads(n: int) -> int:
-    """Threads for ``n`` neighbours' independent work (the filters and transforms used
-    release Python's lock): this machine's cores, or ``NAPARI_DENOISE_THREADS``."""
+def _pool(n: int):
+    """A thread pool for ``n`` neighbours' independent work (the filters and transforms
+    used release Python's lock), as many threads as this machine's cores or
+    ``NAPARI_DENOISE_THREADS``; a context whose pool is None where one thread would do."""
     import os
+    from concurrent.futures import ThreadPoolExecutor
+    from contextlib import nullcontext
 
     from ..device import env_threads
 
-    return max(1, min(n, env_threads() or os.cpu_count() or 1))
+    threads = min(n, env_threads() or os.cpu_count() or 1)
+    if threads <= 1:
+        return nullcontext()  # ``as pool`` gives None: one thread
+    return ThreadPoolExecutor(threads, thread_name_prefix="fusion")
 
 
-def _each(fn, items, threads: int) -> list:
-    """``[fn(x) for x in items]``, on ``threads`` threads when more than one."""
-    items = list(items)
-    if threads <= 1 or len(items) <= 1:
-        return [fn(x) for x in items]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(threads, thread_name_prefix="fusion") as pool:
-        return list(pool.map(fn, items))
+def _each(fn, items, pool) -> list:
+    """``[fn(x) for x in items]``, on ``pool``'s threads when there is one."""
+    return [fn(x) for x in items] if pool is None else list(pool.map(fn, items))
 
 
 class _Null:
@@ -195,12 +195,12 @@ class _Null:
         r = cov.shape[0] // 2
         c0 = max(float(cov[r, r]), 1e-12)
         rho = cov / c0
+        lag = np.abs(np.arange(-r, r + 1))
         mean_var, energy_var = {}, {}
         for k in sizes:
-            dy = np.abs(np.arange(-r, r + 1))[:, None]
-            dx = np.abs(np.arange(-r, r + 1))[None, :]
-            overlap = np.clip(k - dy, 0, None) * np.clip(k - dx, 0, None) / float(k) ** 4
-            mean_var[k] = max(2.0 * c0 * float(np.sum(cov / c0 * overlap)), 2.0 * c0 / k**2)
+            side = np.clip(k - lag, 0, None)
+            overlap = np.outer(side, side) / float(k) ** 4  # pairs of a k x k box at each lag
+            mean_var[k] = max(2.0 * float(np.sum(cov * overlap)), 2.0 * c0 / k**2)
             energy_var[k] = max(2.0 * float(np.sum(rho * rho * overlap)), 2.0 / k**2)
         return cls(2.0 * c0, mean_var, energy_var)
 
@@ -246,43 +246,43 @@ def fuse(
         model = NoiseModel(*noise)
         unit = np.asarray(anscombe(centre, model), np.float32)
         spectrum = _spectrum(centre)
-        threads = _threads(len(neighbours))
+        with _pool(len(neighbours)) as pool:
 
-        def aligned(j):
-            plane = np.asarray(window[j], np.float32)
-            dy, dx = shift_between(centre, plane, reference_spectrum=spectrum)
-            plane = _matched(_moved(plane, dy, dx), centre, model.offset)
-            # noise of variance 2 where the planes agree (once the scale is right)
-            return plane, np.asarray(anscombe(plane, model), np.float32) - unit
+            def aligned(j):
+                plane = np.asarray(window[j], np.float32)
+                dy, dx = shift_between(centre, plane, reference_spectrum=spectrum)
+                plane = _matched(_moved(plane, dy, dx), centre, model.offset)
+                # noise of variance 2 where the planes agree (once the scale is right)
+                return plane, np.asarray(anscombe(plane, model), np.float32) - unit
 
-        planes, diffs = zip(*_each(aligned, neighbours, threads), strict=True)
-        if covariance is None:  # independent noise: unit variance once the scale is right
-            scale = np.float32(_temporal_scale(list(diffs), unit, threads))
-            null = _Null.white()
-        else:  # noise shared between neighbouring pixels: its measured covariance
-            scale = np.float32(1.0)
-            null = _Null.of(np.asarray(covariance, np.float64), (patch, *WIDE_PATCHES))
+            planes, diffs = zip(*_each(aligned, neighbours, pool), strict=True)
+            if covariance is None:  # independent noise: unit variance once the scale is right
+                scale = np.float32(_temporal_scale(list(diffs), unit, pool))
+                null = _Null.white()
+            else:  # noise shared between neighbouring pixels: its measured covariance
+                scale = np.float32(1.0)
+                null = _Null.of(np.asarray(covariance, np.float64), (patch, *WIDE_PATCHES))
 
-        def weight(diff):
-            diff = diff / scale
-            mean = uniform_filter(diff, patch, mode="reflect")
-            z = np.abs(mean) / null.mean_sd(patch)  # N(0, 1) where they agree
-            for wide in WIDE_PATCHES:  # a blob-sized change, too faint for a small window
-                wide_mean = uniform_filter(diff, wide, mode="reflect")
-                np.maximum(z, np.abs(wide_mean) / null.mean_sd(wide), out=z)
-            energy = uniform_filter(diff * diff, patch, mode="reflect")
-            np.maximum(z, (energy / null.energy - 1.0) / null.energy_sd(patch), out=z)
-            w = np.clip((reject - z) / (reject - accept), 0.0, 1.0).astype(np.float32)
-            # what the planes differ by beyond noise, as a share of the noise variance,
-            # over a region wide enough to see a small, systematic difference
-            excess = uniform_filter(diff * diff, REGION, mode="reflect") / null.energy - 1.0
-            w *= np.clip((EXCESS_REJECT - excess) / (EXCESS_REJECT - EXCESS_ACCEPT), 0.0, 1.0)
-            return w
+            def weight(diff):
+                diff = diff / scale
+                mean = uniform_filter(diff, patch, mode="reflect")
+                z = np.abs(mean) / null.mean_sd(patch)  # N(0, 1) where they agree
+                for wide in WIDE_PATCHES:  # a blob-sized change, too faint for a small window
+                    wide_mean = uniform_filter(diff, wide, mode="reflect")
+                    np.maximum(z, np.abs(wide_mean) / null.mean_sd(wide), out=z)
+                energy = uniform_filter(diff * diff, patch, mode="reflect")
+                np.maximum(z, (energy / null.energy - 1.0) / null.energy_sd(patch), out=z)
+                w = np.clip((reject - z) / (reject - accept), 0.0, 1.0).astype(np.float32)
+                # what the planes differ by beyond noise, as a share of the noise variance,
+                # over a region wide enough to see a small, systematic difference
+                excess = uniform_filter(diff * diff, REGION, mode="reflect") / null.energy - 1.0
+                w *= np.clip((EXCESS_REJECT - excess) / (EXCESS_REJECT - EXCESS_ACCEPT), 0.0, 1.0)
+                return w
 
-        # each neighbour's weight on its own (threads), summed in order: the same result
-        for plane, w in zip(planes, _each(weight, diffs, threads), strict=True):
-            total += w * plane
-            count += w
+            # each neighbour's weight on its own (threads), summed in order: the same result
+            for plane, w in zip(planes, _each(weight, diffs, pool), strict=True):
+                total += w * plane
+                count += w
     fused = total / count
     return (fused, count) if weights else fused
 
