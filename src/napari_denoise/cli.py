@@ -305,8 +305,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import threading
     import time
 
-    import numpy as np
-
     from .engine.denoise.pipeline import drain
     from .engine.models.store import check_model_folder, user_model_dir
     from .engine.training.finetune import Phase, finetune_iter, prepare
@@ -316,11 +314,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     # Where the model goes must be writable: found now, not after the training.
     check_model_folder(args.out_dir if args.out_dir else user_model_dir())
     noisy = read_image(args.noisy, axes=args.axes)
-    clean = None
-    if args.clean:  # one plane for a stack of a still sample, or the stack's own shape
-        clean = read_image(args.clean)
-        if args.axes and np.ndim(clean.data) == len(args.axes):
-            clean = read_image(args.clean, axes=args.axes)
+    # The noisy image's axes describe the pair; the clean file is read once, as it is
+    # (one plane for a stack of a still sample, or the stack's own shape).
+    clean = read_image(args.clean) if args.clean else None
     names = (
         str(Path(args.noisy).resolve()),
         str(Path(args.clean).resolve()) if args.clean else None,
