@@ -43,9 +43,7 @@ class ImageLayerCombo(FittingCombo):
         events = viewer.layers.events
         for event in (events.inserted, events.removed, events.moved, events.reordered):
             event.connect(self.refresh)
-        # not self: a lambda reading self while the widget is destroyed crashed Python
-        refresh, rename = self.refresh, self._rename
-        self.destroyed.connect(lambda *_: _disconnect(viewer, refresh, rename))
+        self.destroyed.connect(lambda *_: _disconnect(viewer, self.refresh, self._rename))
         self.currentIndexChanged.connect(lambda *_: self.layerChanged.emit(self.layer()))
         self.refresh()
 
@@ -135,9 +133,7 @@ class ImageLayerChecklist(QListWidget):
         events = viewer.layers.events
         for event in (events.inserted, events.removed, events.moved, events.reordered):
             event.connect(self.refresh)
-        # not self: a lambda reading self while the widget is destroyed crashed Python
-        refresh, rename = self.refresh, self._rename
-        self.destroyed.connect(lambda *_: _disconnect(viewer, refresh, rename))
+        self.destroyed.connect(lambda *_: _disconnect(viewer, self.refresh, self._rename))
         self.refresh()
 
     def set_filter(self, accept: Callable) -> None:

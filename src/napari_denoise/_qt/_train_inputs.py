@@ -26,8 +26,7 @@ class ShapesLayerCombo(FittingCombo):
         events = viewer.layers.events
         for event in (events.inserted, events.removed, events.moved, events.reordered):
             event.connect(self.refresh)
-        refresh = self.refresh  # not self: read while the widget is destroyed, it crashed
-        self.destroyed.connect(lambda *_: _disconnect(viewer, refresh, refresh))
+        self.destroyed.connect(lambda *_: _disconnect(viewer, self.refresh, self.refresh))
         self.refresh()
 
     def layer(self) -> Shapes | None:
