@@ -35,18 +35,6 @@ from stack_fusion import part_val  # noqa: E402
 from napari_denoise.engine.denoise import fusion  # noqa: E402
 from napari_denoise.engine.denoise.tiling import reflect  # noqa: E402
 from napari_denoise.engine.metrics import psnr  # noqa: E402
-from napari_denoise.errors import InputError  # noqa: E402
-
-
-def model_of(plane: np.ndarray) -> tuple[float, float, float]:
-    """The plane's fitted model, as ``fusion.combine`` gets it (a Gaussian level when no
-    Poisson-Gaussian model can be fitted)."""
-    try:
-        return fusion.fusion_noise([plane])
-    except InputError:
-        from napari_denoise.engine.denoise.noise import estimate_sigma
-
-        return (0.0, float(estimate_sigma(plane)), 0.0)
 
 
 def gains(cases, error: float) -> dict[str, list[float]]:
@@ -59,11 +47,14 @@ def gains(cases, error: float) -> dict[str, list[float]]:
         fused_psnr, single_psnr = [], []
         for i in scored:
             at = [reflect(j, n) for j in range(i - reach, i + reach + 1)]
-            gain, sigma, offset = model_of(stack[i])
-            noise = (gain * error, sigma * np.sqrt(error), offset)
-            fused = fusion.fuse(
-                stack[at], fusion.window_neighbours([(k,) for k in at]), noise=noise
-            )
+            model = fusion.plane_noise(stack[i])
+            if model is None:  # no noise seen: the plane alone, as combine gives it
+                fused = stack[i]
+            else:
+                gain, sigma, offset = model
+                noise = (gain * error, sigma * np.sqrt(error), offset)
+                slots = fusion.window_neighbours([(k,) for k in at])
+                fused = fusion.fuse(stack[at], slots, noise=noise)
             fused_psnr.append(psnr(truth[i], fused, data_range=data_range))
             single_psnr.append(psnr(truth[i], stack[i], data_range=data_range))
         kind = key.rsplit("/", 1)[-1]

@@ -303,16 +303,23 @@ def combine(window: np.ndarray, slots: Sequence[int], *, neighbours="on") -> np.
     centre = np.asarray(window[len(window) // 2], np.float32)
     if neighbours == "off" or not slots:
         return centre
+    noise = plane_noise(centre)
+    if noise is None:  # no noise seen: nothing to average away
+        return centre
+    return fuse(window, slots, noise=noise, covariance=shared_noise(centre, noise))
+
+
+def plane_noise(plane: np.ndarray) -> tuple[float, float, float] | None:
+    """The noise model :func:`combine` fuses ``plane`` under: fitted on it
+    (:func:`fusion_noise`), else a Gaussian level (a dark plane of few photons, mostly
+    zeros, has nothing to fit); None when no noise is seen."""
     try:
-        noise = fusion_noise([centre])
-    except InputError:  # e.g. a dark plane of few photons: mostly zeros, nothing to fit
+        return fusion_noise([plane])
+    except InputError:
         from .noise import estimate_sigma
 
-        sigma = float(estimate_sigma(centre))
-        if not sigma > 0:  # no noise seen: nothing to average away
-            return centre
-        noise = (0.0, sigma, 0.0)
-    return fuse(window, slots, noise=noise, covariance=shared_noise(centre, noise))
+        sigma = float(estimate_sigma(plane))
+        return (0.0, sigma, 0.0) if sigma > 0 else None
 
 
 CORRELATION_REACH = 4  # pixels: how far the covariance of shared noise is measured
@@ -342,4 +349,4 @@ def window_neighbours(positions: Sequence) -> list[int]:
     return [j for j, p in enumerate(positions) if p != middle and positions.index(p) == j]
 
 
-__all__ += ["NEIGHBOURS_CHOICES", "combine", "fusion_reach", "window_neighbours"]
+__all__ += ["NEIGHBOURS_CHOICES", "combine", "fusion_reach", "plane_noise", "window_neighbours"]
