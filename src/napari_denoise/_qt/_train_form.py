@@ -43,7 +43,8 @@ FRAMES = options.FRAME_MODES
 LOSSES = tuple((loss, _LOSS_TEXT[loss]) for loss in options.LOSS_NAMES)
 MODE_HELP = {
     "supervised": "Learns to turn the noisy layer into the clean one (e.g. a short and a "
-    "long exposure of the same field). In stacks every plane is a pair.",
+    "long exposure of the same field). In stacks every plane is a pair, or one clean "
+    "plane (a still sample's average) serves every plane.",
     "n2v": "Learns from the noisy layer alone; assumes that neighbouring pixels have "
     "independent noise (Noise2Void).",
     "n2v2": "Noise2Void with a median blind spot and a U-Net without its top skip "
