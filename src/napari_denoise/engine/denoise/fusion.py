@@ -139,7 +139,14 @@ def _temporal_scale(diffs: list[np.ndarray], unit: np.ndarray, pool=None) -> flo
     bright = unit > np.median(unit)  # a dark background of few counts has quantised noise
     if np.count_nonzero(bright) < 1024:
         return 1.0
-    best = min(_each(lambda d: float(np.median(d[bright] ** 2)), diffs, pool))
+    where = np.flatnonzero(bright)
+
+    def median_square(d):
+        v = np.take(d.ravel(), where)
+        np.multiply(v, v, out=v)
+        return float(np.median(v, overwrite_input=True))
+
+    best = min(_each(median_square, diffs, pool))
     return float(np.clip(np.sqrt(best / (2.0 * 0.4549)), 1e-3, 1.0))
 
 
@@ -264,19 +271,34 @@ def fuse(
                 null = _Null.of(np.asarray(covariance, np.float64), (patch, *WIDE_PATCHES))
 
             def weight(diff):
-                diff = diff / scale
-                mean = uniform_filter(diff, patch, mode="reflect")
-                z = np.abs(mean) / null.mean_sd(patch)  # N(0, 1) where they agree
+                # (in place where it can be: the same arithmetic, fewer planes allocated)
+                if scale != 1:
+                    diff = diff / scale
+                z = uniform_filter(diff, patch, mode="reflect")
+                np.abs(z, out=z)
+                z /= null.mean_sd(patch)  # N(0, 1) where they agree
                 for wide in WIDE_PATCHES:  # a blob-sized change, too faint for a small window
-                    wide_mean = uniform_filter(diff, wide, mode="reflect")
-                    np.maximum(z, np.abs(wide_mean) / null.mean_sd(wide), out=z)
-                energy = uniform_filter(diff * diff, patch, mode="reflect")
-                np.maximum(z, (energy / null.energy - 1.0) / null.energy_sd(patch), out=z)
-                w = np.clip((reject - z) / (reject - accept), 0.0, 1.0).astype(np.float32)
+                    wide_z = uniform_filter(diff, wide, mode="reflect")
+                    np.abs(wide_z, out=wide_z)
+                    wide_z /= null.mean_sd(wide)
+                    np.maximum(z, wide_z, out=z)
+                square = diff * diff
+                energy = uniform_filter(square, patch, mode="reflect")
+                energy /= null.energy
+                energy -= 1.0
+                energy /= null.energy_sd(patch)
+                np.maximum(z, energy, out=z)
+                w = np.subtract(reject, z, out=z)
+                w /= reject - accept
+                np.clip(w, 0.0, 1.0, out=w)
                 # what the planes differ by beyond noise, as a share of the noise variance,
                 # over a region wide enough to see a small, systematic difference
-                excess = uniform_filter(diff * diff, REGION, mode="reflect") / null.energy - 1.0
-                w *= np.clip((EXCESS_REJECT - excess) / (EXCESS_REJECT - EXCESS_ACCEPT), 0.0, 1.0)
+                excess = uniform_filter(square, REGION, mode="reflect")
+                excess /= null.energy
+                excess -= 1.0
+                keep = np.subtract(EXCESS_REJECT, excess, out=excess)
+                keep /= EXCESS_REJECT - EXCESS_ACCEPT
+                w *= np.clip(keep, 0.0, 1.0, out=keep)
                 return w
 
             # each neighbour's weight on its own (threads), summed in order: the same result

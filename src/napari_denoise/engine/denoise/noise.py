@@ -219,11 +219,14 @@ def _plane_stats(z: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def _fit_variance_line(mu_ring, mu, detail) -> tuple[float, float]:
-    """Robust weighted fit of ``var = a * mu + b`` over equal-count level sets."""
+def _fit_variance_line(mu_ring, mu, detail, order=None) -> tuple[float, float]:
+    """Robust weighted fit of ``var = a * mu + b`` over equal-count level sets.
+    ``order``: ``np.argsort(mu_ring, kind="stable")`` when the caller has it."""
     n_bins = int(np.clip(mu.size // 1500, 4, 48))
     m_list, v_list, n_list = [], [], []
-    for idx in np.array_split(np.argsort(mu_ring, kind="stable"), n_bins):
+    if order is None:
+        order = np.argsort(mu_ring, kind="stable")
+    for idx in np.array_split(order, n_bins):
         small = np.sort(np.abs(detail[idx]))[: max(1, int(_TRIM * idx.size))]
         m_list.append(mu[idx].mean())
         v_list.append((small.mean() / _TRIM_MEAN) ** 2)
@@ -305,10 +308,16 @@ def estimate_noise_model(image, *, offset=None) -> NoiseModel:
     st = {k: np.concatenate([p[k] for p in planes]) for k in planes[0]}
     if st["mu"].size < 64:
         raise InputError("image has too few unclipped pixels to estimate a noise model.")
-    a, b = _fit_variance_line(st["mu_ring"], st["mu"], st["detail"])
+    order = np.argsort(st["mu_ring"], kind="stable")
+    a, b = _fit_variance_line(st["mu_ring"], st["mu"], st["detail"], order)
     smooth = st["curv"] < 0.5 * np.sqrt(np.maximum(a * st["mu_ring"] + b, 1e-12))
     if np.count_nonzero(smooth) >= max(3000, st["mu"].size // 10):
-        a, b = _fit_variance_line(st["mu_ring"][smooth], st["mu"][smooth], st["detail"][smooth])
+        # the smooth positions in the same stable order (a sort of the subset, done once)
+        where = np.cumsum(smooth) - 1
+        kept = where[order[smooth[order]]]
+        a, b = _fit_variance_line(
+            st["mu_ring"][smooth], st["mu"][smooth], st["detail"][smooth], kept
+        )
     if a <= 0 and b <= 0:
         # A degenerate fit (e.g. strongly textured or partly saturated 12-bit data) would
         # claim there is no noise at all; fall back to signal-independent Gaussian noise of
