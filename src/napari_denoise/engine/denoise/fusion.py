@@ -159,56 +159,94 @@ def _temporal_scale(diffs: list[np.ndarray], unit: np.ndarray, pool=None) -> flo
     return float(np.clip(np.sqrt(best / (2.0 * 0.4549)), 1e-3, 1.0))
 
 
-def _fine_energy(diff: np.ndarray, size: int = FINE_REGION) -> np.ndarray:
-    """The noise variance of ``diff`` read from its finest diagonal Haar detail: the mean
-    square of ``(a - b - c + d) / 2`` over each 2 x 2 block, averaged over ``size`` x
-    ``size`` blocks, per pixel. Independent noise puts its whole variance there; what two
-    planes differ by (a drift, a moved cell, a change of focus) is smooth at that scale
-    and adds little, so the noise is read on the very differences the tests judge,
-    without a model."""
+def _block_energies(diff: np.ndarray, size: int = FINE_REGION) -> tuple[np.ndarray, np.ndarray]:
+    """Over each 2 x 2 block of ``diff``, the mean square of its finest diagonal Haar
+    detail ``(a - b - c + d) / 2`` and of its pixels, each averaged over ``size`` x
+    ``size`` blocks (half the plane's sides). Independent noise puts its whole variance in
+    both; what two planes differ by (a drift, a moved cell, a change of focus) is smooth at
+    the finest scale and adds little to the first; noise shared between neighbouring
+    pixels has less energy at the finest scale than in its pixels."""
     from scipy.ndimage import uniform_filter
 
     ny, nx = diff.shape
     e = diff[: ny - ny % 2, : nx - nx % 2]
-    h = (e[0::2, 0::2] - e[0::2, 1::2] - e[1::2, 0::2] + e[1::2, 1::2]) * np.float32(0.5)
-    energy = uniform_filter(h * h, size, mode="reflect")
-    full = np.repeat(np.repeat(energy, 2, axis=0), 2, axis=1)
-    if full.shape != diff.shape:  # an odd side: the last row or column repeated
+    a, b, c, d = e[0::2, 0::2], e[0::2, 1::2], e[1::2, 0::2], e[1::2, 1::2]
+    h = (a - b - c + d) * np.float32(0.5)
+    pixels = (a * a + b * b + c * c + d * d) * np.float32(0.25)
+    return (
+        uniform_filter(h * h, size, mode="reflect"),
+        uniform_filter(pixels, size, mode="reflect"),
+    )
+
+
+def _full(blocks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A map over 2 x 2 blocks back on the plane's pixels (an odd side's last row or
+    column repeated)."""
+    full = np.repeat(np.repeat(blocks, 2, axis=0), 2, axis=1)
+    ny, nx = shape
+    if full.shape != (ny, nx):
         full = np.pad(full, ((0, ny - full.shape[0]), (0, nx - full.shape[1])), mode="edge")
     return full
 
 
-def _noise_level(diffs: list[np.ndarray], unit: np.ndarray, pool=None) -> np.ndarray:
+def _fine_energy(diff: np.ndarray, size: int = FINE_REGION) -> np.ndarray:
+    """The noise variance of ``diff`` read from its finest diagonal Haar detail, per
+    pixel (:func:`_block_energies`): the noise is read on the very differences the tests
+    judge, without a model."""
+    return _full(_block_energies(diff, size)[0], diff.shape)
+
+
+def _robust_low(maps: list[np.ndarray]) -> np.ndarray:
+    """Pixel by pixel, the second-smallest of ``maps`` (the smallest where there are fewer
+    than 3): a neighbour that differs reads high, the smallest of several noisy readings
+    reads low."""
+    low = second = None
+    for m in maps:
+        if low is None:
+            low = m
+            continue
+        high = np.maximum(low, m)
+        second = high if second is None else np.minimum(second, high)
+        low = np.minimum(low, m)
+    return second if len(maps) >= 3 else low
+
+
+def _noise_level(
+    diffs: list[np.ndarray], unit: np.ndarray, energies: list, pool=None
+) -> np.ndarray:
     """Each pixel's noise variance on the stabilised scale (1 where the model is right),
-    for independent noise: half the differences' fine energy (:func:`_fine_energy`; a
-    difference holds two planes' noise), the second-smallest over the neighbours (the
-    smallest where there are fewer than 3: a neighbour that differs reads high, the
-    smallest of several noisy readings reads low). Never below the model's level as
-    checked by :func:`_temporal_scale` (dim, few-count parts whose stabilised noise is
-    lower than 1, quantised, heavy-tailed: the tests stay as lenient there as the model
-    makes them) and at most ``LOOSEN_MAX`` times it.
+    for independent noise: half the differences' fine energy (:func:`_block_energies`,
+    ``energies`` of ``diffs``; a difference holds two planes' noise), the second-smallest
+    over the neighbours (:func:`_robust_low`). Never below the model's level as checked by
+    :func:`_temporal_scale` (dim, few-count parts whose stabilised noise is lower than 1,
+    quantised and heavy-tailed: the tests stay as lenient there as the model makes them)
+    and at most ``LOOSEN_MAX`` times it.
 
     Why: the tests' thresholds are a few percent of the noise variance, and a plane's
     fitted model is not that exact. Measured on W2S clean images as still 4-frame stacks
     under synthetic Poisson-Gaussian noise (allowed data), the model understated the
     noise by 10-40% on some images (up to 4x where the fit fell back to Gaussian noise):
     every neighbour counted partly or not at all, 0.5-1.2 dB below the plain mean of the
-    frames before the network (-0.03 to -0.06 dB read on the differences)."""
-    energies = _each(_fine_energy, diffs, pool)
-    low = second = None
-    for energy in energies:  # the smallest and second-smallest, pixel by pixel
-        if low is None:
-            low = energy
-            continue
-        second = (
-            np.maximum(low, energy)
-            if second is None
-            else np.minimum(second, np.maximum(low, energy))
-        )
-        low = np.minimum(low, energy)
-    reading = second if len(energies) >= 3 else low
+    frames before the network (-0.03 to -0.06 dB with the noise read on the differences)."""
+    reading = _full(_robust_low([fine for fine, _ in energies]), unit.shape)
     floor = np.float32(_temporal_scale(diffs, unit, pool) ** 2)
     return np.clip(reading * np.float32(0.5), floor, np.float32(LOOSEN_MAX) * floor)
+
+
+MILD_CORRELATION = 1.3  # pixel to finest-scale energy of still differences: shared noise
+
+
+def _shared_in_differences(energies: list) -> bool:
+    """Whether the differences' noise is shared between neighbouring pixels: its energy
+    per pixel over its finest-scale energy (:func:`_block_energies`), the second-smallest
+    over the neighbours, its median over the plane, above ``MILD_CORRELATION``. Read on
+    differences, the signal is gone: 1.03-1.06 on the confocal validation captures, 0.97-1.03
+    on W2S still and z-stacks under independent noise, 1.75 under noise smoothed by a
+    Gaussian of 0.5 px, which :func:`~.calibrate.noise_is_correlated` does not call
+    correlated (1.8 read on the plane, below its 2: real independent captures read up to
+    1.4 there) and which, tested as independent, let no neighbour in (+0.00 dB)."""
+    ratios = [total / np.maximum(fine, np.float32(1e-12)) for fine, total in energies]
+    return float(np.median(_robust_low(ratios))) > MILD_CORRELATION
 
 
 def _defocus_keep(unit, diffs, weights, sd) -> np.ndarray:
@@ -357,8 +395,11 @@ def fuse(
 
             planes, diffs = zip(*_each(aligned, neighbours, pool), strict=True)
             diffs = list(diffs)
+            energies = _each(_block_energies, diffs, pool) if covariance is None else []
+            if covariance is None and _shared_in_differences(energies):
+                covariance = _covariance(centre, noise)
             if covariance is None:  # independent noise, its level read on the differences
-                scale = np.sqrt(_noise_level(diffs, unit, pool))
+                scale = np.sqrt(_noise_level(diffs, unit, energies, pool))
                 null = _Null.white()
             else:  # noise shared between neighbouring pixels: its measured covariance
                 scale = None
@@ -449,11 +490,23 @@ def shared_noise(plane: np.ndarray, noise: tuple[float, float, float]) -> np.nda
     pixels share it (:func:`~.calibrate.noise_is_correlated`: a binned, interpolated or
     smoothed camera image; FMD's widefield captures), measured in its flattest tiles
     (:func:`~.calibrate.noise_covariance`); None for independent noise."""
-    from .calibrate import center_crop, noise_covariance, noise_is_correlated
-    from .noise import NoiseModel, anscombe
+    from .calibrate import center_crop, noise_is_correlated
 
     crop = center_crop(np.asarray(plane, np.float32), 1024)
     if min(crop.shape) < 64 or not noise_is_correlated(crop):
+        return None
+    return _covariance(crop, noise)
+
+
+def _covariance(plane: np.ndarray, noise: tuple[float, float, float]) -> np.ndarray | None:
+    """The autocovariance of ``plane``'s noise on the stabilised scale, measured in the
+    flattest tiles of its central 1024 x 1024 (:func:`~.calibrate.noise_covariance`);
+    None where the plane is too small or no noise is seen."""
+    from .calibrate import center_crop, noise_covariance
+    from .noise import NoiseModel, anscombe
+
+    crop = center_crop(np.asarray(plane, np.float32), 1024)
+    if min(crop.shape) < 64:
         return None
     unit = np.asarray(anscombe(crop, NoiseModel(*noise)), np.float32)
     cov = noise_covariance(unit, radius=CORRELATION_REACH)
