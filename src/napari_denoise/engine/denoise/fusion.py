@@ -236,17 +236,27 @@ def _noise_level(
 MILD_CORRELATION = 1.3  # pixel to finest-scale energy of still differences: shared noise
 
 
-def _shared_in_differences(energies: list) -> bool:
-    """Whether the differences' noise is shared between neighbouring pixels: its energy
-    per pixel over its finest-scale energy (:func:`_block_energies`), the second-smallest
-    over the neighbours, its median over the plane, above ``MILD_CORRELATION``. Read on
-    differences, the signal is gone: 1.03-1.06 on the confocal validation captures, 0.97-1.03
-    on W2S still and z-stacks under independent noise, 1.75 under noise smoothed by a
-    Gaussian of 0.5 px, which :func:`~.calibrate.noise_is_correlated` does not call
-    correlated (1.8 read on the plane, below its 2: real independent captures read up to
-    1.4 there) and which, tested as independent, let no neighbour in (+0.00 dB)."""
+def _shared_in_differences(energies: list, centre: np.ndarray) -> bool:
+    """Whether noise is shared a little between neighbouring pixels, below what
+    :func:`~.calibrate.noise_is_correlated` calls correlated: read on the plane
+    (:func:`~.calibrate.noise_correlation_ratio`) above the no-ground-truth check's
+    ``CORRELATED_RATIO`` (real independent captures read up to 1.4 there), and confirmed
+    on the differences: their energy per pixel over their finest-scale energy
+    (:func:`_block_energies`), the second-smallest over the neighbours, its median over
+    the plane, above ``MILD_CORRELATION`` (1.03-1.06 on the confocal validation captures,
+    0.97-1.03 on W2S still and z-stacks under independent noise, 1.75 under noise smoothed
+    by a Gaussian of 0.5 px, which read 1.8 on the plane and, tested as independent, let
+    no neighbour in: +0.00 dB). Both, because each alone misreads: on the plane, signal
+    in the flattest tiles; on the differences, a time-lapse whose nuclei all move (the
+    differences read high, and the independent noise tested as shared let moved nuclei
+    in: -2.1 dB on the cancer-cell check)."""
+    from .calibrate import center_crop, noise_correlation_ratio
+    from .selfcheck import CORRELATED_RATIO
+
     ratios = [total / np.maximum(fine, np.float32(1e-12)) for fine, total in energies]
-    return float(np.median(_robust_low(ratios))) > MILD_CORRELATION
+    if float(np.median(_robust_low(ratios))) <= MILD_CORRELATION:
+        return False
+    return noise_correlation_ratio(center_crop(centre, 1024)) > CORRELATED_RATIO
 
 
 def _defocus_keep(unit, diffs, weights, sd) -> np.ndarray:
@@ -396,7 +406,7 @@ def fuse(
             planes, diffs = zip(*_each(aligned, neighbours, pool), strict=True)
             diffs = list(diffs)
             energies = _each(_block_energies, diffs, pool) if covariance is None else []
-            if covariance is None and _shared_in_differences(energies):
+            if covariance is None and _shared_in_differences(energies, centre):
                 covariance = _covariance(centre, noise)
             if covariance is None:  # independent noise, its level read on the differences
                 scale = np.sqrt(_noise_level(diffs, unit, energies, pool))
