@@ -48,8 +48,9 @@ tile size, and each plane's window is read by the driver (:mod:`.driver`), strea
 The thresholds and steps were chosen on validation data only (held-out FMD
 Confocal_BPAE_B training fields 5, 10, 15, 20 with synthetic drift, a moving region, a
 cut and flicker; W2S FOVs 009-010 as z-stacks, with sub-pixel jitter and with cells moving
-on their own at low light, and under spatially correlated noise; a made-up bead
-z-stack): ``benchmarks/stack_fusion.py --parts val``.
+on their own at low light, under spatially correlated noise, and as still 4-frame stacks
+under independent and slightly correlated noise; a made-up bead z-stack):
+``benchmarks/stack_fusion.py --parts val``.
 """
 
 from __future__ import annotations
