@@ -10,9 +10,14 @@ of each stack is scored. A network-free proxy: ~20 s per factor on 2 cores, so a
 can be screened before the network-level validation (which alone decides: more
 averaging of slightly different z-planes reads well here and costs after the network).
 
-Measured 2026-12-07 with the shipped design, mean/worst gain in dB per kind of case:
+Measured 2026-12-07 with the third run's design, mean/worst gain in dB per kind of case:
 factor 1.0 still +6.18/+5.68, z1.2 +5.19/+3.42, 50-photon beads +1.59; factor 0.6 still
 +0.20/+0.05 (nearly every neighbour dropped), factor 1.6 still +5.23/+1.92.
+Measured 2026-12-08 with the fourth (the noise level read on the differences, the focus
+test): factor 1.0 still +6.29/+6.03, z1.2 +4.60/+3.26, 50-photon beads +4.22; factor 0.6
+still +5.76/+5.32, factor 1.6 still +5.99/+4.92; W2S still stacks (20 photons) +5.99 at
+every factor. (More averaging of z-planes reads well here; the network-level validation
+decides.)
 
 Run: ``python benchmarks/fusion_proxy.py [--errors 1 0.6 1.6]``.
 """
