@@ -160,6 +160,18 @@ def test_cells_that_all_move_are_not_taken_for_shared_noise():
     assert err < single, (err, single)
 
 
+def test_a_stack_of_planes_too_small_to_test_is_denoised_frame_by_frame():
+    """Planes too small for any noise estimate (a 6 x 9 crop) have nothing the fusion
+    can test a neighbour against: the default refused the stack ("image is too small to
+    estimate noise") although frame by frame denoises it. Each plane now stands alone."""
+    import napari_denoise as nd
+
+    stack = np.random.default_rng(0).poisson(50, (5, 6, 9)).astype(np.uint16)
+    alone = nd.denoise(stack, "unet-fluo", axes="TYX", neighbours="off")
+    default = nd.denoise(stack, "unet-fluo", axes="TYX")
+    np.testing.assert_array_equal(default, alone)
+
+
 def test_a_reflected_end_does_not_count_a_plane_twice():
     n = 4  # frame 0 of a 4-frame stack: window 3 2 1 0 1 2 3
     positions = [(reflect(j, n),) for j in range(-FUSION_REACH, FUSION_REACH + 1)]

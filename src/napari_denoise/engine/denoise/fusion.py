@@ -483,13 +483,17 @@ def combine(window: np.ndarray, slots: Sequence[int], *, neighbours="on") -> np.
 def plane_noise(plane: np.ndarray) -> tuple[float, float, float] | None:
     """The noise model :func:`combine` fuses ``plane`` under: fitted on it
     (:func:`fusion_noise`), else a Gaussian level (a dark plane of few photons, mostly
-    zeros, has nothing to fit); None when no noise is seen."""
+    zeros, has nothing to fit); None when no noise is seen, or the plane is too small for
+    any estimate (then it stands alone, as frame by frame)."""
     try:
         return fusion_noise([plane])
     except InputError:
         from .noise import estimate_sigma
 
-        sigma = float(estimate_sigma(plane))
+        try:
+            sigma = float(estimate_sigma(plane))
+        except InputError:  # fewer than 8 pixels a side: nothing to test a neighbour with
+            return None
         return (0.0, sigma, 0.0) if sigma > 0 else None
 
 
