@@ -113,6 +113,26 @@ def test_noise_shared_between_pixels_still_lets_matching_neighbours_in():
     assert np.median(np.abs(fused - window[3])[differs]) < 5.0  # the noise: about 20
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_shared_noise_is_tested_at_the_level_the_differences_show(seed):
+    """The level of shared noise was the one measured in the plane's flattest tiles: on a
+    dark background of few photons the stabilised noise is weaker there than on bright
+    cells, and the tests on the cells were too strict (a still stack kept little; W2S
+    validation stacks: drift 2 px worst +1.43 dB). The differences' fine energy, scaled by
+    the share of the noise the finest detail holds under the measured correlation, reads
+    the level where each test is made."""
+    from napari_denoise.engine.denoise.fusion import combine
+
+    clean = (_scene(side=192, seed=seed) - 8.0) * 4  # ~8 photons of background, cells to ~250
+    window = np.stack([_smoothed_noise(clean, s + 10 * seed) for s in range(4)])
+    at = [reflect(j, 4) for j in range(-2, 5)]  # the second plane's window
+    fused = combine(window[at], window_neighbours(at))
+    bright = clean > 60
+    err = np.mean((fused - clean)[bright] ** 2)
+    mean_err = np.mean((window.mean(axis=0) - clean)[bright] ** 2)
+    assert err < 2.0 * mean_err, (err, mean_err)  # a single frame: about 4x
+
+
 def test_noise_shared_a_little_between_pixels_is_found_on_the_differences():
     """Noise smoothed by a Gaussian of 0.5 px reads below the plane's test for correlated
     noise (ratio about 1.8 < 2; real independent captures read up to 1.4 there), and
