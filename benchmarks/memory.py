@@ -118,7 +118,9 @@ def run_case(case, folder: Path) -> dict:
     make = [sys.executable, __file__, "--make", str(src), str(planes), str(side)]
     subprocess.run(make, check=True)
     dst.unlink(missing_ok=True)
-    Path(str(dst.with_suffix(".json"))).unlink(missing_ok=True)
+    # the provenance sidecar of a previous case (``out.tif.json``): left there, it made the
+    # next case refuse to run ("Nothing was computed: ... exists")
+    dst.with_name(dst.name + ".json").unlink(missing_ok=True)
     cmd = [sys.executable, __file__, "--child", str(src), str(dst), method or "", str(limit or 0)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -133,6 +135,7 @@ def run_case(case, folder: Path) -> dict:
         row["extra_mb"] = row["peak_mb"] - row["baseline_mb"]
         row["extra_per_plane"] = row["extra_mb"] / (side * side * 2 / MB)
     dst.unlink(missing_ok=True)
+    dst.with_name(dst.name + ".json").unlink(missing_ok=True)
     src.unlink(missing_ok=True)
     return row
 
