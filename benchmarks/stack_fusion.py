@@ -133,7 +133,6 @@ def still_val(data: Path):
     px (mild correlation, below what ``noise_is_correlated`` calls correlated) brought back
     to its variance. Added in the fourth run: the fitted noise model understated such
     noise by 10-40% on some images and the fusion kept too few neighbours."""
-    from scipy.ndimage import gaussian_filter
 
     root = data / "W2S_8bit_subset" / "images_avg400_8bit"
     rng = np.random.default_rng(11)
@@ -145,9 +144,7 @@ def still_val(data: Path):
         return (poisson(clean, photons) + rng.normal(0, 2, clean.shape)).astype(np.float32)
 
     def mild(clean):
-        n = poisson(clean, 60.0) - clean
-        m = gaussian_filter(n, 0.5)
-        return (clean + m * (np.std(n) / np.std(m))).astype(np.float32)
+        return smoothed_poisson(rng, clean, 60.0, 0.5)
 
     for fov in (9, 10):
         for ch in (0, 1, 2):
@@ -160,6 +157,17 @@ def still_val(data: Path):
             ):
                 stack = np.stack([noisy(img) for _ in range(4)])
                 yield f"w2s/fov{fov:03d}_{ch}/{name}", (stack, np.stack([img] * 4), 255.0, None)
+
+
+def smoothed_poisson(rng, clean: np.ndarray, photons: float, width: float) -> np.ndarray:
+    """``clean`` (0-255) under Poisson noise of ``photons`` at 255, the noise smoothed by a
+    Gaussian of ``width`` px (shared between neighbouring pixels) and brought back to its
+    variance."""
+    from scipy.ndimage import gaussian_filter
+
+    n = rng.poisson(np.clip(clean, 0, None) / 255 * photons) / photons * 255 - clean
+    m = gaussian_filter(n, width)
+    return (clean + m * (np.std(n) / np.std(m))).astype(np.float32)
 
 
 def part_val4(data: Path):
@@ -184,9 +192,7 @@ def correlated_val(data: Path):
     rng = np.random.default_rng(7)
 
     def noisy(clean):
-        n = rng.poisson(np.clip(clean, 0, None) / 255 * 60.0) / 60.0 * 255 - clean
-        m = gaussian_filter(n, 1.0)
-        return (clean + m * (np.std(n) / np.std(m))).astype(np.float32)
+        return smoothed_poisson(rng, clean, 60.0, 1.0)
 
     for fov in (9, 10):
         for ch in (0, 1, 2):
