@@ -19,9 +19,11 @@ fusion here keeps the gain and drops the smear, plane by plane and pixel by pixe
    validation images, and the thresholds are a few percent of the noise variance), never
    below the model's level as checked by :func:`_temporal_scale` (a model fitted wrongly
    on a sparse plane overstated the noise 34 times). Noise that neighbouring pixels share (a
-   binned or smoothed camera image; FMD's widefield captures) is measured on the plane
-   (:func:`shared_noise`: its covariance), and the tests expect what such noise gives:
-   tested as independent noise, every neighbour looked different and none was kept.
+   binned or smoothed camera image; FMD's widefield captures) is recognised on the plane
+   (:func:`shared_noise`), or a little of it on the plane and the differences together
+   (:func:`_shared_in_differences`); its correlation is measured on the plane and its
+   level on the differences (:func:`_shared_level`), and the tests expect what such noise
+   gives: tested as independent noise, every neighbour looked different and none was kept.
    Over a ``PATCH`` x ``PATCH`` window the
    difference's mean and energy, and over ``WIDE_PATCHES`` its mean (a blob-sized change
    too faint for a small window), are tested against what noise alone gives (z-scores, the
