@@ -395,12 +395,12 @@ def test_neighbours_whose_mean_differs_by_a_change_of_focus_are_dropped_there():
 
 
 def test_the_noise_read_on_a_difference_is_its_variance_and_ignores_smooth_change():
-    from napari_denoise.engine.denoise.fusion import _fine_energy
+    from napari_denoise.engine.denoise.fusion import _block_energies, _full
 
     rng = np.random.default_rng(0)
     noise = rng.normal(0, 1.5, (200, 201)).astype(np.float32)  # an odd side
     yy, xx = np.mgrid[:200, :201]
     smooth = (40 * np.sin(xx / 15.0) * np.cos(yy / 21.0)).astype(np.float32)
-    energy = _fine_energy(noise + smooth)
+    energy = _full(_block_energies(noise + smooth)[0], noise.shape)
     assert energy.shape == noise.shape
     np.testing.assert_allclose(np.median(energy), 1.5**2, rtol=0.08)

@@ -21,6 +21,7 @@ import numpy as np
 __all__ = [
     "best_candidate",
     "center_crop",
+    "fine_share",
     "masked_jinv_loss",
     "mean_noise_variance",
     "noise_coefficients",
@@ -53,6 +54,16 @@ def diagonal_detail(a):
     h, w = a.shape[-2] // 2 * 2, a.shape[-1] // 2 * 2
     t = a[..., :h, :w]
     return (t[..., 0::2, 0::2] - t[..., 0::2, 1::2] - t[..., 1::2, 0::2] + t[..., 1::2, 1::2]) / 2
+
+
+def fine_share(rho: np.ndarray) -> float:
+    """The share of each pixel's noise energy that its finest diagonal Haar detail
+    (:func:`diagonal_detail`) holds, for noise of correlation ``rho`` (its autocovariance
+    :func:`noise_covariance` over its variance, ``rho[dy + r, dx + r]``):
+    ``1 - r01 - r10 + (r11 + r1-1) / 2``; 1 for independent noise, less where
+    neighbouring pixels share it."""
+    r = rho.shape[0] // 2
+    return float(1 - rho[r, r + 1] - rho[r + 1, r] + (rho[r + 1, r + 1] + rho[r + 1, r - 1]) / 2)
 
 
 def noise_correlation_ratio(image: np.ndarray, *, block: int = 16) -> float:

@@ -171,11 +171,12 @@ def _block_energies(diff: np.ndarray, size: int = FINE_REGION) -> tuple[np.ndarr
     pixels has less energy at the finest scale than in its pixels."""
     from scipy.ndimage import uniform_filter
 
-    ny, nx = diff.shape
-    e = diff[: ny - ny % 2, : nx - nx % 2]
-    a, b, c, d = e[0::2, 0::2], e[0::2, 1::2], e[1::2, 0::2], e[1::2, 1::2]
-    h = (a - b - c + d) * np.float32(0.5)
-    pixels = (a * a + b * b + c * c + d * d) * np.float32(0.25)
+    from .calibrate import diagonal_detail
+
+    h = diagonal_detail(diff)
+    ny, nx = h.shape
+    sq = diff[: 2 * ny, : 2 * nx] ** 2
+    pixels = (sq[0::2, 0::2] + sq[0::2, 1::2] + sq[1::2, 0::2] + sq[1::2, 1::2]) * np.float32(0.25)
     return (
         uniform_filter(h * h, size, mode="reflect"),
         uniform_filter(pixels, size, mode="reflect"),
@@ -190,13 +191,6 @@ def _full(blocks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if full.shape != (ny, nx):
         full = np.pad(full, ((0, ny - full.shape[0]), (0, nx - full.shape[1])), mode="edge")
     return full
-
-
-def _fine_energy(diff: np.ndarray, size: int = FINE_REGION) -> np.ndarray:
-    """The noise variance of ``diff`` read from its finest diagonal Haar detail, per
-    pixel (:func:`_block_energies`): the noise is read on the very differences the tests
-    judge, without a model."""
-    return _full(_block_energies(diff, size)[0], diff.shape)
 
 
 def _robust_low(maps: list[np.ndarray]) -> np.ndarray:
@@ -240,18 +234,17 @@ def _shared_level(cov: np.ndarray, unit: np.ndarray, energies: list) -> np.ndarr
     """Each pixel's noise variance on the stabilised scale for noise shared between
     neighbouring pixels: the differences' fine energy (:func:`_block_energies`, as for
     independent noise) divided by the share of a pixel's noise that the finest diagonal
-    detail holds under the measured correlation ``r`` (``cov`` normalised),
-    ``1 - r01 - r10 + (r11 + r1-1) / 2`` (at least 1/30: smoothed by a Gaussian of 1 px,
-    about 1/19); never below the covariance's own level, measured in the plane's
+    detail holds under the measured correlation (:func:`~.calibrate.fine_share`; at least
+    1/30: noise smoothed by a Gaussian of 1 px has about 1/19); never below the covariance's own level, measured in the plane's
     flattest tiles, and at most ``LOOSEN_MAX`` times it. Measured on the validation
     stacks under correlated noise: the flat tiles' level alone was too strict (still
     +3.41, drift 2 px +2.84 (worst +1.43), z0.6 +4.04 dB; read on the differences +3.73,
     +3.70 (worst +3.02), +4.75)."""
+    from .calibrate import fine_share
+
     r = cov.shape[0] // 2
     c0 = max(float(cov[r, r]), 1e-12)
-    rho = cov / c0
-    fine = 1 - rho[r, r + 1] - rho[r + 1, r] + (rho[r + 1, r + 1] + rho[r + 1, r - 1]) / 2
-    fine = max(float(fine), 1 / 30)
+    fine = max(fine_share(cov / c0), 1 / 30)
     reading = _full(_robust_low([e for e, _ in energies]), unit.shape) * np.float32(0.5 / fine)
     return np.clip(reading, np.float32(c0), np.float32(LOOSEN_MAX * c0))
 
@@ -442,8 +435,7 @@ def fuse(
 
             def weight(diff):
                 # (in place where it can be: the same arithmetic, fewer planes allocated)
-                if scale is not None:
-                    diff = diff / scale
+                diff = diff / scale
                 z = uniform_filter(diff, patch, mode="reflect")
                 np.abs(z, out=z)
                 z /= null.mean_sd(patch)  # N(0, 1) where they agree

@@ -94,7 +94,7 @@ def estimate_noise_covariance(image: np.ndarray) -> NoiseCovariance:
     from scipy.ndimage import gaussian_filter
 
     from ...errors import InputError
-    from .calibrate import center_crop, noise_covariance
+    from .calibrate import center_crop, fine_share, noise_covariance
     from .noise import estimate_noise_model, estimate_sigma
 
     image = np.asarray(image, np.float32)
@@ -116,8 +116,7 @@ def estimate_noise_covariance(image: np.ndarray) -> NoiseCovariance:
     rho = cov / max(cov[r, r], 1e-12 * unit)
     # Energy of the finest diagonal Haar detail relative to the pixel variance (1 for
     # independent noise): what the finest-scale fit saw of each pixel's noise.
-    fine = 1 - rho[r, r + 1] - rho[r + 1, r] + (rho[r + 1, r + 1] + rho[r + 1, r - 1]) / 2
-    ratio = 1 / max(float(fine), 1 / 9)
+    ratio = 1 / max(fine_share(rho), 1 / 9)
     # The mean energy of the finest diagonal detail of the image itself (noise, and little
     # signal at that scale; 0.99-1.02 times the true noise variance on the 30 real W2S
     # frames) is a floor for the fit: a noise read low makes SURE take noise for detail.
