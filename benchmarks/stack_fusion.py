@@ -134,29 +134,33 @@ def still_val(data: Path):
     to its variance. Added in the fourth run: the fitted noise model understated such
     noise by 10-40% on some images and the fusion kept too few neighbours."""
 
-    root = data / "W2S_8bit_subset" / "images_avg400_8bit"
     rng = np.random.default_rng(11)
-
-    def poisson(clean, photons):
-        return rng.poisson(np.clip(clean, 0, None) / 255 * photons) / photons * 255
-
-    def read(clean, photons):
-        return (poisson(clean, photons) + rng.normal(0, 2, clean.shape)).astype(np.float32)
-
-    def mild(clean):
-        return smoothed_poisson(rng, clean, 60.0, 0.5)
-
     for fov in (9, 10):
         for ch in (0, 1, 2):
-            img = load_image(root / f"target_avg400_{fov:03d}_{ch}.tif").astype(np.float32)
-            img = img[128:384, 128:384]
+            img = w2s_clean(data, fov, ch)[128:384, 128:384]
             for name, noisy in (
-                ("still20", lambda c: read(c, 20.0)),
-                ("still200", lambda c: read(c, 200.0)),
-                ("still-mild-correlation", mild),
+                ("still20", lambda c: poisson_read(rng, c, 20.0)),
+                ("still200", lambda c: poisson_read(rng, c, 200.0)),
+                ("still-mild-correlation", lambda c: smoothed_poisson(rng, c, 60.0, 0.5)),
             ):
                 stack = np.stack([noisy(img) for _ in range(4)])
                 yield f"w2s/fov{fov:03d}_{ch}/{name}", (stack, np.stack([img] * 4), 255.0, None)
+
+
+def w2s_clean(data: Path, fov: int, ch: int) -> np.ndarray:
+    """A W2S ground truth (400-frame average, 512 x 512, 0-255) as float32."""
+    root = data / "W2S_8bit_subset" / "images_avg400_8bit"
+    return load_image(root / f"target_avg400_{fov:03d}_{ch}.tif").astype(np.float32)
+
+
+def poisson(rng, clean: np.ndarray, photons: float) -> np.ndarray:
+    """``clean`` (0-255) under Poisson noise of ``photons`` at 255."""
+    return rng.poisson(np.clip(clean, 0, None) / 255 * photons) / photons * 255
+
+
+def poisson_read(rng, clean: np.ndarray, photons: float) -> np.ndarray:
+    """:func:`poisson` plus Gaussian read noise of 2 grey levels, float32."""
+    return (poisson(rng, clean, photons) + rng.normal(0, 2, clean.shape)).astype(np.float32)
 
 
 def smoothed_poisson(rng, clean: np.ndarray, photons: float, width: float) -> np.ndarray:
@@ -165,7 +169,7 @@ def smoothed_poisson(rng, clean: np.ndarray, photons: float, width: float) -> np
     variance."""
     from scipy.ndimage import gaussian_filter
 
-    n = rng.poisson(np.clip(clean, 0, None) / 255 * photons) / photons * 255 - clean
+    n = poisson(rng, clean, photons) - clean
     m = gaussian_filter(n, width)
     return (clean + m * (np.std(n) / np.std(m))).astype(np.float32)
 
@@ -188,7 +192,6 @@ def correlated_val(data: Path):
     brought back to its variance."""
     from scipy.ndimage import gaussian_filter
 
-    root = data / "W2S_8bit_subset" / "images_avg400_8bit"
     rng = np.random.default_rng(7)
 
     def noisy(clean):
@@ -196,10 +199,9 @@ def correlated_val(data: Path):
 
     for fov in (9, 10):
         for ch in (0, 1, 2):
-            full = load_image(root / f"target_avg400_{fov:03d}_{ch}.tif").astype(np.float32)
+            full = w2s_clean(data, fov, ch)
             img = full[128:384, 128:384]
-            other = load_image(root / f"target_avg400_{fov:03d}_{(ch + 1) % 3}.tif")
-            other = other.astype(np.float32)[128:384, 128:384]
+            other = w2s_clean(data, fov, (ch + 1) % 3)[128:384, 128:384]
             cases = {
                 "still": np.stack([img] * 7),
                 "drift2": np.stack([full[122 + 2 * t : 378 + 2 * t, 128:384] for t in range(7)]),
@@ -223,11 +225,10 @@ def synthetic_motion_val(data: Path):
     made-up images."""
     from scipy.ndimage import gaussian_filter
 
-    root = data / "W2S_8bit_subset" / "images_avg400_8bit"
     rng = np.random.default_rng(1)
     yy, xx = np.mgrid[:256, :256]
     for fov in (9, 10):
-        img = load_image(root / f"target_avg400_{fov:03d}_1.tif").astype(np.float32)
+        img = w2s_clean(data, fov, 1)
         img = img[128:384, 128:384] / 255.0
         cells = [
             (rng.uniform(60, 196, 2), rng.uniform(0, 2 * np.pi), rng.uniform(2, 4))
@@ -261,12 +262,10 @@ def synthetic_motion_val(data: Path):
 def synthetic_val(data: Path):
     from scipy.ndimage import fourier_shift, gaussian_filter
 
-    root = data / "W2S_8bit_subset" / "images_avg400_8bit"
     rng = np.random.default_rng(0)
     for fov in (9, 10):
         for ch in (0, 1, 2):
-            img = load_image(root / f"target_avg400_{fov:03d}_{ch}.tif").astype(np.float32)
-            img = img[128:384, 128:384]
+            img = w2s_clean(data, fov, ch)[128:384, 128:384]
             cases = {}
             for sigma in (0.6, 1.2):
                 cases[f"z{sigma:g}"] = np.stack(
@@ -277,9 +276,7 @@ def synthetic_val(data: Path):
                 [np.real(np.fft.ifft2(fourier_shift(np.fft.fft2(img), s))) for s in shifts]
             )
             for name, clean in cases.items():
-                photons = 120.0
-                noisy = rng.poisson(np.clip(clean, 0, None) / 255 * photons) / photons * 255
-                noisy = (noisy + rng.normal(0, 2, clean.shape)).astype(np.float32)
+                noisy = poisson_read(rng, clean, 120.0)
                 yield f"w2s/fov{fov:03d}_{ch}/{name}", (noisy, clean, 255.0, None)
 
 
