@@ -161,3 +161,21 @@ def test_rewriting_the_report_keeps_the_sections_other_scripts_wrote(tmp_path, m
     REPORT.rewrite_markdown(tmp_path / "benchmarks.json")
     text = doc.read_text()
     assert text.startswith("# new report") and kept in text and "old text" not in text
+
+
+def test_the_checked_in_report_keeps_every_section_when_the_bench_rewrites_it(tmp_path):
+    """``napari-denoise bench`` rewrites docs/benchmarks.md from its JSON and keeps only
+    the marked sections of other scripts: a section written there by hand without markers
+    (the stacks section) was dropped by a bench run. Every heading must survive."""
+    import shutil
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    for path in [docs / "benchmarks.md", *docs.glob("*.json")]:  # the report reads them
+        shutil.copy(path, tmp_path / path.name)
+    before = [
+        ln for ln in (tmp_path / "benchmarks.md").read_text().splitlines() if ln.startswith("#")
+    ]
+    REPORT.rewrite_markdown(tmp_path / "benchmarks.json")
+    after = (tmp_path / "benchmarks.md").read_text().splitlines()
+    assert [h for h in before if h not in after] == []
